@@ -1,0 +1,70 @@
+"""koyeb_analytics: the Koyeb instance API in pandas and Jupyter.
+
+Load instances and instance events as typed DataFrames, with a local simulator of the
+API for demos, notebooks and tests.
+
+Examples
+--------
+>>> import koyeb_analytics as ka
+>>> with ka.simulate(seed=7, days=2, services=3) as sim:
+...     inst = ka.load_instances(sim.client(), window="24h", progress=False)
+>>> "status" in inst
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .client import KoyebClient
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    IncompleteListingError,
+    KoyebError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+from .loaders import get_instance, load_events, load_instances
+from .pagination import PaginationWarning
+from .schema import STATUSES
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "IncompleteListingError",
+    "KoyebClient",
+    "KoyebError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "PaginationWarning",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "STATUSES",
+    "ServerError",
+    "Simulator",
+    "TransportError",
+    "get_instance",
+    "load_events",
+    "load_instances",
+    "simulate",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The simulator pulls in aiohttp: import it only when asked for.
+    if name in ("simulate", "Simulator"):
+        from . import simulator
+
+        return getattr(simulator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

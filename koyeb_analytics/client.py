@@ -1,0 +1,241 @@
+"""KoyebClient: one request path with auth, timeouts, retries and error mapping."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .errors import ConfigurationError, MalformedResponseError, TransportError, error_class
+
+log = logging.getLogger("koyeb_analytics")
+
+DEFAULT_BASE_URL = "https://app.koyeb.com"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """Adds the bearer token to each request; its repr never shows the token."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self._token}"
+        return r
+
+    def __repr__(self) -> str:
+        return "<bearer token hidden>"
+
+
+def _read_cli_config(path: Path) -> dict[str, str]:
+    """Read the flat ``key: value`` YAML the Koyeb CLI writes (token, url, …)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if ":" not in line or line.lstrip().startswith("#") or line.startswith((" ", "\t")):
+            continue
+        key, _, value = line.partition(":")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def discover_credentials() -> tuple[str, str | None]:
+    """Find a token and base URL the way the Koyeb tools do.
+
+    The token comes from ``KOYEB_TOKEN``, then ``KOYEB_API_TOKEN``, then the CLI config
+    file (``$KOYEB_CONFIG`` or ``~/.koyeb.yaml``, key ``token``). The base URL comes from
+    ``KOYEB_URL``, then the config file's ``url``, else ``None`` (the default).
+
+    Raises
+    ------
+    ConfigurationError
+        When no token is found; the message says where it looked.
+    """
+    config_path = Path(os.environ.get("KOYEB_CONFIG") or Path.home() / ".koyeb.yaml")
+    config: dict[str, str] = {}
+    config_note = "not found"
+    if config_path.is_file():
+        try:
+            config = _read_cli_config(config_path)
+            config_note = "no 'token' key" if not config.get("token") else "found"
+        except (OSError, UnicodeDecodeError) as exc:
+            config_note = f"unreadable ({type(exc).__name__})"
+    token = (os.environ.get("KOYEB_TOKEN") or os.environ.get("KOYEB_API_TOKEN")
+             or config.get("token"))
+    if not token:
+        raise ConfigurationError(
+            "no Koyeb API token found: looked in $KOYEB_TOKEN, $KOYEB_API_TOKEN and the "
+            f"CLI config file {config_path} ({config_note}). Set KOYEB_TOKEN, or use "
+            "ka.simulate() to work without an account."
+        )
+    base_url = os.environ.get("KOYEB_URL") or config.get("url") or None
+    return token, base_url
+
+
+class KoyebClient:
+    """A client for the Koyeb instance API.
+
+    Every call goes through one request path that adds the bearer token, a timeout,
+    retries (GETs only, on 429/502/503/504 and connection errors, honouring
+    ``Retry-After``, exponential backoff with jitter) and maps failures onto the
+    :class:`~koyeb_analytics.errors.KoyebError` tree. The token never appears in a
+    repr, a log line or an error message.
+
+    Parameters
+    ----------
+    token
+        A Koyeb API token. ``None`` looks it up like :meth:`from_env`.
+    base_url
+        API root; defaults to ``https://app.koyeb.com``.
+    timeout
+        Seconds to wait for a connection and for each read.
+    max_retries
+        Retries of one request before its error is raised.
+    backoff_factor, backoff_max
+        Exponential backoff between retries: ``backoff_factor * 2**n`` seconds (plus
+        jitter), at most ``backoff_max``.
+    concurrency
+        How many pages or instances the loaders fetch at once (1: sequentially).
+    session
+        A ``requests.Session`` to use; the retry adapter is mounted on it.
+
+    Examples
+    --------
+    >>> client = KoyebClient.from_env()        # doctest: +SKIP
+    >>> client.get("/v1/instances", {"limit": 1})["count"]   # doctest: +SKIP
+    42
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        backoff_factor: float = 0.5,
+        backoff_max: float = 30.0,
+        concurrency: int = 4,
+        session: requests.Session | None = None,
+    ) -> None:
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ValueError("token must be a non-empty string")
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        if not timeout or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if token is None:
+            token, found_url = discover_credentials()
+            base_url = base_url or found_url
+        base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self.base_url = base_url
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.concurrency = concurrency
+        self._auth = _BearerAuth(token)
+        self._token = token
+        retry = Retry(
+            total=max_retries, connect=max_retries, read=max_retries, status=max_retries,
+            other=0, allowed_methods=frozenset({"GET"}), status_forcelist=RETRY_STATUSES,
+            backoff_factor=backoff_factor, backoff_max=backoff_max,
+            backoff_jitter=backoff_factor, respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        self.session = session or requests.Session()
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=4,
+                              pool_maxsize=max(concurrency, 10))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.setdefault("Accept", "application/json")
+        self.session.headers["User-Agent"] = "koyeb-analytics"
+
+    @classmethod
+    def from_env(cls, **options: Any) -> KoyebClient:
+        """Build a client from ``KOYEB_TOKEN``/``KOYEB_API_TOKEN`` or the CLI config file.
+
+        Raises :class:`~koyeb_analytics.errors.ConfigurationError` naming the places it
+        looked when no token is found.
+        """
+        token, base_url = discover_credentials()
+        options.setdefault("base_url", base_url)
+        return cls(token, **options)
+
+    def __repr__(self) -> str:
+        return (f"KoyebClient(base_url={self.base_url!r}, token=<hidden>, "
+                f"concurrency={self.concurrency})")
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.session.close()
+
+    def __enter__(self) -> KoyebClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "<hidden>") if self._token else text
+
+    def get(self, path: str, params: Params | None = None) -> dict[str, Any]:
+        """GET ``path`` (e.g. ``/v1/instances``) and return the decoded JSON object.
+
+        List values in ``params`` are sent as repeated keys, as the API expects.
+        """
+        url = self.base_url + path
+        started = time.perf_counter()
+        try:
+            resp = self.session.get(url, params=params, auth=self._auth, timeout=self.timeout)
+            content = resp.content
+        except requests.RequestException as exc:
+            log.debug("GET %s failed: %s", path, type(exc).__name__)
+            raise TransportError(self._scrub(f"GET {path} failed: {type(exc).__name__}: {exc}")
+                                 ) from None
+        log.debug("GET %s -> %s (%d bytes, %.1f ms)", path, resp.status_code, len(content),
+                  (time.perf_counter() - started) * 1000)
+        if resp.status_code >= 400:
+            raise self._api_error(resp.status_code, content, path)
+        try:
+            data = json.loads(content)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            snippet = self._scrub(content[:200].decode("utf-8", "replace"))
+            raise MalformedResponseError(
+                f"GET {path} returned {resp.status_code} with a body that is not a JSON "
+                f"object ({len(content)} bytes, starting {snippet!r})",
+                status=resp.status_code, body=snippet)
+        return data
+
+    def _api_error(self, status: int, content: bytes, path: str) -> Exception:
+        code, message, fields = "", "", []
+        try:
+            body = json.loads(content) if content else None
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            raw_code = body.get("code", "")
+            code = raw_code if isinstance(raw_code, str) else str(raw_code)
+            message = str(body.get("message") or "")
+            fields = body.get("fields") if isinstance(body.get("fields"), list) else []
+        elif status == 429:
+            code, message = "rate_limit_exceeded", "Rate limit exceeded"
+        elif content:
+            message = "non-JSON error body: " + content[:120].decode("utf-8", "replace").strip()
+        cls = error_class(status)
+        return cls(status, self._scrub(code), self._scrub(message), fields, path=path)

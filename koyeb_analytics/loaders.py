@@ -1,0 +1,482 @@
+"""Loaders: instance and event listings as typed DataFrames.
+
+Each loader validates its arguments before any request, collects rows page by page
+(deduplicated by id), builds the frame once, applies the schema from
+:mod:`koyeb_analytics.schema`, and records in ``df.attrs`` what was asked and read.
+A listing that fails part way raises
+:class:`~koyeb_analytics.errors.IncompleteListingError` carrying the rows received.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from .client import KoyebClient
+from .errors import IncompleteListingError, KoyebError, NotFoundError
+from .pagination import MAX_LIMIT, Page, PageStats, count_pages, has_next_pages
+from .schema import (
+    EVENT_COLUMNS,
+    INSTANCE_COLUMNS,
+    INSTANCE_DETAIL_COLUMNS,
+    STATUSES,
+    TERMINAL_STATUSES,
+    build_frame,
+)
+from .timewindow import TimeLike, TimeWindow, WindowLike, resolve_window, to_rfc3339, utcnow
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                   r"[0-9a-fA-F]{12}$")
+# Query strings longer than this risk a 414 from proxies; id lists are split to fit.
+MAX_QUERY_CHARS = 6000
+# Low-cardinality columns whose strings are shared while collecting, to bound memory.
+_SHARED = frozenset({"organization_id", "app_id", "service_id", "regional_deployment_id",
+                     "type", "region", "datacenter", "status", "message", "instance_id",
+                     "xyz_deployment_id"})
+
+
+class _Collector:
+    """Accumulates rows column by column, dropping repeated ids."""
+
+    def __init__(self, schema: dict[str, str]) -> None:
+        self.schema = schema
+        self.columns: dict[str, list[Any]] = {c: [] for c in schema}
+        self.extra: dict[str, list[Any]] = {}
+        self.ids: set[str] = set()
+        self.duplicates = 0
+        self.rows = 0
+        self._shared: dict[str, dict[Any, Any]] = {c: {} for c in schema if c in _SHARED}
+
+    def count_new(self, page: Page) -> int:
+        return sum(1 for r in page if r.get("id") is None or r.get("id") not in self.ids)
+
+    def add(self, page: Page) -> None:
+        known = self.schema.keys()
+        for row in page:
+            if not isinstance(row, dict):
+                continue
+            rid = row.get("id")
+            if rid is not None:
+                if rid in self.ids:
+                    self.duplicates += 1
+                    continue
+                self.ids.add(rid)
+            for name, values in self.columns.items():
+                value = row.get(name)
+                shared = self._shared.get(name)
+                if shared is not None and isinstance(value, str):
+                    value = shared.setdefault(value, value)
+                values.append(value)
+            for name in row.keys() - known:
+                self.extra.setdefault(name, [None] * self.rows).append(row[name])
+            self.rows += 1
+            for values in self.extra.values():
+                if len(values) < self.rows:
+                    values.append(None)
+
+    def frame(self) -> pd.DataFrame:
+        return build_frame(self.columns, self.schema, self.extra)
+
+
+def _check_str(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
+    if statuses is None:
+        return list(STATUSES)
+    if isinstance(statuses, str):
+        statuses = [statuses]
+    out = []
+    for s in statuses:
+        if not isinstance(s, str) or s.upper() not in STATUSES:
+            raise ValueError(f"statuses: unknown status {s!r}; expected some of "
+                             f"{', '.join(STATUSES)}")
+        out.append(s.upper())
+    if not out:
+        raise ValueError("statuses must name at least one status (None means all eight)")
+    return list(dict.fromkeys(out))
+
+
+def _check_ids(name: str, values: Iterable[str] | str | None) -> list[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for v in values:
+        if not isinstance(v, str) or not v:
+            raise TypeError(f"{name} must hold non-empty strings, got {v!r}")
+        out.append(v)
+    return list(dict.fromkeys(out))
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _attrs(df: pd.DataFrame, client: KoyebClient, query: dict[str, Any], stats: PageStats,
+           collector: _Collector, fetched_at: pd.Timestamp) -> pd.DataFrame:
+    df.attrs.update({
+        "source": client.base_url,
+        "query": query,
+        "fetched_at": fetched_at,
+        "pages": stats.pages,
+        "rows_received": stats.rows,
+        "duplicates_dropped": collector.duplicates,
+        "notes": list(stats.notes),
+    })
+    return df
+
+
+def _collect(pages: Iterator[Page], collector: _Collector, finish: Callable[[], pd.DataFrame],
+             what: str, stats: PageStats) -> None:
+    try:
+        for page in pages:
+            collector.add(page)
+    except KoyebError as exc:
+        raise IncompleteListingError(what, finish(), stats.pages, exc) from exc
+
+
+def _window_query(window: TimeWindow) -> dict[str, Any]:
+    return {k: v for k, v in window.as_dict().items() if v is not None}
+
+
+def load_instances(
+    client: KoyebClient,
+    *,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    window: WindowLike | None = None,
+    statuses: Iterable[str] | str | None = None,
+    app_id: str | None = None,
+    service_id: str | None = None,
+    deployment_id: str | None = None,
+    regional_deployment_id: str | None = None,
+    allocation_id: str | None = None,
+    replica_index: int | None = None,
+    details: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Load every instance, of every status, as a DataFrame.
+
+    Parameters
+    ----------
+    client
+        A :class:`KoyebClient` (``sim.client()`` for the simulator).
+    since, until, window
+        Keep instances whose life overlaps ``[since, until)``; ``window="24h"`` means
+        the last 24 hours. Sent to the API as ``starting_time``/``ending_time`` and
+        applied again here.
+    statuses
+        Statuses to list; all eight by default (the Koyeb CLI hides STOPPED, ERROR and
+        SLEEPING).
+    app_id, service_id, deployment_id, regional_deployment_id, allocation_id, replica_index
+        Exact filters, passed to the API.
+    details
+        Also fetch every instance (concurrently) for ``hypervisor``, ``started_at``,
+        ``succeeded_at`` and ``terminated_at``, which listings lack.
+    progress
+        Show a progress bar when the listing spans more than a few pages.
+
+    Returns
+    -------
+    DataFrame
+        One row per instance, sorted by ``created_at`` then ``id``; see
+        :data:`koyeb_analytics.schema.INSTANCE_COLUMNS`. ``df.attrs`` holds the query,
+        ``fetched_at``, pages read and duplicates dropped.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     df = ka.load_instances(sim.client(), window="12h", progress=False)
+    >>> str(df["status"].dtype)
+    'category'
+    """
+    tw = resolve_window(since, until, window)
+    status_list = _check_statuses(statuses)
+    filters = {name: _check_str(name, value) for name, value in (
+        ("app_id", app_id), ("service_id", service_id), ("deployment_id", deployment_id),
+        ("regional_deployment_id", regional_deployment_id), ("allocation_id", allocation_id))}
+    if replica_index is not None:
+        if not isinstance(replica_index, int) or isinstance(replica_index, bool) \
+                or replica_index < 0:
+            raise ValueError(f"replica_index must be a non-negative integer, got {replica_index!r}")
+    _check_bool("details", details)
+    _check_bool("progress", progress)
+
+    params: list[tuple[str, str]] = [(k, v) for k, v in filters.items() if v is not None]
+    if replica_index is not None:
+        params.append(("replica_index", str(replica_index)))
+    params += [("statuses", s) for s in status_list]
+    if tw.since is not None:
+        params.append(("starting_time", to_rfc3339(tw.since)))
+    if tw.until is not None:
+        params.append(("ending_time", to_rfc3339(tw.until)))
+    params.append(("order", "asc"))  # new rows land at the end: offsets stay stable
+    query: dict[str, Any] = {**{k: v for k, v in filters.items() if v is not None},
+                             "statuses": status_list, **_window_query(tw)}
+    if replica_index is not None:
+        query["replica_index"] = replica_index
+
+    def fetch(offset: int, limit: int) -> dict[str, Any]:
+        return client.get("/v1/instances",
+                          params + [("limit", str(limit)), ("offset", str(offset))])
+
+    schema = dict(INSTANCE_COLUMNS)
+    if details:
+        schema.update(INSTANCE_DETAIL_COLUMNS)
+    collector = _Collector(INSTANCE_COLUMNS)
+    stats = PageStats()
+    fetched_at = utcnow()
+
+    def finish(df: pd.DataFrame | None = None) -> pd.DataFrame:
+        if df is None:
+            df = collector.frame()
+            if details:
+                df = pd.concat([df, build_frame({}, INSTANCE_DETAIL_COLUMNS)
+                                .reindex(df.index)], axis=1)
+        df = _filter_instances(df, tw)
+        return _attrs(df, client, query, stats, collector, fetched_at)
+
+    _collect(count_pages(fetch, "instances", concurrency=client.concurrency, stats=stats,
+                         progress=progress, desc="instances"),
+             collector, finish, "/v1/instances", stats)
+    df = collector.frame()
+    if details:
+        df = _hydrate(client, df, progress, finish)
+    return finish(df)
+
+
+def _filter_instances(df: pd.DataFrame, tw: TimeWindow) -> pd.DataFrame:
+    """Keep instances whose life overlaps the window, sorted by creation."""
+    keep = pd.Series(True, index=df.index)
+    if tw.until is not None:
+        keep &= ~(df["created_at"] >= tw.until)
+    if tw.since is not None:
+        end = df["updated_at"].where(df["status"].isin(TERMINAL_STATUSES))
+        if "terminated_at" in df:
+            end = df["terminated_at"].fillna(end)
+        keep &= ~(end < tw.since)
+    out = df[keep].sort_values(["created_at", "id"], kind="stable", na_position="last")
+    return out.reset_index(drop=True)
+
+
+def _hydrate(client: KoyebClient, df: pd.DataFrame, progress: bool,
+             finish: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """Add the detail columns by fetching each instance, ``client.concurrency`` at a time."""
+    ids = df["id"].tolist()
+    details: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
+
+    def one(iid: str) -> tuple[str, dict[str, Any] | None]:
+        try:
+            return iid, client.get(f"/v1/instances/{quote(iid, safe='')}").get("instance") or {}
+        except NotFoundError:
+            return iid, None
+
+    def merged() -> pd.DataFrame:
+        cols = {c: [details.get(i, {}).get(c) for i in ids] for c in INSTANCE_DETAIL_COLUMNS}
+        extra = build_frame(cols, INSTANCE_DETAIL_COLUMNS)
+        return pd.concat([df.reset_index(drop=True), extra], axis=1)
+
+    bar = None
+    if progress and len(ids) > 100:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(ids), desc="instance details", unit="instance", leave=False)
+    try:
+        with ThreadPoolExecutor(max_workers=client.concurrency) as pool:
+            for iid, body in pool.map(one, ids):
+                if body is None:
+                    missing.append(iid)
+                else:
+                    details[iid] = body
+                if bar is not None:
+                    bar.update(1)
+    except KoyebError as exc:
+        raise IncompleteListingError("/v1/instances/{id}", finish(merged()), 0, exc) from exc
+    finally:
+        if bar is not None:
+            bar.close()
+    out = merged()
+    if missing:
+        out.attrs["details_missing"] = missing
+    return out
+
+
+def _id_chunks(ids: list[str]) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for i in ids:
+        cost = len("&instance_ids=") + len(quote(i, safe=""))
+        if chunks[-1] and size + cost > MAX_QUERY_CHARS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(i)
+        size += cost
+    return chunks
+
+
+def load_events(
+    client: KoyebClient,
+    *,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    window: WindowLike | None = None,
+    instance_ids: Iterable[str] | str | None = None,
+    types: Iterable[str] | str | None = None,
+    expand_metadata: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Load instance events of a time window as a DataFrame.
+
+    The API has no time filter, so events are read newest first and the listing stops
+    at the first page that reaches back past ``since``: a short window reads only its
+    own pages (plus one), not the whole history.
+
+    Parameters
+    ----------
+    client
+        A :class:`KoyebClient`.
+    since, until, window
+        Keep events with ``since <= when < until``; ``window="1h"`` means the last hour.
+    instance_ids
+        Only these instances' events; long lists are split over several requests.
+    types
+        Only these event types (opaque strings; the real vocabulary is not public).
+    expand_metadata
+        Add one ``metadata_<key>`` column per metadata key (``metadata`` stays).
+    progress
+        Show a progress bar when the listing spans more than a few pages.
+
+    Returns
+    -------
+    DataFrame
+        One row per event, sorted by ``when`` then ``id``; see
+        :data:`koyeb_analytics.schema.EVENT_COLUMNS`.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     ev = ka.load_events(sim.client(), window="6h", progress=False)
+    >>> list(ev.columns[:3])
+    ['id', 'when', 'organization_id']
+    """
+    tw = resolve_window(since, until, window)
+    ids = _check_ids("instance_ids", instance_ids)
+    type_list = _check_ids("types", types)
+    _check_bool("expand_metadata", expand_metadata)
+    _check_bool("progress", progress)
+    if ids is not None and not ids:
+        raise ValueError("instance_ids is empty; pass None for every instance")
+
+    base: list[tuple[str, str]] = [("types", t) for t in type_list or []]
+    base.append(("order", "desc"))
+    query: dict[str, Any] = {**_window_query(tw)}
+    if ids is not None:
+        query["instance_ids"] = ids
+    if type_list is not None:
+        query["types"] = type_list
+    collector = _Collector(EVENT_COLUMNS)
+    stats = PageStats()
+    fetched_at = utcnow()
+    since_ts = tw.since
+
+    def stop(page: Page) -> bool:
+        if since_ts is None:
+            return False
+        oldest = page[-1].get("when") if isinstance(page[-1], dict) else None
+        try:
+            return oldest is not None and pd.Timestamp(oldest) < since_ts
+        except ValueError:
+            return False
+
+    def finish(df: pd.DataFrame | None = None) -> pd.DataFrame:
+        df = collector.frame() if df is None else df
+        keep = pd.Series(True, index=df.index)
+        if tw.since is not None:
+            keep &= df["when"] >= tw.since
+        if tw.until is not None:
+            keep &= df["when"] < tw.until
+        df = df[keep].sort_values(["when", "id"], kind="stable").reset_index(drop=True)
+        if expand_metadata:
+            df = _expand_metadata(df)
+        return _attrs(df, client, query, stats, collector, fetched_at)
+
+    def pages() -> Iterator[Page]:
+        for chunk in _id_chunks(ids) if ids is not None else [None]:
+            params = base + [("instance_ids", i) for i in chunk or []]
+
+            def fetch(offset: int, limit: int, params: list = params) -> dict[str, Any]:
+                return client.get("/v1/instance_events",
+                                  params + [("limit", str(limit)), ("offset", str(offset))])
+
+            yield from has_next_pages(fetch, "events", limit=MAX_LIMIT, stats=stats,
+                                      progress=progress, desc="events", stop=stop,
+                                      seen=collector.count_new)
+
+    _collect(pages(), collector, finish, "/v1/instance_events", stats)
+    return finish()
+
+
+def _expand_metadata(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df
+    meta = pd.json_normalize([m if isinstance(m, dict) else {} for m in df["metadata"]],
+                             sep="_")
+    meta.columns = [f"metadata_{c}" for c in meta.columns]
+    meta.index = df.index
+    return pd.concat([df, meta.drop(columns=[c for c in meta if c in df])], axis=1)
+
+
+def get_instance(client: KoyebClient, instance_id: str) -> pd.Series:
+    """Fetch one instance with every field (lifecycle timestamps included).
+
+    Parameters
+    ----------
+    client
+        A :class:`KoyebClient`.
+    instance_id
+        The full instance id (a UUID).
+
+    Returns
+    -------
+    Series
+        Indexed by the instance columns plus ``hypervisor``, ``started_at``,
+        ``succeeded_at`` and ``terminated_at``; named after the id.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     c = sim.client()
+    ...     iid = ka.load_instances(c, progress=False)["id"][0]
+    ...     row = ka.get_instance(c, iid)
+    >>> row["id"] == iid
+    True
+    """
+    if not isinstance(instance_id, str):
+        raise TypeError(f"instance_id must be a string, got {type(instance_id).__name__}")
+    if not _UUID.match(instance_id):
+        raise ValueError(f"instance_id must be a full instance id (a UUID), got {instance_id!r}")
+    body = client.get(f"/v1/instances/{quote(instance_id, safe='')}").get("instance") or {}
+    schema = {**INSTANCE_COLUMNS, **INSTANCE_DETAIL_COLUMNS}
+    collector = _Collector(schema)
+    collector.add([body])
+    row = collector.frame().iloc[0]
+    row.name = instance_id
+    return row

@@ -1,0 +1,227 @@
+"""Generators over the API's limit/offset pages: count style and has_next style.
+
+Both are lazy, adopt the ``limit`` the server echoes (a server that silently caps it
+is still read to the end), stop on ``count``, ``has_next`` or a short page, and never
+loop forever: a page that brings nothing new ends the loop with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_LIMIT = 100
+Page = list[dict[str, Any]]
+Fetch = Callable[[int, int], dict[str, Any]]
+
+
+class PaginationWarning(UserWarning):
+    """A listing ended early because the server's paging did not add up."""
+
+
+@dataclass
+class PageStats:
+    """What a listing read: pages, rows, and the anomalies it noticed."""
+
+    pages: int = 0
+    rows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.notes.append(message)
+        warnings.warn(message, PaginationWarning, stacklevel=4)
+
+
+class _Progress:
+    """A tqdm.auto bar that only appears once a listing spans more than a few pages."""
+
+    THRESHOLD = 3
+
+    def __init__(self, enabled: bool, desc: str) -> None:
+        self.enabled = enabled
+        self.desc = desc
+        self.bar: Any = None
+        self.done = 0
+
+    def start(self, total: int | None) -> None:
+        if self.enabled and self.bar is None and (total is None or total > self.THRESHOLD):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="page", leave=False)
+            self.bar.update(self.done)
+
+    def update(self, total_known: bool) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif not total_known and self.done > self.THRESHOLD:
+            self.start(None)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _items(reply: dict[str, Any], key: str, what: str) -> Page:
+    items = reply.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        from .errors import MalformedResponseError
+
+        raise MalformedResponseError(f"{what}: '{key}' is {type(items).__name__}, not a list")
+    return items
+
+
+def _echoed_limit(reply: dict[str, Any], asked: int) -> int:
+    echoed = reply.get("limit")
+    if isinstance(echoed, int) and not isinstance(echoed, bool) and 0 < echoed < asked:
+        return echoed
+    return asked
+
+
+def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: int = 1,
+                stats: PageStats | None = None, progress: bool = True,
+                desc: str = "pages") -> Iterator[Page]:
+    """Yield the pages of a listing whose replies carry a total ``count``.
+
+    The first page is read alone; the remaining ones are fetched ``concurrency`` at a
+    time and yielded as they arrive. Rows added while paging (the ``count`` grew) are
+    read from the end afterwards. On a failure, pages already received are yielded
+    before the error propagates.
+    """
+    stats = stats if stats is not None else PageStats()
+    bar = _Progress(progress, desc)
+    try:
+        first = fetch(0, limit)
+        page = _items(first, key, desc)
+        limit = _echoed_limit(first, limit)
+        stats.pages += 1
+        stats.rows += len(page)
+        yield page
+        count = first.get("count")
+        if not isinstance(count, int) or isinstance(count, bool):
+            # No usable count: fall back to reading until a short page.
+            yield from _sequential(fetch, key, len(page), limit, stats, bar, desc)
+            return
+        offsets = list(range(limit, count, limit)) if len(page) >= limit else []
+        bar.start(len(offsets) + 1)
+        bar.update(True)
+        latest = count
+        if concurrency <= 1 or len(offsets) <= 1:
+            for offset in offsets:
+                reply = fetch(offset, limit)
+                got = _items(reply, key, desc)
+                stats.pages += 1
+                stats.rows += len(got)
+                bar.update(True)
+                latest = max(latest, reply.get("count") or 0)
+                if not got:
+                    stats.warn(f"{desc}: the server claims {count} rows but page at offset "
+                               f"{offset} is empty; stopping")
+                    return
+                yield got
+        else:
+            for reply in _concurrent(fetch, offsets, limit, concurrency):
+                got = _items(reply, key, desc)
+                stats.pages += 1
+                stats.rows += len(got)
+                bar.update(True)
+                latest = max(latest, reply.get("count") or 0)
+                yield got
+        end = (offsets[-1] + limit) if offsets else limit
+        if latest > end:
+            # Rows appeared while paging; with ascending order they are at the end.
+            yield from _sequential(fetch, key, end, limit, stats, bar, desc)
+    finally:
+        bar.close()
+
+
+def _concurrent(fetch: Fetch, offsets: list[int], limit: int,
+                concurrency: int) -> Iterator[dict[str, Any]]:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="koyeb-page")
+    pending: set[Future[dict[str, Any]]] = set()
+    try:
+        pending = {pool.submit(fetch, off, limit) for off in offsets}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            for fut in done:
+                if fut.exception() is None:
+                    yield fut.result()
+            if failed:
+                for fut in pending:
+                    fut.cancel()
+                # Keep what was already in flight, then report the first failure.
+                finished, _ = wait([f for f in pending if not f.cancelled()])
+                for fut in finished:
+                    if fut.exception() is None:
+                        yield fut.result()
+                raise failed[0].exception()  # type: ignore[misc]
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _sequential(fetch: Fetch, key: str, offset: int, limit: int, stats: PageStats,
+                bar: _Progress, desc: str) -> Iterator[Page]:
+    while True:
+        reply = fetch(offset, limit)
+        page = _items(reply, key, desc)
+        stats.pages += 1
+        stats.rows += len(page)
+        bar.update(False)
+        if not page:
+            return
+        yield page
+        offset += len(page)
+        if len(page) < limit:
+            return
+
+
+def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
+                   stats: PageStats | None = None, progress: bool = True,
+                   desc: str = "pages",
+                   stop: Callable[[Page], bool] | None = None,
+                   seen: Callable[[Page], int] | None = None) -> Iterator[Page]:
+    """Yield the pages of a listing whose replies carry ``has_next``, in order.
+
+    The next offset is the number of rows received so far. ``stop(page)`` returning
+    true ends the listing after that page (used to stop at the start of a time window).
+    ``seen(page)`` returns how many of the page's rows are new; a page with none ends
+    the listing with a warning, so a server that keeps claiming more cannot loop us.
+    """
+    stats = stats if stats is not None else PageStats()
+    bar = _Progress(progress, desc)
+    offset = 0
+    try:
+        while True:
+            reply = fetch(offset, limit)
+            page = _items(reply, key, desc)
+            limit = _echoed_limit(reply, limit)
+            stats.pages += 1
+            stats.rows += len(page)
+            bar.update(False)
+            has_next = reply.get("has_next")
+            if not page:
+                if has_next:
+                    stats.warn(f"{desc}: the server says has_next but sent an empty page at "
+                               f"offset {offset}; stopping")
+                return
+            fresh = seen(page) if seen is not None else len(page)
+            yield page
+            if fresh == 0:
+                stats.warn(f"{desc}: the page at offset {offset} repeated rows already "
+                           "received; stopping")
+                return
+            if stop is not None and stop(page):
+                return
+            if has_next is False or (has_next is None and len(page) < limit):
+                return
+            offset += len(page)
+    finally:
+        bar.close()

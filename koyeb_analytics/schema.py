@@ -1,0 +1,105 @@
+"""Column names and dtypes of every frame the loaders return.
+
+Timestamps are tz-aware UTC at microsecond resolution, ``status`` is a categorical in
+lifecycle order, ids are full strings. Fields the API adds later are kept as extra
+columns after the known ones; known fields a reply lacks become NaN/NaT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+STATUSES: tuple[str, ...] = (
+    "ALLOCATING", "STARTING", "HEALTHY", "UNHEALTHY", "STOPPING", "STOPPED", "ERROR",
+    "SLEEPING",
+)
+"""The API's eight instance statuses, in lifecycle order."""
+
+RUNNING_STATUSES: tuple[str, ...] = ("ALLOCATING", "STARTING", "HEALTHY", "UNHEALTHY",
+                                     "STOPPING")
+"""The statuses the console counts as running (and the CLI lists by default)."""
+
+TERMINAL_STATUSES: tuple[str, ...] = ("STOPPED", "ERROR")
+
+TIME_DTYPE = "datetime64[us, UTC]"
+
+# kind of each column: "str", "time", "int", "status", "object"
+INSTANCE_COLUMNS: dict[str, str] = {
+    "id": "str",
+    "created_at": "time",
+    "updated_at": "time",
+    "organization_id": "str",
+    "app_id": "str",
+    "service_id": "str",
+    "regional_deployment_id": "str",
+    "allocation_id": "str",
+    "type": "str",
+    "replica_index": "int",
+    "region": "str",
+    "datacenter": "str",
+    "status": "status",
+    "messages": "object",
+    "xyz_deployment_id": "str",
+}
+INSTANCE_DETAIL_COLUMNS: dict[str, str] = {
+    "hypervisor": "str",
+    "started_at": "time",
+    "succeeded_at": "time",
+    "terminated_at": "time",
+}
+EVENT_COLUMNS: dict[str, str] = {
+    "id": "str",
+    "when": "time",
+    "organization_id": "str",
+    "instance_id": "str",
+    "type": "str",
+    "message": "str",
+    "metadata": "object",
+}
+
+
+def status_dtype(extra: Iterable[str] = ()) -> pd.CategoricalDtype:
+    """Return the ordered status categorical, with unknown statuses appended at the end."""
+    return pd.CategoricalDtype(list(STATUSES) + sorted(set(extra) - set(STATUSES)),
+                               ordered=True)
+
+
+def convert(values: list[Any], kind: str) -> Any:
+    """Convert one column's raw JSON values to its dtype."""
+    if kind == "str":
+        return pd.Series(values, dtype="str")
+    if kind == "time":
+        return pd.to_datetime(pd.Series(values, dtype=object), utc=True,
+                              format="ISO8601").astype(TIME_DTYPE)
+    if kind == "int":
+        return pd.Series(pd.array(values, dtype="Int64"))
+    if kind == "status":
+        seen = {v for v in set(values) if isinstance(v, str)}
+        return pd.Series(pd.Categorical(values, dtype=status_dtype(seen)))
+    return pd.Series(values, dtype=object)
+
+
+def build_frame(columns: Mapping[str, list[Any]], schema: Mapping[str, str],
+                extra: Mapping[str, list[Any]] | None = None) -> pd.DataFrame:
+    """Build a frame from column lists; known columns typed, extra ones after them.
+
+    Every list must have the same length; a known column that is absent from
+    ``columns`` is filled with missing values.
+    """
+    n = len(next(iter(columns.values()))) if columns else 0
+    data: dict[str, Any] = {}
+    for name, kind in schema.items():
+        values = columns.get(name)
+        data[name] = convert(values if values is not None else [None] * n, kind)
+    for name in sorted(extra or {}):
+        if name not in data:
+            data[name] = pd.Series((extra or {})[name])
+    return pd.DataFrame(data, index=pd.RangeIndex(n))
+
+
+def empty_frame(schema: Mapping[str, str]) -> pd.DataFrame:
+    """Return a frame with no rows and the full schema."""
+    return build_frame({}, schema)

@@ -1,0 +1,524 @@
+"""The simulator's HTTP server: the instance endpoints of the Koyeb API on loopback.
+
+Replies follow the Swagger subset in ``../shared/spec`` (every field emitted, ``null``
+when unset, RFC 3339 UTC timestamps with a ``Z``). Behaviours the public material
+leaves open (see ``koyeb-api-facts.md`` §13) are options of :class:`Simulator`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from aiohttp import web
+
+from .faults import FaultPlan, Faults
+from .fleet import Fleet, FleetConfig, to_us
+from .vocabulary import STATUS_MESSAGES, STATUSES
+
+_EPOCH = datetime(1970, 1, 1)
+_STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
+_INSTANCE_FILTERS = {
+    "app_id": "app",
+    "service_id": "service",
+    "deployment_id": "deployment",
+    "regional_deployment_id": "regional_deployment",
+    "allocation_id": "allocation",
+}
+
+
+def _ts(us: int) -> str:
+    # isoformat drops the fraction when it is zero: RFC 3339 allows 0 to 9 digits.
+    return (_EPOCH + timedelta(microseconds=int(us))).isoformat() + "Z"
+
+
+@dataclass
+class RequestRecord:
+    """One request the simulator received (the token is never recorded)."""
+
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    status: int = 0
+
+
+class _BadRequest(Exception):
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+class Simulator:
+    """A local Koyeb API: a seeded fleet served over HTTP on 127.0.0.1.
+
+    Parameters
+    ----------
+    seed, days, services, now
+        The fleet: its seed, how many days of history end at ``now``, how many services.
+        ``now`` defaults to the current time (to the second); pass it for runs that are
+        identical from one day to the next.
+    host, port
+        Where to listen. Only loopback addresses are accepted; port 0 picks a free one.
+    emit_nulls
+        Emit unset fields as ``null`` (what the evidence points to) or omit them.
+    default_order
+        Order of listings when the request names none (``"desc"`` or ``"asc"``).
+    limit_policy
+        ``"error"``: a limit outside 1..100 is a 400; ``"cap"``: it is clamped.
+    not_found_code
+        The ``code`` of a 404 body: ``"not_found"`` or ``"unknown_resource"``.
+    faults
+        Random faults (see :class:`Faults`); change ``sim.faults`` at run time too.
+    **fleet_options
+        More :class:`FleetConfig` fields (rates, outages, vocabulary).
+
+    Examples
+    --------
+    >>> with Simulator(seed=7) as sim:          # doctest: +SKIP
+    ...     client = sim.client()
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        days: float = 7,
+        services: int = 12,
+        now: datetime | pd.Timestamp | str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        emit_nulls: bool = True,
+        default_order: str = "desc",
+        limit_policy: str = "error",
+        not_found_code: str = "not_found",
+        faults: Faults | None = None,
+        **fleet_options: Any,
+    ) -> None:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ValueError(f"host must be a loopback address, got {host!r}")
+        if default_order not in ("asc", "desc"):
+            raise ValueError(f"default_order must be 'asc' or 'desc', got {default_order!r}")
+        if limit_policy not in ("error", "cap"):
+            raise ValueError(f"limit_policy must be 'error' or 'cap', got {limit_policy!r}")
+        if not_found_code not in ("not_found", "unknown_resource"):
+            raise ValueError(
+                f"not_found_code must be 'not_found' or 'unknown_resource', got {not_found_code!r}"
+            )
+        if isinstance(now, str):
+            now = pd.Timestamp(now)
+        if isinstance(now, pd.Timestamp):
+            now = (now if now.tzinfo else now.tz_localize("UTC")).to_pydatetime()
+        self.fleet = Fleet(FleetConfig(seed=seed, days=days, services=services, now=now,
+                                       **fleet_options))
+        self.host = host
+        self.port = port
+        self.emit_nulls = emit_nulls
+        self.default_order = default_order
+        self.limit_policy = limit_policy
+        self.not_found_code = not_found_code
+        self.faults = faults or Faults()
+        self._plan = FaultPlan(seed=seed)
+        self.requests: list[RequestRecord] = []
+        self._token = secrets.token_hex(32)  # 64 characters, like a personal access token
+        self._index: dict[str, int] | None = None
+        self._clock_us = self.fleet.now_us
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------ public
+    @property
+    def token(self) -> str:
+        """The bearer token this run accepts (fresh at every start)."""
+        return self._token
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running server, e.g. ``http://127.0.0.1:54321``."""
+        if self._thread is None:
+            raise RuntimeError("the simulator is not running; use start() or a with block")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def now(self) -> pd.Timestamp:
+        """The simulated present: history ends here."""
+        return pd.Timestamp(self.fleet.now_us * 1000, tz="UTC")
+
+    def __repr__(self) -> str:
+        state = f"url={self.url!r}" if self._thread else "stopped"
+        n = len(self.fleet.inst["id"])
+        return f"<Simulator {state} instances={n} events={len(self.fleet.ev['when'])}>"
+
+    def client(self, **options: Any) -> Any:
+        """Return a :class:`~koyeb_analytics.KoyebClient` pointed at this server."""
+        from ..client import KoyebClient
+
+        return KoyebClient(self._token, base_url=self.url, **options)
+
+    def truth_intervals(self) -> pd.DataFrame:
+        """Return the ground truth: instance_id, status, start, end of every span."""
+        with self._lock:
+            return self.fleet.truth_intervals()
+
+    def inject(self, kind: str, times: int | None = 1, *, after: int = 0,
+               path: str | None = None, body: str = "json") -> None:
+        """Plan a fault: skip ``after`` matching requests, then answer ``times`` with it.
+
+        ``kind`` is an HTTP status (``"429"``, ``"503"``, …) or ``"drop"``,
+        ``"malformed"``, ``"truncated"``, ``"text"``; ``times=None`` means forever;
+        ``path`` limits it to request paths starting with that prefix; ``body`` picks
+        the error body (``"json"``, ``"empty"`` or ``"text"``; 429 is always empty).
+        """
+        self._plan.add(kind, times, after, path, body)
+
+    def clear_faults(self) -> None:
+        """Remove planned faults and reset the random ones."""
+        self._plan.clear()
+        self.faults = Faults()
+
+    def add_instances(self, n: int = 1) -> list[str]:
+        """Create ``n`` new instances now (each ALLOCATING, with its event)."""
+        ids = []
+        with self._lock:
+            for _ in range(n):
+                self._clock_us = max(self._clock_us + 1_000, self.fleet.now_us)
+                idx = self.fleet.add_instance(self._clock_us)
+                ids.append(self.fleet.inst["id"][idx])
+            self._index = None
+        return ids
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Simulator:
+        """Start serving in a background thread; returns ``self``."""
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._serve())
+            except BaseException as exc:  # surfaced to the caller of start()
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="koyeb-simulator", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if errors:
+            self._thread = None
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and its thread."""
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _serve(self) -> None:
+        app = self.make_app()
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        self.port = sock.getsockname()[1]
+
+    def make_app(self) -> web.Application:
+        """Build the aiohttp application (routes and middlewares)."""
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/v1/instances", self._list_instances)
+        app.router.add_get("/v1/instances/{id}", self._get_instance)
+        app.router.add_get("/v1/instance_events", self._list_events)
+        return app
+
+    # ------------------------------------------------------------------ plumbing
+    def _error(self, status: int, code: str, message: str, **extra: Any) -> web.Response:
+        return web.json_response({"status": status, "code": code, "message": message, **extra},
+                                 status=status)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        record = RequestRecord(request.method, request.path, list(request.query.items()))
+        self.requests.append(record)
+        response = await self._dispatch(request, handler)
+        record.status = response.status
+        return response
+
+    async def _dispatch(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        if not secrets.compare_digest(auth.encode(), f"Bearer {self._token}".encode()):
+            return self._error(401, "authentication_error", "Request unauthenticated with bearer")
+        faults = self.faults
+        if faults.latency > 0:
+            await asyncio.sleep(faults.latency)
+        rng = self._plan.rng
+        planned = self._plan.take(request.path)
+        kind = planned.kind if planned else None
+        if kind is None:
+            draw = rng.random()
+            for name, rate in (("429", faults.rate_limit_rate), (str(faults.error_status),
+                               faults.error_rate), ("drop", faults.drop_rate),
+                               ("malformed", faults.malformed_rate)):
+                if draw < rate:
+                    kind = name
+                    break
+                draw -= rate
+        if kind is not None and kind not in ("malformed", "truncated", "text"):
+            return self._fault_response(request, kind, planned.body if planned else "json")
+        if faults.churn_per_request and request.path in ("/v1/instances", "/v1/instance_events"):
+            self.add_instances(faults.churn_per_request)
+        try:
+            response = await handler(request)
+        except _BadRequest as exc:
+            return self._error(400, "invalid_argument", "Invalid argument",
+                               fields=[{"field": exc.field, "description": exc.description}])
+        if kind is None or response.status != 200:
+            return response
+        body: bytes = response.body  # type: ignore[assignment]
+        if kind == "malformed":
+            return web.Response(body=body[: len(body) // 2], content_type="application/json")
+        if kind == "text":
+            return web.Response(text="upstream connect error", content_type="text/plain")
+        # truncated: promise the whole body, send half, hang up
+        stream = web.StreamResponse(headers={"Content-Type": "application/json",
+                                             "Content-Length": str(len(body))})
+        await stream.prepare(request)
+        await stream.write(body[: len(body) // 2])
+        if request.transport is not None:
+            request.transport.close()
+        return stream
+
+    def _fault_response(self, request: web.Request, kind: str, body: str) -> web.StreamResponse:
+        if kind == "drop":
+            if request.transport is not None:
+                request.transport.close()
+            raise ConnectionResetError("simulated dropped connection")
+        status = int(kind)
+        if status == 429:
+            headers = {}
+            if self.faults.retry_after is not None:
+                headers["Retry-After"] = f"{self.faults.retry_after:g}"
+            return web.Response(status=429, body=b"", headers=headers)
+        if body == "empty":
+            return web.Response(status=status, body=b"")
+        if body == "text":
+            return web.Response(status=status, text=f"<html><body>{status} upstream error"
+                                "</body></html>", content_type="text/html")
+        codes = {400: "invalid_argument", 401: "authentication_error",
+                 403: "authentication_required", 404: self.not_found_code}
+        messages = {401: "Request unauthenticated with bearer",
+                    403: "You don't have the requested permission to access to resource.",
+                    404: "Not found", 503: "Service unavailable"}
+        extra: dict[str, Any] = {}
+        if status == 400:
+            extra["fields"] = [{"field": "simulated", "description": "injected fault"}]
+        return self._error(status, codes.get(status, "api_error"),
+                           messages.get(status, "Internal server error"), **extra)
+
+    # ------------------------------------------------------------------ parsing
+    def _paging(self, q: Any) -> tuple[int, int, str]:
+        limit_s, offset_s = q.get("limit", "20"), q.get("offset", "0")
+        try:
+            limit = int(limit_s)
+        except ValueError:
+            raise _BadRequest("limit", f"must be an integer, got {limit_s!r}") from None
+        if not 1 <= limit <= 100:
+            if self.limit_policy == "error":
+                raise _BadRequest("limit", "must be a positive integer lower or equal to 100")
+            limit = min(max(limit, 1), 100)
+        try:
+            offset = int(offset_s)
+        except ValueError:
+            raise _BadRequest("offset", f"must be an integer, got {offset_s!r}") from None
+        if offset < 0:
+            raise _BadRequest("offset", "must be a non-negative integer")
+        order = q.get("order", self.default_order)
+        if order not in ("asc", "desc"):
+            raise _BadRequest("order", "must be 'asc' or 'desc'")
+        return limit, offset, order
+
+    @staticmethod
+    def _time(q: Any, name: str) -> int | None:
+        raw = q.get(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            raise _BadRequest(name, f"not an RFC 3339 date-time: {raw!r}") from None
+        if value.tzinfo is None:
+            raise _BadRequest(name, "an RFC 3339 date-time needs a time zone")
+        return to_us(value.astimezone(UTC))
+
+    def _id_index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {iid: i for i, iid in enumerate(self.fleet.inst["id"])}
+        return self._index
+
+    def _nullable(self, d: dict[str, Any], key: str, us: int) -> None:
+        if us >= 0:
+            d[key] = _ts(us)
+        elif self.emit_nulls:
+            d[key] = None
+
+    def _instance_json(self, i: int, full: bool) -> dict[str, Any]:
+        f = self.fleet.inst
+        status = STATUSES[f["status"][i]]
+        d: dict[str, Any] = {
+            "id": f["id"][i],
+            "created_at": _ts(f["created"][i]),
+            "updated_at": _ts(f["updated"][i]),
+            "organization_id": self.fleet.organization_id,
+            "app_id": f["app"][i],
+            "service_id": f["service"][i],
+            "regional_deployment_id": f["regional_deployment"][i],
+            "allocation_id": f["allocation"][i],
+            "type": f["type"][i],
+            "replica_index": int(f["replica_index"][i]),
+            "region": f["region"][i],
+            "datacenter": f["datacenter"][i],
+            "status": status,
+            "messages": [STATUS_MESSAGES[status]],
+            "xyz_deployment_id": f["deployment"][i],
+        }
+        if full:
+            d["hypervisor"] = f["hypervisor"][i]
+            for key, col in (("started_at", "started"), ("succeeded_at", "succeeded"),
+                             ("terminated_at", "terminated")):
+                self._nullable(d, key, int(f[col][i]))
+        return d
+
+    def _event_json(self, j: int) -> dict[str, Any]:
+        fl = self.fleet
+        ev = fl.ev
+        code = int(ev["type"][j])
+        vocab = fl.vocabulary
+        if code < len(STATUSES):
+            status = STATUSES[code]
+            metadata: dict[str, Any] = {vocab.status_key: status}
+            prev = int(ev["previous"][j])
+            if prev >= 0:
+                metadata[vocab.previous_key] = STATUSES[prev]
+            message = STATUS_MESSAGES[status]
+            etype = vocab.status_types[status]
+        else:
+            etype = fl.event_types[code]
+            message = vocab.info_types[etype]
+            metadata = {}
+        return {
+            "id": fl.event_id(j),
+            "when": _ts(ev["when"][j]),
+            "organization_id": fl.organization_id,
+            "instance_id": fl.inst["id"][ev["instance"][j]],
+            "type": etype,
+            "message": message,
+            "metadata": metadata,
+        }
+
+    @staticmethod
+    def _page(mask: np.ndarray | None, n: int, limit: int, offset: int,
+              order: str) -> tuple[np.ndarray, int]:
+        rows = np.arange(n) if mask is None else np.flatnonzero(mask)
+        if order == "desc":
+            rows = rows[::-1]
+        return rows[offset: offset + limit], len(rows)
+
+    # ------------------------------------------------------------------ handlers
+    async def _list_instances(self, request: web.Request) -> web.Response:
+        q = request.query
+        limit, offset, order = self._paging(q)
+        f = self.fleet.inst
+        n = len(f["id"])
+        mask: np.ndarray | None = None
+
+        def narrow(m: np.ndarray) -> None:
+            nonlocal mask
+            mask = m if mask is None else mask & m
+
+        for param, col in _INSTANCE_FILTERS.items():
+            value = q.get(param)
+            if value:
+                narrow(f[col] == value)
+        if q.get("replica_index"):
+            try:
+                narrow(f["replica_index"] == int(q["replica_index"]))
+            except ValueError:
+                raise _BadRequest("replica_index", "must be an integer") from None
+        statuses = q.getall("statuses", [])
+        if statuses:
+            bad = [s for s in statuses if s not in _STATUS_CODE]
+            if bad:
+                raise _BadRequest("statuses", f"unknown status {bad[0]!r}")
+            narrow(np.isin(f["status"], [_STATUS_CODE[s] for s in statuses]))
+        start, end = self._time(q, "starting_time"), self._time(q, "ending_time")
+        if start is not None and end is not None and start > end:
+            raise _BadRequest("ending_time", "must not be before starting_time")
+        # Overlap of the instance's life [created, terminated] with the period.
+        if end is not None:
+            narrow(f["created"] <= end)
+        if start is not None:
+            narrow((f["terminated"] < 0) | (f["terminated"] >= start))
+        with self._lock:
+            rows, count = self._page(mask, n, limit, offset, order)
+            body = {"instances": [self._instance_json(int(i), False) for i in rows],
+                    "limit": limit, "offset": offset, "count": count, "order": order}
+        return web.json_response(body)
+
+    async def _get_instance(self, request: web.Request) -> web.Response:
+        i = self._id_index().get(request.match_info["id"])
+        if i is None:
+            return self._error(404, self.not_found_code, "Instance not found")
+        with self._lock:
+            return web.json_response({"instance": self._instance_json(i, True)})
+
+    async def _list_events(self, request: web.Request) -> web.Response:
+        q = request.query
+        limit, offset, order = self._paging(q)
+        ev = self.fleet.ev
+        mask: np.ndarray | None = None
+        ids = q.getall("instance_ids", [])
+        if ids:
+            index = self._id_index()
+            wanted = [index[i] for i in ids if i in index]
+            mask = np.isin(ev["instance"], wanted)
+        types = q.getall("types", [])
+        if types:
+            codes = [k for k, t in enumerate(self.fleet.event_types) if t in types]
+            m = np.isin(ev["type"], codes)
+            mask = m if mask is None else mask & m
+        with self._lock:
+            rows, total = self._page(mask, len(ev["when"]), limit, offset, order)
+            body = {"events": [self._event_json(int(j)) for j in rows], "limit": limit,
+                    "offset": offset, "order": order, "has_next": offset + len(rows) < total}
+        return web.json_response(body)
