@@ -1,0 +1,165 @@
+"""KoyebClient: configuration, retries, error mapping, and keeping the token secret."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+import koyeb_analytics as ka
+from koyeb_analytics.client import discover_credentials
+
+from .conftest import fast_client
+
+
+@pytest.fixture
+def no_env(monkeypatch, tmp_path):
+    for name in ("KOYEB_TOKEN", "KOYEB_API_TOKEN", "KOYEB_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KOYEB_CONFIG", str(tmp_path / "absent.yaml"))
+    return tmp_path
+
+
+def test_from_env_precedence(no_env, monkeypatch):
+    cfg = no_env / "koyeb.yaml"
+    cfg.write_text("token: from-config\nurl: http://127.0.0.1:9\norganization: ''\n")
+    monkeypatch.setenv("KOYEB_CONFIG", str(cfg))
+    assert discover_credentials() == ("from-config", "http://127.0.0.1:9")
+    monkeypatch.setenv("KOYEB_API_TOKEN", "from-api-token")
+    assert discover_credentials()[0] == "from-api-token"
+    monkeypatch.setenv("KOYEB_TOKEN", "from-token")
+    monkeypatch.setenv("KOYEB_URL", "http://127.0.0.1:8")
+    assert discover_credentials() == ("from-token", "http://127.0.0.1:8")
+    client = ka.KoyebClient.from_env()
+    assert client.base_url == "http://127.0.0.1:8"
+
+
+def test_default_base_url(no_env, monkeypatch):
+    monkeypatch.setenv("KOYEB_TOKEN", "t" * 64)
+    assert ka.KoyebClient.from_env().base_url == "https://app.koyeb.com"
+
+
+def test_no_token_says_where_it_looked(no_env):
+    with pytest.raises(ka.ConfigurationError) as err:
+        ka.KoyebClient.from_env()
+    msg = str(err.value)
+    assert "KOYEB_TOKEN" in msg and "KOYEB_API_TOKEN" in msg and "absent.yaml" in msg
+    assert "not found" in msg
+
+
+def test_bad_options_raise_before_anything(no_env):
+    with pytest.raises(ValueError, match="concurrency"):
+        ka.KoyebClient("t", concurrency=0)
+    with pytest.raises(ValueError, match="base_url"):
+        ka.KoyebClient("t", base_url="ftp://example")
+    with pytest.raises(ValueError, match="timeout"):
+        ka.KoyebClient("t", timeout=0)
+
+
+def test_token_never_in_repr_logs_or_errors(fresh_sim, caplog):
+    sim = fresh_sim
+    client = fast_client(sim, max_retries=1)
+    assert sim.token not in repr(client) and "hidden" in repr(client)
+    assert sim.token not in repr(client.session.auth) + repr(client._auth)
+    caplog.set_level(logging.DEBUG)
+    ka.load_instances(client, progress=False)
+    sim.inject("401")
+    with pytest.raises(ka.AuthenticationError) as e1:
+        client.get("/v1/instances")
+    sim.inject("503", times=None)
+    with pytest.raises(ka.ServerError) as e2:
+        client.get("/v1/instances")
+    sim.clear_faults()
+    bad = ka.KoyebClient("x" * 64, base_url=sim.url)
+    with pytest.raises(ka.AuthenticationError) as e3:
+        bad.get("/v1/instances")
+    text = caplog.text + str(e1.value) + str(e2.value) + repr(e3.value)
+    assert "GET /v1/instances" in caplog.text  # DEBUG logging did happen
+    assert sim.token not in text and "x" * 64 not in text + repr(bad)
+
+
+def test_retries_recover_from_429_and_503(fresh_sim):
+    sim = fresh_sim
+    client = fast_client(sim)
+    sim.faults.retry_after = 0
+    sim.inject("429", times=2)
+    sim.inject("503", times=1, after=2)
+    sim.inject("502", times=1, after=3)
+    n = len(sim.requests)
+    body = client.get("/v1/instances")
+    assert body["count"] > 0
+    assert [r.status for r in sim.requests[n:]] == [429, 429, 503, 502, 200]
+
+
+def test_retry_after_is_honoured(fresh_sim):
+    sim = fresh_sim
+    client = fast_client(sim)
+    sim.faults.retry_after = 1
+    sim.inject("429")
+    start = time.perf_counter()
+    client.get("/v1/instances")
+    assert time.perf_counter() - start >= 0.9
+
+
+def test_dropped_connection_is_retried(fresh_sim):
+    sim = fresh_sim
+    sim.inject("drop", times=2)
+    assert fast_client(sim).get("/v1/instances")["count"] > 0
+
+
+@pytest.mark.parametrize("status, cls", [("400", ka.BadRequestError), ("403", ka.PermissionDeniedError),
+                                         ("404", ka.NotFoundError), ("500", ka.ServerError)])
+def test_non_retryable_errors_raise_their_class_once(fresh_sim, status, cls):
+    sim = fresh_sim
+    client = fast_client(sim)
+    sim.inject(status, times=None)
+    n = len(sim.requests)
+    with pytest.raises(cls) as err:
+        client.get("/v1/instances")
+    assert len(sim.requests) - n == 1
+    assert err.value.status == int(status)
+    assert str(status) in str(err.value) and "/v1/instances" in str(err.value)
+    if status == "400":
+        assert err.value.fields and "simulated" in str(err.value)
+
+
+def test_retryable_errors_give_up_after_max_retries(fresh_sim):
+    sim = fresh_sim
+    client = fast_client(sim, max_retries=2)
+    sim.faults.retry_after = 0
+    sim.inject("429", times=None)
+    n = len(sim.requests)
+    with pytest.raises(ka.RateLimitError) as err:
+        client.get("/v1/instances")
+    assert len(sim.requests) - n == 3
+    assert err.value.code == "rate_limit_exceeded"  # empty body, still a useful error
+
+
+def test_404_accepts_both_codes_and_real_404(sim, client):
+    with pytest.raises(ka.NotFoundError) as err:
+        ka.get_instance(client, "5b1f7f0e-1111-4222-8333-444455556666")
+    assert err.value.code == "not_found"
+
+
+def test_non_json_bodies_are_reported(fresh_sim):
+    sim = fresh_sim
+    client = fast_client(sim, max_retries=0)
+    sim.inject("text")
+    with pytest.raises(ka.MalformedResponseError, match="not a JSON object"):
+        client.get("/v1/instances")
+    sim.inject("malformed")
+    with pytest.raises(ka.MalformedResponseError):
+        client.get("/v1/instances")
+    sim.inject("500", body="text")
+    with pytest.raises(ka.ServerError, match="non-JSON error body"):
+        client.get("/v1/instances")
+    sim.inject("truncated")
+    with pytest.raises(ka.TransportError):
+        client.get("/v1/instances")
+
+
+def test_unreachable_api_is_a_transport_error():
+    client = ka.KoyebClient("t" * 64, base_url="http://127.0.0.1:9", max_retries=0, timeout=2)
+    with pytest.raises(ka.TransportError, match="GET /v1/instances failed"):
+        client.get("/v1/instances")
