@@ -108,8 +108,9 @@ def test_dropped_connection_is_retried(fresh_sim):
     assert fast_client(sim).get("/v1/instances")["count"] > 0
 
 
-@pytest.mark.parametrize("status, cls", [("400", ka.BadRequestError), ("403", ka.PermissionDeniedError),
-                                         ("404", ka.NotFoundError), ("500", ka.ServerError)])
+@pytest.mark.parametrize("status, cls", [
+    ("400", ka.BadRequestError), ("403", ka.PermissionDeniedError), ("404", ka.NotFoundError),
+    ("500", ka.ServerError)])
 def test_non_retryable_errors_raise_their_class_once(fresh_sim, status, cls):
     sim = fresh_sim
     client = fast_client(sim)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koyeb_analytics.pagination import PaginationWarning, PageStats, count_pages, has_next_pages
+from koyeb_analytics.pagination import PageStats, PaginationWarning, count_pages, has_next_pages
 
 from .conftest import fast_client
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -51,7 +51,7 @@ def test_window_forms():
 
 
 @given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                    timezones=st.just(timezone.utc)))
+                    timezones=st.just(UTC)))
 def test_rfc3339_round_trip(dt):
     ts = pd.Timestamp(dt)
     text = to_rfc3339(ts)
