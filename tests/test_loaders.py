@@ -54,7 +54,8 @@ def test_load_instances_is_complete_and_typed(sim, client):
         df[["created_at", "id"]].sort_values(["created_at", "id"]).reset_index(drop=True))
     # every status, not the CLI's running set
     assert {"STOPPED", "ERROR"} <= set(df["status"].astype(str))
-    status = dict(zip(sim.fleet.inst["id"], (STATUSES[c] for c in sim.fleet.inst["status"]), strict=False))
+    codes = sim.fleet.inst["status"]
+    status = dict(zip(sim.fleet.inst["id"], (STATUSES[c] for c in codes), strict=True))
     assert (df["status"].astype(str) == df["id"].map(status)).all()
     assert df.attrs["pages"] == -(-len(df) // 100)
     assert df.attrs["duplicates_dropped"] == 0
