@@ -44,9 +44,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulator import Simulator
+    from .simulator import Faults, Simulator
 
-    sim = Simulator(seed=args.seed, days=args.days, services=args.services, port=args.port)
+    sim = Simulator(seed=args.seed, days=args.days, services=args.services, port=args.port,
+                    faults=Faults(latency=args.latency / 1000))
     token_file = Path(args.token_file)
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--days", type=float, default=7)
     sim.add_argument("--services", type=int, default=12)
+    sim.add_argument("--latency", type=float, default=0.0,
+                     help="milliseconds added to every request")
     sim.add_argument("--token-file", default="koyeb-sim.token",
                      help="where to write the run's token (mode 0600)")
     sim.set_defaults(func=_simulate)

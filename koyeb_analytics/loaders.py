@@ -10,11 +10,12 @@ A listing that fails part way raises
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 
 from .client import KoyebClient
@@ -27,6 +28,7 @@ from .schema import (
     STATUSES,
     TERMINAL_STATUSES,
     build_frame,
+    convert,
 )
 from .timewindow import TimeLike, TimeWindow, WindowLike, resolve_window, to_rfc3339, utcnow
 
@@ -79,8 +81,39 @@ class _Collector:
                 if len(values) < self.rows:
                     values.append(None)
 
-    def frame(self) -> pd.DataFrame:
-        return build_frame(self.columns, self.schema, self.extra)
+    def frame(self, order: Sequence[str] = (), needs: Sequence[str] = (),
+              select: Callable[[Mapping[str, pd.Series]], Any] | None = None) -> pd.DataFrame:
+        """Build the frame once: typed, filtered by ``select``, sorted by ``order``.
+
+        ``select`` receives the converted ``order`` and ``needs`` columns and returns a
+        boolean mask (or None for all rows). Each raw list is released as soon as its
+        column is converted, and rows are reordered column by column, so the peak holds
+        the raw lists plus about one column, never two copies of the frame. The
+        collector is consumed.
+        """
+        keys = {c: convert(self.columns.pop(c), self.schema[c])
+                for c in dict.fromkeys([*order, *needs])}
+        rows = np.arange(self.rows)
+        if select is not None:
+            mask = select(keys)
+            if mask is not None:
+                rows = np.flatnonzero(np.asarray(mask, dtype=bool))
+        if order:
+            sub = pd.DataFrame({c: keys[c] for c in order}).iloc[rows]
+            rows = sub.sort_values(list(order), kind="stable",
+                                   na_position="last").index.to_numpy()
+        identity = len(rows) == self.rows and bool((rows == np.arange(self.rows)).all())
+        data: dict[str, pd.Series] = {}
+        for name, kind in self.schema.items():
+            col = keys.pop(name, None)
+            if col is None:
+                col = convert(self.columns.pop(name), kind)
+            data[name] = col if identity else col.take(rows).reset_index(drop=True)
+            del col
+        for name in sorted(self.extra):
+            col = pd.Series(self.extra.pop(name))
+            data[name] = col if identity else col.take(rows).reset_index(drop=True)
+        return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
 
 
 def _check_str(name: str, value: Any) -> str | None:
@@ -235,47 +268,49 @@ def load_instances(
         return client.get("/v1/instances",
                           params + [("limit", str(limit)), ("offset", str(offset))])
 
-    schema = dict(INSTANCE_COLUMNS)
-    if details:
-        schema.update(INSTANCE_DETAIL_COLUMNS)
     collector = _Collector(INSTANCE_COLUMNS)
     stats = PageStats()
     fetched_at = utcnow()
 
-    def finish(df: pd.DataFrame | None = None) -> pd.DataFrame:
-        if df is None:
-            df = collector.frame()
-            if details:
-                df = pd.concat([df, build_frame({}, INSTANCE_DETAIL_COLUMNS)
-                                .reindex(df.index)], axis=1)
-        df = _filter_instances(df, tw)
+    def listed() -> pd.DataFrame:
+        df = collector.frame(order=("created_at", "id"), needs=("status", "updated_at"),
+                             select=lambda cols: _overlaps(cols, tw))
+        if details:
+            df = pd.concat([df, build_frame({}, INSTANCE_DETAIL_COLUMNS).reindex(df.index)],
+                           axis=1)
         return _attrs(df, client, query, stats, collector, fetched_at)
 
     _collect(count_pages(fetch, "instances", concurrency=client.concurrency, stats=stats,
                          progress=progress, desc="instances"),
-             collector, finish, "/v1/instances", stats)
-    df = collector.frame()
+             collector, listed, "/v1/instances", stats)
+    df = listed()
     if details:
-        df = _hydrate(client, df, progress, finish)
-    return finish(df)
+        # The listing was already narrowed to the window, so fewer GETs; the exact
+        # terminated_at may narrow it a little further.
+        df = _hydrate(client, df.iloc[:, : len(INSTANCE_COLUMNS)], progress)
+        keep = _overlaps(df, tw)
+        if keep is not None:
+            df = df[keep].reset_index(drop=True)
+        df = _attrs(df, client, query, stats, collector, fetched_at)
+    return df
 
 
-def _filter_instances(df: pd.DataFrame, tw: TimeWindow) -> pd.DataFrame:
-    """Keep instances whose life overlaps the window, sorted by creation."""
-    keep = pd.Series(True, index=df.index)
+def _overlaps(cols: Mapping[str, pd.Series], tw: TimeWindow) -> pd.Series | None:
+    """Mask of instances whose life overlaps the window (None: no window)."""
+    if tw.since is None and tw.until is None:
+        return None
+    keep = pd.Series(True, index=cols["created_at"].index)
     if tw.until is not None:
-        keep &= ~(df["created_at"] >= tw.until)
+        keep &= ~(cols["created_at"] >= tw.until)
     if tw.since is not None:
-        end = df["updated_at"].where(df["status"].isin(TERMINAL_STATUSES))
-        if "terminated_at" in df:
-            end = df["terminated_at"].fillna(end)
+        end = cols["updated_at"].where(cols["status"].isin(TERMINAL_STATUSES))
+        if "terminated_at" in cols:
+            end = cols["terminated_at"].fillna(end)
         keep &= ~(end < tw.since)
-    out = df[keep].sort_values(["created_at", "id"], kind="stable", na_position="last")
-    return out.reset_index(drop=True)
+    return keep
 
 
-def _hydrate(client: KoyebClient, df: pd.DataFrame, progress: bool,
-             finish: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+def _hydrate(client: KoyebClient, df: pd.DataFrame, progress: bool) -> pd.DataFrame:
     """Add the detail columns by fetching each instance, ``client.concurrency`` at a time."""
     ids = df["id"].tolist()
     details: dict[str, dict[str, Any]] = {}
@@ -307,11 +342,15 @@ def _hydrate(client: KoyebClient, df: pd.DataFrame, progress: bool,
                 if bar is not None:
                     bar.update(1)
     except KoyebError as exc:
-        raise IncompleteListingError("/v1/instances/{id}", finish(merged()), 0, exc) from exc
+        partial = merged()
+        partial.attrs.update(df.attrs)
+        raise IncompleteListingError("/v1/instances/{id}", partial, df.attrs.get("pages", 0),
+                                     exc) from exc
     finally:
         if bar is not None:
             bar.close()
     out = merged()
+    out.attrs.update(df.attrs)
     if missing:
         out.attrs["details_missing"] = missing
     return out
@@ -405,14 +444,19 @@ def load_events(
         except ValueError:
             return False
 
-    def finish(df: pd.DataFrame | None = None) -> pd.DataFrame:
-        df = collector.frame() if df is None else df
-        keep = pd.Series(True, index=df.index)
+    def select(cols: Mapping[str, pd.Series]) -> pd.Series | None:
+        if tw.since is None and tw.until is None:
+            return None
+        when = cols["when"]
+        keep = pd.Series(True, index=when.index)
         if tw.since is not None:
-            keep &= df["when"] >= tw.since
+            keep &= when >= tw.since
         if tw.until is not None:
-            keep &= df["when"] < tw.until
-        df = df[keep].sort_values(["when", "id"], kind="stable").reset_index(drop=True)
+            keep &= when < tw.until
+        return keep
+
+    def finish() -> pd.DataFrame:
+        df = collector.frame(order=("when", "id"), select=select)
         if expand_metadata:
             df = _expand_metadata(df)
         return _attrs(df, client, query, stats, collector, fetched_at)
@@ -477,6 +521,6 @@ def get_instance(client: KoyebClient, instance_id: str) -> pd.Series:
     schema = {**INSTANCE_COLUMNS, **INSTANCE_DETAIL_COLUMNS}
     collector = _Collector(schema)
     collector.add([body])
-    row = collector.frame().iloc[0]
+    row = collector.frame().iloc[0].copy()
     row.name = instance_id
     return row
