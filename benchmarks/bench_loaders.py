@@ -25,10 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import requests
+from _common import describe, ratio, simulator_process, timed
 
 import koyeb_analytics as ka
-
-from _common import describe, ratio, simulator_process, timed  # noqa: I001
 
 LIMIT = 100
 
