@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..vocabulary import DEFAULT_VOCABULARY, STATUS_MESSAGES, STATUSES, EventVocabulary
 from .faults import FAULT_KINDS, Faults
 from .server import RequestRecord, Simulator
-from .vocabulary import DEFAULT_VOCABULARY, STATUS_MESSAGES, STATUSES, EventVocabulary
 
 __all__ = [
     "DEFAULT_VOCABULARY",

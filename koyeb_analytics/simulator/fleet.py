@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from .vocabulary import DEFAULT_VOCABULARY, STATUSES, TERMINAL_STATUSES, EventVocabulary
+from ..vocabulary import DEFAULT_VOCABULARY, STATUSES, TERMINAL_STATUSES, EventVocabulary
 
 US = 1_000_000
 MINUTE = 60 * US

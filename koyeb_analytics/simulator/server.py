@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import secrets
 import threading
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ import numpy as np
 import pandas as pd
 from aiohttp import web
 
+from ..vocabulary import STATUS_MESSAGES, STATUSES
 from .faults import FaultPlan, Faults
 from .fleet import Fleet, FleetConfig, to_us
-from .vocabulary import STATUS_MESSAGES, STATUSES
 
 _EPOCH = datetime(1970, 1, 1)
 _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
@@ -133,6 +134,7 @@ class Simulator:
         self.requests: list[RequestRecord] = []
         self._token = secrets.token_hex(32)  # 64 characters, like a personal access token
         self._index: dict[str, int] | None = None
+        self._item_cache: dict[int, bytes] = {}
         self._clock_us = self.fleet.now_us
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -198,6 +200,7 @@ class Simulator:
                 idx = self.fleet.add_instance(self._clock_us)
                 ids.append(self.fleet.inst["id"][idx])
             self._index = None
+            self._item_cache.clear()
         return ids
 
     # ------------------------------------------------------------------ lifecycle
@@ -491,9 +494,18 @@ class Simulator:
             narrow((f["terminated"] < 0) | (f["terminated"] >= start))
         with self._lock:
             rows, count = self._page(mask, n, limit, offset, order)
-            body = {"instances": [self._instance_json(int(i), False) for i in rows],
-                    "limit": limit, "offset": offset, "count": count, "order": order}
-        return web.json_response(body)
+            items = b",".join(self._list_item(int(i)) for i in rows)
+        # Each list item is rendered once and kept: a page is then a join of bytes.
+        tail = json.dumps({"limit": limit, "offset": offset, "count": count, "order": order})
+        return web.Response(body=b'{"instances":[' + items + b"]," + tail[1:].encode(),
+                            content_type="application/json")
+
+    def _list_item(self, i: int) -> bytes:
+        item = self._item_cache.get(i)
+        if item is None:
+            item = json.dumps(self._instance_json(i, False)).encode()
+            self._item_cache[i] = item
+        return item
 
     async def _get_instance(self, request: web.Request) -> web.Response:
         i = self._id_index().get(request.match_info["id"])

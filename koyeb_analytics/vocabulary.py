@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..schema import STATUSES as STATUSES
-from ..schema import TERMINAL_STATUSES as TERMINAL_STATUSES
+from .schema import STATUSES as STATUSES
+from .schema import TERMINAL_STATUSES as TERMINAL_STATUSES
 
 # Texts of the family seen on the `koyeb` log stream and in instance `messages`.
 STATUS_MESSAGES: dict[str, str] = {

@@ -1,0 +1,439 @@
+"""Uptime, incidents, capacity and crash loops, computed from status intervals.
+
+Every figure is time-weighted (seconds, not samples) and follows an explicit
+:class:`UptimePolicy` that is returned with the result, so a report can print the
+method beside the number.
+
+The core is a *timeline*: for each group (a service, by default), the time between
+any two span edges is one segment in which the number of instances present and up is
+constant. Availability, incidents and per-period breakdowns are sums over segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .schema import STATUSES, TIME_DTYPE
+from .timewindow import TimeLike, parse_duration, parse_time
+
+
+@dataclass(frozen=True)
+class UptimePolicy:
+    """How status time turns into availability.
+
+    Attributes
+    ----------
+    up_statuses
+        Statuses that count as up (default HEALTHY only).
+    sleeping
+        How SLEEPING (scale-to-zero) counts: ``"up"`` (it wakes on demand; the default,
+        as the console counts it active), ``"down"``, or ``"excluded"`` (left out of the
+        denominator).
+    combine
+        How replicas make a group's state: ``"any"`` (up while any instance is up),
+        ``"all"`` (up only while every instance is up) or ``"fraction"`` (the share of
+        instances up, time-weighted).
+    exclude
+        Windows left out entirely (maintenance), as ``(start, end)`` pairs.
+    no_data
+        How time with no instance at all counts, between a group's first and last
+        instance: ``"down"`` (default: a crash loop's restart gaps are downtime),
+        ``"up"`` or ``"excluded"``. Time before the first and after the last instance
+        is always excluded.
+    """
+
+    up_statuses: tuple[str, ...] = ("HEALTHY",)
+    sleeping: Literal["up", "down", "excluded"] = "up"
+    combine: Literal["any", "all", "fraction"] = "any"
+    exclude: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = field(default_factory=tuple)
+    no_data: Literal["down", "up", "excluded"] = "down"
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.up_statuses if s not in STATUSES]
+        if bad or not self.up_statuses:
+            raise ValueError(f"up_statuses: unknown or empty {bad or self.up_statuses}")
+        for name, allowed in (("sleeping", ("up", "down", "excluded")),
+                              ("combine", ("any", "all", "fraction")),
+                              ("no_data", ("down", "up", "excluded"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        windows = []
+        for pair in self.exclude:
+            a, b = (parse_time(x, "exclude") for x in pair)
+            if a >= b:
+                raise ValueError(f"exclude window {pair!r} must start before it ends")
+            windows.append((a, b))
+        object.__setattr__(self, "exclude", tuple(windows))
+        object.__setattr__(self, "up_statuses", tuple(self.up_statuses))
+
+    def describe(self) -> str:
+        """One sentence stating the method, for reports."""
+        up = "/".join(self.up_statuses)
+        combine = {"any": "a group is up while any instance is up",
+                   "all": "a group is up only while all its instances are up",
+                   "fraction": "a group's availability is the time-weighted share of its "
+                               "instances that are up"}[self.combine]
+        text = (f"Time-weighted: {up} counts as up; SLEEPING counts as {self.sleeping}; "
+                f"{combine}; time with no instance counts as {self.no_data}")
+        if self.exclude:
+            text += f"; {len(self.exclude)} maintenance window(s) excluded"
+        return text + "."
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["exclude"] = [(a.isoformat(), b.isoformat()) for a, b in self.exclude]
+        return d
+
+
+def _naive(s: pd.Series) -> np.ndarray:
+    """UTC times as naive datetime64 (numpy has no time zones)."""
+    return s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+
+
+def _duration_or_zero(value: Any, name: str) -> pd.Timedelta:
+    if value is None or (not isinstance(value, str) and value == 0) or value == "0":
+        return pd.Timedelta(0)
+    return parse_duration(value, name)
+
+
+def _fixed_step(freq: Any) -> pd.Timedelta:
+    try:
+        return pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    except (ValueError, TypeError):
+        raise ValueError(f"freq={freq!r} is not a fixed frequency like '5min', '1h' or "
+                         "'1D'") from None
+
+
+def _check_intervals(iv: pd.DataFrame, by: str | None) -> None:
+    if not isinstance(iv, pd.DataFrame) or not {"status", "start", "end"} <= set(iv.columns):
+        raise TypeError("expected the intervals DataFrame from ka.lifecycles()")
+    if by is not None and by not in iv:
+        raise ValueError(f"by={by!r} is not a column of the intervals")
+
+
+def _bounds(iv: pd.DataFrame, since: TimeLike | None,
+            until: TimeLike | None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    lo = parse_time(since, "since") if since is not None else iv.attrs.get("since")
+    hi = parse_time(until, "until") if until is not None else iv.attrs.get("until")
+    if lo is None:
+        lo = iv["start"].min()
+    if hi is None:
+        hi = iv["end"].max()
+    return pd.Timestamp(lo), pd.Timestamp(hi)
+
+
+def timeline(iv: pd.DataFrame, by: str | None = "service_id",
+             policy: UptimePolicy | None = None, *, since: TimeLike | None = None,
+             until: TimeLike | None = None, freq: str | None = None) -> pd.DataFrame:
+    """Split each group's time into segments of constant state.
+
+    Returns
+    -------
+    DataFrame
+        ``group, start, end, duration, present, up, upness, state`` where ``upness``
+        is in [0, 1] and ``state`` is ``"up"``, ``"down"``, ``"degraded"`` (fraction
+        policy, some replicas down) or ``"excluded"``. With ``freq``, segments are also
+        cut at period edges and a ``period`` column is added.
+    """
+    policy = policy or UptimePolicy()
+    _check_intervals(iv, by)
+    lo, hi = _bounds(iv, since, until) if len(iv) else (None, None)
+    cols = ["group", "start", "end", "duration", "present", "up", "upness", "state"]
+    spans = iv[(iv["end"] > iv["start"]).to_numpy()]
+    if lo is None or spans.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    status = spans["status"].astype(object)
+    sleeping = status.eq("SLEEPING")
+    present = status.notna() & ~(sleeping & (policy.sleeping == "excluded"))
+    up = status.isin(policy.up_statuses) | (sleeping & (policy.sleeping == "up"))
+    group = spans[by].astype(object) if by is not None else pd.Series("all", index=spans.index)
+    keys = group.to_numpy()
+    deltas = pd.DataFrame({
+        "group": np.concatenate([keys, keys]),
+        "t": np.concatenate([_naive(spans["start"]), _naive(spans["end"])]),
+        "dp": np.concatenate([present.to_numpy(int), -present.to_numpy(int)]),
+        "du": np.concatenate([(present & up).to_numpy(int), -(present & up).to_numpy(int)]),
+    })
+    life = pd.DataFrame({"group": keys, "start": spans["start"].array,
+                         "end": spans["end"].array}).groupby("group").agg(
+                             first=("start", "min"), last=("end", "max"))
+    edges = [lo, hi]
+    for a, b in policy.exclude:
+        edges += [a, b]
+    if freq is not None:
+        edges += list(pd.date_range(lo.floor(_fixed_step(freq)), hi, freq=_fixed_step(freq)))
+    cuts = pd.DataFrame({"group": np.repeat(life.index.to_numpy(), len(edges)),
+                         "t": np.tile(_naive(pd.Series(pd.DatetimeIndex(edges).as_unit("us"))),
+                                      len(life)),
+                         "dp": 0, "du": 0})
+    d = pd.concat([deltas, cuts], ignore_index=True)
+    d["t"] = d["t"].astype("datetime64[us]").dt.tz_localize("UTC")
+    d = d.groupby(["group", "t"], sort=True)[["dp", "du"]].sum().reset_index()
+    d["present"] = d.groupby("group")["dp"].cumsum()
+    d["up"] = d.groupby("group")["du"].cumsum()
+    d["end"] = d.groupby("group")["t"].shift(-1)
+    seg = d.dropna(subset=["end"]).rename(columns={"t": "start"})
+    seg = seg[(seg["start"] >= lo) & (seg["end"] <= hi)].copy()
+    seg["end"] = seg["end"].astype(TIME_DTYPE)
+    seg["duration"] = seg["end"] - seg["start"]
+    first = seg["group"].map(life["first"])
+    last = seg["group"].map(life["last"])
+    outside = (seg["end"] <= first) | (seg["start"] >= last)
+    maint = pd.Series(False, index=seg.index)
+    for a, b in policy.exclude:
+        maint |= (seg["start"] >= a) & (seg["end"] <= b)
+    n, u = seg["present"].to_numpy(), seg["up"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if policy.combine == "any":
+            upness = (u > 0).astype(float)
+        elif policy.combine == "all":
+            upness = ((u == n) & (n > 0)).astype(float)
+        else:
+            upness = np.where(n > 0, u / np.maximum(n, 1), 0.0)
+    no_data = n == 0
+    upness = np.where(no_data, 1.0 if policy.no_data == "up" else 0.0, upness)
+    excluded = outside.to_numpy() | maint.to_numpy() | (no_data & (policy.no_data == "excluded"))
+    state = np.where(excluded, "excluded",
+                     np.where(upness >= 1, "up", np.where(upness <= 0, "down", "degraded")))
+    seg["upness"] = np.where(excluded, np.nan, upness)
+    seg["state"] = state
+    out = seg[cols].reset_index(drop=True)
+    if freq is not None:
+        out["period"] = out["start"].dt.floor(_fixed_step(freq))
+    out.attrs["policy"] = policy
+    return out
+
+
+def uptime(iv: pd.DataFrame, by: str | None = "service_id",
+           policy: UptimePolicy | None = None, *, since: TimeLike | None = None,
+           until: TimeLike | None = None, freq: str | None = None) -> pd.DataFrame:
+    """Time-weighted availability per group (and per period with ``freq``).
+
+    Parameters
+    ----------
+    iv
+        Intervals from :func:`~koyeb_analytics.lifecycles`.
+    by
+        Column to group by (``"service_id"``, ``"region"``…); None for the whole fleet.
+    policy
+        The :class:`UptimePolicy`; the default counts HEALTHY (and SLEEPING) as up and a
+        group up while any instance is up.
+    since, until
+        The period; defaults to the one the intervals were clipped to.
+    freq
+        A pandas frequency (``"1D"``) for a per-period breakdown (one row per group and
+        period, for heatmaps).
+
+    Returns
+    -------
+    DataFrame
+        ``availability, up_time, down_time, observed_time, excluded_time, incidents`` per
+        group (and ``period``). ``attrs`` carries ``policy``, ``method`` (a sentence) and
+        ``overall`` (availability over all groups together).
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=3, days=2, services=3) as sim:
+    ...     c = sim.client()
+    ...     iv = ka.lifecycles(ka.load_instances(c, progress=False),
+    ...                        ka.load_events(c, progress=False))
+    >>> up = ka.uptime(iv)
+    >>> bool(up["availability"].between(0, 1).all())
+    True
+    """
+    policy = policy or UptimePolicy()
+    seg = timeline(iv, by, policy, since=since, until=until, freq=freq)
+    keys = ["group", "period"] if freq is not None else ["group"]
+    zero = pd.Timedelta(0)
+    if seg.empty:
+        out = pd.DataFrame(columns=[*keys, "availability", "up_time", "down_time",
+                                    "observed_time", "excluded_time", "incidents"])
+    else:
+        seg = seg.assign(
+            observed=seg["duration"].where(seg["state"] != "excluded", zero),
+            excluded=seg["duration"].where(seg["state"] == "excluded", zero),
+            up_part=seg["duration"] * seg["upness"].fillna(0))
+        out = seg.groupby(keys, sort=True).agg(
+            up_time=("up_part", "sum"), observed_time=("observed", "sum"),
+            excluded_time=("excluded", "sum")).reset_index()
+        out["down_time"] = out["observed_time"] - out["up_time"]
+        out["availability"] = out["up_time"] / out["observed_time"].where(
+            out["observed_time"] > zero)
+        inc = incidents(iv, by, policy, since=since, until=until)
+        inc = inc.rename(columns={by or "group": "group"})
+        counts = inc.groupby("group").size() if len(inc) else pd.Series(dtype=int)
+        if freq is None:
+            out["incidents"] = out["group"].map(counts).fillna(0).astype(int)
+        else:
+            per = inc.assign(period=inc["start"].dt.floor(freq)).groupby(
+                ["group", "period"]).size() if len(inc) else pd.Series(dtype=int)
+            out["incidents"] = [int(per.get((g, p), 0)) for g, p in
+                                zip(out["group"], out["period"], strict=True)]
+        out = out[[*keys, "availability", "up_time", "down_time", "observed_time",
+                   "excluded_time", "incidents"]]
+    out = out.rename(columns={"group": by or "group"})
+    observed = out["observed_time"].sum() if len(out) else zero
+    out.attrs = {"policy": policy, "method": policy.describe(), "by": by,
+                 "overall": (out["up_time"].sum() / observed) if observed > zero else np.nan}
+    return out
+
+
+def incidents(iv: pd.DataFrame, by: str | None = "service_id",
+              policy: UptimePolicy | None = None, *, merge_gap: str | pd.Timedelta = "5min",
+              min_duration: str | pd.Timedelta = "1min", since: TimeLike | None = None,
+              until: TimeLike | None = None) -> pd.DataFrame:
+    """Find the windows in which a group was not fully up, under the policy.
+
+    Down stretches closer than ``merge_gap`` are merged into one incident; incidents
+    shorter than ``min_duration`` are dropped as blips.
+
+    Returns
+    -------
+    DataFrame
+        ``group, start, end, duration, instances, statuses`` (the instances that were
+        not up during the incident and the statuses they were in). ``attrs["summary"]``
+        holds MTTR and MTBF (median, p90, mean); see :func:`incident_summary`.
+    """
+    policy = policy or UptimePolicy()
+    gap = _duration_or_zero(merge_gap, "merge_gap")
+    shortest = _duration_or_zero(min_duration, "min_duration")
+    seg = timeline(iv, by, policy, since=since, until=until)
+    cols = ["group", "start", "end", "duration", "instances", "statuses"]
+    down = seg[seg["state"].isin(["down", "degraded"])] if len(seg) else seg
+    if down.empty:
+        out = pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        out.attrs = {"summary": incident_summary(out), "policy": policy}
+        return out
+    down = down.sort_values(["group", "start"])
+    prev_end = down.groupby("group")["end"].shift()
+    new = prev_end.isna() | ((down["start"] - prev_end) > gap)
+    block = new.cumsum()
+    inc = down.groupby(block).agg(group=("group", "first"), start=("start", "min"),
+                                  end=("end", "max")).reset_index(drop=True)
+    inc["duration"] = inc["end"] - inc["start"]
+    inc = inc[inc["duration"] >= shortest].reset_index(drop=True)
+    keyed = iv.assign(_g=iv[by].astype(object) if by is not None else "all")
+    not_up = keyed[~keyed["status"].isin(policy.up_statuses)]
+    members, statuses = [], []
+    for g, a, b in zip(inc["group"], inc["start"], inc["end"], strict=True):
+        sub = not_up[(not_up["_g"] == g) & (not_up["start"] <= b) & (not_up["end"] >= a)]
+        members.append(sorted(sub["instance_id"].unique()))
+        statuses.append([s for s in STATUSES if s in set(sub["status"].astype(str))])
+    inc["instances"] = members
+    inc["statuses"] = statuses
+    out = inc[cols].rename(columns={"group": by or "group"})
+    out.attrs = {"summary": incident_summary(out), "policy": policy,
+                 "merge_gap": gap, "min_duration": shortest}
+    return out
+
+
+def incident_summary(inc: pd.DataFrame) -> dict[str, dict[str, pd.Timedelta | float]]:
+    """MTTR (incident durations) and MTBF (time between one incident's end and the
+    next one's start, within a group) as median, p90 and mean, plus the count."""
+    def stats(values: pd.Series) -> dict[str, Any]:
+        if values.empty:
+            return {"count": 0, "median": pd.NaT, "p90": pd.NaT, "mean": pd.NaT}
+        return {"count": int(len(values)), "median": values.median(),
+                "p90": values.quantile(0.9), "mean": values.mean()}
+
+    if inc.empty:
+        return {"mttr": stats(pd.Series(dtype="timedelta64[us]")),
+                "mtbf": stats(pd.Series(dtype="timedelta64[us]"))}
+    key = inc.columns[0]
+    ordered = inc.sort_values([key, "start"])
+    between = (ordered["start"] - ordered.groupby(key)["end"].shift()).dropna()
+    return {"mttr": stats(inc["duration"]), "mtbf": stats(between)}
+
+
+def capacity(iv: pd.DataFrame, freq: str = "5min", by: str | None = "status",
+             *, since: TimeLike | None = None, until: TimeLike | None = None) -> pd.DataFrame:
+    """Concurrent instances over time: the time-weighted mean count in each period.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by period start (UTC), one column per value of ``by`` (statuses in
+        lifecycle order), or a single ``instances`` column when ``by`` is None.
+        ``attrs``: ``peak`` (the exact maximum of concurrent instances and when it
+        began), ``instance_hours`` (per instance type) and ``freq``.
+    """
+    if not isinstance(iv, pd.DataFrame) or not {"start", "end"} <= set(iv.columns):
+        raise TypeError("expected the intervals DataFrame from ka.lifecycles()")
+    if by is not None and by not in iv:
+        raise ValueError(f"by={by!r} is not a column of the intervals")
+    step = _fixed_step(freq)
+    spans = iv[(iv["end"] > iv["start"]).to_numpy()]
+    if spans.empty:
+        out = pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="period"))
+        out.attrs = {"peak": {"instances": 0, "at": pd.NaT}, "instance_hours": {}, "freq": freq}
+        return out
+    lo, hi = _bounds(iv, since, until)
+    labels = spans[by].astype(object).fillna("unknown") if by is not None else \
+        pd.Series("instances", index=spans.index)
+    grid = pd.date_range(lo.floor(step), hi, freq=step)
+    t = np.concatenate([_naive(spans["start"]), _naive(spans["end"])])
+    lab = np.concatenate([labels.to_numpy(), labels.to_numpy()])
+    delta = np.r_[np.ones(len(spans)), -np.ones(len(spans))]
+    d = pd.DataFrame({"t": t, "label": lab, "d": delta})
+    wide = d.pivot_table(index="t", columns="label", values="d", aggfunc="sum", fill_value=0)
+    wide.index = pd.DatetimeIndex(wide.index).as_unit("us").tz_localize("UTC")
+    wide = wide.reindex(wide.index.union(pd.DatetimeIndex(grid).as_unit("us")), fill_value=0)
+    counts = wide.cumsum()
+    dur = np.diff(wide.index.asi8, append=wide.index.asi8[-1]) / 1e6  # seconds
+    weighted = counts.mul(dur, axis=0)
+    period = wide.index.floor(step)
+    out = weighted.groupby(period).sum() / step.total_seconds()
+    out = out[(out.index >= lo.floor(step)) & (out.index < hi)]
+    out.index.name = "period"
+    if by == "status":
+        out = out[[s for s in STATUSES if s in out.columns] +
+                  [c for c in out.columns if c not in STATUSES]]
+    out.columns.name = by
+    total = counts.sum(axis=1)
+    inside = (total.index >= lo) & (total.index < hi)
+    at = total[inside].idxmax() if inside.any() else pd.NaT
+    hours = (spans["duration"] if "duration" in spans else spans["end"] - spans["start"])
+    by_type = hours.groupby(spans["type"].astype(object)).sum() if "type" in spans else hours
+    out.attrs = {"peak": {"instances": int(total[inside].max()) if inside.any() else 0,
+                          "at": at},
+                 "instance_hours": {k: v.total_seconds() / 3600 for k, v in
+                                    (by_type.items() if "type" in spans else [])},
+                 "freq": freq}
+    return out
+
+
+def crash_loops(iv: pd.DataFrame, n: int = 3, within: str | pd.Timedelta = "30min",
+                slot: Sequence[str] = ("service_id", "region", "replica_index")) -> pd.DataFrame:
+    """Replica slots whose instance ended in ERROR at least ``n`` times within ``within``.
+
+    Returns
+    -------
+    DataFrame
+        One row per slot: the slot columns, ``crashes`` (the most ERRORs in any such
+        stretch), ``first_at``, ``last_at`` (of all its ERRORs) and ``instances``.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    span = parse_duration(within, "within")
+    slot = list(slot)
+    missing = [c for c in slot if c not in iv]
+    if missing:
+        raise ValueError(f"slot columns {missing} are not in the intervals")
+    errors = iv[iv["status"].astype(object).eq("ERROR")]
+    errors = errors.sort_values([*slot, "start"]).drop_duplicates("instance_id")
+    rows = []
+    for key, grp in errors.groupby(slot, sort=True, dropna=False):
+        t = _naive(grp["start"])
+        lo = np.searchsorted(t, t - span.to_timedelta64(), side="left")
+        worst = int((np.arange(len(t)) - lo + 1).max()) if len(t) else 0
+        if worst >= n:
+            rows.append({**dict(zip(slot, key, strict=True)), "crashes": worst,
+                         "first_at": grp["start"].min(), "last_at": grp["start"].max(),
+                         "instances": list(grp["instance_id"])})
+    return pd.DataFrame(rows, columns=[*slot, "crashes", "first_at", "last_at", "instances"])
