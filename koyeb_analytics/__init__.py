@@ -16,6 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .analysis import (
+    UptimePolicy,
+    capacity,
+    crash_loops,
+    incident_summary,
+    incidents,
+    timeline,
+    uptime,
+)
 from .client import KoyebClient
 from .errors import (
     APIError,
@@ -31,8 +40,10 @@ from .errors import (
     ServerError,
     TransportError,
 )
+from .lifecycle import findings, lifecycles
 from .loaders import get_instance, load_events, load_instances
 from .pagination import PaginationWarning
+from .plotting import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .schema import STATUSES
 
 __version__ = "0.1.0"
@@ -51,13 +62,27 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "STATUSES",
+    "STATUS_COLORS",
     "ServerError",
     "Simulator",
     "TransportError",
+    "UptimePolicy",
+    "capacity",
+    "crash_loops",
+    "findings",
     "get_instance",
+    "incident_summary",
+    "incidents",
+    "lifecycles",
     "load_events",
     "load_instances",
+    "plot_capacity",
+    "plot_events",
+    "plot_lifecycles",
+    "plot_uptime",
     "simulate",
+    "timeline",
+    "uptime",
 ]
 
 

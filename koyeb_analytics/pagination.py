@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,25 +142,25 @@ def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: 
 
 def _concurrent(fetch: Fetch, offsets: list[int], limit: int,
                 concurrency: int) -> Iterator[dict[str, Any]]:
+    """Yield replies as they complete, so the caller's work overlaps the network wait."""
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="koyeb-page")
     pending: set[Future[dict[str, Any]]] = set()
     try:
         pending = {pool.submit(fetch, off, limit) for off in offsets}
+        failure: BaseException | None = None
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 if fut.exception() is None:
                     yield fut.result()
-            if failed:
-                for fut in pending:
-                    fut.cancel()
-                # Keep what was already in flight, then report the first failure.
-                finished, _ = wait([f for f in pending if not f.cancelled()])
-                for fut in finished:
-                    if fut.exception() is None:
-                        yield fut.result()
-                raise failed[0].exception()  # type: ignore[misc]
+                elif failure is None:
+                    failure = fut.exception()
+                    # Stop what has not started; what is in flight still lands.
+                    for other in pending:
+                        other.cancel()
+                    pending = {f for f in pending if not f.cancelled()}
+        if failure is not None:
+            raise failure
     finally:
         for fut in pending:
             fut.cancel()

@@ -1,0 +1,211 @@
+"""Matplotlib charts of lifecycles, capacity, uptime and events.
+
+Every function takes ``ax=None`` (a new figure when None), returns the Axes, never
+calls ``show`` or ``savefig`` and never changes rcParams. Empty data returns the Axes
+untouched. One status palette serves every chart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .schema import STATUSES
+
+STATUS_COLORS: dict[str, str] = {
+    "ALLOCATING": "#c6dbef",
+    "STARTING": "#6baed6",
+    "HEALTHY": "#31a354",
+    "UNHEALTHY": "#fd8d3c",
+    "STOPPING": "#bdbdbd",
+    "STOPPED": "#636363",
+    "ERROR": "#de2d26",
+    "SLEEPING": "#9e9ac8",
+}
+"""The one status palette every chart uses."""
+UNKNOWN_COLOR = "#f0f0f0"
+INCIDENT_COLOR = "#de2d26"
+
+
+def _axes(ax: Any) -> Any:
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(11, 5))
+    return ax
+
+
+def _num(times: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Matplotlib date numbers (days) of UTC timestamps."""
+    from matplotlib import dates as mdates
+
+    values = pd.DatetimeIndex(times).tz_convert("UTC").tz_localize(None)
+    return mdates.date2num(values.to_numpy())
+
+
+def _time_axis(ax: Any) -> None:
+    from matplotlib import dates as mdates
+
+    locator = mdates.AutoDateLocator(tz="UTC")
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))
+    ax.set_xlabel("time (UTC)")
+
+
+def _status_legend(ax: Any, statuses: list[str], **kw: Any) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=STATUS_COLORS.get(s, UNKNOWN_COLOR), label=s) for s in statuses]
+    ax.legend(handles=handles, **kw)
+
+
+def plot_lifecycles(iv: pd.DataFrame, ax: Any = None, *, events: pd.DataFrame | None = None,
+                    incidents: pd.DataFrame | None = None, group: str = "service_id",
+                    lane_height: float = 0.8) -> Any:
+    """Draw one swimlane per instance, grouped by ``group``, spans coloured by status.
+
+    Spans are drawn as one ``PolyCollection`` per status (never one artist per span), so
+    tens of thousands of spans stay fast. ``events`` adds markers on the lanes;
+    ``incidents`` (from :func:`~koyeb_analytics.incidents`) shades their windows.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import koyeb_analytics as ka
+    >>> ax = ka.plot_lifecycles(pd.DataFrame())   # empty: the axes come back untouched
+    >>> len(ax.collections)
+    0
+    """
+    ax = _axes(ax)
+    if iv is None or len(iv) == 0:
+        return ax
+    from matplotlib.collections import PolyCollection
+
+    keys = [c for c in (group, "replica_index") if c in iv]
+    lanes = (iv.groupby("instance_id", sort=False)
+             .agg(**{k: (k, "first") for k in keys}, first=("start", "min")))
+    lanes = lanes.sort_values([*keys, "first"], kind="stable", na_position="last")
+    lane_of = pd.Series(np.arange(len(lanes)), index=lanes.index)
+    y = iv["instance_id"].map(lane_of).to_numpy(float)
+    x0, x1 = _num(iv["start"]), _num(iv["end"])
+    # A terminal status is an instant: give it a sliver of width so it shows.
+    span = max(x1.max() - x0.min(), 1e-6)
+    x1 = np.where(x1 - x0 <= 0, x0 + span / 2000, x1)
+    half = lane_height / 2
+    status = iv["status"].astype(object).fillna("unknown").to_numpy()
+    present = []
+    for s in [*STATUSES, "unknown"]:
+        m = status == s
+        if not m.any():
+            continue
+        present.append(s)
+        verts = np.stack([np.c_[x0[m], y[m] - half], np.c_[x0[m], y[m] + half],
+                          np.c_[x1[m], y[m] + half], np.c_[x1[m], y[m] - half]], axis=1)
+        color = STATUS_COLORS.get(s, UNKNOWN_COLOR)
+        ax.add_collection(PolyCollection(verts, facecolors=color, edgecolors="none",
+                                         label=s))
+    if incidents is not None and len(incidents):
+        for a, b in zip(_num(incidents["start"]), _num(incidents["end"]), strict=True):
+            ax.axvspan(a, b, color=INCIDENT_COLOR, alpha=0.12, lw=0)
+    if events is not None and len(events):
+        ev = events[events["instance_id"].isin(lane_of.index)]
+        ax.scatter(_num(ev["when"]), ev["instance_id"].map(lane_of).to_numpy(float),
+                   marker="|", s=30, color="black", linewidths=0.6, label="events", zorder=3)
+    ax.set_xlim(x0.min(), x1.max())
+    ax.set_ylim(len(lanes) - 0.5, -0.5)
+    if group in lanes:
+        starts = lanes[group].ne(lanes[group].shift()).to_numpy()
+        ticks = np.flatnonzero(starts)
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([str(v)[:8] for v in lanes[group].iloc[ticks]], fontsize=7)
+        ax.set_ylabel(f"instances by {group} (short id)")
+    _time_axis(ax)
+    _status_legend(ax, [s for s in present if s != "unknown"], loc="upper left",
+                   bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.set_title(f"Instance lifecycles ({len(lanes)} instances, {len(iv)} spans)")
+    return ax
+
+
+def plot_capacity(cap: pd.DataFrame, ax: Any = None) -> Any:
+    """Stacked step areas of concurrent instances over time (from :func:`capacity`)."""
+    ax = _axes(ax)
+    if cap is None or cap.empty or cap.shape[1] == 0:
+        return ax
+    x = _num(cap.index)
+    colors = [STATUS_COLORS.get(str(c), None) for c in cap.columns]
+    ax.stackplot(x, cap.to_numpy().T, labels=[str(c) for c in cap.columns], step="post",
+                 colors=colors if all(colors) else None, alpha=0.9)
+    ax.set_xlim(x.min(), x.max())
+    ax.set_ylim(0, None)
+    ax.set_ylabel(f"concurrent instances (mean per {cap.attrs.get('freq', 'period')})")
+    peak = cap.attrs.get("peak")
+    title = "Capacity"
+    if peak and peak.get("instances"):
+        title += f" (peak {peak['instances']} at {pd.Timestamp(peak['at']):%Y-%m-%d %H:%M} UTC)"
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    _time_axis(ax)
+    return ax
+
+
+def plot_uptime(up: pd.DataFrame, ax: Any = None) -> Any:
+    """Availability per group as bars, or per group and period as a heatmap.
+
+    The policy's method is printed under the chart.
+    """
+    ax = _axes(ax)
+    if up is None or len(up) == 0:
+        return ax
+    by = up.attrs.get("by") or up.columns[0]
+    labels = up[by].astype(str).str[:8]
+    if "period" in up:
+        grid = up.assign(label=labels).pivot_table(index="label", columns="period",
+                                                   values="availability", aggfunc="mean")
+        image = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="RdYlGn", vmin=0.9,
+                          vmax=1.0, interpolation="nearest")
+        ax.set_yticks(range(len(grid.index)))
+        ax.set_yticklabels(grid.index, fontsize=7)
+        ax.set_xticks(range(len(grid.columns)))
+        ax.set_xticklabels([f"{pd.Timestamp(p):%m-%d}" for p in grid.columns], fontsize=7,
+                           rotation=90)
+        ax.figure.colorbar(image, ax=ax, label="availability")
+        ax.set_title("Availability per period")
+    else:
+        values = up["availability"].to_numpy(float)
+        ax.barh(np.arange(len(up)), values, color=[
+            STATUS_COLORS["HEALTHY"] if v >= 0.999 else STATUS_COLORS["UNHEALTHY"]
+            if v >= 0.99 else STATUS_COLORS["ERROR"] for v in np.nan_to_num(values)])
+        ax.set_yticks(np.arange(len(up)))
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.invert_yaxis()
+        low = np.nanmin(values) if np.isfinite(values).any() else 0.0
+        ax.set_xlim(max(0.0, min(low, 0.99) - 0.005), 1.0)
+        ax.set_xlabel("availability")
+        ax.set_title("Availability per " + str(by))
+    method = up.attrs.get("method")
+    if method:
+        ax.annotate(method, xy=(0, -0.12), xycoords="axes fraction", fontsize=7, va="top",
+                    wrap=True)
+    return ax
+
+
+def plot_events(events: pd.DataFrame, ax: Any = None) -> Any:
+    """A strip timeline of events: one row per event type, a tick per event."""
+    ax = _axes(ax)
+    if events is None or len(events) == 0:
+        return ax
+    types = sorted(events["type"].astype(str).unique())
+    row = {t: i for i, t in enumerate(types)}
+    x = _num(events["when"])
+    ax.scatter(x, events["type"].astype(str).map(row).to_numpy(float), marker="|", s=60,
+               color="black", linewidths=0.7)
+    ax.set_yticks(range(len(types)))
+    ax.set_yticklabels(types, fontsize=8)
+    ax.set_ylim(len(types) - 0.5, -0.5)
+    ax.set_xlim(x.min(), x.max() if x.max() > x.min() else x.min() + 1 / 24)
+    ax.set_title(f"Events ({len(events)})")
+    _time_axis(ax)
+    return ax
