@@ -149,7 +149,8 @@ def timeline(iv: pd.DataFrame, by: str | None = "service_id",
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     status = spans["status"].astype(object)
     sleeping = status.eq("SLEEPING")
-    present = status.notna() & ~(sleeping & (policy.sleeping == "excluded"))
+    asleep = sleeping & (policy.sleeping == "excluded")
+    present = status.notna() & ~asleep
     up = status.isin(policy.up_statuses) | (sleeping & (policy.sleeping == "up"))
     group = spans[by].astype(object) if by is not None else pd.Series("all", index=spans.index)
     keys = group.to_numpy()
@@ -158,6 +159,7 @@ def timeline(iv: pd.DataFrame, by: str | None = "service_id",
         "t": np.concatenate([_naive(spans["start"]), _naive(spans["end"])]),
         "dp": np.concatenate([present.to_numpy(int), -present.to_numpy(int)]),
         "du": np.concatenate([(present & up).to_numpy(int), -(present & up).to_numpy(int)]),
+        "ds": np.concatenate([asleep.to_numpy(int), -asleep.to_numpy(int)]),
     })
     life = pd.DataFrame({"group": keys, "start": spans["start"].array,
                          "end": spans["end"].array}).groupby("group").agg(
@@ -170,12 +172,13 @@ def timeline(iv: pd.DataFrame, by: str | None = "service_id",
     cuts = pd.DataFrame({"group": np.repeat(life.index.to_numpy(), len(edges)),
                          "t": np.tile(_naive(pd.Series(pd.DatetimeIndex(edges).as_unit("us"))),
                                       len(life)),
-                         "dp": 0, "du": 0})
+                         "dp": 0, "du": 0, "ds": 0})
     d = pd.concat([deltas, cuts], ignore_index=True)
     d["t"] = d["t"].astype("datetime64[us]").dt.tz_localize("UTC")
-    d = d.groupby(["group", "t"], sort=True)[["dp", "du"]].sum().reset_index()
+    d = d.groupby(["group", "t"], sort=True)[["dp", "du", "ds"]].sum().reset_index()
     d["present"] = d.groupby("group")["dp"].cumsum()
     d["up"] = d.groupby("group")["du"].cumsum()
+    d["asleep"] = d.groupby("group")["ds"].cumsum()
     d["end"] = d.groupby("group")["t"].shift(-1)
     seg = d.dropna(subset=["end"]).rename(columns={"t": "start"})
     seg = seg[(seg["start"] >= lo) & (seg["end"] <= hi)].copy()
@@ -195,9 +198,11 @@ def timeline(iv: pd.DataFrame, by: str | None = "service_id",
             upness = ((u == n) & (n > 0)).astype(float)
         else:
             upness = np.where(n > 0, u / np.maximum(n, 1), 0.0)
-    no_data = n == 0
+    only_asleep = (n == 0) & (seg["asleep"].to_numpy() > 0)
+    no_data = (n == 0) & ~only_asleep
     upness = np.where(no_data, 1.0 if policy.no_data == "up" else 0.0, upness)
-    excluded = outside.to_numpy() | maint.to_numpy() | (no_data & (policy.no_data == "excluded"))
+    excluded = (outside.to_numpy() | maint.to_numpy() | only_asleep
+                | (no_data & (policy.no_data == "excluded")))
     state = np.where(excluded, "excluded",
                      np.where(upness >= 1, "up", np.where(upness <= 0, "down", "degraded")))
     seg["upness"] = np.where(excluded, np.nan, upness)

@@ -55,31 +55,45 @@ class _Collector:
         self._shared: dict[str, dict[Any, Any]] = {c: {} for c in schema if c in _SHARED}
 
     def count_new(self, page: Page) -> int:
-        return sum(1 for r in page if r.get("id") is None or r.get("id") not in self.ids)
+        ids = self.ids
+        return sum(1 for r in page if not isinstance(r, dict) or r.get("id") not in ids)
 
     def add(self, page: Page) -> None:
-        known = self.schema.keys()
-        for row in page:
-            if not isinstance(row, dict):
-                continue
-            rid = row.get("id")
+        """Append a page's rows, column by column (much cheaper than row by row)."""
+        rows = page if all(isinstance(r, dict) for r in page) else \
+            [r for r in page if isinstance(r, dict)]
+        ids = [r.get("id") for r in rows]
+        present = [i for i in ids if i is not None]
+        if not self.ids.isdisjoint(present) or len(set(present)) != len(present):
+            rows, ids = self._drop_repeats(rows, ids)
+        self.ids.update(i for i in ids if i is not None)
+        for name, values in self.columns.items():
+            shared = self._shared.get(name)
+            if shared is None:
+                values.extend([r.get(name) for r in rows])
+            else:
+                keep = shared.setdefault
+                values.extend([keep(v, v) if v.__class__ is str else v
+                               for v in [r.get(name) for r in rows]])
+        extra = set().union(*rows) - self.schema.keys() if rows else set()
+        for name in extra:
+            self.extra.setdefault(name, [None] * self.rows)
+        for name, values in self.extra.items():
+            values.extend([r.get(name) for r in rows])
+        self.rows += len(rows)
+
+    def _drop_repeats(self, rows: Page, ids: list[Any]) -> tuple[Page, list[Any]]:
+        seen = set(self.ids)
+        kept, kept_ids = [], []
+        for row, rid in zip(rows, ids, strict=True):
             if rid is not None:
-                if rid in self.ids:
+                if rid in seen:
                     self.duplicates += 1
                     continue
-                self.ids.add(rid)
-            for name, values in self.columns.items():
-                value = row.get(name)
-                shared = self._shared.get(name)
-                if shared is not None and isinstance(value, str):
-                    value = shared.setdefault(value, value)
-                values.append(value)
-            for name in row.keys() - known:
-                self.extra.setdefault(name, [None] * self.rows).append(row[name])
-            self.rows += 1
-            for values in self.extra.values():
-                if len(values) < self.rows:
-                    values.append(None)
+                seen.add(rid)
+            kept.append(row)
+            kept_ids.append(rid)
+        return kept, kept_ids
 
     def frame(self, order: Sequence[str] = (), needs: Sequence[str] = (),
               select: Callable[[Mapping[str, pd.Series]], Any] | None = None) -> pd.DataFrame:

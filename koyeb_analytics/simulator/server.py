@@ -135,6 +135,7 @@ class Simulator:
         self._token = secrets.token_hex(32)  # 64 characters, like a personal access token
         self._index: dict[str, int] | None = None
         self._item_cache: dict[int, bytes] = {}
+        self._selections: dict[tuple, np.ndarray] = {}
         self._clock_us = self.fleet.now_us
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -201,6 +202,7 @@ class Simulator:
                 ids.append(self.fleet.inst["id"][idx])
             self._index = None
             self._item_cache.clear()
+            self._selections.clear()
         return ids
 
     # ------------------------------------------------------------------ lifecycle
@@ -449,20 +451,43 @@ class Simulator:
             "metadata": metadata,
         }
 
-    @staticmethod
-    def _page(mask: np.ndarray | None, n: int, limit: int, offset: int,
-              order: str) -> tuple[np.ndarray, int]:
-        rows = np.arange(n) if mask is None else np.flatnonzero(mask)
-        if order == "desc":
-            rows = rows[::-1]
-        return rows[offset: offset + limit], len(rows)
-
     # ------------------------------------------------------------------ handlers
+    def _selection(self, path: str, q: Any, order: str, compute: Any) -> np.ndarray:
+        """The filtered, ordered row numbers of a listing, kept per query.
+
+        Paging through a listing asks the same question with another offset; keeping
+        the answer (like a database index would) makes each page cost only its rows.
+        """
+        key = (path, order, tuple(sorted((k, v) for k, v in q.items()
+                                         if k not in ("limit", "offset"))))
+        rows = self._selections.get(key)
+        if rows is None:
+            mask = compute()
+            rows = np.arange(self._count(path)) if mask is None else np.flatnonzero(mask)
+            if order == "desc":
+                rows = rows[::-1]
+            if len(self._selections) >= 64:
+                self._selections.clear()
+            self._selections[key] = rows
+        return rows
+
+    def _count(self, path: str) -> int:
+        return len(self.fleet.inst["id"] if path == "instances" else self.fleet.ev["when"])
+
     async def _list_instances(self, request: web.Request) -> web.Response:
         q = request.query
         limit, offset, order = self._paging(q)
+        with self._lock:
+            rows = self._selection("instances", q, order, lambda: self._instance_mask(q))
+            count = len(rows)
+            items = b",".join(self._list_item(int(i)) for i in rows[offset: offset + limit])
+        # Each list item is rendered once and kept: a page is then a join of bytes.
+        tail = json.dumps({"limit": limit, "offset": offset, "count": count, "order": order})
+        return web.Response(body=b'{"instances":[' + items + b"]," + tail[1:].encode(),
+                            content_type="application/json")
+
+    def _instance_mask(self, q: Any) -> np.ndarray | None:
         f = self.fleet.inst
-        n = len(f["id"])
         mask: np.ndarray | None = None
 
         def narrow(m: np.ndarray) -> None:
@@ -492,13 +517,7 @@ class Simulator:
             narrow(f["created"] <= end)
         if start is not None:
             narrow((f["terminated"] < 0) | (f["terminated"] >= start))
-        with self._lock:
-            rows, count = self._page(mask, n, limit, offset, order)
-            items = b",".join(self._list_item(int(i)) for i in rows)
-        # Each list item is rendered once and kept: a page is then a join of bytes.
-        tail = json.dumps({"limit": limit, "offset": offset, "count": count, "order": order})
-        return web.Response(body=b'{"instances":[' + items + b"]," + tail[1:].encode(),
-                            content_type="application/json")
+        return mask
 
     def _list_item(self, i: int) -> bytes:
         item = self._item_cache.get(i)
@@ -517,20 +536,24 @@ class Simulator:
     async def _list_events(self, request: web.Request) -> web.Response:
         q = request.query
         limit, offset, order = self._paging(q)
+        with self._lock:
+            rows = self._selection("events", q, order, lambda: self._event_mask(q))
+            page = rows[offset: offset + limit]
+            body = {"events": [self._event_json(int(j)) for j in page], "limit": limit,
+                    "offset": offset, "order": order,
+                    "has_next": offset + len(page) < len(rows)}
+        return web.json_response(body)
+
+    def _event_mask(self, q: Any) -> np.ndarray | None:
         ev = self.fleet.ev
         mask: np.ndarray | None = None
         ids = q.getall("instance_ids", [])
         if ids:
             index = self._id_index()
-            wanted = [index[i] for i in ids if i in index]
-            mask = np.isin(ev["instance"], wanted)
+            mask = np.isin(ev["instance"], [index[i] for i in ids if i in index])
         types = q.getall("types", [])
         if types:
             codes = [k for k, t in enumerate(self.fleet.event_types) if t in types]
             m = np.isin(ev["type"], codes)
             mask = m if mask is None else mask & m
-        with self._lock:
-            rows, total = self._page(mask, len(ev["when"]), limit, offset, order)
-            body = {"events": [self._event_json(int(j)) for j in rows], "limit": limit,
-                    "offset": offset, "order": order, "has_next": offset + len(rows) < total}
-        return web.json_response(body)
+        return mask

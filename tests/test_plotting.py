@@ -1,0 +1,94 @@
+"""Charts: assert what was drawn, with the Agg backend."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+
+import koyeb_analytics as ka  # noqa: E402
+
+from .test_analysis import T0, A, make_iv  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def test_lifecycles_one_collection_per_status_with_palette():
+    iv = make_iv(A)
+    ev = pd.DataFrame({"instance_id": ["a1", "a3"], "type": ["x", "y"],
+                       "when": [T0 + pd.Timedelta("4h"), T0 + pd.Timedelta("5h")]})
+    inc = ka.incidents(iv, merge_gap=0, min_duration=0)
+    ax = ka.plot_lifecycles(iv, events=ev, incidents=inc)
+    polys = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    drawn = {c.get_label(): c for c in polys if c.get_label() in ka.STATUSES}
+    assert set(drawn) == {"HEALTHY", "UNHEALTHY", "ERROR", "ALLOCATING"}
+    for status, coll in drawn.items():
+        assert np.allclose(coll.get_facecolor()[0], to_rgba(ka.STATUS_COLORS[status]))
+    assert len(drawn["HEALTHY"].get_paths()) == 4  # a1 twice, a2, a3
+    lanes = {round(p.vertices[:, 1].mean()) for p in drawn["HEALTHY"].get_paths()}
+    assert lanes == {0, 1, 2}  # three instances, three lanes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == \
+        ["ALLOCATING", "HEALTHY", "UNHEALTHY", "ERROR"]
+    assert any(c.get_label() == "events" for c in ax.collections)
+    lo, hi = ax.get_xlim()
+    assert hi > lo and ax.get_ylim() == (2.5, -0.5)
+
+
+def test_incidents_are_shaded():
+    iv = make_iv(A)
+    inc = ka.incidents(iv, merge_gap=0, min_duration=0)
+    before = len(ka.plot_lifecycles(iv).patches)
+    after = len(ka.plot_lifecycles(iv, incidents=inc).patches)
+    assert after - before == len(inc) == 1
+
+
+def test_capacity_uptime_and_events_charts():
+    iv = make_iv(A)
+    cap = ka.capacity(iv, freq="1h")
+    ax = ka.plot_capacity(cap)
+    fills = ax.collections
+    assert len(fills) == len(cap.columns)
+    assert np.allclose(fills[list(cap.columns).index("HEALTHY")].get_facecolor()[0][:3],
+                       to_rgba(ka.STATUS_COLORS["HEALTHY"])[:3])
+    assert "peak 2" in ax.get_title()
+    up = ka.uptime(iv)
+    ax = ka.plot_uptime(up)
+    assert len(ax.patches) == 1 and ax.patches[0].get_width() == pytest.approx(
+        up["availability"].iloc[0])
+    assert any("Time-weighted" in t.get_text() for t in ax.texts)
+    daily = ka.uptime(make_iv(A, until=T0 + pd.Timedelta("48h")), freq="1D")
+    ax = ka.plot_uptime(daily)
+    assert ax.images and ax.images[0].get_array().shape == (1, 2)
+    ev = pd.DataFrame({"instance_id": ["a", "b", "c"], "type": ["t1", "t2", "t1"],
+                       "when": pd.to_datetime(["2026-11-01T01:00Z", "2026-11-01T02:00Z",
+                                               "2026-11-01T03:00Z"])})
+    ax = ka.plot_events(ev)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["t1", "t2"]
+    assert len(ax.collections[0].get_offsets()) == 3
+
+
+def test_empty_input_draws_nothing():
+    empty = make_iv(A).iloc[:0]
+    for fn, arg in [(ka.plot_lifecycles, empty), (ka.plot_capacity, ka.capacity(empty)),
+                    (ka.plot_uptime, ka.uptime(empty)), (ka.plot_events, pd.DataFrame())]:
+        fig, ax = plt.subplots()
+        assert fn(arg, ax=ax) is ax
+        assert not ax.collections and not ax.patches and not ax.lines and not ax.images
+
+
+def test_plots_reuse_the_given_axes_and_never_show(monkeypatch):
+    monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("show() called"))
+    fig, ax = plt.subplots()
+    assert ka.plot_lifecycles(make_iv(A), ax=ax) is ax
+    assert plt.gcf() is fig and len(plt.get_fignums()) == 1
