@@ -6,13 +6,13 @@ import json
 import logging
 import os
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.util.retry import Retry
 
 from .errors import ConfigurationError, MalformedResponseError, TransportError, error_class
@@ -22,20 +22,6 @@ log = logging.getLogger("koyeb_analytics")
 DEFAULT_BASE_URL = "https://app.koyeb.com"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
-
-
-class _BearerAuth(requests.auth.AuthBase):
-    """Adds the bearer token to each request; its repr never shows the token."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["Authorization"] = f"Bearer {self._token}"
-        return r
-
-    def __repr__(self) -> str:
-        return "<bearer token hidden>"
 
 
 def _read_cli_config(path: Path) -> dict[str, str]:
@@ -82,6 +68,18 @@ def discover_credentials() -> tuple[str, str | None]:
     return token, base_url
 
 
+def _pool_manager(base_url: str, maxsize: int) -> urllib3.PoolManager:
+    """A connection pool, through the environment's proxy when one applies."""
+    import certifi
+
+    parts = urlsplit(base_url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    options: dict[str, Any] = {"num_pools": 4, "maxsize": maxsize, "ca_certs": certifi.where()}
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
+
+
 class KoyebClient:
     """A client for the Koyeb instance API.
 
@@ -107,7 +105,10 @@ class KoyebClient:
     concurrency
         How many pages or instances the loaders fetch at once (1: sequentially).
     session
-        A ``requests.Session`` to use; the retry adapter is mounted on it.
+        A ``urllib3.PoolManager`` to send requests through (for custom certificates or
+        proxies); by default one is made with a pool of ``max(concurrency, 10)``
+        connections per host, certifi's CA bundle, and the proxy from
+        ``HTTPS_PROXY``/``HTTP_PROXY`` unless ``NO_PROXY`` covers the host.
 
     Examples
     --------
@@ -126,7 +127,7 @@ class KoyebClient:
         backoff_factor: float = 0.5,
         backoff_max: float = 30.0,
         concurrency: int = 4,
-        session: requests.Session | None = None,
+        session: urllib3.PoolManager | None = None,
     ) -> None:
         if token is not None and (not isinstance(token, str) or not token.strip()):
             raise ValueError("token must be a non-empty string")
@@ -134,6 +135,8 @@ class KoyebClient:
             raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        if session is not None and not isinstance(session, urllib3.PoolManager):
+            raise TypeError("session must be a urllib3.PoolManager (or ProxyManager)")
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if token is None:
@@ -147,22 +150,18 @@ class KoyebClient:
         self.timeout = float(timeout)
         self.max_retries = max_retries
         self.concurrency = concurrency
-        self._auth = _BearerAuth(token)
         self._token = token
-        retry = Retry(
+        self._headers = {"Accept": "application/json", "User-Agent": "koyeb-analytics",
+                         "Authorization": f"Bearer {token}"}
+        self._retry = Retry(
             total=max_retries, connect=max_retries, read=max_retries, status=max_retries,
             other=0, allowed_methods=frozenset({"GET"}), status_forcelist=RETRY_STATUSES,
             backoff_factor=backoff_factor, backoff_max=backoff_max,
             backoff_jitter=backoff_factor, respect_retry_after_header=True,
             raise_on_status=False,
         )
-        self.session = session or requests.Session()
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=4,
-                              pool_maxsize=max(concurrency, 10))
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.setdefault("Accept", "application/json")
-        self.session.headers["User-Agent"] = "koyeb-analytics"
+        self._timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout)
+        self.session = session or _pool_manager(base_url, max(concurrency, 10))
 
     @classmethod
     def from_env(cls, **options: Any) -> KoyebClient:
@@ -181,7 +180,7 @@ class KoyebClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self.session.close()
+        self.session.clear()
 
     def __enter__(self) -> KoyebClient:
         return self
@@ -198,18 +197,24 @@ class KoyebClient:
         List values in ``params`` are sent as repeated keys, as the API expects.
         """
         url = self.base_url + path
+        if params:
+            url += "?" + urlencode(params, doseq=True)
         started = time.perf_counter()
         try:
-            resp = self.session.get(url, params=params, auth=self._auth, timeout=self.timeout)
-            content = resp.content
-        except requests.RequestException as exc:
-            log.debug("GET %s failed: %s", path, type(exc).__name__)
-            raise TransportError(self._scrub(f"GET {path} failed: {type(exc).__name__}: {exc}")
-                                 ) from None
-        log.debug("GET %s -> %s (%d bytes, %.1f ms)", path, resp.status_code, len(content),
+            resp = self.session.request("GET", url, headers=self._headers, retries=self._retry,
+                                        timeout=self._timeout, preload_content=True,
+                                        redirect=False)
+            content = resp.data
+        except urllib3.exceptions.HTTPError as exc:
+            reason = getattr(exc, "reason", None) or exc
+            log.debug("GET %s failed: %s", path, type(reason).__name__)
+            raise TransportError(self._scrub(
+                f"GET {path} failed: {type(reason).__name__}: {reason}")) from None
+        status = resp.status
+        log.debug("GET %s -> %s (%d bytes, %.1f ms)", path, status, len(content),
                   (time.perf_counter() - started) * 1000)
-        if resp.status_code >= 400:
-            raise self._api_error(resp.status_code, content, path)
+        if status >= 400:
+            raise self._api_error(status, content, path)
         try:
             data = json.loads(content)
         except ValueError:
@@ -217,9 +222,9 @@ class KoyebClient:
         if not isinstance(data, dict):
             snippet = self._scrub(content[:200].decode("utf-8", "replace"))
             raise MalformedResponseError(
-                f"GET {path} returned {resp.status_code} with a body that is not a JSON "
+                f"GET {path} returned {status} with a body that is not a JSON "
                 f"object ({len(content)} bytes, starting {snippet!r})",
-                status=resp.status_code, body=snippet)
+                status=status, body=snippet)
         return data
 
     def _api_error(self, status: int, content: bytes, path: str) -> Exception:

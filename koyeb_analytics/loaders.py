@@ -36,23 +36,22 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
                    r"[0-9a-fA-F]{12}$")
 # Query strings longer than this risk a 414 from proxies; id lists are split to fit.
 MAX_QUERY_CHARS = 6000
-# Low-cardinality columns whose strings are shared while collecting, to bound memory.
-_SHARED = frozenset({"organization_id", "app_id", "service_id", "regional_deployment_id",
-                     "type", "region", "datacenter", "status", "message", "instance_id",
-                     "xyz_deployment_id"})
+# Event columns whose few distinct strings are shared while collecting: a million events
+# repeat a few thousand instance ids and a handful of types and messages.
+_SHARED_EVENT_COLUMNS = frozenset({"organization_id", "instance_id", "type", "message"})
 
 
 class _Collector:
     """Accumulates rows column by column, dropping repeated ids."""
 
-    def __init__(self, schema: dict[str, str]) -> None:
+    def __init__(self, schema: dict[str, str], shared: frozenset[str] = frozenset()) -> None:
         self.schema = schema
         self.columns: dict[str, list[Any]] = {c: [] for c in schema}
         self.extra: dict[str, list[Any]] = {}
         self.ids: set[str] = set()
         self.duplicates = 0
         self.rows = 0
-        self._shared: dict[str, dict[Any, Any]] = {c: {} for c in schema if c in _SHARED}
+        self._shared: dict[str, dict[Any, Any]] = {c: {} for c in schema if c in shared}
 
     def count_new(self, page: Page) -> int:
         ids = self.ids
@@ -444,7 +443,7 @@ def load_events(
         query["instance_ids"] = ids
     if type_list is not None:
         query["types"] = type_list
-    collector = _Collector(EVENT_COLUMNS)
+    collector = _Collector(EVENT_COLUMNS, _SHARED_EVENT_COLUMNS)
     stats = PageStats()
     fetched_at = utcnow()
     since_ts = tw.since

@@ -61,7 +61,7 @@ def test_token_never_in_repr_logs_or_errors(fresh_sim, caplog):
     sim = fresh_sim
     client = fast_client(sim, max_retries=1)
     assert sim.token not in repr(client) and "hidden" in repr(client)
-    assert sim.token not in repr(client.session.auth) + repr(client._auth)
+    assert sim.token not in repr(client.session) + str(client)
     caplog.set_level(logging.DEBUG)
     ka.load_instances(client, progress=False)
     sim.inject("401")
