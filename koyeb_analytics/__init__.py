@@ -40,6 +40,17 @@ from .errors import (
     ServerError,
     TransportError,
 )
+from .execute import (
+    ExecFailedError,
+    ExecInterrupted,
+    ExecResult,
+    ExecStream,
+    InstanceNotRunningError,
+    exec_command,
+    exec_many,
+    exec_stream,
+    group_outputs,
+)
 from .lifecycle import findings, lifecycles
 from .loaders import get_instance, load_events, load_instances
 from .pagination import PaginationWarning
@@ -53,7 +64,12 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "ExecFailedError",
+    "ExecInterrupted",
+    "ExecResult",
+    "ExecStream",
     "IncompleteListingError",
+    "InstanceNotRunningError",
     "KoyebClient",
     "KoyebError",
     "MalformedResponseError",
@@ -69,8 +85,12 @@ __all__ = [
     "UptimePolicy",
     "capacity",
     "crash_loops",
+    "exec_command",
+    "exec_many",
+    "exec_stream",
     "findings",
     "get_instance",
+    "group_outputs",
     "incident_summary",
     "incidents",
     "lifecycles",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..vocabulary import DEFAULT_VOCABULARY, STATUS_MESSAGES, STATUSES, EventVocabulary
+from .exec import ExecFaults
 from .faults import FAULT_KINDS, Faults
 from .server import RequestRecord, Simulator
 
@@ -19,6 +20,7 @@ __all__ = [
     "STATUSES",
     "STATUS_MESSAGES",
     "EventVocabulary",
+    "ExecFaults",
     "Faults",
     "RequestRecord",
     "Simulator",

@@ -8,19 +8,27 @@ leaves open (see ``koyeb-api-facts.md`` §13) are options of :class:`Simulator`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
+import os
 import secrets
+import shutil
+import signal
+import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from aiohttp import web
 
+from ..execute import EXEC_PATH
 from ..vocabulary import STATUS_MESSAGES, STATUSES
+from .exec import ExecEndpoint, ExecFaults
 from .faults import FaultPlan, Faults
 from .fleet import Fleet, FleetConfig, to_us
 
@@ -78,6 +86,18 @@ class Simulator:
         The ``code`` of a 404 body: ``"not_found"`` or ``"unknown_resource"``.
     faults
         Random faults (see :class:`Faults`); change ``sim.faults`` at run time too.
+    exec_auth
+        How the exec websocket refuses a bad token: ``"frame"`` (upgrade, send an error
+        frame, drop the connection: what the gateway most likely does) or
+        ``"handshake"`` (HTTP 401 before the upgrade).
+    exec_faults
+        Faults of the exec endpoint (see :class:`ExecFaults`); ``sim.exec_faults`` can
+        be changed at run time.
+
+    Notes
+    -----
+    Simulated exec runs the requested commands as **real local processes**, as the
+    user running the simulator, in a scratch directory per instance.
     **fleet_options
         More :class:`FleetConfig` fields (rates, outages, vocabulary).
 
@@ -101,6 +121,8 @@ class Simulator:
         limit_policy: str = "error",
         not_found_code: str = "not_found",
         faults: Faults | None = None,
+        exec_auth: str = "frame",
+        exec_faults: ExecFaults | None = None,
         **fleet_options: Any,
     ) -> None:
         try:
@@ -117,6 +139,8 @@ class Simulator:
             raise ValueError(
                 f"not_found_code must be 'not_found' or 'unknown_resource', got {not_found_code!r}"
             )
+        if exec_auth not in ("frame", "handshake"):
+            raise ValueError(f"exec_auth must be 'frame' or 'handshake', got {exec_auth!r}")
         if isinstance(now, str):
             now = pd.Timestamp(now)
         if isinstance(now, pd.Timestamp):
@@ -130,6 +154,10 @@ class Simulator:
         self.limit_policy = limit_policy
         self.not_found_code = not_found_code
         self.faults = faults or Faults()
+        self.exec_auth = exec_auth
+        self.exec_faults = exec_faults or ExecFaults()
+        self._exec: ExecEndpoint | None = None
+        self._exec_root: str | None = None
         self._plan = FaultPlan(seed=seed)
         self.requests: list[RequestRecord] = []
         self._token = secrets.token_hex(32)  # 64 characters, like a personal access token
@@ -240,9 +268,16 @@ class Simulator:
         """Stop the server and its thread."""
         if self._thread is None or self._loop is None:
             return
+        if self._exec is not None:
+            for proc in list(self._exec.processes.values()):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._thread = None
+        if self._exec_root is not None:
+            shutil.rmtree(self._exec_root, ignore_errors=True)
+            self._exec_root = None
 
     def __enter__(self) -> Simulator:
         return self.start()
@@ -265,6 +300,9 @@ class Simulator:
         app.router.add_get("/v1/instances", self._list_instances)
         app.router.add_get("/v1/instances/{id}", self._get_instance)
         app.router.add_get("/v1/instance_events", self._list_events)
+        self._exec_root = tempfile.mkdtemp(prefix="koyeb-sim-exec-")
+        self._exec = ExecEndpoint(self, Path(self._exec_root))
+        app.router.add_get(EXEC_PATH, self._exec.handle)
         return app
 
     # ------------------------------------------------------------------ plumbing
@@ -281,6 +319,8 @@ class Simulator:
         return response
 
     async def _dispatch(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == EXEC_PATH:
+            return await handler(request)  # the websocket checks its own token
         auth = request.headers.get("Authorization", "")
         if not secrets.compare_digest(auth.encode(), f"Bearer {self._token}".encode()):
             return self._error(401, "authentication_error", "Request unauthenticated with bearer")

@@ -1,0 +1,693 @@
+"""Exec: run commands on instances over the exec websocket, one or many.
+
+The protocol (``koyeb-api-facts.md`` §8) is JSON text frames over
+``/v1/streams/instances/exec``. Encoding and decoding frames are pure functions; the
+socket loop is thin, every wait has a deadline, and the socket is closed in
+``finally``. A socket that closes without an exit frame gives ``exited=False`` and
+``exit_code=None`` with the output received so far — never a hang, never a fake 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    KoyebError,
+    NotFoundError,
+    PermissionDeniedError,
+    TransportError,
+)
+
+EXEC_PATH = "/v1/streams/instances/exec"
+STDIN_CHUNK = 4096
+DEFAULT_MAX_OUTPUT = 16 * 2**20
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                   r"[0-9a-fA-F]{12}$")
+
+
+class InstanceNotRunningError(BadRequestError):
+    """The instance exists but cannot run commands now (``failed_precondition``)."""
+
+
+class ExecFailedError(KoyebError):
+    """Raised by ``check=True`` when a command did not exit with 0; ``result`` has it."""
+
+    def __init__(self, result: ExecResult) -> None:
+        self.result = result
+        what = (f"exited with {result.exit_code}" if result.exited else
+                "timed out" if result.timed_out else f"ended without an exit code "
+                f"({result.error or 'connection closed'})")
+        super().__init__(f"command {result.command!r} on {result.instance_id or '?'} {what}")
+
+
+class ExecInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a command: the socket was closed; ``result`` holds the partial run."""
+
+    def __init__(self, result: ExecResult) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
+
+# --------------------------------------------------------------------------- frames
+def command_frame(target_id: str, command: Sequence[str], *, id_type: str = "INSTANCE_ID",
+                  tty: bool = False) -> str:
+    """The first frame: what to run, and where."""
+    return json.dumps({"id": target_id, "idType": id_type,
+                       "body": {"command": list(command), "disableTty": not tty}})
+
+
+def stdin_frames(data: bytes) -> list[str]:
+    """Stdin as frames of at most 4096 raw bytes each (standard padded base64)."""
+    return [json.dumps({"body": {"stdin": {"data": base64.b64encode(
+        data[i:i + STDIN_CHUNK]).decode("ascii")}}}) for i in range(0, len(data), STDIN_CHUNK)]
+
+
+def stdin_close_frame() -> str:
+    """Tell the command its stdin has ended (commands that read stdin need it)."""
+    return json.dumps({"body": {"stdin": {"close": True}}})
+
+
+def resize_frame(height: int, width: int) -> str:
+    """A terminal size change (TTY mode)."""
+    return json.dumps({"body": {"tty_size": {"height": int(height), "width": int(width)}}})
+
+
+@dataclass(frozen=True)
+class Output:
+    """A chunk of the command's ``stdout`` or ``stderr``."""
+
+    stream: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Exit:
+    """The command ended with ``code``."""
+
+    code: int
+
+
+@dataclass(frozen=True)
+class ServerError:
+    """An error frame (google.rpc.Status): fatal for the session."""
+
+    code: int
+    message: str
+    details: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        extra = f": {'; '.join(self.details)}" if self.details else ""
+        return f"{self.message or 'error'} (code {self.code}){extra}"
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The socket closed; ``code`` is None when it was dropped without a close frame."""
+
+    code: int | None
+    reason: str = ""
+
+
+Event = Output | Exit | ServerError | Closed
+
+
+def decode_frame(text: str | bytes) -> list[Event]:
+    """Decode one server frame into events (output first, then the exit if any).
+
+    Raises ``ValueError`` for a frame that is not the protocol's JSON.
+    """
+    msg = json.loads(text)
+    if not isinstance(msg, dict):
+        raise ValueError("exec frame is not a JSON object")
+    if msg.get("error") is not None:
+        err = msg["error"]
+        details = tuple(str(d.get("message", d)) if isinstance(d, dict) else str(d)
+                        for d in err.get("details") or [])
+        return [ServerError(int(err.get("code") or 0), str(err.get("message") or ""), details)]
+    result = msg.get("result")
+    if not isinstance(result, dict):
+        raise ValueError("exec frame has neither 'result' nor 'error'")
+    events: list[Event] = []
+    for stream in ("stdout", "stderr"):
+        part = result.get(stream)
+        if isinstance(part, dict) and part.get("data"):
+            events.append(Output(stream, base64.b64decode(part["data"])))
+    if result.get("exited"):
+        events.append(Exit(int(result.get("exit_code") or 0)))
+    return events
+
+
+_GRPC_ERRORS: dict[int, tuple[type[APIError], int]] = {
+    3: (BadRequestError, 400), 5: (NotFoundError, 404), 7: (PermissionDeniedError, 403),
+    9: (InstanceNotRunningError, 400), 16: (AuthenticationError, 401),
+}
+
+
+def error_for(err: ServerError, path: str = EXEC_PATH) -> APIError:
+    """The typed error for an error frame received before the command started."""
+    cls, status = _GRPC_ERRORS.get(err.code, (APIError, 500))
+    return cls(status, err.message, "; ".join(err.details) or err.message, path=path)
+
+
+# --------------------------------------------------------------------------- capture
+class _Capture:
+    """Keeps a stream's head and tail within a byte cap, counting what was dropped."""
+
+    def __init__(self, cap: int, spill: IO[bytes] | None = None) -> None:
+        self.cap = cap
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.dropped = 0
+        self.total = 0
+        self.spill = spill
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.spill is not None:
+            self.spill.write(data)
+        room = self.cap // 2 - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data:
+            return
+        self.tail.append(data)
+        self.tail_size += len(data)
+        limit = self.cap - self.cap // 2
+        while self.tail_size > limit:
+            extra = self.tail_size - limit
+            first = self.tail[0]
+            if len(first) <= extra:
+                self.tail.popleft()
+                self.tail_size -= len(first)
+                self.dropped += len(first)
+            else:
+                self.tail[0] = first[extra:]
+                self.tail_size -= extra
+                self.dropped += extra
+
+    def value(self) -> bytes:
+        return bytes(self.head) + b"".join(self.tail)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one command did on one instance.
+
+    ``exit_code`` is None and ``exited`` False when the exit is unknown (the socket
+    closed first, or the run timed out); a non-zero code is data, not an exception.
+    ``stdout``/``stderr`` are bytes; ``stdout_text``/``stderr_text`` decode them as
+    UTF-8 (characters split across frames are whole again here). When a stream was
+    larger than the cap, its middle was dropped: ``stdout_dropped`` counts the bytes.
+    """
+
+    instance_id: str | None
+    command: tuple[str, ...]
+    stdout: bytes = b""
+    stderr: bytes = b""
+    exit_code: int | None = None
+    exited: bool = False
+    timed_out: bool = False
+    error: str | None = None
+    started_at: pd.Timestamp | None = None
+    ended_at: pd.Timestamp | None = None
+    service_id: str | None = None
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
+    tty: bool = False
+
+    @property
+    def duration(self) -> pd.Timedelta | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with 0."""
+        return self.exited and self.exit_code == 0
+
+    @property
+    def stdout_text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def stderr_text(self) -> str:
+        return self.stderr.decode("utf-8", "replace")
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"exit N"``, ``"timed out"``, ``"error"`` or ``"unknown"``."""
+        if self.exited:
+            return "ok" if self.exit_code == 0 else f"exit {self.exit_code}"
+        if self.timed_out:
+            return "timed out"
+        return "error" if self.error else "unknown"
+
+    def __repr__(self) -> str:
+        iid = (self.instance_id or "?")[:8]
+        return (f"<ExecResult {iid} {' '.join(self.command)!r} {self.status}, "
+                f"{len(self.stdout)} B out, {len(self.stderr)} B err>")
+
+
+# --------------------------------------------------------------------------- stream
+def _exec_url(base_url: str) -> str:
+    if base_url.startswith("https://"):
+        return "wss://" + base_url[len("https://"):] + EXEC_PATH
+    if base_url.startswith("http://"):
+        return "ws://" + base_url[len("http://"):] + EXEC_PATH
+    raise ValueError(f"cannot derive a websocket URL from {base_url!r}")
+
+
+def _normalize_command(command: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(command, str):
+        if not command.strip():
+            raise ValueError("command is empty")
+        return ("sh", "-c", command)
+    if isinstance(command, bytes) or not isinstance(command, Sequence):
+        raise TypeError("command must be a string (run through sh -c) or a list of strings")
+    argv = tuple(command)
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise ValueError("command must be a non-empty list of strings")
+    return argv
+
+
+def _check_target(instance_id: str | None, service_id: str | None) -> tuple[str, str]:
+    if (instance_id is None) == (service_id is None):
+        raise ValueError("pass exactly one of instance_id and service_id")
+    target = instance_id if instance_id is not None else service_id
+    name = "instance_id" if instance_id is not None else "service_id"
+    if not isinstance(target, str) or not _UUID.match(target):
+        raise ValueError(f"{name} must be a full id (a UUID), got {target!r}")
+    return target, "INSTANCE_ID" if instance_id is not None else "SERVICE_ID"
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+class ExecStream:
+    """A live exec session: write stdin, resize, and iterate over typed events.
+
+    Iteration yields :class:`Output`, then :class:`Exit`, :class:`ServerError` or
+    :class:`Closed`, and stops. Past the deadline it stops with ``timed_out`` set and
+    the socket closed. Use it as a context manager so the socket always closes.
+
+    Examples
+    --------
+    >>> with ka.exec_stream(client, iid, ["cat"]) as s:      # doctest: +SKIP
+    ...     s.write_stdin(b"hello\\n"); s.close_stdin()
+    ...     out = b"".join(e.data for e in s if isinstance(e, ka.execute.Output))
+    """
+
+    def __init__(self, client: Any, instance_id: str | None, command: str | Sequence[str], *,
+                 service_id: str | None = None, tty: bool = False,
+                 timeout: float | None = None, connect_timeout: float | None = None) -> None:
+        self.target, self.id_type = _check_target(instance_id, service_id)
+        self.instance_id = instance_id
+        self.service_id = service_id
+        self.command = _normalize_command(command)
+        self.tty = bool(tty)
+        self.timeout = _check_timeout(timeout)
+        self.connect_timeout = _check_timeout(connect_timeout) or min(
+            self.timeout or client.timeout, client.timeout)
+        self._client = client
+        self._ws: Any = None
+        self._stdin_closed = False
+        self._done = False
+        self.timed_out = False
+        self.deadline: float | None = None
+        self.started_at: pd.Timestamp | None = None
+
+    def open(self) -> ExecStream:
+        import websocket
+
+        self.started_at = pd.Timestamp.now(tz="UTC")
+        self.deadline = time.monotonic() + self.timeout if self.timeout else None
+        try:
+            self._ws = websocket.create_connection(
+                _exec_url(self._client.base_url), timeout=self.connect_timeout,
+                subprotocols=["Bearer", self._client._token], enable_multithread=True)
+        except websocket.WebSocketBadStatusException as exc:
+            status = getattr(exc, "status_code", 0) or 0
+            raise self._client._api_error(status, getattr(exc, "resp_body", b"") or b"",
+                                          EXEC_PATH) from None
+        except (OSError, websocket.WebSocketException) as exc:
+            raise TransportError(self._client._scrub(
+                f"exec connection failed: {type(exc).__name__}: {exc}")) from None
+        self._send(command_frame(self.target, self.command, id_type=self.id_type,
+                                 tty=self.tty))
+        return self
+
+    def __enter__(self) -> ExecStream:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, frame: str) -> None:
+        import websocket
+
+        try:
+            self._ws.send(frame)
+        except (OSError, websocket.WebSocketException) as exc:
+            raise TransportError(f"exec socket failed while sending: {type(exc).__name__}"
+                                 ) from None
+
+    def write_stdin(self, data: bytes | str) -> None:
+        """Send bytes to the command's stdin (in 4096-byte frames)."""
+        if self._stdin_closed:
+            raise ValueError("stdin is already closed")
+        if isinstance(data, str):
+            data = data.encode()
+        for frame in stdin_frames(bytes(data)):
+            self._send(frame)
+
+    def close_stdin(self) -> None:
+        """Send the end of stdin (once)."""
+        if not self._stdin_closed:
+            self._stdin_closed = True
+            self._send(stdin_close_frame())
+
+    def resize(self, height: int, width: int) -> None:
+        """Change the terminal size (TTY mode)."""
+        self._send(resize_frame(height, width))
+
+    def close(self) -> None:
+        """Close the socket (normal closure); safe to call twice."""
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.close(timeout=1)
+            except Exception:  # noqa: BLE001 - closing a dead socket must not raise
+                ws.abort() if hasattr(ws, "abort") else None
+
+    def __iter__(self) -> Iterator[Event]:
+        import websocket
+        from websocket import ABNF
+
+        while not self._done and self._ws is not None:
+            if self.deadline is not None:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    self.timed_out = True
+                    self._done = True
+                    self.close()
+                    return
+                self._ws.settimeout(min(left, 3600))
+            else:
+                self._ws.settimeout(None)
+            try:
+                opcode, frame = self._ws.recv_data_frame()
+            except websocket.WebSocketTimeoutException:
+                continue
+            except (OSError, websocket.WebSocketException):
+                self._done = True
+                yield Closed(None, "connection dropped")
+                return
+            if opcode == ABNF.OPCODE_CLOSE:
+                self._done = True
+                data = frame.data or b""
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                yield Closed(code, data[2:].decode("utf-8", "replace"))
+                return
+            try:
+                events = decode_frame(frame.data)
+            except (ValueError, TypeError, KeyError) as exc:
+                self._done = True
+                yield ServerError(-1, f"malformed exec frame: {exc}")
+                return
+            for event in events:
+                if isinstance(event, (Exit, ServerError)):
+                    self._done = True
+                yield event
+                if self._done:
+                    return
+
+
+def exec_stream(client: Any, instance_id: str | None, command: str | Sequence[str], *,
+                service_id: str | None = None, tty: bool = False,
+                timeout: float | None = None) -> ExecStream:
+    """Open a streaming exec session (use it in a ``with`` block)."""
+    return ExecStream(client, instance_id, command, service_id=service_id, tty=tty,
+                      timeout=timeout)
+
+
+def exec_command(
+    client: Any,
+    instance_id: str | None,
+    command: str | Sequence[str],
+    *,
+    service_id: str | None = None,
+    stdin: bytes | str | None = None,
+    timeout: float | None = 30,
+    tty: bool = False,
+    check: bool = False,
+    on_stdout: Callable[[bytes], Any] | None = None,
+    on_stderr: Callable[[bytes], Any] | None = None,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+    spill_to: str | Path | None = None,
+) -> ExecResult:
+    """Run one command on an instance and return what it did.
+
+    Parameters
+    ----------
+    client
+        A :class:`~koyeb_analytics.KoyebClient`.
+    instance_id
+        The instance (a full id); None with ``service_id`` lets the server pick a
+        running instance of that service.
+    command
+        A list of arguments, or a string run through ``sh -c``.
+    stdin
+        Bytes (or text) for the command's stdin. The end of stdin is always sent, so
+        commands that read it do not hang.
+    timeout
+        Seconds for the whole run; past it the socket is closed (the remote process goes
+        with it) and the result says ``timed_out`` with the output so far.
+    tty
+        Run under a pseudo-terminal (stderr is then merged into stdout).
+    check
+        Raise :class:`ExecFailedError` unless the command exited with 0.
+    on_stdout, on_stderr
+        Called with each chunk as it arrives.
+    max_output
+        Bytes kept per stream (head and tail); the middle beyond it is counted, not kept.
+    spill_to
+        Also write the complete stdout there (stderr goes to ``<path>.stderr``).
+
+    Returns
+    -------
+    ExecResult
+        A non-zero exit code is data; an error frame before the command started raises
+        the matching :class:`~koyeb_analytics.KoyebError` (not found, not running,
+        authentication).
+
+    Examples
+    --------
+    >>> res = ka.exec_command(client, iid, ["uname", "-a"], timeout=30)   # doctest: +SKIP
+    >>> res.ok, res.stdout_text                                            # doctest: +SKIP
+    (True, 'Linux ...')
+    """
+    if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
+        raise TypeError("stdin must be bytes, str or None")
+    if not isinstance(max_output, int) or max_output < 2:
+        raise ValueError(f"max_output must be an integer of at least 2 bytes, got {max_output!r}")
+    stream = ExecStream(client, instance_id, command, service_id=service_id, tty=tty,
+                        timeout=timeout)
+    spills: list[IO[bytes]] = []
+    if spill_to is not None:
+        spills = [open(spill_to, "wb"), open(f"{spill_to}.stderr", "wb")]  # noqa: SIM115
+    out = _Capture(max_output, spills[0] if spills else None)
+    err = _Capture(max_output, spills[1] if spills else None)
+    exit_code: int | None = None
+    error: str | None = None
+    started = False
+    try:
+        stream.open()
+        try:
+            if stdin:
+                stream.write_stdin(stdin)
+            stream.close_stdin()
+        except TransportError:
+            pass  # the session already ended; the events below tell how
+        for event in stream:
+            if isinstance(event, Output):
+                started = True
+                (out if event.stream == "stdout" else err).add(event.data)
+                callback = on_stdout if event.stream == "stdout" else on_stderr
+                if callback is not None:
+                    callback(event.data)
+            elif isinstance(event, Exit):
+                exit_code = event.code
+            elif isinstance(event, ServerError):
+                if not started and event.code in _GRPC_ERRORS:
+                    raise error_for(event)
+                error = "server error: " + event.text()
+            elif isinstance(event, Closed):
+                error = ("connection dropped before the command's exit" if event.code is None
+                         else f"connection closed ({event.code}) before the command's exit")
+    except KeyboardInterrupt:
+        stream.close()
+        result = _result(stream, out, err, None, "interrupted", client)
+        raise ExecInterrupted(result) from None
+    finally:
+        stream.close()
+        for f in spills:
+            f.close()
+    result = _result(stream, out, err, exit_code, error, client)
+    if check and not result.ok:
+        raise ExecFailedError(result)
+    return result
+
+
+def _result(stream: ExecStream, out: _Capture, err: _Capture, exit_code: int | None,
+            error: str | None, client: Any) -> ExecResult:
+    return ExecResult(
+        instance_id=stream.instance_id, service_id=stream.service_id,
+        command=stream.command, stdout=out.value(), stderr=err.value(),
+        exit_code=exit_code, exited=exit_code is not None,
+        timed_out=stream.timed_out, error=None if stream.timed_out else error,
+        started_at=stream.started_at, ended_at=pd.Timestamp.now(tz="UTC"),
+        stdout_dropped=out.dropped, stderr_dropped=err.dropped, tty=stream.tty)
+
+
+# --------------------------------------------------------------------------- fan-out
+MANY_COLUMNS = ("instance_id", "service_id", "region", "exit_code", "exited", "timed_out",
+                "error", "duration", "stdout", "stderr")
+
+
+def _targets(instances: pd.DataFrame | Iterable[str]) -> pd.DataFrame:
+    if isinstance(instances, pd.DataFrame):
+        if "id" in instances:
+            df = instances.rename(columns={"id": "instance_id"})
+        elif "instance_id" in instances:
+            df = instances
+        else:
+            raise ValueError("the instances frame needs an 'id' or 'instance_id' column")
+        df = df.drop_duplicates("instance_id")
+    else:
+        if isinstance(instances, str):
+            instances = [instances]
+        df = pd.DataFrame({"instance_id": list(dict.fromkeys(instances))})
+    for col in ("service_id", "region"):
+        if col not in df:
+            df = df.assign(**{col: None})
+    for iid in df["instance_id"]:
+        if not isinstance(iid, str) or not _UUID.match(iid):
+            raise ValueError(f"instance ids must be full ids (UUIDs), got {iid!r}")
+    return df[["instance_id", "service_id", "region"]].reset_index(drop=True)
+
+
+def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
+              command: str | Sequence[str], *, concurrency: int = 8,
+              timeout: float | None = 30, stdin: bytes | str | None = None,
+              tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT) -> pd.DataFrame:
+    """Run the same command on many instances, ``concurrency`` at a time.
+
+    One instance failing, timing out or hanging never stops the others, nor delays them
+    beyond its own timeout.
+
+    Returns
+    -------
+    DataFrame
+        One row per instance, in the order given: ``instance_id, service_id, region,
+        exit_code, exited, timed_out, error, duration, stdout, stderr`` (text). The full
+        :class:`ExecResult` objects are in ``attrs["results"]``.
+    """
+    argv = _normalize_command(command)
+    targets = _targets(instances)
+    _check_timeout(timeout)
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+
+    def one(iid: str) -> ExecResult:
+        try:
+            return exec_command(client, iid, argv, timeout=timeout, stdin=stdin, tty=tty,
+                                max_output=max_output)
+        except KoyebError as exc:
+            now = pd.Timestamp.now(tz="UTC")
+            return ExecResult(instance_id=iid, command=argv, error=str(exc), started_at=now,
+                              ended_at=now)
+
+    with ThreadPoolExecutor(max_workers=min(concurrency, max(len(targets), 1)),
+                            thread_name_prefix="koyeb-exec") as pool:
+        results = list(pool.map(one, targets["instance_id"]))
+    df = targets.assign(
+        exit_code=pd.array([r.exit_code for r in results], dtype="Int64"),
+        exited=[r.exited for r in results],
+        timed_out=[r.timed_out for r in results],
+        error=pd.Series([r.error for r in results], dtype=object),
+        duration=pd.to_timedelta([r.duration for r in results]),
+        stdout=[r.stdout_text for r in results],
+        stderr=[r.stderr_text for r in results],
+    )
+    df = df[list(MANY_COLUMNS)]
+    df.attrs["results"] = results
+    df.attrs["command"] = list(argv)
+    return df
+
+
+def group_outputs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Collapse identical outputs; show how each outlier differs from the majority.
+
+    Returns
+    -------
+    DataFrame
+        One row per distinct (exit_code, stdout, stderr), largest group first:
+        ``instances`` (count), ``instance_ids``, ``exit_code``, ``stdout``, ``stderr``,
+        ``majority`` and ``diff_vs_majority`` (a unified diff against the majority's
+        output).
+        ``attrs["summary"]`` reads like "12 instances: 10 identical; 2 differ".
+    """
+    import difflib
+
+    if runs.empty:
+        out = pd.DataFrame(columns=["instances", "instance_ids", "exit_code", "stdout",
+                                    "stderr", "majority", "diff_vs_majority"])
+        out.attrs["summary"] = "0 instances"
+        return out
+    key = runs.assign(_code=runs["exit_code"].astype(object).where(runs["exit_code"].notna(),
+                                                                  None),
+                      _err=runs["error"].fillna("") if "error" in runs else "")
+    groups = []
+    for (code, out, err, error), grp in key.groupby(["_code", "stdout", "stderr", "_err"],
+                                                    sort=False, dropna=False):
+        groups.append({"instances": len(grp), "instance_ids": list(grp["instance_id"]),
+                       "exit_code": code, "stdout": out, "stderr": err,
+                       "error": error or None})
+    groups.sort(key=lambda g: (-g["instances"], g["instance_ids"][0]))
+    major = groups[0]
+    base = (major["stdout"] + major["stderr"]).splitlines(keepends=True)
+    for i, g in enumerate(groups):
+        g["majority"] = i == 0
+        g["diff_vs_majority"] = "" if i == 0 else "".join(difflib.unified_diff(
+            base, (g["stdout"] + g["stderr"]).splitlines(keepends=True),
+            fromfile=f"majority ({major['instances']})",
+            tofile=f"{g['instance_ids'][0][:8]} ({g['instances']})"))
+    out = pd.DataFrame(groups)
+    n = len(runs)
+    differ = n - major["instances"]
+    out.attrs["summary"] = (f"{n} instances: identical" if differ == 0 else
+                            f"{n} instances: {major['instances']} identical; {differ} differ "
+                            f"({len(groups) - 1} other output{'s' if len(groups) > 2 else ''})")
+    return out
