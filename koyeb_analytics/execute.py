@@ -346,7 +346,8 @@ class ExecStream:
         try:
             self._ws = websocket.create_connection(
                 _exec_url(self._client.base_url), timeout=self.connect_timeout,
-                subprotocols=["Bearer", self._client._token], enable_multithread=True)
+                subprotocols=["Bearer", self._client._token], enable_multithread=True,
+                skip_utf8_validation=True)  # frames are JSON; json.loads checks them
         except websocket.WebSocketBadStatusException as exc:
             status = getattr(exc, "status_code", 0) or 0
             raise self._client._api_error(status, getattr(exc, "resp_body", b"") or b"",
