@@ -12,6 +12,7 @@ ended; a span still running at ``until`` ends there and is flagged ``open_ended`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,72 +32,111 @@ INTERVAL_COLUMNS = ("instance_id", *ATTRIBUTE_COLUMNS, "status", "start", "end",
 FINDING_COLUMNS = ("instance_id", "kind", "detail")
 
 
-def _span_frame(instance_id: Any, status: Any, start: Any, end: Any) -> pd.DataFrame:
-    n = len(instance_id)
-    if status is None or isinstance(status, str):
-        status = [status] * n  # one status for every row
-    return pd.DataFrame({"instance_id": pd.Series(instance_id, dtype="str"),
-                         "status": pd.Series(status, dtype=object),
-                         "start": pd.Series(start).astype(TIME_DTYPE),
-                         "end": pd.Series(end).astype(TIME_DTYPE)})
+_NAT = np.iinfo(np.int64).min
+_CODE = {s: i for i, s in enumerate(STATUSES)}
+_TERMINAL_CODES = np.array([_CODE[s] for s in TERMINAL_STATUSES])
 
 
-def _from_events(ev: pd.DataFrame) -> pd.DataFrame:
+def _us(series: pd.Series) -> np.ndarray:
+    """UTC times as int64 microseconds (NaT as the int64 minimum)."""
+    values = pd.Series(series).astype(TIME_DTYPE)
+    return values.array.asi8
+
+
+def _times(us: np.ndarray) -> pd.Series:
+    return pd.Series(pd.DatetimeIndex(us.astype("datetime64[us]"), tz="UTC"))
+
+
+@dataclass
+class _Spans:
+    """Spans as parallel arrays: instance position, status code (-1 unknown), times."""
+
+    code: np.ndarray
+    status: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    source: np.ndarray
+    open_ended: np.ndarray | None = None
+
+    @classmethod
+    def concat(cls, parts: list[_Spans]) -> _Spans:
+        if not parts:
+            e = np.empty(0, np.int64)
+            return cls(e, e.astype(np.int8), e, e, np.empty(0, object))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("code", "status", "start", "end", "source")))
+
+    def take(self, idx: np.ndarray) -> _Spans:
+        return _Spans(self.code[idx], self.status[idx], self.start[idx], self.end[idx],
+                      self.source[idx],
+                      None if self.open_ended is None else self.open_ended[idx])
+
+
+def _status_codes(values: Any) -> np.ndarray:
+    return np.array([_CODE.get(v, -1) if isinstance(v, str) else -1 for v in values], np.int8)
+
+
+def _from_events(code: np.ndarray, status: np.ndarray, when: np.ndarray) -> _Spans:
     """Spans from status events sorted by instance and time: each lasts until the next."""
-    iid = ev["instance_id"].to_numpy()
-    when = ev["when"]
-    same_next = np.r_[iid[1:] == iid[:-1], False]
-    end = when.shift(-1).where(same_next)
+    same_next = np.r_[code[1:] == code[:-1], False]
+    end = np.where(same_next, np.r_[when[1:], _NAT], _NAT)
     # The last event of an instance: a terminal status is a zero-length span.
-    end = end.where(same_next | ~ev["status"].isin(TERMINAL_STATUSES).to_numpy(), when)
-    return _span_frame(ev["instance_id"].to_numpy(), ev["status"].to_numpy(), when.array,
-                       end.array)
+    end = np.where(~same_next & np.isin(status, _TERMINAL_CODES), when, end)
+    return _Spans(code, status, when, end, np.full(len(code), "events", object))
 
 
-def _from_timestamps(inst: pd.DataFrame) -> pd.DataFrame:
+def _from_timestamps(inst: pd.DataFrame, codes: np.ndarray) -> _Spans:
     """Spans from created_at/started_at/succeeded_at/terminated_at and the final status.
 
     Without the detail columns (``load_instances(details=False)``) only the final status
     and when it began (``updated_at``) are known; the time before is an unknown span.
     """
     status = inst["status"].astype(object)
-    terminal = status.isin(TERMINAL_STATUSES)
-    created, updated = inst["created_at"], inst["updated_at"]
-    nat = pd.Series(pd.NaT, index=inst.index, dtype=TIME_DTYPE)
+    terminal = status.isin(TERMINAL_STATUSES).to_numpy()
+    created, updated = _us(inst["created_at"]), _us(inst["updated_at"])
+    final_code = _status_codes(status)
     if "started_at" in inst and "succeeded_at" in inst:
-        started, ok = inst["started_at"], inst["succeeded_at"]
-        ended = inst["terminated_at"].where(terminal) if "terminated_at" in inst else nat
-        ended = ended.fillna(updated.where(terminal))
-        final_at = ended.where(terminal, updated.where(status != "HEALTHY"))
-        parts = [
-            ("ALLOCATING", created, started.fillna(ok).fillna(final_at)),
-            ("STARTING", started, ok.fillna(final_at)),
-            ("HEALTHY", ok, final_at),
-        ]
+        started, ok = _us(inst["started_at"]), _us(inst["succeeded_at"])
+        ended = _us(inst["terminated_at"]) if "terminated_at" in inst else \
+            np.full(len(inst), _NAT)
+        ended = np.where(terminal & (ended == _NAT), updated, ended)
+        healthy_now = (status == "HEALTHY").to_numpy()
+        final_at = np.where(terminal, ended, np.where(healthy_now, _NAT, updated))
+
+        def first_set(*arrays: np.ndarray) -> np.ndarray:
+            out = arrays[-1]
+            for a in reversed(arrays[:-1]):
+                out = np.where(a != _NAT, a, out)
+            return out
+
+        parts = [(_CODE["ALLOCATING"], created, first_set(started, ok, final_at)),
+                 (_CODE["STARTING"], started, first_set(ok, final_at)),
+                 (_CODE["HEALTHY"], ok, final_at)]
     else:
         final_at = updated
-        parts = [(None, created, updated)]
-    pieces = [_span_frame(inst["id"].to_numpy(), s, a.array, b.array)
-              for s, a, b in parts]
-    final_end = final_at.where(terminal)  # zero-length when terminal, open while alive
-    last = _span_frame(inst["id"].to_numpy(), status.to_numpy(), final_at.array,
-                       final_end.array)
-    last = last[final_at.notna().to_numpy()]
-    spans = pd.concat(pieces, ignore_index=True)
-    # Keep real stretches only: a start, and an end after it (or open).
-    ok_rows = spans["start"].notna() & (spans["end"].isna() | (spans["end"] > spans["start"]))
-    spans = spans[ok_rows]
-    # A status already covered by the final span (e.g. HEALTHY now) is not repeated.
-    out = pd.concat([spans, last], ignore_index=True)
-    out = out.sort_values(["instance_id", "start"], kind="stable").reset_index(drop=True)
-    # Merge a span into the one before when both have the same status (the final
-    # status often continues the last stretch the timestamps describe).
-    same = (out["instance_id"].eq(out["instance_id"].shift())
-            & out["status"].eq(out["status"].shift()) & out["status"].notna())
-    starts = np.flatnonzero(~same.to_numpy())
-    ends = np.r_[starts[1:] - 1, len(out) - 1].astype(int)
-    merged = out.iloc[starts].reset_index(drop=True)
-    merged["end"] = out["end"].array[ends]
+        parts = [(-1, created, updated)]
+    n = len(inst)
+    pieces = []
+    for st, a, b in parts:
+        real = (a != _NAT) & ((b == _NAT) | (b > a))
+        pieces.append(_Spans(codes[real], np.full(int(real.sum()), st, np.int8), a[real],
+                             b[real], np.full(int(real.sum()), "timestamps", object)))
+    has_final = final_at != _NAT
+    final_end = np.where(terminal, final_at, _NAT)  # zero-length when terminal
+    pieces.append(_Spans(codes[has_final], final_code[has_final], final_at[has_final],
+                         final_end[has_final], np.full(int(has_final.sum()), "timestamps",
+                                                       object)))
+    spans = _Spans.concat(pieces)
+    spans = spans.take(np.lexsort((spans.start, spans.code)))
+    # The final status often continues the last stretch the timestamps describe: merge
+    # consecutive spans of one instance with the same known status.
+    same = np.r_[False, (spans.code[1:] == spans.code[:-1])
+                 & (spans.status[1:] == spans.status[:-1]) & (spans.status[1:] >= 0)]
+    starts = np.flatnonzero(~same)
+    ends = np.r_[starts[1:] - 1, len(same) - 1].astype(int) if len(starts) else starts
+    merged = spans.take(starts)
+    merged.end = spans.end[ends]
+    del n
     return merged
 
 
@@ -128,15 +168,16 @@ def lifecycles(
         other types are ignored.
     previous_key
         Metadata key giving the status before an event; used for the stretch before
-        the first event inside a window.
+        the first event inside a window. To rebuild a window exactly, load events from
+        ``since`` to now: the first event after a quiet stretch tells what it was.
 
     Returns
     -------
     DataFrame
         Columns ``instance_id, service_id, app_id, region, datacenter, replica_index,
         type, status, start, end, duration, open_ended, source``, sorted by instance
-        and start. Data-quality findings are in ``attrs["findings"]`` (see
-        :func:`findings`).
+        (in the order of ``instances``) and start. Data-quality findings are in
+        ``attrs["findings"]`` (see :func:`findings`).
 
     Examples
     --------
@@ -163,114 +204,126 @@ def lifecycles(
     if bad:
         raise ValueError(f"mapping: unknown statuses {sorted(bad)}; expected {STATUSES}")
 
-    inst = instances.drop_duplicates("id")
-    known = set(inst["id"])
+    inst = instances.drop_duplicates("id").reset_index(drop=True)
+    ids = pd.Index(inst["id"].astype(object))
+    created = _us(inst["created_at"]) if "created_at" in inst else np.full(len(inst), _NAT)
     findings: list[dict[str, Any]] = []
-    parts = []
-    with_events: set[str] = set()
+    parts: list[_Spans] = []
+    has_events = np.zeros(len(inst), bool)
     if events is not None and len(events):
-        ev = events[events["type"].isin(table.keys()) & events["instance_id"].isin(known)]
-        ev = ev.assign(status=ev["type"].map(table))
-        ev = ev.sort_values(["instance_id", "when", "id"] if "id" in ev else
-                            ["instance_id", "when"], kind="stable").reset_index(drop=True)
-        findings += _event_findings(ev)
-        spans = _from_events(ev)
-        first = ev.drop_duplicates("instance_id")
-        lead = _lead_in(first, inst, previous_key)
-        parts += [spans.assign(source="events"), lead.assign(source="events")]
-        with_events = set(first["instance_id"])
-    rest = inst[~inst["id"].isin(with_events)]
+        # Work on integer codes: instance positions and status numbers.
+        type_codes, type_names = pd.factorize(events["type"].astype(object))
+        status_of_type = _status_codes([table.get(t) for t in type_names])
+        status = np.where(type_codes >= 0, status_of_type[type_codes], -1).astype(np.int8)
+        code = ids.get_indexer(events["instance_id"].astype(object))
+        keep = np.flatnonzero((code >= 0) & (status >= 0))
+        when = _us(events["when"])[keep]
+        order = keep[np.lexsort((keep, when, code[keep]))]
+        code, status, when = code[order], status[order], _us(events["when"])[order]
+        findings += _event_findings(ids, code, status, when)
+        parts.append(_from_events(code, status, when))
+        first = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else code
+        has_events[code[first]] = True
+        parts.append(_lead_in(events, order[first], code[first], when[first], created,
+                              previous_key))
+    rest = np.flatnonzero(~has_events)
     if len(rest):
+        sub = inst.iloc[rest]
         if events is not None:
             # An instance that changed inside the window should have events there.
-            touched = rest[~(rest["created_at"] >= until_ts)]
+            touched = ~(sub["created_at"] >= until_ts)
             if tw.since is not None:
-                touched = touched[~(touched["updated_at"] < tw.since)]
+                touched &= ~(sub["updated_at"] < tw.since)
             findings += [{"instance_id": i, "kind": "no_events",
                           "detail": "no status events; spans rebuilt from timestamps"}
-                         for i in touched["id"]]
-        parts.append(_from_timestamps(rest).assign(source="timestamps"))
-    spans = pd.concat(parts, ignore_index=True) if parts else _span_frame([], [], [], []).assign(
-        source=pd.Series(dtype=object))
-    findings += _terminal_findings(spans, inst)
-    out = _clip(spans, tw.since, until_ts)
-    out = _attach(out, inst)
+                         for i in sub.loc[touched, "id"]]
+        parts.append(_from_timestamps(sub, rest))
+    spans = _Spans.concat(parts)
+    findings += _terminal_findings(inst, spans)
+    out = _build(_clip(spans, tw.since, until_ts), inst)
     out.attrs = {"since": tw.since, "until": until_ts, "findings": findings,
                  "mapping": table}
     return out
 
 
-def _lead_in(first: pd.DataFrame, inst: pd.DataFrame, previous_key: str | None) -> pd.DataFrame:
+def _lead_in(events: pd.DataFrame, rows: np.ndarray, code: np.ndarray, when: np.ndarray,
+             created: np.ndarray, previous_key: str | None) -> _Spans:
     """The stretch between an instance's creation and its first status event.
 
     When events were loaded for a window only, the first one is not the instance's
     creation: its metadata's previous status (if any) tells what came before.
     """
-    created = first["instance_id"].map(inst.set_index("id")["created_at"])
-    gap = first[(created < first["when"]).to_numpy()]
-    if gap.empty:
-        return _span_frame([], [], [], [])
-    prev: pd.Series = pd.Series(None, index=gap.index, dtype=object)
-    if previous_key is not None and "metadata" in gap:
-        prev = gap["metadata"].map(lambda m: m.get(previous_key) if isinstance(m, dict) else None)
-    return _span_frame(gap["instance_id"].to_numpy(), prev.to_numpy(),
-                       created[gap.index].array, gap["when"].array)
+    born = created[code]
+    gap = np.flatnonzero((born != _NAT) & (born < when))
+    status = np.full(len(gap), -1, np.int8)
+    if previous_key is not None and "metadata" in events and len(gap):
+        meta = events["metadata"].to_numpy()[rows[gap]]
+        status = _status_codes([m.get(previous_key) if isinstance(m, dict) else None
+                                for m in meta])
+    return _Spans(code[gap], status, born[gap], when[gap],
+                  np.full(len(gap), "events", object))
 
 
-def _event_findings(ev: pd.DataFrame) -> list[dict[str, Any]]:
+def _event_findings(ids: pd.Index, code: np.ndarray, status: np.ndarray,
+                    when: np.ndarray) -> list[dict[str, Any]]:
     out = []
-    same = ev["instance_id"].eq(ev["instance_id"].shift())
-    after_terminal = same & ev["status"].shift().isin(TERMINAL_STATUSES)
-    for iid in ev.loc[after_terminal, "instance_id"].unique():
-        out.append({"instance_id": iid, "kind": "event_after_terminal",
+    same = np.r_[False, code[1:] == code[:-1]]
+    prev_status = np.r_[-1, status[:-1]]
+    after_terminal = same & np.isin(prev_status, _TERMINAL_CODES)
+    for c in np.unique(code[after_terminal]):
+        out.append({"instance_id": ids[c], "kind": "event_after_terminal",
                     "detail": "a status event follows STOPPED or ERROR"})
-    tie = same & ev["when"].eq(ev["when"].shift())
-    for iid in ev.loc[tie, "instance_id"].unique():
-        out.append({"instance_id": iid, "kind": "simultaneous_events",
+    tie = same & (when == np.r_[_NAT, when[:-1]])
+    for c in np.unique(code[tie]):
+        out.append({"instance_id": ids[c], "kind": "simultaneous_events",
                     "detail": "two status events share a timestamp; their order is a guess"})
     return out
 
 
-def _terminal_findings(spans: pd.DataFrame, inst: pd.DataFrame) -> list[dict[str, Any]]:
-    terminal_ids = set(inst.loc[inst["status"].isin(TERMINAL_STATUSES), "id"])
-    ended = set(spans.loc[spans["status"].isin(TERMINAL_STATUSES), "instance_id"])
-    return [{"instance_id": i, "kind": "missing_terminal_event",
+def _terminal_findings(inst: pd.DataFrame, spans: _Spans) -> list[dict[str, Any]]:
+    terminal = np.flatnonzero(inst["status"].isin(TERMINAL_STATUSES).to_numpy())
+    ended = np.unique(spans.code[np.isin(spans.status, _TERMINAL_CODES)])
+    missing = np.setdiff1d(terminal, ended)
+    return [{"instance_id": inst["id"].iloc[c], "kind": "missing_terminal_event",
              "detail": "the instance is STOPPED/ERROR but no span records its end"}
-            for i in sorted(terminal_ids - ended)]
+            for c in missing]
 
 
-def _clip(spans: pd.DataFrame, since: pd.Timestamp | None, until: pd.Timestamp) -> pd.DataFrame:
-    start, end = spans["start"], spans["end"]
-    open_ended = end.isna() | (end > until)
-    zero = end.eq(start)
-    keep = start < until
+def _clip(spans: _Spans, since: pd.Timestamp | None, until: pd.Timestamp) -> _Spans:
+    hi = until.value // 1000
+    start, end = spans.start, spans.end
+    open_ended = (end == _NAT) | (end > hi)
+    keep = start < hi
     if since is not None:
-        keep &= (end > since) | end.isna() | (zero & (start >= since))
-    spans = spans[keep.to_numpy()].copy()
-    open_ended = open_ended[keep.to_numpy()]
+        lo = since.value // 1000
+        zero = end == start
+        keep &= (end > lo) | (end == _NAT) | (zero & (start >= lo))
+    out = spans.take(np.flatnonzero(keep))
+    open_ended = open_ended[keep]
     if since is not None:
-        spans["start"] = spans["start"].clip(lower=since)
-    spans["end"] = spans["end"].where(~open_ended, until)
-    spans["open_ended"] = open_ended.to_numpy()
-    return spans
+        out.start = np.maximum(out.start, since.value // 1000)
+    out.end = np.where(open_ended, hi, out.end)
+    out.open_ended = open_ended
+    return out
 
 
-def _attach(spans: pd.DataFrame, inst: pd.DataFrame) -> pd.DataFrame:
-    attrs = inst.set_index("id")[[c for c in ATTRIBUTE_COLUMNS if c in inst]]
-    spans = spans.sort_values(["instance_id", "start", "end"], kind="stable").reset_index(
-        drop=True)
-    out = {"instance_id": spans["instance_id"]}
+def _build(spans: _Spans, inst: pd.DataFrame) -> pd.DataFrame:
+    spans = spans.take(np.lexsort((spans.end, spans.start, spans.code)))
+    open_ended = spans.open_ended if spans.open_ended is not None else \
+        np.zeros(len(spans.code), bool)
+    out: dict[str, Any] = {"instance_id": inst["id"].take(spans.code).reset_index(drop=True)}
     for col in ATTRIBUTE_COLUMNS:
-        if col in attrs:
-            out[col] = spans["instance_id"].map(attrs[col]).reset_index(drop=True)
+        if col in inst:
+            out[col] = inst[col].take(spans.code).reset_index(drop=True)
         else:
-            out[col] = pd.Series(None, index=spans.index, dtype=object)
-    out["status"] = pd.Series(pd.Categorical(spans["status"], dtype=status_dtype()))
-    out["start"] = spans["start"]
-    out["end"] = spans["end"]
-    out["duration"] = spans["end"] - spans["start"]
-    out["open_ended"] = spans["open_ended"].astype(bool)
-    out["source"] = spans["source"].astype("str")
+            out[col] = pd.Series(None, index=range(len(spans.code)), dtype=object)
+    out["status"] = pd.Series(pd.Categorical.from_codes(spans.status.astype(int),
+                                                        dtype=status_dtype()))
+    out["start"] = _times(spans.start)
+    out["end"] = _times(spans.end)
+    out["duration"] = out["end"] - out["start"]
+    out["open_ended"] = pd.Series(np.asarray(open_ended, bool))
+    out["source"] = pd.Series(spans.source, dtype="str")
     return pd.DataFrame(out)
 
 
