@@ -323,7 +323,7 @@ def _build(spans: _Spans, inst: pd.DataFrame) -> pd.DataFrame:
     out["end"] = _times(spans.end)
     out["duration"] = out["end"] - out["start"]
     out["open_ended"] = pd.Series(np.asarray(open_ended, bool))
-    out["source"] = pd.Series(spans.source, dtype="str")
+    out["source"] = pd.Series(pd.Categorical(spans.source, categories=["events", "timestamps"]))
     return pd.DataFrame(out)
 
 
