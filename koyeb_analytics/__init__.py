@@ -68,6 +68,7 @@ __all__ = [
     "ExecInterrupted",
     "ExecResult",
     "ExecStream",
+    "ExecWidget",
     "IncompleteListingError",
     "InstanceNotRunningError",
     "KoyebClient",
@@ -96,10 +97,12 @@ __all__ = [
     "lifecycles",
     "load_events",
     "load_instances",
+    "load_transcript",
     "plot_capacity",
     "plot_events",
     "plot_lifecycles",
     "plot_uptime",
+    "save_transcript",
     "simulate",
     "timeline",
     "uptime",
@@ -112,4 +115,9 @@ def __getattr__(name: str) -> Any:
         from . import simulator
 
         return getattr(simulator, name)
+    if name in ("ExecWidget", "load_transcript", "save_transcript"):
+        # ipywidgets is imported by the widget module only.
+        from . import widget
+
+        return getattr(widget, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -265,6 +265,39 @@ class ExecResult:
                 f"{len(self.stdout)} B out, {len(self.stderr)} B err>")
 
 
+class CancelToken:
+    """Cancels runs from another thread: ``cancel()`` closes their sockets.
+
+    Pass the same token to several :func:`exec_command` calls (``cancel=token``); a run
+    cancelled this way ends with ``error="cancelled"`` and the output so far.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._streams: set[ExecStream] = set()
+        self.cancelled = False
+
+    def _register(self, stream: ExecStream) -> None:
+        with self._lock:
+            self._streams.add(stream)
+            cancelled = self.cancelled
+        if cancelled:
+            stream.close()
+
+    def _forget(self, stream: ExecStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            streams = list(self._streams)
+        for stream in streams:
+            stream.close()
+
+
 # --------------------------------------------------------------------------- stream
 def _exec_url(base_url: str) -> str:
     if base_url.startswith("https://"):
@@ -467,6 +500,7 @@ def exec_command(
     on_stderr: Callable[[bytes], Any] | None = None,
     max_output: int = DEFAULT_MAX_OUTPUT,
     spill_to: str | Path | None = None,
+    cancel: CancelToken | None = None,
 ) -> ExecResult:
     """Run one command on an instance and return what it did.
 
@@ -495,6 +529,8 @@ def exec_command(
         Bytes kept per stream (head and tail); the middle beyond it is counted, not kept.
     spill_to
         Also write the complete stdout there (stderr goes to ``<path>.stderr``).
+    cancel
+        A :class:`CancelToken`; cancelling it ends the run from another thread.
 
     Returns
     -------
@@ -523,8 +559,12 @@ def exec_command(
     exit_code: int | None = None
     error: str | None = None
     started = False
+    if cancel is not None and cancel.cancelled:
+        return _result(stream, out, err, None, "cancelled", client)
     try:
         stream.open()
+        if cancel is not None:
+            cancel._register(stream)
         try:
             if stdin:
                 stream.write_stdin(stdin)
@@ -553,8 +593,12 @@ def exec_command(
         raise ExecInterrupted(result) from None
     finally:
         stream.close()
+        if cancel is not None:
+            cancel._forget(stream)
         for f in spills:
             f.close()
+    if cancel is not None and cancel.cancelled and exit_code is None:
+        error = "cancelled"
     result = _result(stream, out, err, exit_code, error, client)
     if check and not result.ok:
         raise ExecFailedError(result)
@@ -602,7 +646,8 @@ def _targets(instances: pd.DataFrame | Iterable[str]) -> pd.DataFrame:
 def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
               command: str | Sequence[str], *, concurrency: int = 8,
               timeout: float | None = 30, stdin: bytes | str | None = None,
-              tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT) -> pd.DataFrame:
+              tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT,
+              cancel: CancelToken | None = None) -> pd.DataFrame:
     """Run the same command on many instances, ``concurrency`` at a time.
 
     One instance failing, timing out or hanging never stops the others, nor delays them
@@ -624,7 +669,7 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     def one(iid: str) -> ExecResult:
         try:
             return exec_command(client, iid, argv, timeout=timeout, stdin=stdin, tty=tty,
-                                max_output=max_output)
+                                max_output=max_output, cancel=cancel)
         except KoyebError as exc:
             now = pd.Timestamp.now(tz="UTC")
             return ExecResult(instance_id=iid, command=argv, error=str(exc), started_at=now,

@@ -1,0 +1,513 @@
+"""ExecWidget: a notebook workbench that keeps every run as a cell and a transcript row.
+
+Built from standard ipywidgets. Runs execute in a background thread; output reaches the
+display only through ``Output.append_stdout``/``append_stderr`` and widget value
+updates (never ``with out:`` from a thread). Remote output is text: it is shown escaped
+(stream outputs), never rendered as HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+
+from .execute import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, exec_command, group_outputs
+from .execute import _normalize_command as normalize_command
+from .schema import TIME_DTYPE
+
+RUNNABLE = ("STARTING", "HEALTHY", "UNHEALTHY")
+TRANSCRIPT_COLUMNS = ("run_id", "started_at", "ended_at", "instance_id", "service_id",
+                      "command", "exit_code", "exited", "timed_out", "stdout", "stderr",
+                      "error")
+# Terminal control sequences other than colours (SGR, ending in "m") are stripped; the
+# notebook front end renders colours in stream output safely.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-ln-~]|\x1b\][^\x07]*(\x07|\x1b\\)|\x1b[@-Z\\-_]")
+BADGE_STYLE = {
+    "ok": "background:#31a354;color:white",
+    "exit": "background:#de2d26;color:white",
+    "timed out": "background:#fd8d3c;color:black",
+    "cancelled": "background:#636363;color:white",
+    "unknown": "background:#bdbdbd;color:black",
+}
+
+
+def clean_terminal_text(text: str) -> str:
+    """Strip terminal control sequences except colours."""
+    return _CONTROL.sub("", text)
+
+
+def badge(result: ExecResult) -> tuple[str, str]:
+    """(label, kind) of a run's exit badge."""
+    if result.exited:
+        return (f"exit {result.exit_code}", "ok" if result.exit_code == 0 else "exit")
+    if result.timed_out:
+        return ("timed out", "timed out")
+    if result.error == "cancelled":
+        return ("cancelled", "cancelled")
+    return ("exit unknown", "unknown")
+
+
+class _CellOutput:
+    """Shows a stream in an Output widget: head and tail lines, throttled updates."""
+
+    def __init__(self, out: widgets.Output, head_lines: int, tail_lines: int,
+                 interval: float = 0.1) -> None:
+        self.out = out
+        self.head_lines = head_lines
+        self.tail: deque[tuple[str, str]] = deque(maxlen=tail_lines)
+        self.shown = 0
+        self.hidden = 0
+        self.pending: list[tuple[str, str]] = []
+        self.partial = {"stdout": b"", "stderr": b""}
+        self.interval = interval
+        self.last = 0.0
+        self.lock = threading.Lock()
+
+    def feed(self, stream: str, data: bytes) -> None:
+        with self.lock:
+            buf = self.partial[stream] + data
+            *lines, rest = buf.split(b"\n")
+            self.partial[stream] = rest
+            for line in lines:
+                self._line(stream, line.decode("utf-8", "replace") + "\n")
+            if time.monotonic() - self.last >= self.interval:
+                self._flush()
+
+    def _line(self, stream: str, text: str) -> None:
+        text = clean_terminal_text(text)
+        if self.shown < self.head_lines:
+            self.pending.append((stream, text))
+            self.shown += 1
+        else:
+            if len(self.tail) == self.tail.maxlen:
+                self.hidden += 1
+            self.tail.append((stream, text))
+
+    def _flush(self) -> None:
+        self.last = time.monotonic()
+        pending, self.pending = self.pending, []
+        for stream, text in _merge(pending):
+            (self.out.append_stdout if stream == "stdout" else self.out.append_stderr)(text)
+
+    def close(self) -> None:
+        with self.lock:
+            for stream in ("stdout", "stderr"):
+                if self.partial[stream]:
+                    self._line(stream, self.partial[stream].decode("utf-8", "replace"))
+                    self.partial[stream] = b""
+            if self.hidden:
+                self.pending.append(("stdout", f"… {self.hidden} lines hidden …\n"))
+            self.pending.extend(self.tail)
+            self.tail.clear()
+            self._flush()
+
+
+def _merge(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Join consecutive lines of one stream into one update."""
+    out: list[tuple[str, str]] = []
+    for stream, text in items:
+        if out and out[-1][0] == stream:
+            out[-1] = (stream, out[-1][1] + text)
+        else:
+            out.append((stream, text))
+    return out
+
+
+class ExecWidget(widgets.VBox):
+    """Run commands on instances from a notebook; every run becomes a cell and rows.
+
+    Parameters
+    ----------
+    client
+        A :class:`~koyeb_analytics.KoyebClient`.
+    instances
+        A DataFrame from :func:`~koyeb_analytics.load_instances`, or a list of ids.
+    service_id
+        Instead of ``instances``: load the instances of this service.
+    timeout
+        Default timeout of a run, in seconds.
+    confirm_above
+        Ask for confirmation when one run targets more instances than this.
+    allowlist
+        Read-only mode: only these commands may run (exact strings, or compiled regular
+        expressions that must match the whole command).
+    head_lines, tail_lines
+        How much of a long output a cell shows; the transcript keeps all of it (up to
+        ``max_output`` bytes per stream).
+
+    Examples
+    --------
+    >>> w = ka.ExecWidget(client, ka.load_instances(client))   # doctest: +SKIP
+    >>> w.run("uptime", instances=[iid])                        # doctest: +SKIP
+    >>> w.transcript                                            # doctest: +SKIP
+    """
+
+    def __init__(self, client: Any, instances: pd.DataFrame | Iterable[str] | None = None, *,
+                 service_id: str | None = None, timeout: float = 30, confirm_above: int = 5,
+                 allowlist: Sequence[str | re.Pattern[str]] | None = None,
+                 head_lines: int = 200, tail_lines: int = 50, concurrency: int = 8,
+                 max_output: int = DEFAULT_MAX_OUTPUT) -> None:
+        if instances is None and service_id is None:
+            raise ValueError("pass instances (a DataFrame or ids) or service_id")
+        if instances is None:
+            from .loaders import load_instances
+
+            instances = load_instances(client, service_id=service_id, progress=False)
+        self.client = client
+        self.instances = self._table(instances)
+        self.confirm_above = confirm_above
+        self.allowlist = list(allowlist) if allowlist is not None else None
+        self.head_lines, self.tail_lines = head_lines, tail_lines
+        self.concurrency = concurrency
+        self.max_output = max_output
+        self._rows: list[dict[str, Any]] = []
+        self._runs = 0
+        self._thread: threading.Thread | None = None
+        self._cancel: CancelToken | None = None
+        self._pending: tuple[Any, list[str], float] | None = None
+
+        runnable = self.instances[self.instances["status"].isin(RUNNABLE)]
+        self._picker = widgets.SelectMultiple(
+            options=[(self._label(r), r["instance_id"]) for _, r in runnable.iterrows()],
+            rows=min(8, max(2, len(runnable))), description="instances",
+            layout=widgets.Layout(width="95%"))
+        skipped = len(self.instances) - len(runnable)
+        self._note = widgets.HTML(f"<small>{skipped} instance(s) not running, not "
+                                  "selectable</small>" if skipped else "")
+        self._command = widgets.Combobox(placeholder="command (run through sh -c)",
+                                         options=[], ensure_option=False,
+                                         description="command",
+                                         layout=widgets.Layout(width="70%"))
+        self._timeout = widgets.BoundedFloatText(value=timeout, min=0.1, max=24 * 3600,
+                                                 description="timeout (s)",
+                                                 layout=widgets.Layout(width="200px"))
+        self._run = widgets.Button(description="Run", button_style="primary", icon="play")
+        self._stop = widgets.Button(description="Stop", button_style="danger", icon="stop",
+                                    disabled=True)
+        self._yes = widgets.Button(description="Run anyway", button_style="warning")
+        self._no = widgets.Button(description="Cancel")
+        self._confirm_text = widgets.HTML()
+        self._confirm = widgets.HBox([self._confirm_text, self._yes, self._no],
+                                     layout=widgets.Layout(display="none"))
+        self._status = widgets.HTML()
+        self._cells = widgets.VBox()
+        self._run.on_click(self._on_run)
+        self._stop.on_click(self._on_stop)
+        self._yes.on_click(self._on_confirm)
+        self._no.on_click(self._on_cancel_confirm)
+        super().__init__([self._picker, self._note,
+                          widgets.HBox([self._command, self._timeout, self._run, self._stop]),
+                          self._confirm, self._status, self._cells])
+
+    # ------------------------------------------------------------------ data
+    @staticmethod
+    def _table(instances: pd.DataFrame | Iterable[str]) -> pd.DataFrame:
+        if isinstance(instances, pd.DataFrame):
+            df = instances.rename(columns={"id": "instance_id"}).copy()
+        else:
+            df = pd.DataFrame({"instance_id": list(instances)})
+        for col, default in (("service_id", None), ("region", None), ("status", "HEALTHY")):
+            if col not in df:
+                df[col] = default
+        df["status"] = df["status"].astype(object)
+        return df.drop_duplicates("instance_id").reset_index(drop=True)
+
+    @staticmethod
+    def _label(row: pd.Series) -> str:
+        svc = str(row["service_id"])[:8] if isinstance(row["service_id"], str) else "-"
+        return f"{row['instance_id'][:8]} · {svc} · {row['region'] or '-'} · {row['status']}"
+
+    @property
+    def transcript(self) -> pd.DataFrame:
+        """One row per run and instance (all of the output, up to the exec cap)."""
+        return _transcript_frame(self._rows)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------ checks
+    def _allowed(self, command: str) -> bool:
+        if self.allowlist is None:
+            return True
+        for rule in self.allowlist:
+            if isinstance(rule, re.Pattern):
+                if rule.fullmatch(command):
+                    return True
+            elif command == rule:
+                return True
+        return False
+
+    def _targets(self, instances: Iterable[str] | None) -> list[str]:
+        ids = list(self._picker.value) if instances is None else list(instances)
+        if not ids:
+            raise ValueError("no instance selected")
+        runnable = set(self.instances.loc[self.instances["status"].isin(RUNNABLE),
+                                          "instance_id"])
+        bad = [i for i in ids if i not in runnable]
+        if bad:
+            raise ValueError(f"not runnable here (unknown or not running): {bad[0]}")
+        return ids
+
+    # ------------------------------------------------------------------ running
+    def run(self, command: str | Sequence[str], instances: Iterable[str] | None = None, *,
+            timeout: float | None = None, confirm: bool = False,
+            wait: bool = True) -> list[ExecResult] | None:
+        """Run ``command`` on ``instances`` (default: the picked ones), as the Run button.
+
+        A run on more than ``confirm_above`` instances needs ``confirm=True``; in
+        read-only mode a command outside the allowlist raises ``PermissionError``.
+        Returns the results (``wait=True``) or None while it runs in the background.
+        """
+        text = command if isinstance(command, str) else " ".join(command)
+        if not self._allowed(text):
+            raise PermissionError(f"read-only mode: {text!r} is not in the allowlist")
+        ids = self._targets(instances)
+        if len(ids) > self.confirm_above and not confirm:
+            raise ValueError(f"this run targets {len(ids)} instances (more than "
+                             f"{self.confirm_above}); pass confirm=True")
+        if self.running:
+            raise RuntimeError("a run is in progress; stop it or wait for it")
+        return self._start(command, ids, timeout or self._timeout.value, wait)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current run has finished."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        """Cancel the current run: its sockets close, the rows say ``cancelled``."""
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def _start(self, command: str | Sequence[str], ids: list[str], timeout: float,
+               wait: bool) -> list[ExecResult] | None:
+        argv = normalize_command(command)
+        text = command if isinstance(command, str) else " ".join(command)
+        if text not in self._command.options:
+            self._command.options = (text, *self._command.options)[:30]
+        self._runs += 1
+        run_id = self._runs
+        self._cancel = CancelToken()
+        self._run.disabled = True
+        self._stop.disabled = False
+        self._status.value = ""
+        results: list[ExecResult] = []
+        cells = [self._new_cell(run_id, text, iid) for iid in ids]
+
+        def work() -> None:
+            try:
+                with ThreadPoolExecutor(max_workers=min(self.concurrency, len(ids))) as pool:
+                    futures = [pool.submit(self._one, run_id, text, argv, iid, timeout, cell)
+                               for iid, cell in zip(ids, cells, strict=True)]
+                    results.extend(f.result() for f in futures)
+                if len(ids) > 1:
+                    self._summary(run_id, results)
+            except Exception as exc:  # noqa: BLE001 - shown to the user, never lost
+                self._status.value = f"<b>run {run_id} failed:</b> {html.escape(str(exc))}"
+            finally:
+                self._run.disabled = False
+                self._stop.disabled = True
+
+        self._thread = threading.Thread(target=work, name=f"exec-widget-run-{run_id}",
+                                        daemon=True)
+        self._thread.start()
+        if wait:
+            self._thread.join()
+            return results
+        return None
+
+    def _new_cell(self, run_id: int, text: str, iid: str) -> dict[str, Any]:
+        started = pd.Timestamp.now(tz="UTC")
+        header = widgets.HTML(
+            f"<b>Run {run_id}</b> · <code>{html.escape(text)}</code> · "
+            f"{html.escape(iid[:8])} · {started:%Y-%m-%d %H:%M:%S} UTC")
+        out = widgets.Output(layout=widgets.Layout(max_height="400px", overflow="auto",
+                                                   border="1px solid #ddd"))
+        footer = widgets.HTML("<i>running…</i>")
+        box = widgets.VBox([header, out, footer])
+        self._cells.children = (*self._cells.children, box)
+        return {"box": box, "out": out, "footer": footer,
+                "view": _CellOutput(out, self.head_lines, self.tail_lines)}
+
+    def _one(self, run_id: int, text: str, argv: tuple[str, ...], iid: str, timeout: float,
+             cell: dict[str, Any]) -> ExecResult:
+        view: _CellOutput = cell["view"]
+        started = pd.Timestamp.now(tz="UTC")
+        try:
+            result = exec_command(self.client, iid, argv, timeout=timeout,
+                                  max_output=self.max_output, cancel=self._cancel,
+                                  on_stdout=lambda b: view.feed("stdout", b),
+                                  on_stderr=lambda b: view.feed("stderr", b))
+        except Exception as exc:  # noqa: BLE001 - a failed instance is a row, not a crash
+            result = ExecResult(instance_id=iid, command=argv, error=str(exc),
+                                started_at=started, ended_at=pd.Timestamp.now(tz="UTC"))
+        view.close()
+        label, kind = badge(result)
+        seconds = result.duration.total_seconds() if result.duration is not None else 0.0
+        extra = f" · {html.escape(result.error)}" if result.error and kind == "unknown" else ""
+        cell["footer"].value = (f'<span class="ka-badge ka-{kind.replace(" ", "-")}" '
+                                f'style="{BADGE_STYLE[kind]};padding:1px 6px;'
+                                f'border-radius:3px">{html.escape(label)}</span> '
+                                f"· {seconds:.2f} s{extra}")
+        row = self.instances.set_index("instance_id")
+        self._rows.append({
+            "run_id": run_id, "started_at": result.started_at or started,
+            "ended_at": result.ended_at, "instance_id": iid,
+            "service_id": row["service_id"].get(iid) if iid in row.index else None,
+            "command": text, "exit_code": result.exit_code, "exited": result.exited,
+            "timed_out": result.timed_out, "stdout": result.stdout_text,
+            "stderr": result.stderr_text, "error": result.error,
+        })
+        return result
+
+    def _summary(self, run_id: int, results: list[ExecResult]) -> None:
+        runs = pd.DataFrame({"instance_id": [r.instance_id for r in results],
+                             "exit_code": pd.array([r.exit_code for r in results],
+                                                   dtype="Int64"),
+                             "stdout": [r.stdout_text for r in results],
+                             "stderr": [r.stderr_text for r in results],
+                             "error": [r.error for r in results]})
+        grouped = group_outputs(runs)
+        out = widgets.Output()
+        out.append_stdout(f"Run {run_id}: {grouped.attrs['summary']}\n")
+        for _, g in grouped.iloc[1:].iterrows():
+            out.append_stdout(g["diff_vs_majority"] or f"(differs: exit {g['exit_code']})\n")
+        self._cells.children = (*self._cells.children,
+                                widgets.VBox([widgets.HTML(f"<b>Run {run_id} summary</b>"),
+                                              out]))
+
+    # ------------------------------------------------------------------ handlers
+    def _on_run(self, _: Any = None) -> None:
+        text = self._command.value.strip()
+        if not text:
+            self._status.value = "Type a command first."
+            return
+        if not self._allowed(text):
+            self._status.value = (f"<b>Blocked</b>: <code>{html.escape(text)}</code> is not "
+                                  "in the allowlist (read-only mode).")
+            return
+        try:
+            ids = self._targets(None)
+        except ValueError as exc:
+            self._status.value = html.escape(str(exc))
+            return
+        if len(ids) > self.confirm_above:
+            self._pending = (text, ids, self._timeout.value)
+            self._confirm_text.value = (f"Run <code>{html.escape(text)}</code> on "
+                                        f"<b>{len(ids)}</b> instances?")
+            self._confirm.layout.display = "flex"
+            return
+        self._start(text, ids, self._timeout.value, wait=False)
+
+    def _on_confirm(self, _: Any = None) -> None:
+        self._confirm.layout.display = "none"
+        if self._pending is not None:
+            text, ids, timeout = self._pending
+            self._pending = None
+            self._start(text, ids, timeout, wait=False)
+
+    def _on_cancel_confirm(self, _: Any = None) -> None:
+        self._confirm.layout.display = "none"
+        self._pending = None
+        self._status.value = "Run cancelled before it started."
+
+    def _on_stop(self, _: Any = None) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ exports
+    def to_notebook_cells(self) -> list[Any]:
+        """nbformat v4 cells: a markdown cell per run, a code cell per instance output."""
+        return transcript_cells(self.transcript)
+
+    def to_markdown(self) -> str:
+        """The transcript as Markdown, for a post-mortem report."""
+        return transcript_markdown(self.transcript)
+
+    def save_transcript(self, path: str | Path) -> Path:
+        """Write the transcript to Parquet (``.parquet``) or CSV (``.csv``)."""
+        return save_transcript(self.transcript, path)
+
+
+def _transcript_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(TRANSCRIPT_COLUMNS))
+    for col in ("started_at", "ended_at"):
+        df[col] = pd.to_datetime(df[col], utc=True).astype(TIME_DTYPE)
+    df["run_id"] = df["run_id"].astype("int64")
+    df["exit_code"] = pd.array(df["exit_code"], dtype="Int64")
+    for col in ("exited", "timed_out"):
+        df[col] = df[col].astype(bool)
+    for col in ("instance_id", "service_id", "command", "stdout", "stderr", "error"):
+        df[col] = df[col].astype("str")
+    return df.sort_values(["run_id", "started_at", "instance_id"], kind="stable").reset_index(
+        drop=True)
+
+
+def transcript_cells(transcript: pd.DataFrame) -> list[Any]:
+    """nbformat v4 cells for a transcript: markdown per run, code cell per instance."""
+    import nbformat.v4 as nbf
+
+    cells = []
+    for run_id, rows in transcript.groupby("run_id", sort=True):
+        command = rows["command"].iloc[0]
+        lines = [f"### Run {run_id}: `{command.replace('`', '´')}`", "",
+                 "| instance | exit | duration |", "|---|---|---|"]
+        for r in rows.itertuples():
+            code = ("unknown" if pd.isna(r.exit_code) else str(r.exit_code)) + \
+                (" (timed out)" if r.timed_out else "")
+            lines.append(f"| `{r.instance_id}` | {code} | "
+                         f"{(r.ended_at - r.started_at).total_seconds():.2f} s |")
+        cells.append(nbf.new_markdown_cell("\n".join(lines)))
+        for r in rows.itertuples():
+            outputs = []
+            if r.stdout:
+                outputs.append(nbf.new_output("stream", name="stdout", text=r.stdout))
+            if r.stderr:
+                outputs.append(nbf.new_output("stream", name="stderr", text=r.stderr))
+            cells.append(nbf.new_code_cell(
+                source=f"# koyeb exec on {r.instance_id}\n# $ {command}",
+                outputs=outputs))
+    return cells
+
+
+def transcript_markdown(transcript: pd.DataFrame) -> str:
+    """Render a transcript as Markdown (fenced output blocks)."""
+    parts = []
+    for r in transcript.itertuples():
+        code = "unknown" if pd.isna(r.exit_code) else str(r.exit_code)
+        fence = "````" if "```" in (r.stdout + r.stderr) else "```"
+        parts.append(f"#### Run {r.run_id} on `{r.instance_id}`: `{r.command}` (exit {code})\n"
+                     f"{fence}text\n{r.stdout}{r.stderr}{fence}\n")
+    return "\n".join(parts)
+
+
+def save_transcript(transcript: pd.DataFrame, path: str | Path) -> Path:
+    """Write a transcript to ``.parquet`` or ``.csv``."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        transcript.to_parquet(path, index=False)
+    elif path.suffix == ".csv":
+        transcript.to_csv(path, index=False)
+    else:
+        raise ValueError(f"{path}: use a .parquet or .csv file name")
+    return path
+
+
+def load_transcript(path: str | Path) -> pd.DataFrame:
+    """Read a transcript written by :func:`save_transcript`, with its dtypes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no transcript at {path}")
+    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(
+        path, keep_default_na=False, na_values={"exit_code": [""]})
+    return _transcript_frame(df.to_dict("records"))
