@@ -3,43 +3,157 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from .errors import KoyebError
 
 
-def _demo(args: argparse.Namespace) -> int:
-    import pandas as pd
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
+
+def _summary(a: Any, report: Path) -> str:
+    from .report import _td
+
+    """The terminal summary: availability, incidents, capacity, the report's path."""
+    lines = [f"Window {a.since:%Y-%m-%d %H:%M} to {a.until:%Y-%m-%d %H:%M} UTC: "
+             f"{len(a.instances)} instances, {len(a.events)} events.", "",
+             f"Availability ({a.policy.describe()})"]
+    by = a.uptime.attrs.get("by") or "service_id"
+    for _, r in a.uptime.sort_values("availability").iterrows():
+        lines.append(f"  {str(r[by])[:8]}  {r['availability']:9.4%}  "
+                     f"{int(r['incidents'])} incident(s)")
+    lines.append(f"  overall   {a.uptime.attrs['overall']:9.4%}")
+    mttr = a.incidents.attrs.get("summary", {}).get("mttr", {})
+    lines += ["", f"Incidents: {len(a.incidents)}"
+              + (f", MTTR median {_td(mttr['median'])} (p90 {_td(mttr['p90'])})"
+                 if mttr.get("count") else "")]
+    peak = a.capacity.attrs.get("peak", {})
+    if peak.get("instances"):
+        lines.append(f"Peak capacity: {peak['instances']} concurrent instances at "
+                     f"{pd.Timestamp(peak['at']):%Y-%m-%d %H:%M} UTC")
+    if len(a.findings):
+        lines.append(f"Data-quality findings: {len(a.findings)} (see the report)")
+    lines += ["", f"Report: {report.resolve()}"]
+    return "\n".join(lines)
+
+
+def _load(client: Any, window: str, services: list[str] | None,
+          progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     from .loaders import load_events, load_instances
+
+    if services:
+        parts = [load_instances(client, window=window, service_id=s, progress=progress)
+                 for s in services]
+        inst = pd.concat(parts, ignore_index=True)
+        inst.attrs = {**parts[0].attrs, "query": {**parts[0].attrs["query"],
+                                                  "service_id": services}}
+        ids = inst["id"].tolist()
+        ev = load_events(client, since=inst.attrs["query"].get("since"), instance_ids=ids,
+                         progress=progress) if ids else load_events(
+            client, window=window, instance_ids=["00000000-0000-4000-8000-000000000000"],
+            progress=progress)
+    else:
+        inst = load_instances(client, window=window, progress=progress)
+        # Events from the window's start to now: the status before a quiet stretch is
+        # told by the event that ends it.
+        ev = load_events(client, since=inst.attrs["query"]["since"], progress=progress)
+    return inst, ev
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .report import analyse, write_report
     from .simulator import simulate
 
-    print(f"Starting the simulator (seed {args.seed}, {args.days} days, "
-          f"{args.services} services) on 127.0.0.1 ...", file=sys.stderr)
-    with simulate(seed=args.seed, days=args.days, services=args.services) as sim:
+    started = time.perf_counter()
+    _say(f"[1/4] Starting the simulator on 127.0.0.1 (seed {args.seed}, {args.days} days, "
+         f"{args.services} services)...")
+    with simulate(seed=args.seed, days=args.days, services=args.services,
+                  outages=max(1, args.services // 6)) as sim:
         client = sim.client()
-        url = sim.url
-        t0 = time.perf_counter()
-        inst = load_instances(client, window=f"{args.days}d", progress=not args.quiet)
-        ev = load_events(client, window=f"{args.days}d", progress=not args.quiet)
-        took = time.perf_counter() - t0
-    print(f"Loaded {len(inst)} instances ({inst.attrs['pages']} pages) and {len(ev)} events "
-          f"({ev.attrs['pages']} pages) in {took:.1f} s from {url}")
-    print()
-    table = (inst.assign(service=inst["service_id"].str[:8])
-             .pivot_table(index="service", columns="status", values="id", aggfunc="count",
-                          observed=False, fill_value=0))
-    table["total"] = table.sum(axis=1)
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print("Instances per service (short id) and current status:")
-        print(table.to_string())
-        print()
-        print("Events per type:")
-        print(ev["type"].value_counts().to_string())
+        _say("[2/4] Loading every instance and event...")
+        inst, ev = _load(client, f"{args.days}d", None, not args.quiet)
+    _say(f"      {len(inst)} instances ({inst.attrs['pages']} pages), {len(ev)} events "
+         f"({ev.attrs['pages']} pages)")
+    _say("[3/4] Rebuilding lifecycles; uptime, incidents, capacity...")
+    a = analyse(inst, ev, since=inst.attrs["query"]["since"], until=inst.attrs["fetched_at"])
+    _say("[4/4] Writing the report...")
+    out = write_report(a, args.out, title="Koyeb services report (simulated fleet)")
+    print(_summary(a, out))
+    _say(f"Done in {time.perf_counter() - started:.1f} s.")
+    return 0
+
+
+def _client(args: argparse.Namespace) -> tuple[Any, Any]:
+    from .client import KoyebClient
+
+    if getattr(args, "simulate", False):
+        from .simulator import simulate
+
+        sim = simulate(seed=args.seed, days=max(7, _days(args.window)), services=12).start()
+        return sim.client(), sim
+    return KoyebClient.from_env(), None
+
+
+def _days(window: str) -> int:
+    from .timewindow import parse_duration
+
+    return int(parse_duration(window).total_seconds() // 86400) + 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import analyse, write_report
+    from .timewindow import parse_duration
+
+    parse_duration(args.window)  # a bad window fails before anything starts
+    client, sim = _client(args)
+    try:
+        inst, ev = _load(client, args.window, args.service, not args.quiet)
+    finally:
+        if sim is not None:
+            sim.stop()
+    a = analyse(inst, ev, since=inst.attrs["query"]["since"], until=inst.attrs["fetched_at"])
+    out = write_report(a, args.out)
+    print(_summary(a, out))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .loaders import load_events, load_instances
+    from .timewindow import parse_duration
+
+    parse_duration(args.window)
+    client, sim = _client(args)
+    try:
+        load = load_instances if args.what == "instances" else load_events
+        df = load(client, window=args.window, progress=not args.quiet)
+    finally:
+        if sim is not None:
+            sim.stop()
+    out = Path(args.out or f"{args.what}.{args.format}")
+    if args.format == "parquet":
+        from .snapshot import _encode, _json_columns
+
+        flat = df.copy()
+        for col in _json_columns(df):
+            flat[col] = [json.dumps(_encode(v)) for v in df[col]]
+        flat.attrs = {}
+        flat.to_parquet(out, index=False)
+    else:
+        flat = df.copy()
+        for col in ("messages", "metadata"):
+            if col in flat:
+                flat[col] = [json.dumps(v) for v in flat[col]]
+        flat.to_csv(out, index=False)
+    print(f"Wrote {len(df)} {args.what} to {out}")
     return 0
 
 
@@ -74,12 +188,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the toolkit end to end on the simulator")
+    demo = sub.add_parser("demo", help="run the toolkit end to end on the simulator",
+                          description="Start the simulator (a week, a dozen services, an "
+                          "incident), load everything, analyse it and write an HTML report.")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--services", type=int, default=12)
+    demo.add_argument("--out", default="koyeb-report.html", help="report path")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
+
+    report = sub.add_parser("report", help="write the HTML report for a window",
+                            description="Against the real API (token from KOYEB_TOKEN, "
+                            "KOYEB_API_TOKEN or ~/.koyeb.yaml), or the simulator with "
+                            "--simulate.")
+    report.add_argument("--window", default="7d", help="e.g. 24h, 7d (default 7d)")
+    report.add_argument("--service", action="append", help="only this service (repeatable)")
+    report.add_argument("--out", default="koyeb-report.html")
+    report.add_argument("--simulate", action="store_true", help="use the simulator")
+    report.add_argument("--seed", type=int, default=7, help="simulator seed")
+    report.add_argument("--quiet", action="store_true")
+    report.set_defaults(func=_report)
+
+    export = sub.add_parser("export", help="export instances or events to CSV or Parquet")
+    export.add_argument("what", choices=["instances", "events"])
+    export.add_argument("--window", default="7d")
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    export.add_argument("--out", help="file path (default: <what>.<format>)")
+    export.add_argument("--simulate", action="store_true", help="use the simulator")
+    export.add_argument("--seed", type=int, default=7, help="simulator seed")
+    export.add_argument("--quiet", action="store_true")
+    export.set_defaults(func=_export)
 
     sim = sub.add_parser("simulate", help="serve the simulated Koyeb API until Ctrl-C")
     sim.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
