@@ -56,6 +56,7 @@ from .loaders import get_instance, load_events, load_instances
 from .pagination import PaginationWarning
 from .plotting import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .schema import STATUSES
+from .snapshot import SnapshotError, load_snapshot, read_manifest, save_snapshot
 
 __version__ = "0.1.0"
 
@@ -80,6 +81,7 @@ __all__ = [
     "RateLimitError",
     "STATUSES",
     "STATUS_COLORS",
+    "SnapshotError",
     "ServerError",
     "Simulator",
     "TransportError",
@@ -97,11 +99,14 @@ __all__ = [
     "lifecycles",
     "load_events",
     "load_instances",
+    "load_snapshot",
     "load_transcript",
     "plot_capacity",
     "plot_events",
     "plot_lifecycles",
     "plot_uptime",
+    "read_manifest",
+    "save_snapshot",
     "save_transcript",
     "simulate",
     "timeline",

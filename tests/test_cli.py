@@ -1,0 +1,112 @@
+"""The koyeb-analytics command, run as a subprocess."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import koyeb_analytics as ka
+
+from .conftest import NOW
+
+SECTIONS = ("uptime-table", "uptime-chart", "heatmap-chart", "incident-table",
+            "lifecycle-chart", "capacity-chart", "hours-table", "findings-table", "query-table")
+
+
+def run(args, *, env=None, cwd=None, timeout=300):
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("KOYEB_TOKEN", "KOYEB_API_TOKEN", "KOYEB_URL", "KOYEB_CONFIG")}
+    return subprocess.run([sys.executable, "-m", "koyeb_analytics", *args], env={**base,
+                          **(env or {})}, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def check_report(path: Path) -> str:
+    html = path.read_text()
+    for section in SECTIONS:
+        assert f'id="{section}"' in html, section
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 4
+    for data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Method: Time-weighted" in html
+    return html
+
+
+def test_demo_end_to_end(tmp_path):
+    proc = run(["demo", "--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = check_report(tmp_path / "koyeb-report.html")
+    out = proc.stdout
+    assert "Availability (Time-weighted" in out and "overall" in out
+    assert re.search(r"Incidents: [1-9]\d*, MTTR median", out)  # a real-looking incident
+    assert "Peak capacity:" in out and str(tmp_path / "koyeb-report.html") in out
+    assert "[4/4]" in proc.stderr  # progress
+    assert "<script" not in html
+
+
+def test_report_and_export_on_the_simulator(tmp_path):
+    proc = run(["report", "--simulate", "--window", "2d", "--out", "r.html", "--quiet"],
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    check_report(tmp_path / "r.html")
+    for fmt in ("csv", "parquet"):
+        proc = run(["export", "instances", "--simulate", "--window", "2d", "--format", fmt,
+                    "--out", f"i.{fmt}", "--quiet"], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        df = pd.read_csv(tmp_path / "i.csv") if fmt == "csv" else pd.read_parquet(
+            tmp_path / "i.parquet")
+        assert len(df) > 0 and {"id", "status", "created_at"} <= set(df.columns)
+    proc = run(["export", "events", "--simulate", "--window", "1d", "--format", "csv",
+                "--out", "e.csv", "--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0 and len(pd.read_csv(tmp_path / "e.csv")) > 0
+
+
+def test_report_against_a_server_like_the_real_api(tmp_path):
+    with ka.simulate(seed=2, days=3, services=3, now=NOW) as sim:
+        env = {"KOYEB_TOKEN": sim.token, "KOYEB_URL": sim.url}
+        proc = run(["report", "--window", "10d", "--out", "real.html", "--quiet"], env=env,
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sim.token not in proc.stdout + proc.stderr
+    check_report(tmp_path / "real.html")
+
+
+@pytest.mark.parametrize("args, env, words", [
+    (["report", "--window", "3 fortnights"], {}, "window="),
+    (["report"], {"HOME": "/nonexistent-home"}, "no Koyeb API token"),
+    (["export", "events", "--window=-1h"], {}, "window="),
+])
+def test_errors_are_one_line_and_exit_2(args, env, words, tmp_path):
+    proc = run(args, env={"HOME": str(tmp_path), **env}, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("koyeb-analytics: error:") and words in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_unreachable_api_and_401_are_one_line(tmp_path):
+    env = {"KOYEB_TOKEN": "t" * 64, "KOYEB_URL": "http://127.0.0.1:9", "HOME": str(tmp_path)}
+    proc = run(["report", "--window", "1d"], env=env, cwd=tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "failed" in proc.stderr
+    with ka.simulate(seed=1, days=1, services=1, now=NOW) as sim:
+        env = {"KOYEB_TOKEN": "w" * 64, "KOYEB_URL": sim.url, "HOME": str(tmp_path)}
+        proc = run(["report", "--window", "1d"], env=env, cwd=tmp_path)
+        debug = run(["--debug", "report", "--window", "1d"], env=env, cwd=tmp_path)
+    assert proc.returncode == 2 and "token is invalid or expired" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "w" * 64 not in proc.stderr
+    assert "Traceback" in debug.stderr and "w" * 64 not in debug.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["report"], ["export"], ["simulate"]])
+def test_help_everywhere(command):
+    proc = run([*command, "--help"])
+    assert proc.returncode == 0 and "usage: koyeb-analytics" in proc.stdout
