@@ -1,0 +1,150 @@
+"""What a user sees: the widget in a real JupyterLab, the report in a real browser.
+
+Run with ``python -m pytest -m browser tests/browser``. Needs Debian's ``chromium``
+(``apt-get install chromium``) and the ``browser`` extra (Playwright's Python package and
+JupyterLab). Screenshots go to ``$BROWSER_ARTIFACTS`` (default ``test-artifacts/``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+HERE = Path(__file__).parent
+ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", "test-artifacts"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is missing at {CHROMIUM}: install Debian's package "
+                    "(apt-get install chromium) or set CHROMIUM to its path")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright's Python package is missing: pip install -e '.[browser]'")
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    except Exception as exc:
+        pw.stop()
+        pytest.fail(f"Chromium at {CHROMIUM} could not start: {exc}")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield b
+    b.close()
+    pw.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on loopback with a token, serving a folder with the widget notebook."""
+    if shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None:
+        pytest.fail("JupyterLab is missing: pip install -e '.[browser]'")
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copy(HERE / "widget_ui.ipynb", root / "widget_ui.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(root / "lab.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--allow-root"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+             "JUPYTER_CONFIG_DIR": str(root / "config")})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.terminate()
+                pytest.fail(f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield url, token
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+def _run_button(page):
+    return page.locator("button.jupyter-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
+
+
+def test_exec_widget_in_jupyterlab(browser, lab):
+    url, token = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/lab/tree/widget_ui.ipynb?token={token}")
+    page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           timeout=60_000, state="attached")
+    page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+    page.keyboard.press("Shift+Enter")  # run the cell, as a user would
+    run = _run_button(page)
+    run.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "widget-rendered.png"))
+
+    run.click()
+    badge = page.locator(".ka-badge").first
+    badge.wait_for(timeout=30_000)
+    assert badge.inner_text().strip() == "exit 0"
+    output = page.locator(".widget-output").first
+    page.wait_for_function("""() => [...document.querySelectorAll('.widget-output')]
+        .some(e => e.innerText.includes('hello-from-browser'))""", timeout=30_000)
+    text = output.inner_text()
+    assert "<b>bold</b>" in text and "hello-from-browser" in text
+    assert output.locator("b").count() == 0  # shown as text, not rendered
+    page.screenshot(path=str(ARTIFACTS / "widget-after-run.png"))
+
+    command = page.locator("input[placeholder='command (run through sh -c)']")
+    command.fill("echo long; exec sleep 60")
+    command.press("Tab")
+    time.sleep(0.5)
+    run.click()
+    page.wait_for_function("""() => [...document.querySelectorAll('.widget-output')]
+        .some(e => e.innerText.includes('long'))""", timeout=30_000)
+    page.locator("button.jupyter-button").filter(has_text=re.compile(r"^\s*Stop\s*$")).click()
+    cancelled = page.locator(".ka-badge.ka-cancelled")
+    cancelled.wait_for(timeout=15_000)
+    assert cancelled.inner_text().strip() == "cancelled"
+    page.screenshot(path=str(ARTIFACTS / "widget-after-stop.png"))
+    page.close()
+
+
+def test_report_in_a_browser(browser, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "koyeb_analytics", "demo", "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto((tmp_path / "koyeb-report.html").as_uri())
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? "
+                                       "i.naturalWidth : 0)")
+    assert len(widths) == 4 and all(w > 0 for w in widths), widths
+    for table in ("uptime-table", "incident-table", "findings-table", "query-table",
+                  "hours-table"):
+        assert page.locator(f"#{table} tr").count() >= 2, table
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    page.close()
