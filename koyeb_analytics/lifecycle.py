@@ -115,7 +115,6 @@ def _from_timestamps(inst: pd.DataFrame, codes: np.ndarray) -> _Spans:
     else:
         final_at = updated
         parts = [(-1, created, updated)]
-    n = len(inst)
     pieces = []
     for st, a, b in parts:
         real = (a != _NAT) & ((b == _NAT) | (b > a))
@@ -136,7 +135,6 @@ def _from_timestamps(inst: pd.DataFrame, codes: np.ndarray) -> _Spans:
     ends = np.r_[starts[1:] - 1, len(same) - 1].astype(int) if len(starts) else starts
     merged = spans.take(starts)
     merged.end = spans.end[ends]
-    del n
     return merged
 
 
@@ -217,9 +215,10 @@ def lifecycles(
         status = np.where(type_codes >= 0, status_of_type[type_codes], -1).astype(np.int8)
         code = ids.get_indexer(events["instance_id"].astype(object))
         keep = np.flatnonzero((code >= 0) & (status >= 0))
-        when = _us(events["when"])[keep]
-        order = keep[np.lexsort((keep, when, code[keep]))]
-        code, status, when = code[order], status[order], _us(events["when"])[order]
+        when = _us(events["when"])
+        # by instance, then time, then position in the input (stable for ties)
+        order = keep[np.lexsort((keep, when[keep], code[keep]))]
+        code, status, when = code[order], status[order], when[order]
         findings += _event_findings(ids, code, status, when)
         parts.append(_from_events(code, status, when))
         first = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else code

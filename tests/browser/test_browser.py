@@ -94,9 +94,17 @@ def _run_button(page):
     return page.locator("button.jupyter-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
 
 
-def test_exec_widget_in_jupyterlab(browser, lab):
-    url, token = lab
+@pytest.fixture
+def page(browser, request):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    yield page
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else True:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failure.png"))
+    page.close()
+
+
+def test_exec_widget_in_jupyterlab(page, lab):
+    url, token = lab
     page.goto(f"{url}/lab/tree/widget_ui.ipynb?token={token}")
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
@@ -131,7 +139,6 @@ def test_exec_widget_in_jupyterlab(browser, lab):
     cancelled.wait_for(timeout=15_000)
     assert cancelled.inner_text().strip() == "cancelled"
     page.screenshot(path=str(ARTIFACTS / "widget-after-stop.png"))
-    page.close()
 
 
 def test_report_in_a_browser(browser, tmp_path):
