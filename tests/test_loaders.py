@@ -165,6 +165,7 @@ def test_rows_arriving_during_paging_are_read_once(fresh_sim):
     before_inst = set(sim.fleet.inst["id"])
     before_ev = set(sim.fleet.event_ids())
     sim.faults.churn_per_request = 3
+    sim.faults.latency = 0.01  # slow enough that the pages are fetched concurrently
     client = fast_client(sim, concurrency=3)
     inst = ka.load_instances(client, progress=False)
     assert inst["id"].is_unique and before_inst <= set(inst["id"])

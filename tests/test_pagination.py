@@ -39,7 +39,7 @@ def has_next_server(n, cap=100, always_more=False):
 def test_count_pages_reads_every_row_once(n, limit, cap, concurrency):
     stats = PageStats()
     pages = list(count_pages(count_server(n, cap), "items", limit=limit, concurrency=concurrency,
-                             stats=stats, progress=False))
+                             stats=stats, progress=False, sequential_below=0))
     ids = [r["id"] for p in pages for r in p]
     assert sorted(ids, key=int) == [str(i) for i in range(n)]
     assert stats.pages == max(1, -(-n // min(limit, cap)))
@@ -88,7 +88,8 @@ def test_failure_keeps_pages_already_received():
 
     got = []
     with pytest.raises(RuntimeError, match="boom"):
-        for page in count_pages(flaky, "items", concurrency=3, progress=False):
+        for page in count_pages(flaky, "items", concurrency=3, progress=False,
+                                sequential_below=0):
             got.append(page)
     assert sum(map(len, got)) >= 500
 
@@ -108,5 +109,27 @@ def test_against_the_simulator(sim, limit, concurrency):
         return client.get("/v1/instances", {"limit": lim, "offset": offset, "order": "asc"})
 
     ids = [r["id"] for p in count_pages(fetch, "instances", limit=limit,
-                                        concurrency=concurrency, progress=False) for r in p]
+                                        concurrency=concurrency, progress=False,
+                                        sequential_below=0) for r in p]
     assert sorted(ids) == sorted(sim.fleet.inst["id"])
+
+
+def test_fast_servers_are_read_in_order_slow_ones_concurrently():
+    import threading
+    import time
+
+    def make(delay):
+        threads = set()
+
+        def fetch(offset, limit):
+            threads.add(threading.current_thread().name)
+            time.sleep(delay)
+            return count_server(1000)(offset, limit)
+        return fetch, threads
+
+    fast, fast_threads = make(0)
+    assert sum(map(len, count_pages(fast, "items", concurrency=4, progress=False))) == 1000
+    assert len(fast_threads) == 1
+    slow, slow_threads = make(0.01)
+    assert sum(map(len, count_pages(slow, "items", concurrency=4, progress=False))) == 1000
+    assert len(slow_threads) > 1
