@@ -112,9 +112,16 @@ class _Collector:
             if mask is not None:
                 rows = np.flatnonzero(np.asarray(mask, dtype=bool))
         if order:
-            sub = pd.DataFrame({c: keys[c] for c in order}).iloc[rows]
-            rows = sub.sort_values(list(order), kind="stable",
-                                   na_position="last").index.to_numpy()
+            first = keys[order[0]].iloc[rows]
+            # Listings usually arrive in order (or in reverse): check before sorting.
+            if first.is_unique and first.notna().all() and first.is_monotonic_increasing:
+                pass
+            elif first.is_unique and first.notna().all() and first.is_monotonic_decreasing:
+                rows = rows[::-1]
+            else:
+                sub = pd.DataFrame({c: keys[c] for c in order}).iloc[rows]
+                rows = sub.sort_values(list(order), kind="stable",
+                                       na_position="last").index.to_numpy()
         identity = len(rows) == self.rows and bool((rows == np.arange(self.rows)).all())
         data: dict[str, pd.Series] = {}
         for name, kind in self.schema.items():
