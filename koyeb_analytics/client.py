@@ -228,7 +228,8 @@ class KoyebClient:
         return data
 
     def _api_error(self, status: int, content: bytes, path: str) -> Exception:
-        code, message, fields = "", "", []
+        code, message = "", ""
+        fields: list[Any] = []
         try:
             body = json.loads(content) if content else None
         except ValueError:
@@ -237,7 +238,8 @@ class KoyebClient:
             raw_code = body.get("code", "")
             code = raw_code if isinstance(raw_code, str) else str(raw_code)
             message = str(body.get("message") or "")
-            fields = body.get("fields") if isinstance(body.get("fields"), list) else []
+            raw_fields = body.get("fields")
+            fields = raw_fields if isinstance(raw_fields, list) else []
         elif status == 429:
             code, message = "rate_limit_exceeded", "Rate limit exceeded"
         elif content:

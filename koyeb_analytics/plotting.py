@@ -105,7 +105,7 @@ def plot_lifecycles(iv: pd.DataFrame, ax: Any = None, *, events: pd.DataFrame | 
         verts = np.stack([np.c_[x0[m], y[m] - half], np.c_[x0[m], y[m] + half],
                           np.c_[x1[m], y[m] + half], np.c_[x1[m], y[m] - half]], axis=1)
         color = STATUS_COLORS.get(s, UNKNOWN_COLOR)
-        ax.add_collection(PolyCollection(verts, facecolors=color, edgecolors="none",
+        ax.add_collection(PolyCollection(list(verts), facecolors=color, edgecolors="none",
                                          label=s))
     if incidents is not None and len(incidents):
         for a, b in zip(_num(incidents["start"]), _num(incidents["end"]), strict=True):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TypeAlias
 
 import pandas as pd
 
-TimeLike = str | datetime | date | pd.Timestamp
-WindowLike = str | timedelta | pd.Timedelta
+TimeLike: TypeAlias = "str | datetime | date | pd.Timestamp"
+WindowLike: TypeAlias = "str | timedelta | pd.Timedelta"
 
 _UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days",
           "w": "weeks"}

@@ -256,8 +256,8 @@ class _Run:
             pumps = ([self.pump_pty()] if self.tty else
                      [self.pump(self.proc.stdout, "stdout"), self.pump(self.proc.stderr,
                                                                        "stderr")])
-            done = asyncio.ensure_future(asyncio.gather(*pumps))
-            await asyncio.wait({done, reader}, return_when=asyncio.FIRST_COMPLETED)
+            done: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*pumps))
+            await asyncio.wait([done, reader], return_when=asyncio.FIRST_COMPLETED)
             if not done.done():
                 # The client went away first: the process goes with it.
                 self.kill()

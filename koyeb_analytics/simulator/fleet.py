@@ -355,8 +355,9 @@ class Fleet:
         seg_end = np.empty(m, np.int64)
         seg_end[:-1] = flat_t[1:]
         seg_end[last] = np.where(terminal, flat_t[last], -1)
-        self.seg = {"instance": np.repeat(np.arange(n), lens), "status": flat_s,
-                    "start": flat_t, "end": seg_end}
+        self.seg: dict[str, np.ndarray] = {
+            "instance": np.repeat(np.arange(n), lens), "status": flat_s,
+            "start": flat_t, "end": seg_end}
 
         # events: one per transition, plus the informational ones
         prev = np.empty(m, np.int8)

@@ -141,11 +141,11 @@ class Simulator:
             )
         if exec_auth not in ("frame", "handshake"):
             raise ValueError(f"exec_auth must be 'frame' or 'handshake', got {exec_auth!r}")
-        if isinstance(now, str):
-            now = pd.Timestamp(now)
-        if isinstance(now, pd.Timestamp):
-            now = (now if now.tzinfo else now.tz_localize("UTC")).to_pydatetime()
-        self.fleet = Fleet(FleetConfig(seed=seed, days=days, services=services, now=now,
+        start: datetime | None = None
+        if now is not None:
+            ts = pd.Timestamp(now)
+            start = (ts if ts.tzinfo else ts.tz_localize("UTC")).to_pydatetime()
+        self.fleet = Fleet(FleetConfig(seed=seed, days=days, services=services, now=start,
                                        **fleet_options))
         self.host = host
         self.port = port
