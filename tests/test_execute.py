@@ -300,3 +300,12 @@ def test_simulated_processes_do_not_outlive_the_simulator(healthy):
             os.kill(pid, 0)
     finally:
         stream.close()
+
+
+def test_delayed_frames_arrive_late_but_whole(esim, ec, healthy):
+    esim.exec_faults = ExecFaults(frame_delay=0.3)
+    start = time.monotonic()
+    res = ka.exec_command(ec, healthy["id"][0], "echo one; sleep 0.1; echo two >&2")
+    # each frame is held back 0.3 s; stderr's is produced 0.1 s after stdout's
+    assert time.monotonic() - start >= 0.4
+    assert (res.stdout, res.stderr, res.exit_code) == (b"one\n", b"two\n", 0)
