@@ -181,6 +181,14 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    """Where the data comes from: the window, and the real API or the simulator."""
+    parser.add_argument("--window", default="7d", help="e.g. 24h, 7d (default 7d)")
+    parser.add_argument("--simulate", action="store_true", help="use the simulator")
+    parser.add_argument("--seed", type=int, default=7, help="simulator seed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="koyeb-analytics",
@@ -202,22 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Against the real API (token from KOYEB_TOKEN, "
                             "KOYEB_API_TOKEN or ~/.koyeb.yaml), or the simulator with "
                             "--simulate.")
-    report.add_argument("--window", default="7d", help="e.g. 24h, 7d (default 7d)")
+    _source_options(report)
     report.add_argument("--service", action="append", help="only this service (repeatable)")
     report.add_argument("--out", default="koyeb-report.html")
-    report.add_argument("--simulate", action="store_true", help="use the simulator")
-    report.add_argument("--seed", type=int, default=7, help="simulator seed")
-    report.add_argument("--quiet", action="store_true")
     report.set_defaults(func=_report)
 
     export = sub.add_parser("export", help="export instances or events to CSV or Parquet")
     export.add_argument("what", choices=["instances", "events"])
-    export.add_argument("--window", default="7d")
+    _source_options(export)
     export.add_argument("--format", choices=["csv", "parquet"], default="csv")
     export.add_argument("--out", help="file path (default: <what>.<format>)")
-    export.add_argument("--simulate", action="store_true", help="use the simulator")
-    export.add_argument("--seed", type=int, default=7, help="simulator seed")
-    export.add_argument("--quiet", action="store_true")
     export.set_defaults(func=_export)
 
     sim = sub.add_parser("simulate", help="serve the simulated Koyeb API until Ctrl-C")

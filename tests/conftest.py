@@ -29,6 +29,13 @@ def sim():
         yield s
 
 
+@pytest.fixture(scope="session")
+def exec_sim():
+    """The same fleet, for exec and widget tests, which change its exec faults."""
+    with ka.simulate(seed=7, days=7, services=12, now=NOW) as s:
+        yield s
+
+
 @pytest.fixture
 def client(sim):
     c = fast_client(sim)

@@ -27,10 +27,9 @@ from koyeb_analytics.simulator import ExecFaults
 from .conftest import NOW, fast_client
 
 
-@pytest.fixture(scope="module")
-def esim():
-    with ka.simulate(seed=7, days=7, services=12, now=NOW) as s:
-        yield s
+@pytest.fixture
+def esim(exec_sim):
+    return exec_sim
 
 
 @pytest.fixture
@@ -40,8 +39,8 @@ def ec(esim):
 
 
 @pytest.fixture(scope="module")
-def healthy(esim):
-    inst = ka.load_instances(fast_client(esim), statuses=["HEALTHY"], progress=False)
+def healthy(exec_sim):
+    inst = ka.load_instances(fast_client(exec_sim), statuses=["HEALTHY"], progress=False)
     return inst.reset_index(drop=True)
 
 

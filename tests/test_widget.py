@@ -13,13 +13,13 @@ import pytest
 import koyeb_analytics as ka
 from koyeb_analytics.widget import TRANSCRIPT_COLUMNS, clean_terminal_text
 
-from .conftest import NOW, fast_client
+from .conftest import fast_client
 
 
-@pytest.fixture(scope="module")
-def wsim():
-    with ka.simulate(seed=7, days=7, services=12, now=NOW) as s:
-        yield s
+@pytest.fixture
+def wsim(exec_sim):
+    exec_sim.exec_faults = ka.simulator.ExecFaults()
+    return exec_sim
 
 
 @pytest.fixture
