@@ -164,8 +164,12 @@ def plot_uptime(up: pd.DataFrame, ax: Any = None) -> Any:
     if "period" in up:
         grid = up.assign(label=labels).pivot_table(index="label", columns="period",
                                                    values="availability", aggfunc="mean")
-        image = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="RdYlGn", vmin=0.9,
-                          vmax=1.0, interpolation="nearest")
+        values = grid.to_numpy(float)
+        # The colour scale starts just below the worst cell, so a 99.5% day stands out.
+        worst = np.nanmin(values) if np.isfinite(values).any() else 1.0
+        low = min(0.99, np.floor(worst * 100) / 100)
+        image = ax.imshow(values, aspect="auto", cmap="RdYlGn", vmin=low, vmax=1.0,
+                          interpolation="nearest")
         ax.set_yticks(range(len(grid.index)))
         ax.set_yticklabels(grid.index, fontsize=7)
         ax.set_xticks(range(len(grid.columns)))
