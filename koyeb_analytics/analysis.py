@@ -109,8 +109,9 @@ def _fixed_step(freq: Any) -> pd.Timedelta:
                          "'1D'") from None
 
 
-def _check_intervals(iv: pd.DataFrame, by: str | None) -> None:
-    if not isinstance(iv, pd.DataFrame) or not {"status", "start", "end"} <= set(iv.columns):
+def _check_intervals(iv: pd.DataFrame, by: str | None,
+                     needs: frozenset[str] = frozenset({"status", "start", "end"})) -> None:
+    if not isinstance(iv, pd.DataFrame) or not needs <= set(iv.columns):
         raise TypeError("expected the intervals DataFrame from ka.lifecycles()")
     if by is not None and by not in iv:
         raise ValueError(f"by={by!r} is not a column of the intervals")
@@ -368,10 +369,7 @@ def capacity(iv: pd.DataFrame, freq: str = "5min", by: str | None = "status",
         ``attrs``: ``peak`` (the exact maximum of concurrent instances and when it
         began), ``instance_hours`` (per instance type) and ``freq``.
     """
-    if not isinstance(iv, pd.DataFrame) or not {"start", "end"} <= set(iv.columns):
-        raise TypeError("expected the intervals DataFrame from ka.lifecycles()")
-    if by is not None and by not in iv:
-        raise ValueError(f"by={by!r} is not a column of the intervals")
+    _check_intervals(iv, by, needs=frozenset({"start", "end"}))
     step = _fixed_step(freq)
     spans = iv[(iv["end"] > iv["start"]).to_numpy()]
     if spans.empty:

@@ -18,9 +18,10 @@ STATUSES: tuple[str, ...] = (
 )
 """The API's eight instance statuses, in lifecycle order."""
 
-RUNNING_STATUSES: tuple[str, ...] = ("ALLOCATING", "STARTING", "HEALTHY", "UNHEALTHY",
-                                     "STOPPING")
-"""The statuses the console counts as running (and the CLI lists by default)."""
+EXEC_STATUSES: tuple[str, ...] = ("STARTING", "HEALTHY", "UNHEALTHY")
+"""Statuses in which an instance has a container to exec into: the simulator accepts
+exec only then, and the exec widget offers only these instances. (The console's web
+terminal is stricter: HEALTHY only.)"""
 
 TERMINAL_STATUSES: tuple[str, ...] = ("STOPPED", "ERROR")
 
@@ -98,8 +99,3 @@ def build_frame(columns: Mapping[str, list[Any]], schema: Mapping[str, str],
         if name not in data:
             data[name] = pd.Series((extra or {})[name])
     return pd.DataFrame(data, index=pd.RangeIndex(n))
-
-
-def empty_frame(schema: Mapping[str, str]) -> pd.DataFrame:
-    """Return a frame with no rows and the full schema."""
-    return build_frame({}, schema)

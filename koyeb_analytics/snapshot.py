@@ -18,7 +18,6 @@ from .errors import KoyebError
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-FRAMES = ("instances", "events", "intervals", "transcript")
 
 
 class SnapshotError(KoyebError):

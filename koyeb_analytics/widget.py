@@ -23,9 +23,8 @@ import pandas as pd
 
 from .execute import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, exec_command, group_outputs
 from .execute import _normalize_command as normalize_command
-from .schema import TIME_DTYPE
+from .schema import EXEC_STATUSES, TIME_DTYPE
 
-RUNNABLE = ("STARTING", "HEALTHY", "UNHEALTHY")
 TRANSCRIPT_COLUMNS = ("run_id", "started_at", "ended_at", "instance_id", "service_id",
                       "command", "exit_code", "exited", "timed_out", "stdout", "stderr",
                       "error")
@@ -176,7 +175,7 @@ class ExecWidget(widgets.VBox):
         self._cancel: CancelToken | None = None
         self._pending: tuple[Any, list[str], float] | None = None
 
-        runnable = self.instances[self.instances["status"].isin(RUNNABLE)]
+        runnable = self.instances[self.instances["status"].isin(EXEC_STATUSES)]
         self._picker = widgets.SelectMultiple(
             options=[(self._label(r), r["instance_id"]) for _, r in runnable.iterrows()],
             rows=min(8, max(2, len(runnable))), description="instances",
@@ -252,7 +251,7 @@ class ExecWidget(widgets.VBox):
         ids = list(self._picker.value) if instances is None else list(instances)
         if not ids:
             raise ValueError("no instance selected")
-        runnable = set(self.instances.loc[self.instances["status"].isin(RUNNABLE),
+        runnable = set(self.instances.loc[self.instances["status"].isin(EXEC_STATUSES),
                                           "instance_id"])
         bad = [i for i in ids if i not in runnable]
         if bad:

@@ -27,10 +27,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..schema import EXEC_STATUSES
 from ..vocabulary import STATUSES
 
-EXEC_STATUSES = frozenset({"STARTING", "HEALTHY", "UNHEALTHY"})
-"""Statuses in which the simulated instance has a running container to exec into."""
 READ_CHUNK = 32 * 1024
 
 
