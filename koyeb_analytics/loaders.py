@@ -336,6 +336,10 @@ def load_instances(
         return client.get("/v1/instances",
                           params + [("limit", str(limit)), ("offset", str(offset))])
 
+    def fetch_each(offsets: list[int], limit: int) -> Iterator[dict[str, Any]]:
+        return client.get_each("/v1/instances", (
+            params + [("limit", str(limit)), ("offset", str(offset))] for offset in offsets))
+
     collector = _Collector(INSTANCE_COLUMNS)
     stats = PageStats()
     fetched_at = utcnow()
@@ -349,7 +353,7 @@ def load_instances(
         return _attrs(df, client, query, stats, collector, fetched_at)
 
     _collect(count_pages(fetch, "instances", concurrency=client.concurrency, stats=stats,
-                         progress=progress, desc="instances"),
+                         progress=progress, desc="instances", fetch_each=fetch_each),
              collector, listed, "/v1/instances", stats)
     df = listed()
     if details:

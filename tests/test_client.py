@@ -164,3 +164,54 @@ def test_unreachable_api_is_a_transport_error():
     client = ka.KoyebClient("t" * 64, base_url="http://127.0.0.1:9", max_retries=0, timeout=2)
     with pytest.raises(ka.TransportError, match="GET /v1/instances failed"):
         client.get("/v1/instances")
+
+
+def pages_of_five(n: int) -> list[list[tuple[str, str]]]:
+    return [[("limit", "5"), ("offset", str(5 * i)), ("order", "asc")] for i in range(n)]
+
+
+def test_get_each_pipelines_two_requests_in_order(fresh_sim):
+    sim = fresh_sim
+    client = fast_client(sim)
+    params = pages_of_five(12)
+    want = [client.get("/v1/instances", p) for p in params]
+    sim.faults.latency = 0.02  # each request is still being handled when the next arrives
+    for depth, most in ((2, 2), (1, 1)):
+        n = len(sim.requests)
+        assert list(client.get_each("/v1/instances", params, depth=depth)) == want
+        seen = sim.requests[n:]
+        assert [dict(r.query)["offset"] for r in seen] == [p[1][1] for p in params]
+        assert max(r.in_flight for r in seen) == most
+
+
+def test_get_each_sends_failed_requests_again_through_get(fresh_sim):
+    sim = fresh_sim
+    client = fast_client(sim)
+    params = pages_of_five(14)
+    want = [client.get("/v1/instances", p) for p in params]
+    sim.faults.retry_after = 0
+    sim.inject("503", after=2)
+    sim.inject("drop", after=4)
+    sim.inject("429", times=2, after=6)
+    sim.inject("truncated", after=9)
+    n = len(sim.requests)
+    assert list(client.get_each("/v1/instances", params)) == want
+    statuses = [r.status for r in sim.requests[n:]]
+    # 503, drop (no status) and 429 twice are sent again; so is the truncated 200.
+    assert sorted(s for s in statuses if s != 200) == [0, 429, 429, 503]
+    assert statuses.count(200) == len(params) + 1
+
+
+@pytest.mark.parametrize("kind, cls", [("404", ka.NotFoundError),
+                                       ("malformed", ka.MalformedResponseError)])
+def test_get_each_raises_after_yielding_what_came_before(fresh_sim, kind, cls):
+    sim = fresh_sim
+    client = fast_client(sim, max_retries=0)
+    params = pages_of_five(8)
+    want = [client.get("/v1/instances", p) for p in params[:3]]
+    sim.inject(kind, times=None, after=3)
+    got = []
+    with pytest.raises(cls):
+        for reply in client.get_each("/v1/instances", params):
+            got.append(reply)
+    assert got == want

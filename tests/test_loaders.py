@@ -213,7 +213,7 @@ def test_cycle_collector_state_is_restored(fresh_sim):
     import gc
 
     sim = fresh_sim
-    client = fast_client(sim, max_retries=0)
+    client = fast_client(sim, max_retries=0, concurrency=1)  # every page through get()
     paused = []
     sim_fetch = client.get
 

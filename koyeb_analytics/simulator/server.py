@@ -56,6 +56,8 @@ class RequestRecord:
     path: str
     query: list[tuple[str, str]]
     status: int = 0
+    in_flight: int = 1
+    """Requests being handled when this one arrived, itself included."""
 
 
 class _BadRequest(Exception):
@@ -160,6 +162,7 @@ class Simulator:
         self._exec_root: str | None = None
         self._plan = FaultPlan(seed=seed)
         self.requests: list[RequestRecord] = []
+        self._active = 0
         self._token = secrets.token_hex(32)  # 64 characters, like a personal access token
         self._index: dict[str, int] | None = None
         self._item_cache: dict[int, bytes] = {}
@@ -312,9 +315,14 @@ class Simulator:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        record = RequestRecord(request.method, request.path, list(request.query.items()))
+        self._active += 1
+        record = RequestRecord(request.method, request.path, list(request.query.items()),
+                               in_flight=self._active)
         self.requests.append(record)
-        response = await self._dispatch(request, handler)
+        try:
+            response = await self._dispatch(request, handler)
+        finally:
+            self._active -= 1
         record.status = response.status
         return response
 
