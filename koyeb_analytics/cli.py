@@ -157,11 +157,24 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _path_latency(text: str) -> tuple[str, float]:
+    path, sep, ms = text.partition("=")
+    try:
+        value = float(ms)
+    except ValueError:
+        value = -1.0
+    if not sep or not path.startswith("/") or not value >= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected PATH=MILLISECONDS with PATH starting with '/', got {text!r}")
+    return path, value
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from .simulator import Faults, Simulator
 
     sim = Simulator(seed=args.seed, days=args.days, services=args.services, port=args.port,
-                    faults=Faults(latency=args.latency / 1000))
+                    faults=Faults(latency=args.latency / 1000,
+                                  path_latency={p: ms / 1000 for p, ms in args.path_latency}))
     token_file = Path(args.token_file)
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -229,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--services", type=int, default=12)
     sim.add_argument("--latency", type=float, default=0.0,
                      help="milliseconds added to every request")
+    sim.add_argument("--path-latency", type=_path_latency, action="append", default=[],
+                     metavar="PATH=MS",
+                     help="further milliseconds for paths starting with PATH (repeatable), "
+                          "e.g. /v1/instance_events=200")
     sim.add_argument("--token-file", default="koyeb-sim.token",
                      help="where to write the run's token (mode 0600)")
     sim.set_defaults(func=_simulate)

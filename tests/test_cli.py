@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -110,3 +111,35 @@ def test_unreachable_api_and_401_are_one_line(tmp_path):
 def test_help_everywhere(command):
     proc = run([*command, "--help"])
     assert proc.returncode == 0 and "usage: koyeb-analytics" in proc.stdout
+
+
+def test_simulate_serves_with_a_slow_path(tmp_path):
+    token_file = tmp_path / "token"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "koyeb_analytics", "simulate", "--days", "1", "--services",
+         "1", "--path-latency", "/v1/instance_events=300", "--token-file", str(token_file)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        client = ka.KoyebClient(token_file.read_text(), base_url=url)
+        took = {}
+        for path in ("/v1/instances", "/v1/instance_events"):
+            start = time.perf_counter()
+            assert client.get(path, {"limit": 1})
+            took[path] = time.perf_counter() - start
+        assert took["/v1/instance_events"] >= 0.3 and took["/v1/instances"] < took[
+            "/v1/instance_events"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    bad = run(["simulate", "--path-latency", "events=fast"])
+    assert bad.returncode == 2 and "PATH=MILLISECONDS" in bad.stderr
+
+
+def test_longest_matching_path_prefix_sets_the_delay():
+    from koyeb_analytics.simulator import Faults
+
+    f = Faults(latency=0.01, path_latency={"/v1/instance": 1.0, "/v1/instance_events": 2.0})
+    assert f.delay("/v1/instance_events") == 2.01
+    assert f.delay("/v1/instances/abc") == 1.01 and f.delay("/v1/other") == 0.01

@@ -215,3 +215,17 @@ def test_get_each_raises_after_yielding_what_came_before(fresh_sim, kind, cls):
         for reply in client.get_each("/v1/instances", params):
             got.append(reply)
     assert got == want
+
+
+def test_pipelined_https_connections_verify_certificates():
+    import ssl
+
+    import certifi
+
+    client = ka.KoyebClient("t" * 64, base_url="https://api.example.test/prefix")
+    conn = client._new_connection()
+    try:
+        assert (conn.host, conn.port) == ("api.example.test", 443)
+        assert conn.ca_certs == certifi.where() and conn.cert_reqs == ssl.CERT_REQUIRED
+    finally:
+        conn.close()

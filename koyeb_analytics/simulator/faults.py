@@ -23,6 +23,10 @@ class Faults:
     ----------
     latency
         Seconds added to every request.
+    path_latency
+        Further seconds for requests whose path starts with a key, e.g.
+        ``{"/v1/instance_events": 0.2}`` for a slow events endpoint (the longest
+        matching prefix wins).
     error_rate
         Share of requests answered with ``error_status``.
     rate_limit_rate
@@ -37,6 +41,7 @@ class Faults:
     """
 
     latency: float = 0.0
+    path_latency: dict[str, float] = field(default_factory=dict)
     error_rate: float = 0.0
     error_status: int = 503
     rate_limit_rate: float = 0.0
@@ -44,6 +49,11 @@ class Faults:
     malformed_rate: float = 0.0
     churn_per_request: int = 0
     retry_after: float | None = 1
+
+    def delay(self, path: str) -> float:
+        """Seconds to wait before answering a request for ``path``."""
+        prefixes = [p for p in self.path_latency if path.startswith(p)]
+        return self.latency + (self.path_latency[max(prefixes, key=len)] if prefixes else 0.0)
 
 
 @dataclass

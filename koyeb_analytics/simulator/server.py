@@ -333,8 +333,9 @@ class Simulator:
         if not secrets.compare_digest(auth.encode(), f"Bearer {self._token}".encode()):
             return self._error(401, "authentication_error", "Request unauthenticated with bearer")
         faults = self.faults
-        if faults.latency > 0:
-            await asyncio.sleep(faults.latency)
+        delay = faults.delay(request.path)
+        if delay > 0:
+            await asyncio.sleep(delay)
         rng = self._plan.rng
         planned = self._plan.take(request.path)
         kind = planned.kind if planned else None
