@@ -186,6 +186,31 @@ def test_tty_mode_and_resize(ec, healthy):
     assert isinstance(events[-1], Exit) and events[-1].code == 0
 
 
+
+def test_tty_resize_reaches_the_command_as_sigwinch(ec, healthy):
+    # The pty is the command's controlling terminal, so a resize signals it.
+    script = "trap 'stty size; exit 0' WINCH; echo ready; i=0; " \
+             "while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; exit 3"
+    with ka.exec_stream(ec, healthy["id"][0], ["sh", "-c", script], tty=True,
+                        timeout=20) as s:
+        out = b""
+        for event in s:
+            if isinstance(event, Output):
+                out += event.data
+                if b"ready" in out:
+                    break
+        s.resize(33, 99)
+        events = list(s)
+    out += b"".join(e.data for e in events if isinstance(e, Output))
+    assert b"33 99" in out
+    assert isinstance(events[-1], Exit) and events[-1].code == 0
+
+
+def test_tty_command_not_found_exits_127(ec, healthy):
+    res = ka.exec_command(ec, healthy["id"][0], ["no-such-command-here"], tty=True,
+                          timeout=10)
+    assert res.exit_code == 127 and b"no-such-command-here" in res.stdout
+
 def test_streaming_cat(ec, healthy):
     with ka.exec_stream(ec, healthy["id"][0], ["cat"], timeout=10) as s:
         s.write_stdin(b"hello\n")

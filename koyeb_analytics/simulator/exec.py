@@ -20,6 +20,7 @@ import os
 import secrets
 import signal
 import struct
+import sys
 import termios
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,17 @@ from ..schema import EXEC_STATUSES
 from ..vocabulary import STATUSES
 
 READ_CHUNK = 32 * 1024
+# Runs in the new session: take the pty on stdin as controlling terminal, then become
+# the command; a command that cannot start exits 127 or 126, as in a container.
+_TTY_LAUNCHER = """
+import fcntl, os, sys, termios
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+try:
+    os.execvp(sys.argv[1], sys.argv[1:])
+except OSError as exc:
+    sys.stderr.write(f"exec: {sys.argv[1]}: {exc.strerror}\\n")
+    sys.exit(127 if isinstance(exc, FileNotFoundError) else 126)
+"""
 
 
 @dataclass
@@ -232,8 +244,11 @@ class _Run:
         try:
             if self.tty:
                 self.master, slave = os.openpty()
+                # Through a small launcher that makes the pty the controlling terminal
+                # of the new session, so resizes reach the command as SIGWINCH.
                 self.proc = await asyncio.create_subprocess_exec(
-                    *self.command, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
+                    sys.executable, "-I", "-S", "-c", _TTY_LAUNCHER, *self.command,
+                    stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
                     start_new_session=True)
                 os.close(slave)
             else:
