@@ -102,6 +102,24 @@ def test_order_and_timestamps(sim):
     assert whens.is_monotonic_decreasing
 
 
+
+def test_event_rendering_matches_the_fleet():
+    # Events are rendered a page at a time; ids, times (no fraction when it is zero, as
+    # isoformat does) and instance ids must be exactly the fleet's.
+    import numpy as np
+
+    from koyeb_analytics.simulator.server import _ts
+
+    sim = ka.Simulator(seed=4, days=1, services=2, now=NOW)
+    ev = sim.fleet.ev
+    ev["when"][0] -= ev["when"][0] % 1_000_000
+    rows = np.arange(len(ev["when"]))
+    got = sim._events_json(rows)
+    assert [e["id"] for e in got] == sim.fleet.event_ids()
+    assert [e["when"] for e in got] == [_ts(u) for u in ev["when"]]
+    assert "." not in got[0]["when"] and "." in got[1]["when"]
+    assert [e["instance_id"] for e in got] == [sim.fleet.inst["id"][i] for i in ev["instance"]]
+
 def test_filters_use_repeated_keys(sim):
     body = raw(sim, "/v1/instances",
                [("statuses", "STOPPED"), ("statuses", "ERROR"), ("limit", "100")]).json()

@@ -473,32 +473,41 @@ class Simulator:
                 self._nullable(d, key, int(f[col][i]))
         return d
 
-    def _event_json(self, j: int) -> dict[str, Any]:
+    def _events_json(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """Render events ``rows`` (ids and timestamps formatted for the page at once)."""
         fl = self.fleet
         ev = fl.ev
-        code = int(ev["type"][j])
         vocab = fl.vocabulary
-        if code < len(STATUSES):
-            status = STATUSES[code]
-            metadata: dict[str, Any] = {vocab.status_key: status}
-            prev = int(ev["previous"][j])
-            if prev >= 0:
-                metadata[vocab.previous_key] = STATUSES[prev]
-            message = STATUS_MESSAGES[status]
-            etype = vocab.status_types[status]
-        else:
-            etype = fl.event_types[code]
-            message = vocab.info_types[etype]
-            metadata = {}
-        return {
-            "id": fl.event_id(j),
-            "when": _ts(ev["when"][j]),
-            "organization_id": fl.organization_id,
-            "instance_id": fl.inst["id"][ev["instance"][j]],
-            "type": etype,
-            "message": message,
-            "metadata": metadata,
-        }
+        hexes = ev["uuid"][rows].tobytes().hex()
+        whens = np.datetime_as_string(ev["when"][rows].astype("datetime64[us]"), unit="us")
+        instance_ids = fl.inst["id"]
+        out = []
+        for k, (j, when) in enumerate(zip(rows.tolist(), whens.tolist(), strict=True)):
+            code = int(ev["type"][j])
+            if code < len(STATUSES):
+                status = STATUSES[code]
+                metadata: dict[str, Any] = {vocab.status_key: status}
+                prev = int(ev["previous"][j])
+                if prev >= 0:
+                    metadata[vocab.previous_key] = STATUSES[prev]
+                message = STATUS_MESSAGES[status]
+                etype = vocab.status_types[status]
+            else:
+                etype = fl.event_types[code]
+                message = vocab.info_types[etype]
+                metadata = {}
+            h = hexes[32 * k: 32 * k + 32]
+            out.append({
+                "id": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
+                # Like isoformat: no fraction when it is zero (RFC 3339 allows 0-9 digits).
+                "when": (when[:-7] if when.endswith(".000000") else when) + "Z",
+                "organization_id": fl.organization_id,
+                "instance_id": instance_ids[ev["instance"][j]],
+                "type": etype,
+                "message": message,
+                "metadata": metadata,
+            })
+        return out
 
     # ------------------------------------------------------------------ handlers
     def _selection(self, path: str, q: Any, order: str, compute: Any) -> np.ndarray:
@@ -588,7 +597,7 @@ class Simulator:
         with self._lock:
             rows = self._selection("events", q, order, lambda: self._event_mask(q))
             page = rows[offset: offset + limit]
-            body = {"events": [self._event_json(int(j)) for j in page], "limit": limit,
+            body = {"events": self._events_json(page), "limit": limit,
                     "offset": offset, "order": order,
                     "has_next": offset + len(page) < len(rows)}
         return web.json_response(body)
