@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import http.client
-import itertools
 import json
 import logging
 import os
 import time
 import urllib.request
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -237,60 +235,57 @@ class KoyebClient:
                 status=status, body=snippet)
         return data
 
-    def get_each(self, path: str, params: Iterable[Params], *,
-                 depth: int = 2) -> Iterator[dict[str, Any]]:
+    def get_each(self, path: str,
+                 params: Iterable[Params]) -> Generator[dict[str, Any], None, None]:
         """GET ``path`` once per item of ``params``; yield the decoded replies in order.
 
-        Up to ``depth`` requests are in flight, on connections of this call's own, from
-        this one thread: as soon as a reply's bytes are in, the next request goes out, so
-        the server prepares it while this reply is decoded. Meant for fast servers
-        (loopback, same network), where worker threads would only contend for the
-        interpreter lock. A request that fails in transit or answers anything but 200 is
-        sent again through :meth:`get`, with its retries and error mapping. Through a
-        proxy or a caller-supplied ``session``, and with ``depth=1``, this is :meth:`get`
-        in a loop.
+        From this one thread, on a connection of this call's own, the next request goes
+        out as soon as a reply's bytes are in: the server prepares it while this reply is
+        decoded and used. Meant for fast servers (loopback, same network), where worker
+        threads would only contend for the interpreter lock. A request that fails in
+        transit or answers anything but 200 is sent again through :meth:`get`, with its
+        retries and error mapping. A consumer that stops early leaves one request
+        unread. Through a proxy or a caller-supplied ``session`` this is :meth:`get` in
+        a loop.
         """
         items = iter(params)
-        if depth <= 1 or not self._own_session or isinstance(self.session,
-                                                             urllib3.ProxyManager):
-            for item in items:
-                yield self.get(path, item)
+        if not self._own_session or isinstance(self.session, urllib3.ProxyManager):
+            for params_item in items:
+                yield self.get(path, params_item)
             return
-        free: list[HTTPConnection] = []
-        opened: list[HTTPConnection] = []
-        in_flight: deque[tuple[HTTPConnection | None, Params, float]] = deque()
+        conn: HTTPConnection | None = None
 
-        def send(item: Params) -> None:
-            if not free:
-                opened.append(self._new_connection())
-                free.append(opened[-1])
-            conn: HTTPConnection | None = free.pop()
-            target = self._prefix + path + ("?" + urlencode(item, doseq=True) if item else "")
-            started = time.perf_counter()
+        def send(query: Params) -> bool:
+            nonlocal conn
+            if conn is None:
+                conn = self._new_connection()
+            target = self._prefix + path + ("?" + urlencode(query, doseq=True) if query else "")
             try:
-                conn.request("GET", target, headers=self._headers)  # type: ignore[union-attr]
+                conn.request("GET", target, headers=self._headers)
+                return True
             except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException):
-                conn.close()  # type: ignore[union-attr]
+                conn.close()
                 conn = None
-            in_flight.append((conn, item, started))
+                return False
 
         try:
-            for item in itertools.islice(items, depth):
-                send(item)
-            while in_flight:
-                conn, item, started = in_flight.popleft()
-                content = self._receive(conn) if conn is not None else None
-                if content is not None:
-                    free.append(conn)  # type: ignore[arg-type]
-                    log.debug("GET %s -> 200 (%d bytes, %.1f ms, pipelined)", path,
-                              len(content), (time.perf_counter() - started) * 1000)
-                nxt = next(items, _END)
-                if nxt is not _END:
-                    send(nxt)  # type: ignore[arg-type]
+            item: Any = next(items, _END)
+            sent = item is not _END and send(item)
+            while item is not _END:
+                content = None
+                if sent and conn is not None:
+                    content = self._receive(conn)
+                    if content is None:
+                        conn = None  # closed by _receive
+                    else:
+                        log.debug("GET %s -> 200 (%d bytes, pipelined)", path, len(content))
+                following: Any = next(items, _END)
+                sent = following is not _END and send(following)
                 yield (self._decode(200, content, path) if content is not None
                        else self.get(path, item))
+                item = following
         finally:
-            for conn in opened:
+            if conn is not None:
                 conn.close()
 
     def _new_connection(self) -> HTTPConnection:

@@ -7,9 +7,10 @@ loop forever: a page that brings nothing new ends the loop with a warning.
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ on 2 cores with 107k instances: 1.41 s in order against 1.67 s with 8 threads, a
 pipelining two requests takes a further 0.25 s off."""
 Page = list[dict[str, Any]]
 Fetch = Callable[[int, int], dict[str, Any]]
-FetchEach = Callable[[list[int], int], Iterator[dict[str, Any]]]
+FetchEach = Callable[[Iterable[int], int], Generator[dict[str, Any], None, None]]
 
 
 class PaginationWarning(UserWarning):
@@ -37,6 +38,8 @@ class PageStats:
 
     pages: int = 0
     rows: int = 0
+    discarded: int = 0
+    """Pages requested ahead (pipelined) that the listing turned out not to need."""
     notes: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
@@ -74,6 +77,10 @@ class _Progress:
             self.bar.close()
 
 
+def _threshold(sequential_below: float | None) -> float:
+    return SEQUENTIAL_BELOW if sequential_below is None else sequential_below
+
+
 def _items(reply: dict[str, Any], key: str, what: str) -> Page:
     items = reply.get(key)
     if items is None:
@@ -94,13 +101,14 @@ def _echoed_limit(reply: dict[str, Any], asked: int) -> int:
 
 def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: int = 1,
                 stats: PageStats | None = None, progress: bool = True,
-                desc: str = "pages", sequential_below: float = SEQUENTIAL_BELOW,
+                desc: str = "pages", sequential_below: float | None = None,
                 fetch_each: FetchEach | None = None) -> Iterator[Page]:
     """Yield the pages of a listing whose replies carry a total ``count``.
 
     The first page is read alone; the remaining ones are fetched ``concurrency`` at a
     time and yielded as they arrive. When the first page took less than
-    ``sequential_below`` seconds they are read in order instead, through
+    ``sequential_below`` seconds (default :data:`SEQUENTIAL_BELOW`) they are read in
+    order instead, through
     ``fetch_each(offsets, limit)`` (pipelined) when given and ``concurrency > 1``; see
     :data:`SEQUENTIAL_BELOW`. Rows added while paging (the ``count`` grew) are read from
     the end afterwards. On a failure, pages already received are yielded before the
@@ -111,7 +119,7 @@ def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: 
     try:
         started = time.perf_counter()
         first = fetch(0, limit)
-        fast = time.perf_counter() - started < sequential_below
+        fast = time.perf_counter() - started < _threshold(sequential_below)
         page = _items(first, key, desc)
         limit = _echoed_limit(first, limit)
         stats.pages += 1
@@ -205,20 +213,39 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                    stats: PageStats | None = None, progress: bool = True,
                    desc: str = "pages",
                    stop: Callable[[Page], bool] | None = None,
-                   seen: Callable[[Page], int] | None = None) -> Iterator[Page]:
+                   seen: Callable[[Page], int] | None = None,
+                   fetch_each: FetchEach | None = None,
+                   sequential_below: float | None = None) -> Iterator[Page]:
     """Yield the pages of a listing whose replies carry ``has_next``, in order.
 
     The next offset is the number of rows received so far. ``stop(page)`` returning
     true ends the listing after that page (used to stop at the start of a time window).
     ``seen(page)`` returns how many of the page's rows are new; a page with none ends
     the listing with a warning, so a server that keeps claiming more cannot loop us.
+
+    When the first page took less than ``sequential_below`` seconds and ``fetch_each``
+    is given, the following pages are requested through it, one page ahead, assuming
+    full pages (a short page with ``has_next`` returns to plain requests). The page
+    requested ahead of the last one is not used: ``stats.discarded`` counts it.
     """
     stats = stats if stats is not None else PageStats()
     bar = _Progress(progress, desc)
     offset = 0
+    ahead: Generator[dict[str, Any], None, None] | None = None
+    sent = used = next_at = 0
+
+    def offsets(start: int, step: int) -> Iterator[int]:
+        nonlocal sent
+        for at in itertools.count(start, step):
+            sent += 1
+            yield at
+
     try:
+        started = time.perf_counter()
+        reply = fetch(offset, limit)
+        fast = (fetch_each is not None
+                and time.perf_counter() - started < _threshold(sequential_below))
         while True:
-            reply = fetch(offset, limit)
             page = _items(reply, key, desc)
             limit = _echoed_limit(reply, limit)
             stats.pages += 1
@@ -241,5 +268,22 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
             if has_next is False or (has_next is None and len(page) < limit):
                 return
             offset += len(page)
+            if ahead is None and fast and fetch_each is not None:
+                ahead, next_at = fetch_each(offsets(offset, limit), limit), offset
+            if ahead is not None and next_at != offset:
+                # A short page that still has a next one: offsets are no longer
+                # predictable, so read in order from here.
+                ahead.close()
+                stats.discarded += sent - used
+                ahead, fast = None, False
+            if ahead is not None:
+                reply = next(ahead)
+                used += 1
+                next_at += limit
+            else:
+                reply = fetch(offset, limit)
     finally:
+        if ahead is not None:
+            ahead.close()
+            stats.discarded += sent - used
         bar.close()

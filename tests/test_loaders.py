@@ -86,7 +86,7 @@ def test_event_window_reads_only_its_pages(sim, client):
     ev = ka.load_events(client, window="6h", until=until, progress=False)
     assert set(ev["id"]) == expected_events(sim, since, until)
     pages = len(sim.requests) - n
-    assert pages == ev.attrs["pages"] <= -(-len(ev) // 100) + 1
+    assert pages == ev.attrs["pages"] + ev.attrs["pages_discarded"] <= -(-len(ev) // 100) + 1
     assert pages < -(-len(sim.fleet.ev["when"]) // 100)  # far from the whole history
 
 
@@ -185,6 +185,28 @@ def test_retries_make_faults_invisible(fresh_sim):
     ev = ka.load_events(client, progress=False)
     assert set(ev["id"]) == set(sim.fleet.event_ids())
 
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_pipelined_and_plain_paging_read_the_same_rows(fresh_sim, monkeypatch, fast):
+    # A fast first page (forced here, or made impossible) picks the pipelined path;
+    # both read every row once, and every request is a page used or one discarded.
+    from koyeb_analytics import pagination
+
+    sim = fresh_sim
+    monkeypatch.setattr(pagination, "SEQUENTIAL_BELOW", 60.0 if fast else 0.0)
+    client = fast_client(sim)
+    sim.add_instances(3)
+    n = len(sim.requests)
+    ev = ka.load_events(client, progress=False)
+    assert sorted(ev["id"]) == sorted(sim.fleet.event_ids()) and ev["id"].is_unique
+    assert len(sim.requests) - n == ev.attrs["pages"] + ev.attrs["pages_discarded"]
+    assert ev.attrs["pages"] > 2 and ev.attrs["pages_discarded"] == (1 if fast else 0)
+    n = len(sim.requests)
+    inst = ka.load_instances(client, progress=False)
+    assert sorted(inst["id"]) == sorted(sim.fleet.inst["id"])
+    assert len(sim.requests) - n == inst.attrs["pages"]
+    assert max(r.in_flight for r in sim.requests[n:]) == 1 or not fast
 
 def test_failure_after_retries_keeps_what_was_received(fresh_sim):
     sim = fresh_sim
