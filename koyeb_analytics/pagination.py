@@ -22,7 +22,7 @@ the other pages are read in order, from one thread, with the next request alread
 while a reply is decoded (``KoyebClient.get_each``): the server keeps up with the
 client's own work, and threads would only contend for the interpreter lock. Measured
 on 2 cores with 107k instances: 1.41 s in order against 1.67 s with 8 threads, and
-pipelining two requests takes a further 0.25 s off."""
+sending each request before the previous reply is decoded takes a further 0.3 s off."""
 Page = list[dict[str, Any]]
 Fetch = Callable[[int, int], dict[str, Any]]
 FetchEach = Callable[[Iterable[int], int], Generator[dict[str, Any], None, None]]
@@ -108,9 +108,8 @@ def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: 
     The first page is read alone; the remaining ones are fetched ``concurrency`` at a
     time and yielded as they arrive. When the first page took less than
     ``sequential_below`` seconds (default :data:`SEQUENTIAL_BELOW`) they are read in
-    order instead, through
-    ``fetch_each(offsets, limit)`` (pipelined) when given and ``concurrency > 1``; see
-    :data:`SEQUENTIAL_BELOW`. Rows added while paging (the ``count`` grew) are read from
+    order instead, through ``fetch_each(offsets, limit)`` (pipelined) when it is given
+    and ``concurrency > 1``. Rows added while paging (the ``count`` grew) are read from
     the end afterwards. On a failure, pages already received are yielded before the
     error propagates.
     """
