@@ -80,7 +80,7 @@ def _demo(args: argparse.Namespace) -> int:
                   outages=max(1, args.services // 6)) as sim:
         client = sim.client()
         _say("[2/4] Loading every instance and event...")
-        inst, ev = _load(client, f"{args.days}d", None, not args.quiet)
+        inst, ev = _load(client, f"{args.days}d", None, _progress(args))
     _say(f"      {len(inst)} instances ({inst.attrs['pages']} pages), {len(ev)} events "
          f"({ev.attrs['pages']} pages)")
     _say("[3/4] Rebuilding lifecycles; uptime, incidents, capacity...")
@@ -116,7 +116,7 @@ def _report(args: argparse.Namespace) -> int:
     parse_duration(args.window)  # a bad window fails before anything starts
     client, sim = _client(args)
     try:
-        inst, ev = _load(client, args.window, args.service, not args.quiet)
+        inst, ev = _load(client, args.window, args.service, _progress(args))
     finally:
         if sim is not None:
             sim.stop()
@@ -134,7 +134,7 @@ def _export(args: argparse.Namespace) -> int:
     client, sim = _client(args)
     try:
         load = load_instances if args.what == "instances" else load_events
-        df = load(client, window=args.window, progress=not args.quiet)
+        df = load(client, window=args.window, progress=_progress(args))
     finally:
         if sim is not None:
             sim.stop()
@@ -169,6 +169,11 @@ def _path_latency(text: str) -> tuple[str, float]:
     return path, value
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    # Bars redraw with carriage returns: only on a terminal, not in logs or pipes.
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from .simulator import Faults, Simulator
 
@@ -199,7 +204,8 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", default="7d", help="e.g. 24h, 7d (default 7d)")
     parser.add_argument("--simulate", action="store_true", help="use the simulator")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (shown on a terminal only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--services", type=int, default=12)
     demo.add_argument("--out", default="koyeb-report.html", help="report path")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--quiet", action="store_true",
+                      help="no progress bars (shown on a terminal only)")
     demo.set_defaults(func=_demo)
 
     report = sub.add_parser("report", help="write the HTML report for a window",

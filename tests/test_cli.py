@@ -42,7 +42,7 @@ def check_report(path: Path) -> str:
 
 
 def test_demo_end_to_end(tmp_path):
-    proc = run(["demo", "--quiet"], cwd=tmp_path)
+    proc = run(["demo"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     html = check_report(tmp_path / "koyeb-report.html")
     out = proc.stdout
@@ -50,6 +50,7 @@ def test_demo_end_to_end(tmp_path):
     assert re.search(r"Incidents: [1-9]\d*, MTTR median", out)  # a real-looking incident
     assert "Peak capacity:" in out and str(tmp_path / "koyeb-report.html") in out
     assert "[4/4]" in proc.stderr  # progress
+    assert "\r" not in proc.stderr and "page/s" not in proc.stderr  # no bars off a terminal
     assert "<script" not in html
 
 
