@@ -457,9 +457,12 @@ def load_events(
 
     The API has no time filter, so events are read newest first and the listing stops
     at the first page that reaches back past ``since``: a short window reads only its
-    own pages (plus one), not the whole history. From a fast server (first page in
-    under 5 ms) the next page is requested while the current one is decoded; the one
-    page requested past the end is counted in ``df.attrs["pages_discarded"]``.
+    own pages (plus one), not the whole history. Pages are requested ahead: from a
+    fast server (first page in under 5 ms) the next one while the current one is
+    decoded; otherwise ``client.concurrency`` at a time, each overlapping the previous
+    one by a row so that events arriving meanwhile cannot open a gap unnoticed (see
+    :func:`~koyeb_analytics.pagination.has_next_pages`). Pages requested past the end
+    are counted in ``df.attrs["pages_discarded"]``.
 
     Parameters
     ----------
@@ -554,7 +557,8 @@ def load_events(
             yield from has_next_pages(
                 fetch, "events", limit=MAX_LIMIT, stats=stats, progress=progress,
                 desc="events", stop=stop, seen=collector.count_new,
-                fetch_each=fetch_each if client.concurrency > 1 else None)
+                fetch_each=fetch_each if client.concurrency > 1 else None,
+                concurrency=client.concurrency)
 
     _collect(pages(), collector, finish, "/v1/instance_events", stats)
     return finish()

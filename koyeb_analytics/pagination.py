@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -213,7 +214,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                    desc: str = "pages",
                    stop: Callable[[Page], bool] | None = None,
                    seen: Callable[[Page], int] | None = None,
-                   fetch_each: FetchEach | None = None,
+                   fetch_each: FetchEach | None = None, concurrency: int = 1,
                    sequential_below: float | None = None) -> Iterator[Page]:
     """Yield the pages of a listing whose replies carry ``has_next``, in order.
 
@@ -222,16 +223,25 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
     ``seen(page)`` returns how many of the page's rows are new; a page with none ends
     the listing with a warning, so a server that keeps claiming more cannot loop us.
 
-    When the first page took less than ``sequential_below`` seconds and ``fetch_each``
-    is given, the following pages are requested through it, one page ahead, assuming
-    full pages (a short page with ``has_next`` returns to plain requests). The page
-    requested ahead of the last one is not used: ``stats.discarded`` counts it.
+    Pages are requested ahead, assuming full pages, when that can be checked:
+
+    * the first page took less than ``sequential_below`` seconds and ``fetch_each`` is
+      given: one page ahead, through ``fetch_each`` (the server handles requests in
+      order, so offsets hold);
+    * otherwise, with ``concurrency > 1``: up to ``concurrency`` pages ahead on worker
+      threads, each page overlapping the previous one by a row. Rows inserted at the
+      head while paging shift later offsets; since requests may then be handled out
+      of order, a page that does not contain the previous page's last row (by ``id``)
+      may have left a gap, and is read again in order from there.
+
+    A short page that still has a next one, or any doubt, is followed by a plain
+    request; overlapped reading then resumes, unless the pages requested ahead and
+    not used (counted in ``stats.discarded``) exceed a quarter of those read.
     """
     stats = stats if stats is not None else PageStats()
     bar = _Progress(progress, desc)
-    offset = 0
     ahead: Generator[dict[str, Any], None, None] | None = None
-    sent = used = next_at = 0
+    sent = used = unsent = 0
 
     def offsets(start: int, step: int) -> Iterator[int]:
         nonlocal sent
@@ -239,11 +249,24 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
             sent += 1
             yield at
 
+    def unsend(n: int) -> None:
+        nonlocal unsent
+        unsent += n
+
+    def drop_ahead() -> None:
+        nonlocal ahead, sent, used, unsent
+        if ahead is not None:
+            ahead.close()
+            stats.discarded += sent - used - unsent
+            ahead, sent, used, unsent = None, 0, 0, 0
+
     try:
         started = time.perf_counter()
-        reply = fetch(offset, limit)
-        fast = (fetch_each is not None
-                and time.perf_counter() - started < _threshold(sequential_below))
+        reply = fetch(0, limit)
+        fast = time.perf_counter() - started < _threshold(sequential_below)
+        mode = ("pipelined" if fast and fetch_each is not None else
+                "overlapped" if not fast and concurrency > 1 else "")
+        page_at = at = step = 0
         while True:
             page = _items(reply, key, desc)
             limit = _echoed_limit(reply, limit)
@@ -254,35 +277,69 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
             if not page:
                 if has_next:
                     stats.warn(f"{desc}: the server says has_next but sent an empty page at "
-                               f"offset {offset}; stopping")
+                               f"offset {page_at}; stopping")
                 return
             fresh = seen(page) if seen is not None else len(page)
             yield page
             if fresh == 0:
-                stats.warn(f"{desc}: the page at offset {offset} repeated rows already "
+                stats.warn(f"{desc}: the page at offset {page_at} repeated rows already "
                            "received; stopping")
                 return
             if stop is not None and stop(page):
                 return
             if has_next is False or (has_next is None and len(page) < limit):
                 return
-            offset += len(page)
-            if ahead is None and fast and fetch_each is not None:
-                ahead, next_at = fetch_each(offsets(offset, limit), limit), offset
-            if ahead is not None and next_at != offset:
-                # A short page that still has a next one: offsets are no longer
-                # predictable, so read in order from here.
-                ahead.close()
-                stats.discarded += sent - used
-                ahead, fast = None, False
-            if ahead is not None:
-                reply = next(ahead)
+            offset = page_at + len(page)  # where a plain read continues
+            last_id = page[-1].get("id") if isinstance(page[-1], dict) else None
+            if ahead is None and mode == "pipelined" and fetch_each is not None:
+                step, at = limit, offset
+                ahead = fetch_each(offsets(at, step), limit)
+            elif ahead is None and mode == "overlapped" and limit > 1 and last_id is not None:
+                step, at = limit - 1, offset - 1
+                ahead = _in_order(fetch, offsets(at, step), limit, concurrency, unsend)
+            next_reply = None
+            if ahead is not None and (mode == "overlapped" or at == offset):
+                candidate = next(ahead)
                 used += 1
-                next_at += limit
-            else:
-                reply = fetch(offset, limit)
+                if mode == "pipelined" or _holds(candidate, key, last_id):
+                    next_reply, page_at = candidate, at
+                    at += step
+                else:
+                    stats.discarded += 1
+            if next_reply is None:
+                # Read the next page plainly; overlapped reading resumes after it,
+                # unless requesting ahead has wasted more than a quarter of the pages.
+                drop_ahead()
+                if mode == "pipelined" or stats.discarded > stats.pages // 4 + concurrency:
+                    mode = ""
+                next_reply, page_at = fetch(offset, limit), offset
+            reply = next_reply
     finally:
-        if ahead is not None:
-            ahead.close()
-            stats.discarded += sent - used
+        drop_ahead()
         bar.close()
+
+
+def _holds(reply: dict[str, Any], key: str, row_id: Any) -> bool:
+    items = reply.get(key)
+    return isinstance(items, list) and any(
+        isinstance(r, dict) and r.get("id") == row_id for r in items)
+
+
+def _in_order(fetch: Fetch, offsets: Iterator[int], limit: int, concurrency: int,
+              unsent: Callable[[int], None]) -> Generator[dict[str, Any], None, None]:
+    """Yield the replies for ``offsets`` in order, ``concurrency`` requests in flight.
+
+    On close, requests not yet started are cancelled and reported to ``unsent``.
+    """
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="koyeb-page")
+    pending: deque[Future[dict[str, Any]]] = deque()
+    try:
+        for at in itertools.islice(offsets, concurrency):
+            pending.append(pool.submit(fetch, at, limit))
+        while True:
+            reply = pending.popleft().result()
+            pending.append(pool.submit(fetch, next(offsets), limit))
+            yield reply
+    finally:
+        unsent(sum(fut.cancel() for fut in pending))
+        pool.shutdown(wait=True)
