@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import urllib.request
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -235,8 +235,9 @@ class KoyebClient:
                 status=status, body=snippet)
         return data
 
-    def get_each(self, path: str,
-                 params: Iterable[Params]) -> Generator[dict[str, Any], None, None]:
+    def get_each(self, path: str, params: Iterable[Params], *,
+                 last: Callable[[dict[str, Any]], bool] | None = None,
+                 ) -> Generator[dict[str, Any], None, None]:
         """GET ``path`` once per item of ``params``; yield the decoded replies in order.
 
         From this one thread, on a connection of this call's own, the next request goes
@@ -245,13 +246,18 @@ class KoyebClient:
         threads would only contend for the interpreter lock. A request that fails in
         transit or answers anything but 200 is sent again through :meth:`get`, with its
         retries and error mapping. A consumer that stops early leaves one request
-        unread. Through a proxy or a caller-supplied ``session`` this is :meth:`get` in
-        a loop.
+        unread. With ``last``, each reply is decoded and passed to it before the next
+        request goes out, and none does once it returns true: no request is wasted on
+        a listing that ends (the server then works while the caller uses the reply).
+        Through a proxy or a caller-supplied ``session`` this is :meth:`get` in a loop.
         """
         items = iter(params)
         if not self._own_session or isinstance(self.session, urllib3.ProxyManager):
             for params_item in items:
-                yield self.get(path, params_item)
+                reply = self.get(path, params_item)
+                yield reply
+                if last is not None and last(reply):
+                    return
             return
         conn: HTTPConnection | None = None
 
@@ -279,10 +285,15 @@ class KoyebClient:
                         conn = None  # closed by _receive
                     else:
                         log.debug("GET %s -> 200 (%d bytes, pipelined)", path, len(content))
-                following: Any = next(items, _END)
-                sent = following is not _END and send(following)
-                yield (self._decode(200, content, path) if content is not None
-                       else self.get(path, item))
+                if last is None:  # the next request goes out before decoding
+                    following: Any = next(items, _END)
+                    sent = following is not _END and send(following)
+                reply = (self._decode(200, content, path) if content is not None
+                         else self.get(path, item))
+                if last is not None:
+                    following = _END if last(reply) else next(items, _END)
+                    sent = following is not _END and send(following)
+                yield reply
                 item = following
         finally:
             if conn is not None:

@@ -337,9 +337,12 @@ def load_instances(
         return client.get("/v1/instances",
                           params + [("limit", str(limit)), ("offset", str(offset))])
 
-    def fetch_each(offsets: Iterable[int], limit: int) -> Generator[dict[str, Any], None, None]:
+    def fetch_each(offsets: Iterable[int], limit: int,
+                   last: Callable[[dict[str, Any]], bool] | None = None,
+                   ) -> Generator[dict[str, Any], None, None]:
         return client.get_each("/v1/instances", (
-            params + [("limit", str(limit)), ("offset", str(offset))] for offset in offsets))
+            params + [("limit", str(limit)), ("offset", str(offset))] for offset in offsets),
+            last=last)
 
     collector = _Collector(INSTANCE_COLUMNS)
     stats = PageStats()
@@ -459,10 +462,11 @@ def load_events(
     at the first page that reaches back past ``since``: a short window reads only its
     own pages (plus one), not the whole history. Pages are requested ahead: from a
     fast server (first page in under 5 ms) the next one while the current one is
-    decoded; otherwise ``client.concurrency`` at a time, each overlapping the previous
-    one by a row so that events arriving meanwhile cannot open a gap unnoticed (see
-    :func:`~koyeb_analytics.pagination.has_next_pages`). Pages requested past the end
-    are counted in ``df.attrs["pages_discarded"]``.
+    used (with ``since``, only once it is known not to be the last); for a whole
+    history from a slower server, ``client.concurrency`` at a time, each overlapping
+    the previous one by a row so that events arriving meanwhile cannot open a gap
+    unnoticed (see :func:`~koyeb_analytics.pagination.has_next_pages`). Pages
+    requested past the end are counted in ``df.attrs["pages_discarded"]``.
 
     Parameters
     ----------
@@ -515,8 +519,6 @@ def load_events(
     since_ts = tw.since
 
     def stop(page: Page) -> bool:
-        if since_ts is None:
-            return False
         oldest = page[-1].get("when") if isinstance(page[-1], dict) else None
         try:
             return oldest is not None and pd.Timestamp(oldest) < since_ts
@@ -549,14 +551,16 @@ def load_events(
                                   params + [("limit", str(limit)), ("offset", str(offset))])
 
             def fetch_each(offsets: Iterable[int], limit: int,
+                           last: Callable[[dict[str, Any]], bool] | None = None,
                            params: list = params) -> Generator[dict[str, Any], None, None]:
                 return client.get_each("/v1/instance_events", (
                     params + [("limit", str(limit)), ("offset", str(offset))]
-                    for offset in offsets))
+                    for offset in offsets), last=last)
 
             yield from has_next_pages(
                 fetch, "events", limit=MAX_LIMIT, stats=stats, progress=progress,
-                desc="events", stop=stop, seen=collector.count_new,
+                desc="events", stop=stop if since_ts is not None else None,
+                seen=collector.count_new,
                 fetch_each=fetch_each if client.concurrency > 1 else None,
                 concurrency=client.concurrency)
 

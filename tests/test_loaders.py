@@ -202,10 +202,17 @@ def test_pipelined_and_plain_paging_read_the_same_rows(fresh_sim, monkeypatch, f
     ev = ka.load_events(client, progress=False)
     assert sorted(ev["id"]) == sorted(sim.fleet.event_ids()) and ev["id"].is_unique
     assert len(sim.requests) - n == ev.attrs["pages"] + ev.attrs["pages_discarded"]
-    # One page ahead when fast; otherwise up to concurrency - 1 past the end.
+    # The whole history: one page past the end when fast, else up to concurrency - 1.
     assert ev.attrs["pages"] > 2
     assert ev.attrs["pages_discarded"] == 1 if fast else \
         0 <= ev.attrs["pages_discarded"] < client.concurrency
+    # A window: each reply is checked before the next request, none is wasted.
+    since = pd.to_datetime(sim.fleet.ev["when"][len(sim.fleet.ev["when"]) // 3], unit="us",
+                           utc=True)
+    n = len(sim.requests)
+    part = ka.load_events(client, since=since, progress=False)
+    assert set(part["id"]) == expected_events(sim, since) and part.attrs["pages"] > 2
+    assert len(sim.requests) - n == part.attrs["pages"] and part.attrs["pages_discarded"] == 0
     n = len(sim.requests)
     inst = ka.load_instances(client, progress=False)
     assert sorted(inst["id"]) == sorted(sim.fleet.inst["id"])
