@@ -228,7 +228,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
     Decoding pages and keeping their values creates many container objects (the
     ``messages`` lists, for one) and no reference cycles, yet the growing heap makes the
-    collector re-scan everything older several times: 0.1-0.4 s per 100k rows in a
+    collector re-scan everything older several times: 0.05-0.2 s per 100k rows in a
     busy process. Reference counting still frees everything as usual; the collector is
     switched back on afterwards (unless it was already off), and catches up on its own.
     """
