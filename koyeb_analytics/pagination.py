@@ -315,7 +315,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
             last_id = page[-1].get("id") if isinstance(page[-1], dict) else None
             if ahead is None and mode == "pipelined" and fetch_each is not None:
                 # Checking each reply before the next request costs the overlap of
-                # decoding (10% of a full listing's time): only where waste matters,
+                # decoding (10-15% of a full listing's time): only where waste matters,
                 # at the start of a window.
                 step, at = limit, offset
                 ahead = fetch_each(offsets(at, step), limit,
