@@ -1,28 +1,37 @@
-"""KoyebClient: one request path with auth, timeouts, retries and error mapping."""
+"""KoyebClient: one request path with auth, total deadlines, retries, size caps, errors."""
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import logging
+import math
 import os
+import random
 import time
-import urllib.request
+import warnings
+import zlib
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.util.retry import Retry
-
-from .errors import ConfigurationError, MalformedResponseError, TransportError, error_class
+from .errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    MalformedResponseError,
+    TransportError,
+    error_class,
+)
+from .network import WATCHDOG, Network, target_of
 
 log = logging.getLogger("koyeb_analytics")
 
 DEFAULT_BASE_URL = "https://app.koyeb.com"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 2**20
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
 _END = object()
 
@@ -71,26 +80,107 @@ def discover_credentials() -> tuple[str, str | None]:
     return token, base_url
 
 
-def _pool_manager(base_url: str, maxsize: int) -> urllib3.PoolManager:
-    """A connection pool, through the environment's proxy when one applies."""
-    import certifi
+def _positive(name: str, value: Any, *, zero: bool = False) -> float:
+    """A finite positive (or, with ``zero``, non-negative) number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value) or value < 0 or (value == 0 and not zero):
+        kind = "non-negative" if zero else "positive"
+        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
+    return float(value)
 
-    parts = urlsplit(base_url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    options: dict[str, Any] = {"num_pools": 4, "maxsize": maxsize, "ca_certs": certifi.where()}
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return urllib3.ProxyManager(proxy, **options)
-    return urllib3.PoolManager(**options)
+
+def _whole(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        kind = "positive" if low == 1 else "non-negative"
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+    return value
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """The delay a ``Retry-After`` header asks for, or None when it says nothing usable.
+
+    Both forms are read (seconds, or an HTTP date); anything else is no hint.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def read_body(resp: http.client.HTTPResponse, cap: int, what: str) -> bytes:
+    """Read a reply's body, decoding gzip/deflate, refusing more than ``cap`` bytes.
+
+    The cap holds for what is decoded, so a small gzip body that would inflate past it
+    (a decompression bomb) is stopped after ``cap`` bytes, as is an endless chunked
+    body. Raises :class:`MalformedResponseError` saying which.
+    """
+    declared = resp.getheader("Content-Length")
+    if declared and declared.strip().isdigit() and int(declared) > cap:
+        raise MalformedResponseError(
+            f"{what}: the reply announces {int(declared)} bytes, over the "
+            f"{cap}-byte cap (max_response_bytes)", status=resp.status)
+    encoding = (resp.getheader("Content-Encoding") or "identity").strip().lower()
+    if encoding in ("identity", "") and declared and declared.strip().isdigit():
+        return resp.read()  # bounded by the check above; the watchdog bounds the time
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        decoder: Any = zlib.decompressobj(47)  # gzip or zlib header, detected
+    elif encoding in ("identity", ""):
+        decoder = None
+    else:
+        raise MalformedResponseError(f"{what}: unsupported Content-Encoding {encoding!r}",
+                                     status=resp.status)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        data = resp.read1(1 << 16)
+        if not data:
+            break
+        if decoder is not None:
+            try:
+                data = decoder.decompress(data, cap + 1 - size)
+            except zlib.error as exc:
+                raise MalformedResponseError(f"{what}: the {encoding} body is corrupt ({exc})",
+                                             status=resp.status) from None
+        size += len(data)
+        if size > cap:
+            how = f"decoded from {encoding} " if decoder is not None else ""
+            raise MalformedResponseError(
+                f"{what}: the reply {how}holds more than the {cap}-byte cap "
+                "(max_response_bytes); stopped reading", status=resp.status)
+        parts.append(data)
+    return b"".join(parts)
+
+
+class _Reply:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
 
 
 class KoyebClient:
     """A client for the Koyeb instance API.
 
-    Every call goes through one request path that adds the bearer token, a timeout,
-    retries (GETs only, on 429/502/503/504 and connection errors, honouring
-    ``Retry-After``, exponential backoff with jitter) and maps failures onto the
-    :class:`~koyeb_analytics.errors.KoyebError` tree. The token never appears in a
-    repr, a log line or an error message.
+    Every call goes through one request path that adds the bearer token, holds a total
+    deadline per attempt (connect, send and every read), caps the size of a reply,
+    retries (GETs on 429/502/503/504 and transport failures, with exponential backoff
+    and jitter; ``Retry-After`` is honoured up to ``backoff_max``) and maps failures
+    onto the :class:`~koyeb_analytics.errors.KoyebError` tree. Redirects are never
+    followed. The token never appears in a repr, a log line or an error message.
 
     Parameters
     ----------
@@ -99,19 +189,26 @@ class KoyebClient:
     base_url
         API root; defaults to ``https://app.koyeb.com``.
     timeout
-        Seconds to wait for a connection and for each read.
+        Seconds one attempt of a request may take in all (connect, send, every read).
     max_retries
-        Retries of one request before its error is raised.
+        Retries of one request before its error is raised. A request with its retries
+        takes at most ``(max_retries + 1) * timeout + max_retries * backoff_max``.
     backoff_factor, backoff_max
         Exponential backoff between retries: ``backoff_factor * 2**n`` seconds (plus
-        jitter), at most ``backoff_max``.
+        jitter), at most ``backoff_max``; also the cap of a ``Retry-After``.
     concurrency
         How many pages or instances the loaders fetch at once (1: sequentially).
+    max_response_bytes
+        The most one reply may hold, after decoding (default 64 MiB).
+    ca_bundle, client_cert, client_key, proxy, no_proxy
+        The network, shared by REST and exec: see :class:`~koyeb_analytics.Network`.
+        By default the CA bundle comes from ``$REQUESTS_CA_BUNDLE``, ``$SSL_CERT_FILE``
+        or ``$CURL_CA_BUNDLE``, else certifi; the proxy from ``$HTTPS_PROXY``/
+        ``$HTTP_PROXY`` unless ``$NO_PROXY`` covers the host.
+    network
+        A ready :class:`~koyeb_analytics.Network` instead of the five options above.
     session
-        A ``urllib3.PoolManager`` to send requests through (for custom certificates or
-        proxies); by default one is made with a pool of ``max(concurrency, 10)``
-        connections per host, certifi's CA bundle, and the proxy from
-        ``HTTPS_PROXY``/``HTTP_PROXY`` unless ``NO_PROXY`` covers the host.
+        Deprecated: a ``urllib3.PoolManager``; its ``ca_certs`` and proxy are used.
 
     Examples
     --------
@@ -130,50 +227,64 @@ class KoyebClient:
         backoff_factor: float = 0.5,
         backoff_max: float = 30.0,
         concurrency: int = 4,
-        session: urllib3.PoolManager | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        proxy: str | None = None,
+        no_proxy: str | None = None,
+        network: Network | None = None,
+        session: Any = None,
     ) -> None:
-        if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise ValueError("token must be a non-empty string")
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
-        if session is not None and not isinstance(session, urllib3.PoolManager):
-            raise TypeError("session must be a urllib3.PoolManager (or ProxyManager)")
-        if not timeout or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if token is not None and (not isinstance(token, str) or not token.strip()
+                                  or any(c in token for c in "\r\n\0,")):
+            raise ValueError("token must be a non-empty string without commas or line breaks")
+        self.concurrency = _whole("concurrency", concurrency, 1)
+        self.max_retries = _whole("max_retries", max_retries, 0)
+        self.max_response_bytes = _whole("max_response_bytes", max_response_bytes, 1)
+        self.timeout = _positive("timeout", timeout)
+        self.backoff_factor = _positive("backoff_factor", backoff_factor, zero=True)
+        self.backoff_max = _positive("backoff_max", backoff_max, zero=True)
+        if base_url is not None and not isinstance(base_url, str):
+            raise TypeError(f"base_url must be a string, got {type(base_url).__name__}")
+        if network is not None and not isinstance(network, Network):
+            raise TypeError("network must be a koyeb_analytics.Network")
+        if session is not None:
+            warnings.warn("session= is deprecated: pass ca_bundle=, proxy= or network=",
+                          DeprecationWarning, stacklevel=2)
+            pool_kw = getattr(session, "connection_pool_kw", None)
+            if not isinstance(pool_kw, dict):
+                raise TypeError("session must be a urllib3.PoolManager (or ProxyManager)")
+            ca_bundle = ca_bundle or pool_kw.get("ca_certs")
+            session_proxy = getattr(session, "proxy", None)
+            if proxy is None and session_proxy is not None:
+                proxy = str(session_proxy)
         if token is None:
             token, found_url = discover_credentials()
             base_url = base_url or found_url
         base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+                or parts.fragment:
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url
-        self.timeout = float(timeout)
-        self.max_retries = max_retries
-        self.concurrency = concurrency
+        self.network = network or Network(ca_bundle=ca_bundle, client_cert=client_cert,
+                                          client_key=client_key, proxy=proxy,
+                                          no_proxy=no_proxy)
         self._token = token
-        self._headers = {"Accept": "application/json", "User-Agent": "koyeb-analytics",
-                         "Authorization": f"Bearer {token}"}
-        self._retry = Retry(
-            total=max_retries, connect=max_retries, read=max_retries, status=max_retries,
-            other=0, allowed_methods=frozenset({"GET"}), status_forcelist=RETRY_STATUSES,
-            backoff_factor=backoff_factor, backoff_max=backoff_max,
-            backoff_jitter=backoff_factor, respect_retry_after_header=True,
-            raise_on_status=False,
-        )
-        self._timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout)
-        self._own_session = session is None
-        self.session = session or _pool_manager(base_url, max(concurrency, 10))
-        self._prefix = parts.path
+        self._headers = {"Accept": "application/json", "Accept-Encoding": "gzip",
+                         "User-Agent": "koyeb-analytics", "Authorization": f"Bearer {token}"}
+        self._scheme, self._host, self._port, self._prefix = target_of(base_url)
+        self._idle: deque[http.client.HTTPConnection] = deque()
+        self._pool_size = max(concurrency, 10)
 
     @classmethod
     def from_env(cls, **options: Any) -> KoyebClient:
         """Build a client from ``KOYEB_TOKEN``/``KOYEB_API_TOKEN`` or the CLI config file.
 
-        Raises :class:`~koyeb_analytics.errors.ConfigurationError` naming the places it
-        looked when no token is found.
+        The network (CA bundle, proxy, ``NO_PROXY``) comes from the environment as for
+        any client. Raises :class:`~koyeb_analytics.errors.ConfigurationError` naming
+        the places it looked when no token is found.
         """
         token, base_url = discover_credentials()
         options.setdefault("base_url", base_url)
@@ -185,7 +296,11 @@ class KoyebClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self.session.clear()
+        while self._idle:
+            try:
+                self._idle.pop().close()
+            except IndexError:
+                break
 
     def __enter__(self) -> KoyebClient:
         return self
@@ -193,42 +308,157 @@ class KoyebClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _scrub(self, text: str) -> str:
+    # -- what exec needs ----------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        """``text`` with the token replaced by ``<hidden>``."""
         return text.replace(self._token, "<hidden>") if self._token else text
+
+    def websocket_url(self, path: str) -> str:
+        """The ws(s):// URL of ``path`` on this API."""
+        scheme = "wss" if self._scheme == "https" else "ws"
+        return f"{scheme}://{urlsplit(self.base_url).netloc}{self._prefix}{path}"
+
+    def auth_subprotocols(self) -> list[str]:
+        """The websocket subprotocols that carry the token: ``["Bearer", token]``."""
+        return ["Bearer", self._token]
+
+    def error_from_reply(self, status: int, content: bytes, path: str) -> Exception:
+        """The :class:`~koyeb_analytics.errors.APIError` for an error reply's body."""
+        return self._api_error(status, content, path)
+
+    # -- the request path ---------------------------------------------------------
+    def _target(self, path: str, params: Params | None) -> str:
+        target = self._prefix + path + ("?" + urlencode(params, doseq=True) if params else "")
+        if self.network.proxy_for(self._scheme, self._host, self._port) is not None \
+                and self._scheme == "http":
+            return f"http://{urlsplit(self.base_url).netloc}{target}"  # absolute form
+        return target
+
+    def _connection(self, deadline: float) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection(self._host, self._port)
+        conn.sock = self.network.open(self._scheme, self._host, self._port, deadline=deadline)
+        return conn
+
+    def _headers_for(self) -> dict[str, str]:
+        proxy = self.network.proxy_for(self._scheme, self._host, self._port)
+        if proxy is not None and self._scheme == "http" and proxy.authorization:
+            return {**self._headers, "Proxy-Authorization": proxy.authorization}
+        return self._headers
+
+    def _send(self, conn: http.client.HTTPConnection, target: str, deadline: float) -> None:
+        sock = conn.sock
+        if sock is not None:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        conn.request("GET", target, headers=self._headers_for())
+
+    def _receive(self, conn: http.client.HTTPConnection, path: str, deadline: float,
+                 stage: list[str] | None = None) -> _Reply:
+        assert conn.sock is not None
+        with WATCHDOG.guard(conn.sock, deadline):
+            resp = conn.getresponse()
+            if stage is not None:
+                stage.append("answered")
+            body = read_body(resp, self.max_response_bytes, f"GET {path}")
+        return _Reply(resp.status, resp.msg, body)
+
+    def _exchange(self, target: str, path: str) -> _Reply:
+        """One attempt: a pooled connection (or a new one), the request, the whole reply.
+
+        A kept-alive connection that the server closed meanwhile fails before any answer;
+        the request then goes once more on a new connection, within the same deadline.
+        """
+        deadline = time.monotonic() + self.timeout
+        error: TransportError | None = None
+        for reused in (True, False):
+            conn = None
+            if reused:
+                try:
+                    conn = self._idle.pop()
+                except IndexError:
+                    continue
+            stage: list[str] = []
+            try:
+                if conn is None:
+                    conn = self._connection(deadline)
+                self._send(conn, target, deadline)
+                reply = self._receive(conn, path, deadline, stage)
+            except (OSError, http.client.HTTPException, TransportError) as exc:
+                if conn is not None:
+                    conn.close()
+                if time.monotonic() >= deadline or isinstance(exc, DeadlineExceeded):
+                    error = DeadlineExceeded(
+                        f"GET {path}: no complete reply within {self.timeout:g} s")
+                elif reused and not stage:
+                    continue
+                else:
+                    why = str(exc) if isinstance(exc, TransportError) else \
+                        f"{type(exc).__name__}: {exc}"
+                    error = TransportError(self.scrub(f"GET {path} failed: {why}"))
+                break
+            except BaseException:
+                if conn is not None:
+                    conn.close()
+                raise
+            if conn.sock is None or len(self._idle) >= self._pool_size:
+                conn.close()
+            else:
+                self._idle.append(conn)
+            return reply
+        assert error is not None
+        raise error
+
+    def _delay(self, attempt: int, retry_after: str | None = None) -> float:
+        hint = retry_after_seconds(retry_after)
+        if hint is not None:
+            return min(hint, self.backoff_max)
+        backoff = self.backoff_factor * 2 ** attempt + random.uniform(0, self.backoff_factor)
+        return min(backoff, self.backoff_max)
+
+    def _request(self, path: str, params: Params | None = None) -> _Reply:
+        """Send a GET with retries; return the final reply (any status)."""
+        target = self._target(path, params)
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                reply = self._exchange(target, path)
+            except TransportError as exc:
+                log.debug("GET %s failed: %s", path, type(exc).__name__)
+                if attempt >= self.max_retries:
+                    raise
+                time.sleep(self._delay(attempt))
+                attempt += 1
+                continue
+            log.debug("GET %s -> %s (%d bytes, %.1f ms)", path, reply.status, len(reply.body),
+                      (time.perf_counter() - started) * 1000)
+            if reply.status in RETRY_STATUSES and attempt < self.max_retries:
+                time.sleep(self._delay(attempt, reply.headers.get("Retry-After")))
+                attempt += 1
+                continue
+            return reply
 
     def get(self, path: str, params: Params | None = None) -> dict[str, Any]:
         """GET ``path`` (e.g. ``/v1/instances``) and return the decoded JSON object.
 
         List values in ``params`` are sent as repeated keys, as the API expects.
         """
-        url = self.base_url + path
-        if params:
-            url += "?" + urlencode(params, doseq=True)
-        started = time.perf_counter()
-        try:
-            resp = self.session.request("GET", url, headers=self._headers, retries=self._retry,
-                                        timeout=self._timeout, preload_content=True,
-                                        redirect=False)
-            content = resp.data
-        except urllib3.exceptions.HTTPError as exc:
-            reason = getattr(exc, "reason", None) or exc
-            log.debug("GET %s failed: %s", path, type(reason).__name__)
-            raise TransportError(self._scrub(
-                f"GET {path} failed: {type(reason).__name__}: {reason}")) from None
-        log.debug("GET %s -> %s (%d bytes, %.1f ms)", path, resp.status, len(content),
-                  (time.perf_counter() - started) * 1000)
-        return self._decode(resp.status, content, path)
+        reply = self._request(path, params)
+        return self._decode(reply.status, reply.body, path)
 
     def _decode(self, status: int, content: bytes, path: str) -> dict[str, Any]:
         """Map an error status onto the exception tree, else decode the JSON object."""
-        if status >= 400:
+        if status >= 300:
+            if 300 <= status < 400:
+                raise MalformedResponseError(
+                    f"GET {path} answered {status} (a redirect): not followed, so that the "
+                    "token never goes to another host", status=status)
             raise self._api_error(status, content, path)
         try:
             data = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
-            snippet = self._scrub(content[:200].decode("utf-8", "replace"))
+            snippet = self.scrub(content[:200].decode("utf-8", "replace"))
             raise MalformedResponseError(
                 f"GET {path} returned {status} with a body that is not a JSON "
                 f"object ({len(content)} bytes, starting {snippet!r})",
@@ -240,51 +470,51 @@ class KoyebClient:
                  ) -> Generator[dict[str, Any], None, None]:
         """GET ``path`` once per item of ``params``; yield the decoded replies in order.
 
-        From this one thread, on a connection of this call's own, the next request goes
-        out as soon as a reply's bytes are in: the server prepares it while this reply is
-        decoded and used. Meant for fast servers (loopback, same network), where worker
-        threads would only contend for the interpreter lock. A request that fails in
-        transit or answers anything but 200 is sent again through :meth:`get`, with its
-        retries and error mapping. A consumer that stops early leaves one request
-        unread. With ``last``, each reply is decoded and passed to it before the next
-        request goes out, and none does once it returns true: no request is wasted on
-        a listing that ends (the server then works while the caller uses the reply).
-        Through a proxy or a caller-supplied ``session`` this is :meth:`get` in a loop.
+        On one connection, the next request goes out as soon as a reply's bytes are in:
+        the server prepares it while this reply is decoded and used. A request that
+        fails in transit or answers anything but 200 is sent again through :meth:`get`,
+        with its retries and error mapping. With ``last``, each reply is decoded and
+        passed to it before the next request goes out, and none does once it returns
+        true: no request is wasted on a listing that ends. A consumer that stops early
+        leaves at most one request unread. Each request has the client's total deadline
+        and size cap, as through :meth:`get`.
         """
         items = iter(params)
-        if not self._own_session or isinstance(self.session, urllib3.ProxyManager):
-            for params_item in items:
-                reply = self.get(path, params_item)
-                yield reply
-                if last is not None and last(reply):
-                    return
-            return
-        conn: HTTPConnection | None = None
+        conn: http.client.HTTPConnection | None = None
+        deadline = 0.0
 
         def send(query: Params) -> bool:
-            nonlocal conn
-            if conn is None:
-                conn = self._new_connection()
-            target = self._prefix + path + ("?" + urlencode(query, doseq=True) if query else "")
+            nonlocal conn, deadline
+            deadline = time.monotonic() + self.timeout
             try:
-                conn.request("GET", target, headers=self._headers)
+                if conn is None:
+                    conn = self._connection(deadline)
+                self._send(conn, self._target(path, query), deadline)
                 return True
-            except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException):
-                conn.close()
+            except (OSError, http.client.HTTPException, TransportError):
+                if conn is not None:
+                    conn.close()
                 conn = None
                 return False
+
+        def receive() -> bytes | None:
+            nonlocal conn
+            assert conn is not None
+            try:
+                reply = self._receive(conn, path, deadline)
+                if reply.status == 200:
+                    return reply.body
+            except (OSError, http.client.HTTPException, MalformedResponseError):
+                pass
+            conn.close()
+            conn = None
+            return None
 
         try:
             item: Any = next(items, _END)
             sent = item is not _END and send(item)
             while item is not _END:
-                content = None
-                if sent and conn is not None:
-                    content = self._receive(conn)
-                    if content is None:
-                        conn = None  # closed by _receive
-                    else:
-                        log.debug("GET %s -> 200 (%d bytes, pipelined)", path, len(content))
+                content = receive() if sent and conn is not None else None
                 if last is None:  # the next request goes out before decoding
                     following: Any = next(items, _END)
                     sent = following is not _END and send(following)
@@ -299,44 +529,24 @@ class KoyebClient:
             if conn is not None:
                 conn.close()
 
-    def _new_connection(self) -> HTTPConnection:
-        parts = urlsplit(self.base_url)
-        if parts.scheme == "https":
-            import certifi
-
-            return HTTPSConnection(parts.hostname or "", parts.port, timeout=self.timeout,
-                                   ca_certs=certifi.where())
-        return HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeout)
-
-    @staticmethod
-    def _receive(conn: HTTPConnection) -> bytes | None:
-        """The body of a 200 reply on ``conn``; None (connection closed) on anything else."""
-        try:
-            resp = conn.getresponse()
-            content = resp.data
-            if resp.status == 200:
-                return content
-        except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException):
-            pass
-        conn.close()
-        return None
-
     def _api_error(self, status: int, content: bytes, path: str) -> Exception:
         code, message = "", ""
         fields: list[Any] = []
         try:
             body = json.loads(content) if content else None
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         if isinstance(body, dict):
             raw_code = body.get("code", "")
             code = raw_code if isinstance(raw_code, str) else str(raw_code)
-            message = str(body.get("message") or "")
+            message = str(body.get("message") or "")[:500]
             raw_fields = body.get("fields")
-            fields = raw_fields if isinstance(raw_fields, list) else []
+            fields = [f for f in raw_fields if isinstance(f, dict)][:50] \
+                if isinstance(raw_fields, list) else []
         elif status == 429:
             code, message = "rate_limit_exceeded", "Rate limit exceeded"
         elif content:
             message = "non-JSON error body: " + content[:120].decode("utf-8", "replace").strip()
         cls = error_class(status)
-        return cls(status, self._scrub(code), self._scrub(message), fields, path=path)
+        return cls(status, self.scrub(code[:100]), self.scrub(message),
+                   [{k: self.scrub(str(v)) for k, v in f.items()} for f in fields], path=path)

@@ -17,6 +17,10 @@ class TransportError(KoyebError):
     """The request did not get a complete HTTP answer (timeout, refused, dropped)."""
 
 
+class DeadlineExceeded(TransportError):
+    """A request or an exec handshake did not complete within its total deadline."""
+
+
 class MalformedResponseError(KoyebError):
     """The server answered, but not with the JSON the API promises."""
 
