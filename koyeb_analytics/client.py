@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import ipaddress
 import json
 import logging
 import math
@@ -163,6 +164,15 @@ def read_body(resp: http.client.HTTPResponse, cap: int, what: str) -> bytes:
     return b"".join(parts)
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class _Reply:
     __slots__ = ("status", "headers", "body")
 
@@ -207,6 +217,13 @@ class KoyebClient:
         ``$HTTP_PROXY`` unless ``$NO_PROXY`` covers the host.
     network
         A ready :class:`~koyeb_analytics.Network` instead of the five options above.
+    read_ahead
+        How listings request pages ahead: ``"pipelined"`` (one connection; the next
+        request goes out while a reply is used: best when the server answers in well
+        under a millisecond, as on loopback), ``"threads"`` (``concurrency`` requests
+        at a time: best over a real network), or ``"none"``. Default: pipelined for a
+        loopback host, threads otherwise. A setting, never a timing rule, so the same
+        code runs on every machine.
     session
         Deprecated: a ``urllib3.PoolManager``; its ``ca_certs`` and proxy are used.
 
@@ -234,6 +251,7 @@ class KoyebClient:
         proxy: str | None = None,
         no_proxy: str | None = None,
         network: Network | None = None,
+        read_ahead: str | None = None,
         session: Any = None,
     ) -> None:
         if token is not None and (not isinstance(token, str) or not token.strip()
@@ -267,6 +285,12 @@ class KoyebClient:
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
                 or parts.fragment:
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if read_ahead is None:
+            read_ahead = "pipelined" if _is_loopback(parts.hostname or "") else "threads"
+        if read_ahead not in ("pipelined", "threads", "none"):
+            raise ValueError(f"read_ahead must be 'pipelined', 'threads' or 'none', "
+                             f"got {read_ahead!r}")
+        self.read_ahead = read_ahead
         self.base_url = base_url
         self.network = network or Network(ca_bundle=ca_bundle, client_cert=client_cert,
                                           client_key=client_key, proxy=proxy,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from typing import IO, Any
 
 import pandas as pd
 
+from .wsclient import OP_CLOSE, ConnectionClosed, HandshakeRefused, ProtocolError, WebSocket
 from .errors import (
     APIError,
     AuthenticationError,
@@ -125,29 +127,53 @@ class Closed:
 Event = Output | Exit | ServerError | Closed
 
 
+def _int32(value: Any) -> int | None:
+    """An integer the protocol can mean (a status or exit code), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) < 12:
+        value = int(value)
+    if isinstance(value, int) and -2**31 <= value < 2**31:
+        return value
+    return None
+
+
 def decode_frame(text: str | bytes) -> list[Event]:
     """Decode one server frame into events (output first, then the exit if any).
 
-    Raises ``ValueError`` for a frame that is not the protocol's JSON.
+    Error frames of any shape become a :class:`ServerError`. Only ``exited: true``
+    ends the command; ``stdout``/``stderr`` may be null. Raises ``ValueError`` for a
+    frame that is not the protocol's JSON (or whose exit code no process can have).
     """
     msg = json.loads(text)
     if not isinstance(msg, dict):
         raise ValueError("exec frame is not a JSON object")
     if msg.get("error") is not None:
         err = msg["error"]
-        details = tuple(str(d.get("message", d)) if isinstance(d, dict) else str(d)
-                        for d in err.get("details") or [])
-        return [ServerError(int(err.get("code") or 0), str(err.get("message") or ""), details)]
+        if not isinstance(err, dict):
+            return [ServerError(-1, str(err)[:500])]
+        raw = err.get("details")
+        details = tuple(str(d.get("message", d) if isinstance(d, dict) else d)[:500]
+                        for d in (raw if isinstance(raw, list) else [])[:20])
+        code = _int32(err.get("code"))
+        return [ServerError(-1 if code is None else code, str(err.get("message") or "")[:500],
+                            details)]
     result = msg.get("result")
     if not isinstance(result, dict):
         raise ValueError("exec frame has neither 'result' nor 'error'")
     events: list[Event] = []
     for stream in ("stdout", "stderr"):
         part = result.get(stream)
-        if isinstance(part, dict) and part.get("data"):
+        if isinstance(part, dict) and isinstance(part.get("data"), str) and part["data"]:
             events.append(Output(stream, base64.b64decode(part["data"])))
-    if result.get("exited"):
-        events.append(Exit(int(result.get("exit_code") or 0)))
+    if result.get("exited") is True:
+        code = _int32(result.get("exit_code", 0) if result.get("exit_code") is not None else 0)
+        if code is None:
+            raise ValueError(f"exit code {str(result.get('exit_code'))[:40]} is not one a "
+                             "process can have")
+        events.append(Exit(code))
     return events
 
 
@@ -299,14 +325,6 @@ class CancelToken:
 
 
 # --------------------------------------------------------------------------- stream
-def _exec_url(base_url: str) -> str:
-    if base_url.startswith("https://"):
-        return "wss://" + base_url[len("https://"):] + EXEC_PATH
-    if base_url.startswith("http://"):
-        return "ws://" + base_url[len("http://"):] + EXEC_PATH
-    raise ValueError(f"cannot derive a websocket URL from {base_url!r}")
-
-
 def _normalize_command(command: str | Sequence[str]) -> tuple[str, ...]:
     if isinstance(command, str):
         if not command.strip():
@@ -325,25 +343,34 @@ def _check_target(instance_id: str | None, service_id: str | None) -> tuple[str,
         raise ValueError("pass exactly one of instance_id and service_id")
     target = instance_id if instance_id is not None else service_id
     name = "instance_id" if instance_id is not None else "service_id"
-    if not isinstance(target, str) or not _UUID.match(target):
+    if not isinstance(target, str) or not _UUID.fullmatch(target):
         raise ValueError(f"{name} must be a full id (a UUID), got {target!r}")
     return target, "INSTANCE_ID" if instance_id is not None else "SERVICE_ID"
 
 
-def _check_timeout(timeout: float | None) -> float | None:
+def _check_timeout(timeout: float | None, name: str = "timeout") -> float | None:
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"{name} must be a finite positive number of seconds, got {timeout!r}")
     return float(timeout)
+
+
+def _check_client(client: Any) -> Any:
+    if not hasattr(client, "websocket_url") or not hasattr(client, "auth_subprotocols"):
+        raise TypeError(f"client must be a KoyebClient (sim.client() for the simulator), "
+                        f"got {type(client).__name__}")
+    return client
 
 
 class ExecStream:
     """A live exec session: write stdin, resize, and iterate over typed events.
 
     Iteration yields :class:`Output`, then :class:`Exit`, :class:`ServerError` or
-    :class:`Closed`, and stops. Past the deadline it stops with ``timed_out`` set and
-    the socket closed. Use it as a context manager so the socket always closes.
+    :class:`Closed`, and stops. At the deadline the socket is shut, whatever the server
+    is sending (pings, a frame byte by byte), and iteration stops with ``timed_out``
+    set. Use it as a context manager so the socket always closes.
 
     Examples
     --------
@@ -355,16 +382,16 @@ class ExecStream:
     def __init__(self, client: Any, instance_id: str | None, command: str | Sequence[str], *,
                  service_id: str | None = None, tty: bool = False,
                  timeout: float | None = None, connect_timeout: float | None = None) -> None:
+        self._client = _check_client(client)
         self.target, self.id_type = _check_target(instance_id, service_id)
         self.instance_id = instance_id
         self.service_id = service_id
         self.command = _normalize_command(command)
         self.tty = bool(tty)
         self.timeout = _check_timeout(timeout)
-        self.connect_timeout = _check_timeout(connect_timeout) or min(
+        self.connect_timeout = _check_timeout(connect_timeout, "connect_timeout") or min(
             self.timeout or client.timeout, client.timeout)
-        self._client = client
-        self._ws: Any = None
+        self._ws: WebSocket | None = None
         self._stdin_closed = False
         self._done = False
         self.timed_out = False
@@ -372,22 +399,30 @@ class ExecStream:
         self.started_at: pd.Timestamp | None = None
 
     def open(self) -> ExecStream:
-        import websocket
-
         self.started_at = pd.Timestamp.now(tz="UTC")
-        self.deadline = time.monotonic() + self.timeout if self.timeout else None
+        now = time.monotonic()
+        self.deadline = now + self.timeout if self.timeout else None
+        connect_by = now + self.connect_timeout
+        if self.deadline is not None:
+            connect_by = min(connect_by, self.deadline)
+        client = self._client
+        failure: BaseException | None = None
         try:
-            self._ws = websocket.create_connection(
-                _exec_url(self._client.base_url), timeout=self.connect_timeout,
-                subprotocols=["Bearer", self._client._token], enable_multithread=True,
-                skip_utf8_validation=True)  # frames are JSON; json.loads checks them
-        except websocket.WebSocketBadStatusException as exc:
-            status = getattr(exc, "status_code", 0) or 0
-            raise self._client._api_error(status, getattr(exc, "resp_body", b"") or b"",
-                                          EXEC_PATH) from None
-        except (OSError, websocket.WebSocketException) as exc:
-            raise TransportError(self._client._scrub(
-                f"exec connection failed: {type(exc).__name__}: {exc}")) from None
+            self._ws = WebSocket.connect(
+                client.network, client.websocket_url(EXEC_PATH),
+                subprotocols=client.auth_subprotocols(), deadline=connect_by,
+                max_message=client.max_response_bytes)
+        except HandshakeRefused as exc:
+            if exc.status >= 400:
+                failure = client.error_from_reply(exc.status, exc.body, EXEC_PATH)
+            else:
+                failure = TransportError(client.scrub(str(exc)))
+        except TransportError as exc:
+            failure = type(exc)(client.scrub(f"exec connection failed: {exc}"))
+        if failure is not None:
+            raise failure
+        assert self._ws is not None
+        self._ws.set_deadline(self.deadline)
         self._send(command_frame(self.target, self.command, id_type=self.id_type,
                                  tty=self.tty))
         return self
@@ -399,13 +434,15 @@ class ExecStream:
         self.close()
 
     def _send(self, frame: str) -> None:
-        import websocket
-
+        failure = None
         try:
+            if self._ws is None:
+                raise ConnectionClosed("closed")
             self._ws.send(frame)
-        except (OSError, websocket.WebSocketException) as exc:
-            raise TransportError(f"exec socket failed while sending: {type(exc).__name__}"
-                                 ) from None
+        except (OSError, TransportError) as exc:
+            failure = TransportError(f"exec socket failed while sending: {type(exc).__name__}")
+        if failure is not None:
+            raise failure
 
     def write_stdin(self, data: bytes | str) -> None:
         """Send bytes to the command's stdin (in 4096-byte frames)."""
@@ -427,48 +464,42 @@ class ExecStream:
         self._send(resize_frame(height, width))
 
     def close(self) -> None:
-        """Close the socket (normal closure); safe to call twice."""
-        ws, self._ws = self._ws, None
+        """Close the socket (normal closure); safe to call twice, from any thread."""
+        ws = self._ws
         if ws is not None:
-            try:
-                ws.close(timeout=1)
-            except Exception:  # noqa: BLE001 - closing a dead socket must not raise
-                ws.abort() if hasattr(ws, "abort") else None
+            ws.close()
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def __iter__(self) -> Iterator[Event]:
-        import websocket
-        from websocket import ABNF
-
-        while not self._done and self._ws is not None:
-            if self.deadline is not None:
-                left = self.deadline - time.monotonic()
-                if left <= 0:
+        ws = self._ws
+        while not self._done and ws is not None:
+            try:
+                opcode, data = ws.recv()
+            except (OSError, TransportError) as exc:
+                self._done = True
+                if self._past_deadline():
                     self.timed_out = True
-                    self._done = True
-                    self.close()
+                    ws.close()
                     return
-                self._ws.settimeout(min(left, 3600))
-            else:
-                self._ws.settimeout(None)
-            try:
-                opcode, frame = self._ws.recv_data_frame()
-            except websocket.WebSocketTimeoutException:
-                continue
-            except (OSError, websocket.WebSocketException):
-                self._done = True
-                yield Closed(None, "connection dropped")
+                if isinstance(exc, ProtocolError):
+                    yield ServerError(-1, f"broken exec stream: {exc}")
+                elif not ws.closed:
+                    yield Closed(None, "connection dropped")
+                else:
+                    yield Closed(1000, "closed by the client")
                 return
-            if opcode == ABNF.OPCODE_CLOSE:
+            if opcode == OP_CLOSE:
                 self._done = True
-                data = frame.data or b""
                 code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
-                yield Closed(code, data[2:].decode("utf-8", "replace"))
+                yield Closed(code, data[2:].decode("utf-8", "replace")[:200])
                 return
             try:
-                events = decode_frame(frame.data)
-            except (ValueError, TypeError, KeyError) as exc:
+                events = decode_frame(data)
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 self._done = True
-                yield ServerError(-1, f"malformed exec frame: {exc}")
+                yield ServerError(-1, f"malformed exec frame: {str(exc)[:200]}")
                 return
             for event in events:
                 if isinstance(event, (Exit, ServerError)):
@@ -638,7 +669,7 @@ def _targets(instances: pd.DataFrame | Iterable[str]) -> pd.DataFrame:
         if col not in df:
             df = df.assign(**{col: None})
     for iid in df["instance_id"]:
-        if not isinstance(iid, str) or not _UUID.match(iid):
+        if not isinstance(iid, str) or not _UUID.fullmatch(iid):
             raise ValueError(f"instance ids must be full ids (UUIDs), got {iid!r}")
     return df[["instance_id", "service_id", "region"]].reset_index(drop=True)
 
@@ -670,10 +701,11 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
         try:
             return exec_command(client, iid, argv, timeout=timeout, stdin=stdin, tty=tty,
                                 max_output=max_output, cancel=cancel)
-        except KoyebError as exc:
+        except Exception as exc:  # noqa: BLE001 - one instance never sinks the others
             now = pd.Timestamp.now(tz="UTC")
-            return ExecResult(instance_id=iid, command=argv, error=str(exc), started_at=now,
-                              ended_at=now)
+            what = str(exc) if isinstance(exc, KoyebError) else f"{type(exc).__name__}: {exc}"
+            return ExecResult(instance_id=iid, command=argv, error=client.scrub(what),
+                              started_at=now, ended_at=now)
 
     with ThreadPoolExecutor(max_workers=min(concurrency, max(len(targets), 1)),
                             thread_name_prefix="koyeb-exec") as pool:

@@ -60,8 +60,12 @@ class _Collector:
         self._getter = itemgetter(*schema) if len(schema) > 1 else None
 
     def count_new(self, page: Page) -> int:
+        """Rows of ``page`` not received before. Rows without an id (or not objects)
+        cannot show progress, so they do not count: a server sending only those cannot
+        keep a listing going."""
         ids = self.ids
-        return sum(1 for r in page if not isinstance(r, dict) or r.get("id") not in ids)
+        return sum(1 for r in page if isinstance(r, dict) and r.get("id") is not None
+                   and r.get("id") not in ids)
 
     def add(self, page: Page) -> None:
         """Append a page's rows, column by column (much cheaper than row by row)."""
@@ -356,8 +360,11 @@ def load_instances(
                            axis=1)
         return _attrs(df, client, query, stats, collector, fetched_at)
 
-    _collect(count_pages(fetch, "instances", concurrency=client.concurrency, stats=stats,
-                         progress=progress, desc="instances", fetch_each=fetch_each),
+    pipelined = client.read_ahead == "pipelined" and client.concurrency > 1
+    threads = client.concurrency if client.read_ahead == "threads" else 1
+    _collect(count_pages(fetch, "instances", concurrency=threads, stats=stats,
+                         progress=progress, desc="instances", seen=collector.count_new,
+                         fetch_each=fetch_each if pipelined else None),
              collector, listed, "/v1/instances", stats)
     df = listed()
     if details:
@@ -460,10 +467,11 @@ def load_events(
 
     The API has no time filter, so events are read newest first and the listing stops
     at the first page that reaches back past ``since``: a short window reads only its
-    own pages (plus one), not the whole history. Pages are requested ahead: from a
-    fast server (first page in under 5 ms) the next one while the current one is
-    used (with ``since``, only once it is known not to be the last); for a whole
-    history from a slower server, ``client.concurrency`` at a time, each overlapping
+    own pages (plus one), not the whole history. Pages are requested ahead as
+    ``client.read_ahead`` says: ``"pipelined"`` (the default on loopback), the next
+    one while the current one is used (with ``since``, only once it is known not to
+    be the last); ``"threads"`` (the default elsewhere), for a whole history,
+    ``client.concurrency`` at a time, each overlapping
     the previous one by a row so that events arriving meanwhile cannot open a gap
     unnoticed (see :func:`~koyeb_analytics.pagination.has_next_pages`). Pages
     requested past the end are counted in ``df.attrs["pages_discarded"]``.
@@ -561,9 +569,10 @@ def load_events(
                 fetch, "events", limit=MAX_LIMIT, stats=stats, progress=progress,
                 desc="events", stop=stop if since_ts is not None else None,
                 seen=collector.count_new,
-                fetch_each=fetch_each if client.concurrency > 1 else None,
-                concurrency=client.concurrency)
+                fetch_each=fetch_each if pipelined else None,
+                concurrency=client.concurrency if client.read_ahead == "threads" else 1)
 
+    pipelined = client.read_ahead == "pipelined" and client.concurrency > 1
     _collect(pages(), collector, finish, "/v1/instance_events", stats)
     return finish()
 
@@ -606,7 +615,7 @@ def get_instance(client: KoyebClient, instance_id: str) -> pd.Series:
     """
     if not isinstance(instance_id, str):
         raise TypeError(f"instance_id must be a string, got {type(instance_id).__name__}")
-    if not _UUID.match(instance_id):
+    if not _UUID.fullmatch(instance_id):
         raise ValueError(f"instance_id must be a full instance id (a UUID), got {instance_id!r}")
     body = client.get(f"/v1/instances/{quote(instance_id, safe='')}").get("instance") or {}
     schema = {**INSTANCE_COLUMNS, **INSTANCE_DETAIL_COLUMNS}

@@ -45,9 +45,8 @@ class Watchdog:
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
 
-    @contextmanager
-    def guard(self, sock: socket.socket, deadline: float) -> Iterator[None]:
-        """Shut ``sock`` down if the block is still running at ``deadline`` (monotonic)."""
+    def watch(self, sock: socket.socket, deadline: float) -> int:
+        """Shut ``sock`` down at ``deadline`` (monotonic) unless :meth:`forget` comes first."""
         key = next(self._ids)
         with self._cond:
             self._live.add(key)
@@ -58,11 +57,23 @@ class Watchdog:
                 self._thread.start()
             if self._heap[0][1] == key:
                 self._cond.notify()
+        return key
+
+    def forget(self, key: int) -> None:
+        with self._cond:
+            self._live.discard(key)
+            if len(self._heap) > 2 * len(self._live) + 1024:  # drop what is done, at once
+                self._heap = [e for e in self._heap if e[1] in self._live]
+                heapq.heapify(self._heap)
+
+    @contextmanager
+    def guard(self, sock: socket.socket, deadline: float) -> Iterator[None]:
+        """Shut ``sock`` down if the block is still running at ``deadline`` (monotonic)."""
+        key = self.watch(sock, deadline)
         try:
             yield
         finally:
-            with self._cond:
-                self._live.discard(key)
+            self.forget(key)
 
     def _run(self) -> None:
         while True:

@@ -1,14 +1,19 @@
 """Generators over the API's limit/offset pages: count style and has_next style.
 
-Both are lazy, adopt the ``limit`` the server echoes (a server that silently caps it
-is still read to the end), stop on ``count``, ``has_next`` or a short page, and never
-loop forever: a page that brings nothing new ends the loop with a warning.
+Both are lazy and trust what pages hold over what a server says: they adopt the page
+size pages actually have (a server that silently caps ``limit`` is still read to the
+end), read on past ``count`` while pages bring new rows, and never loop forever: a
+page that brings nothing new, or :data:`MAX_PAGES`, ends the loop with a
+:class:`PaginationWarning` that is also kept in ``PageStats.notes``.
+
+How pages are requested ahead is the caller's choice, never a timing rule: through a
+``fetch_each`` (one connection, the next request sent while a reply is used; for fast
+servers), on ``concurrency`` worker threads (for servers further away), or in order.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -17,13 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 MAX_LIMIT = 100
-SEQUENTIAL_BELOW = 0.005
-"""Seconds. When the first page answers faster than this (loopback, a local simulator),
-the other pages are read in order, from one thread, with the next request already out
-while a reply is decoded (``KoyebClient.get_each``): the server keeps up with the
-client's own work, and threads would only contend for the interpreter lock. Measured
-on 2 cores with 107k instances: 1.41 s in order against 1.67 s with 8 threads, and
-sending each request before the previous reply is decoded takes a further 0.3 s off."""
+MAX_PAGES = 200_000
+"""The most pages one listing reads (20 million rows at 100 a page): a bound that holds
+whatever a server claims, even one that invents new rows forever."""
 Page = list[dict[str, Any]]
 Fetch = Callable[[int, int], dict[str, Any]]
 
@@ -53,8 +54,13 @@ class PageStats:
     notes: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
+        """Keep ``message`` and warn with it: rows may be missing."""
         self.notes.append(message)
         warnings.warn(message, PaginationWarning, stacklevel=4)
+
+    def note(self, message: str) -> None:
+        """Keep ``message``: the server behaved oddly, but no row is missing."""
+        self.notes.append(message)
 
 
 class _Progress:
@@ -87,18 +93,17 @@ class _Progress:
             self.bar.close()
 
 
-def _threshold(sequential_below: float | None) -> float:
-    return SEQUENTIAL_BELOW if sequential_below is None else sequential_below
-
-
 def _items(reply: dict[str, Any], key: str, what: str) -> Page:
-    items = reply.get(key)
-    if items is None:
+    """The reply's rows. A missing key is an empty page (protojson omits empty lists);
+    a null or a non-list is a :class:`~koyeb_analytics.errors.MalformedResponseError`."""
+    if key not in reply:
         return []
+    items = reply[key]
     if not isinstance(items, list):
         from .errors import MalformedResponseError
 
-        raise MalformedResponseError(f"{what}: '{key}' is {type(items).__name__}, not a list")
+        kind = "null" if items is None else type(items).__name__
+        raise MalformedResponseError(f"{what}: '{key}' is {kind}, not a list")
     return items
 
 
@@ -109,91 +114,134 @@ def _echoed_limit(reply: dict[str, Any], asked: int) -> int:
     return asked
 
 
+def _count(reply: dict[str, Any]) -> int | None:
+    count = reply.get("count")
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        return count
+    return None
+
+
+def _new_rows(page: Page) -> int:
+    """Rows that could be new, without a record of what came before: those with an id."""
+    return sum(1 for r in page if isinstance(r, dict) and r.get("id") is not None)
+
+
 def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: int = 1,
                 stats: PageStats | None = None, progress: bool = True,
-                desc: str = "pages", sequential_below: float | None = None,
-                fetch_each: FetchEach | None = None) -> Iterator[Page]:
+                desc: str = "pages", fetch_each: FetchEach | None = None,
+                seen: Callable[[Page], int] | None = None) -> Iterator[Page]:
     """Yield the pages of a listing whose replies carry a total ``count``.
 
-    The first page is read alone; the remaining ones are fetched ``concurrency`` at a
-    time and yielded as they arrive. When the first page took less than
-    ``sequential_below`` seconds (default :data:`SEQUENTIAL_BELOW`) they are read in
-    order instead, through ``fetch_each(offsets, limit)`` (pipelined) when it is given
-    and ``concurrency > 1``. Rows added while paging (the ``count`` grew) are read from
-    the end afterwards. On a failure, pages already received are yielded before the
-    error propagates.
+    The first page is read alone. It sets the page size: the ``limit`` the server
+    echoes, or the number of rows the page holds when that is fewer than asked while
+    ``count`` says there are more. The pages up to ``count`` are then requested through
+    ``fetch_each`` (in order, pipelined) when given, else ``concurrency`` at a time on
+    threads (yielded as they arrive), else in order. After them, while the last page
+    was full or the ``count`` grew, pages are read in order for as long as they bring
+    new rows: rows added while paging, or a ``count`` that was too low (noted).
+
+    ``seen(page)`` says how many of a page's rows are new (default: rows with an id);
+    a page with none ends the listing with a warning (a server ignoring ``offset``), as
+    does an empty page before ``count``. On a failure, pages already received are
+    yielded before the error propagates.
     """
     stats = stats if stats is not None else PageStats()
+    seen = seen or _new_rows
     bar = _Progress(progress, desc)
     try:
-        started = time.perf_counter()
         first = fetch(0, limit)
-        fast = time.perf_counter() - started < _threshold(sequential_below)
         page = _items(first, key, desc)
-        limit = _echoed_limit(first, limit)
+        count = _count(first)
+        asked, limit = limit, _echoed_limit(first, limit)
+        if 0 < len(page) < limit and count is not None and count > len(page):
+            stats.note(f"{desc}: pages hold {len(page)} rows although {asked} were asked "
+                       f"for; reading {len(page)} at a time")
+            limit = len(page)
         stats.pages += 1
         stats.rows += len(page)
         yield page
-        count = first.get("count")
-        if not isinstance(count, int) or isinstance(count, bool):
-            # No usable count: fall back to reading until a short page.
-            yield from _sequential(fetch, key, len(page), limit, stats, bar, desc)
+        if count is None:
+            # No usable count: read until a short page.
+            yield from _sequential(fetch, key, len(page), limit, stats, bar, desc, seen)
             return
-        offsets = list(range(limit, count, limit)) if len(page) >= limit else []
-        bar.start(len(offsets) + 1)
+        if not page:
+            if count > 0:
+                stats.warn(f"{desc}: the server claims {count} rows but sent none; stopping")
+            return
+        planned = range(limit, count, limit) if len(page) >= limit else range(0)
+        bar.start(len(planned) + 1)
         bar.update(True)
-        latest = count
-        in_order = fast or concurrency <= 1 or len(offsets) <= 1
-        replies: Iterator[dict[str, Any]]
-        if not in_order:
-            replies = _concurrent(fetch, offsets, limit, concurrency)
-        elif fetch_each is not None and concurrency > 1:
-            replies = fetch_each(offsets, limit)
+        latest, end, last_full = count, len(page), len(page) >= limit
+        replies: Iterator[tuple[int, dict[str, Any]]]
+        if fetch_each is not None and len(planned) > 1:
+            replies = zip(planned, fetch_each(planned, limit), strict=False)
+        elif concurrency > 1 and len(planned) > 1:
+            replies = _window(fetch, planned, limit, concurrency)
         else:
-            replies = (fetch(offset, limit) for offset in offsets)
+            replies = ((offset, fetch(offset, limit)) for offset in planned)
         try:
-            for offset, reply in zip(offsets, replies, strict=False):
+            for offset, reply in replies:
                 got = _items(reply, key, desc)
                 stats.pages += 1
                 stats.rows += len(got)
                 bar.update(True)
-                latest = max(latest, reply.get("count") or 0)
-                if in_order and not got:
-                    stats.warn(f"{desc}: the server claims {count} rows but page at offset "
-                               f"{offset} is empty; stopping")
+                latest = max(latest, _count(reply) or 0)
+                if not got:
+                    stats.warn(f"{desc}: the server claims {count} rows but the page at "
+                               f"offset {offset} is empty; stopping")
                     return
+                fresh = seen(got)
                 yield got
+                if fresh == 0:
+                    stats.warn(f"{desc}: the page at offset {offset} repeats rows already "
+                               "received (the server seems to ignore offset); stopping")
+                    return
+                if offset + len(got) >= end:
+                    end, last_full = offset + len(got), len(got) >= limit
         finally:
             close = getattr(replies, "close", None)
             if close is not None:
                 close()
-        end = (offsets[-1] + limit) if offsets else limit
-        if latest > end:
-            # Rows appeared while paging; with ascending order they are at the end.
-            yield from _sequential(fetch, key, end, limit, stats, bar, desc)
+        if latest > end or last_full:
+            # Rows appeared while paging (ascending order puts them at the end), or
+            # the count was too low: read on while pages bring new rows.
+            before = stats.rows
+            yield from _sequential(fetch, key, end, limit, stats, bar, desc, seen)
+            if stats.rows > before and stats.rows > latest:
+                stats.warn(f"{desc}: the server's count ({latest}) is lower than the rows "
+                           f"it sent ({stats.rows}); read on while pages brought new rows")
     finally:
         bar.close()
 
 
-def _concurrent(fetch: Fetch, offsets: list[int], limit: int,
-                concurrency: int) -> Iterator[dict[str, Any]]:
-    """Yield replies as they complete, so the caller's work overlaps the network wait."""
+def _window(fetch: Fetch, offsets: range, limit: int,
+            concurrency: int) -> Generator[tuple[int, dict[str, Any]], None, None]:
+    """Yield ``(offset, reply)`` as requests complete, ``concurrency`` in flight at most.
+
+    Offsets are submitted lazily, so a huge claimed count costs nothing up front, and
+    a consumer that stops (an empty page) leaves at most ``concurrency`` requests.
+    """
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="koyeb-page")
-    pending: set[Future[dict[str, Any]]] = set()
+    todo = iter(offsets)
+    pending: dict[Future[dict[str, Any]], int] = {}
+
+    def submit() -> None:
+        for offset in itertools.islice(todo, concurrency - len(pending)):
+            pending[pool.submit(fetch, offset, limit)] = offset
+
     try:
-        pending = {pool.submit(fetch, off, limit) for off in offsets}
+        submit()
         failure: BaseException | None = None
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
+                offset = pending.pop(fut)
                 if fut.exception() is None:
-                    yield fut.result()
+                    yield offset, fut.result()
                 elif failure is None:
                     failure = fut.exception()
-                    # Stop what has not started; what is in flight still lands.
-                    for other in pending:
-                        other.cancel()
-                    pending = {f for f in pending if not f.cancelled()}
+            if failure is None:
+                submit()
         if failure is not None:
             raise failure
     finally:
@@ -203,8 +251,8 @@ def _concurrent(fetch: Fetch, offsets: list[int], limit: int,
 
 
 def _sequential(fetch: Fetch, key: str, offset: int, limit: int, stats: PageStats,
-                bar: _Progress, desc: str) -> Iterator[Page]:
-    while True:
+                bar: _Progress, desc: str, seen: Callable[[Page], int]) -> Iterator[Page]:
+    while stats.pages < MAX_PAGES:
         reply = fetch(offset, limit)
         page = _items(reply, key, desc)
         stats.pages += 1
@@ -212,10 +260,16 @@ def _sequential(fetch: Fetch, key: str, offset: int, limit: int, stats: PageStat
         bar.update(False)
         if not page:
             return
+        fresh = seen(page)
         yield page
+        if fresh == 0:
+            stats.warn(f"{desc}: the page at offset {offset} repeats rows already received "
+                       "(the server seems to ignore offset); stopping")
+            return
         offset += len(page)
         if len(page) < limit:
             return
+    stats.warn(f"{desc}: stopped after {MAX_PAGES} pages (MAX_PAGES)")
 
 
 def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
@@ -223,19 +277,20 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                    desc: str = "pages",
                    stop: Callable[[Page], bool] | None = None,
                    seen: Callable[[Page], int] | None = None,
-                   fetch_each: FetchEach | None = None, concurrency: int = 1,
-                   sequential_below: float | None = None) -> Iterator[Page]:
+                   fetch_each: FetchEach | None = None,
+                   concurrency: int = 1) -> Iterator[Page]:
     """Yield the pages of a listing whose replies carry ``has_next``, in order.
 
     The next offset is the number of rows received so far. ``stop(page)`` returning
     true ends the listing after that page (used to stop at the start of a time window).
-    ``seen(page)`` returns how many of the page's rows are new; a page with none ends
-    the listing with a warning, so a server that keeps claiming more cannot loop us.
+    ``seen(page)`` returns how many of the page's rows are new (default: rows with an
+    id); a page with none ends the listing with a warning, so a server that keeps
+    claiming more cannot loop us, nor can rows without ids; :data:`MAX_PAGES` bounds
+    the rest.
 
     Pages are requested ahead, assuming full pages, when that can be checked:
 
-    * the first page took less than ``sequential_below`` seconds and ``fetch_each`` is
-      given: the next page is requested as soon as a reply is in, before it is
+    * ``fetch_each`` is given (a fast server): the next page is requested as soon as a reply is in, before it is
       decoded; with ``stop``, once the reply is decoded and known not to be the last
       (full, ``has_next``, not ``stop``), so that none is wasted. The server handles
       these requests in order, so offsets hold;
@@ -251,6 +306,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
     not used (counted in ``stats.discarded``) exceed a quarter of those read.
     """
     stats = stats if stats is not None else PageStats()
+    seen = seen or _new_rows
     bar = _Progress(progress, desc)
     ahead: Generator[dict[str, Any], None, None] | None = None
     sent = used = unsent = 0
@@ -273,13 +329,11 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
             ahead, sent, used, unsent = None, 0, 0, 0
 
     try:
-        started = time.perf_counter()
         reply = fetch(0, limit)
-        fast = time.perf_counter() - started < _threshold(sequential_below)
         # Overlapped pages are requested blindly, several past the end of a window:
         # only for listings read to their end.
-        mode = ("pipelined" if fast and fetch_each is not None else
-                "overlapped" if not fast and concurrency > 1 and stop is None else "")
+        mode = ("pipelined" if fetch_each is not None else
+                "overlapped" if concurrency > 1 and stop is None else "")
 
         def last(reply: dict[str, Any]) -> bool:
             """No page after this one is wanted, or its offset is not predictable."""
@@ -289,7 +343,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
             return reply.get("has_next") is False or (stop is not None and stop(items))
 
         page_at = at = step = 0
-        while True:
+        while stats.pages < MAX_PAGES:
             page = _items(reply, key, desc)
             limit = _echoed_limit(reply, limit)
             stats.pages += 1
@@ -301,7 +355,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                     stats.warn(f"{desc}: the server says has_next but sent an empty page at "
                                f"offset {page_at}; stopping")
                 return
-            fresh = seen(page) if seen is not None else len(page)
+            fresh = seen(page)
             yield page
             if fresh == 0:
                 stats.warn(f"{desc}: the page at offset {page_at} repeated rows already "
@@ -342,6 +396,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                     mode = ""
                 next_reply, page_at = fetch(offset, limit), offset
             reply = next_reply
+        stats.warn(f"{desc}: stopped after {MAX_PAGES} pages (MAX_PAGES)")
     finally:
         drop_ahead()
         bar.close()

@@ -188,15 +188,12 @@ def test_retries_make_faults_invisible(fresh_sim):
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_pipelined_and_plain_paging_read_the_same_rows(fresh_sim, monkeypatch, fast):
-    # A fast first page (forced here, or made impossible) picks the pipelined path,
-    # else concurrent overlapped pages for events and threads for instances; all read
-    # every row once, and every request is a page used or one discarded.
-    from koyeb_analytics import pagination
-
+def test_pipelined_and_plain_paging_read_the_same_rows(fresh_sim, fast):
+    # read_ahead picks the pipelined path, or concurrent overlapped pages for events
+    # and threads for instances; all read every row once, and every request is a page
+    # used or one discarded.
     sim = fresh_sim
-    monkeypatch.setattr(pagination, "SEQUENTIAL_BELOW", 60.0 if fast else 0.0)
-    client = fast_client(sim)
+    client = fast_client(sim, read_ahead="pipelined" if fast else "threads")
     sim.add_instances(3)
     n = len(sim.requests)
     ev = ka.load_events(client, progress=False)
@@ -228,7 +225,7 @@ def test_slow_server_events_concurrently_with_events_arriving(fresh_sim):
     before = set(sim.fleet.event_ids())
     sim.faults.latency = 0.01
     sim.faults.churn_per_request = 2
-    client = fast_client(sim, concurrency=4)
+    client = fast_client(sim, concurrency=4, read_ahead="threads")
     n = len(sim.requests)
     ev = ka.load_events(client, progress=False)
     seen = sim.requests[n:]
