@@ -31,8 +31,10 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    DeadlineExceeded,
     IncompleteListingError,
     KoyebError,
+    MalformedListingError,
     MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -53,6 +55,7 @@ from .execute import (
 )
 from .lifecycle import findings, lifecycles
 from .loaders import get_instance, load_events, load_instances
+from .network import Network
 from .pagination import PaginationWarning
 from .plotting import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .schema import STATUSES
@@ -65,6 +68,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "DeadlineExceeded",
     "ExecFailedError",
     "ExecInterrupted",
     "ExecResult",
@@ -74,7 +78,9 @@ __all__ = [
     "InstanceNotRunningError",
     "KoyebClient",
     "KoyebError",
+    "MalformedListingError",
     "MalformedResponseError",
+    "Network",
     "NotFoundError",
     "PaginationWarning",
     "PermissionDeniedError",

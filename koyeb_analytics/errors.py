@@ -121,3 +121,16 @@ class IncompleteListingError(KoyebError):
             f"listing {what} stopped after {pages} page(s); {len(partial)} row(s) received "
             f"are kept in .partial. Cause: {cause}"
         )
+
+
+class MalformedListingError(IncompleteListingError, MalformedResponseError):
+    """A listing stopped at a reply that was not what the API promises.
+
+    Both an :class:`IncompleteListingError` (the rows received are in ``partial``)
+    and a :class:`MalformedResponseError`.
+    """
+
+    def __init__(self, what: str, partial: Any, pages: int, cause: BaseException) -> None:
+        IncompleteListingError.__init__(self, what, partial, pages, cause)
+        self.status = getattr(cause, "status", None)
+        self.body = getattr(cause, "body", "")

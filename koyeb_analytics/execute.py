@@ -578,7 +578,8 @@ def exec_command(
     """
     if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
         raise TypeError("stdin must be bytes, str or None")
-    if not isinstance(max_output, int) or max_output < 2:
+    _check_client(client)
+    if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 2:
         raise ValueError(f"max_output must be an integer of at least 2 bytes, got {max_output!r}")
     stream = ExecStream(client, instance_id, command, service_id=service_id, tty=tty,
                         timeout=timeout)
@@ -691,10 +692,13 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
         exit_code, exited, timed_out, error, duration, stdout, stderr`` (text). The full
         :class:`ExecResult` objects are in ``attrs["results"]``.
     """
+    _check_client(client)
     argv = _normalize_command(command)
     targets = _targets(instances)
     _check_timeout(timeout)
-    if not isinstance(concurrency, int) or concurrency < 1:
+    if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
+        raise TypeError("stdin must be bytes, str or None")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
 
     def one(iid: str) -> ExecResult:

@@ -24,7 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import KoyebClient
-from .errors import IncompleteListingError, KoyebError, NotFoundError
+from .errors import (
+    IncompleteListingError,
+    KoyebError,
+    MalformedListingError,
+    MalformedResponseError,
+    NotFoundError,
+)
 from .pagination import MAX_LIMIT, Page, PageStats, count_pages, has_next_pages
 from .schema import (
     EVENT_COLUMNS,
@@ -55,6 +61,8 @@ class _Collector:
         self.extra: dict[str, list[Any]] = {}
         self.ids: set[str] = set()
         self.duplicates = 0
+        self.skipped = 0
+        self.coerced: dict[str, int] = {}
         self.rows = 0
         self._shared: dict[str, dict[Any, Any]] = {c: {} for c in schema if c in shared}
         self._getter = itemgetter(*schema) if len(schema) > 1 else None
@@ -71,7 +79,10 @@ class _Collector:
         """Append a page's rows, column by column (much cheaper than row by row)."""
         rows = page if all(isinstance(r, dict) for r in page) else \
             [r for r in page if isinstance(r, dict)]
+        self.skipped += len(page) - len(rows)
         ids = [r.get("id") for r in rows]
+        if not all(i.__class__ is str for i in ids):  # ids that cannot be compared
+            ids = [i if isinstance(i, str) else None for i in ids]
         present = [i for i in ids if i is not None]
         if not self.ids.isdisjoint(present) or len(set(present)) != len(present):
             rows, ids = self._drop_repeats(rows, ids)
@@ -94,6 +105,14 @@ class _Collector:
         for name, values in self.extra.items():
             values.extend([r.get(name) for r in rows])
         self.rows += len(rows)
+
+    def notes(self) -> list[str]:
+        """What was wrong with the rows themselves, in words."""
+        out = [f"{name}: {n} value(s) the API should not send (not a {self.schema[name]}) "
+               "were set to missing" for name, n in sorted(self.coerced.items())]
+        if self.skipped:
+            out.append(f"{self.skipped} row(s) that were not JSON objects were skipped")
+        return out
 
     def _columns_of(self, rows: Page) -> dict[str, tuple[Any, ...]] | None:
         """The page's columns when every row has exactly the schema's keys, else None.
@@ -134,7 +153,7 @@ class _Collector:
         the raw lists plus about one column, never two copies of the frame. The
         collector is consumed.
         """
-        keys = {c: convert(self.columns.pop(c), self.schema[c])
+        keys = {c: convert(self.columns.pop(c), self.schema[c], name=c, coerced=self.coerced)
                 for c in dict.fromkeys([*order, *needs])}
         rows = np.arange(self.rows)
         if select is not None:
@@ -159,13 +178,20 @@ class _Collector:
         for name, kind in self.schema.items():
             col = keys.pop(name, None)
             if col is None:
-                col = convert(self.columns.pop(name), kind)
+                col = convert(self.columns.pop(name), kind, name=name, coerced=self.coerced)
             data[name] = col if identity else col.take(rows).reset_index(drop=True)
             del col
         for name in sorted(self.extra):
             col = pd.Series(self.extra.pop(name))
             data[name] = col if identity else col.take(rows).reset_index(drop=True)
         return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+
+
+def _check_client(client: Any) -> KoyebClient:
+    if not isinstance(client, KoyebClient):
+        raise TypeError(f"client must be a KoyebClient (sim.client() for the simulator, "
+                        f"KoyebClient.from_env() for the API), got {type(client).__name__}")
+    return client
 
 
 def _check_str(name: str, value: Any) -> str | None:
@@ -181,6 +207,8 @@ def _check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
         return list(STATUSES)
     if isinstance(statuses, str):
         statuses = [statuses]
+    if not isinstance(statuses, Iterable):
+        raise TypeError(f"statuses must be a status name or a list of them, got {statuses!r}")
     out = []
     for s in statuses:
         if not isinstance(s, str) or s.upper() not in STATUSES:
@@ -197,9 +225,11 @@ def _check_ids(name: str, values: Iterable[str] | str | None) -> list[str] | Non
         return None
     if isinstance(values, str):
         values = [values]
+    if not isinstance(values, Iterable) or isinstance(values, (bytes, Mapping)):
+        raise TypeError(f"{name} must be a string or a list of strings, got {values!r}")
     out = []
     for v in values:
-        if not isinstance(v, str) or not v:
+        if not isinstance(v, str) or not v or v != v.strip():
             raise TypeError(f"{name} must hold non-empty strings, got {v!r}")
         out.append(v)
     return list(dict.fromkeys(out))
@@ -221,7 +251,7 @@ def _attrs(df: pd.DataFrame, client: KoyebClient, query: dict[str, Any], stats: 
         "pages_discarded": stats.discarded,
         "rows_received": stats.rows,
         "duplicates_dropped": collector.duplicates,
-        "notes": list(stats.notes),
+        "notes": list(stats.notes) + collector.notes(),
     })
     return df
 
@@ -252,7 +282,9 @@ def _collect(pages: Iterator[Page], collector: _Collector, finish: Callable[[], 
             for page in pages:
                 collector.add(page)
     except KoyebError as exc:
-        raise IncompleteListingError(what, finish(), stats.pages, exc) from exc
+        cls = MalformedListingError if isinstance(exc, MalformedResponseError) else \
+            IncompleteListingError
+        raise cls(what, finish(), stats.pages, exc) from exc
 
 
 def _window_query(window: TimeWindow) -> dict[str, Any]:
@@ -311,6 +343,7 @@ def load_instances(
     >>> str(df["status"].dtype)
     'category'
     """
+    _check_client(client)
     tw = resolve_window(since, until, window)
     status_list = _check_statuses(statuses)
     filters = {name: _check_str(name, value) for name, value in (
@@ -401,7 +434,8 @@ def _hydrate(client: KoyebClient, df: pd.DataFrame, progress: bool) -> pd.DataFr
 
     def one(iid: str) -> tuple[str, dict[str, Any] | None]:
         try:
-            return iid, client.get(f"/v1/instances/{quote(iid, safe='')}").get("instance") or {}
+            path = f"/v1/instances/{quote(iid, safe='')}"
+            return iid, _instance_of(client.get(path), path)
         except NotFoundError:
             return iid, None
 
@@ -506,6 +540,7 @@ def load_events(
     >>> list(ev.columns[:3])
     ['id', 'when', 'organization_id']
     """
+    _check_client(client)
     tw = resolve_window(since, until, window)
     ids = _check_ids("instance_ids", instance_ids)
     type_list = _check_ids("types", types)
@@ -617,10 +652,26 @@ def get_instance(client: KoyebClient, instance_id: str) -> pd.Series:
         raise TypeError(f"instance_id must be a string, got {type(instance_id).__name__}")
     if not _UUID.fullmatch(instance_id):
         raise ValueError(f"instance_id must be a full instance id (a UUID), got {instance_id!r}")
-    body = client.get(f"/v1/instances/{quote(instance_id, safe='')}").get("instance") or {}
+    _check_client(client)
+    path = f"/v1/instances/{quote(instance_id, safe='')}"
+    body = _instance_of(client.get(path), path)
+    if body.get("id") != instance_id:
+        raise MalformedResponseError(
+            f"GET {path} answered with another instance ({str(body.get('id'))[:40]!r})")
     schema = {**INSTANCE_COLUMNS, **INSTANCE_DETAIL_COLUMNS}
     collector = _Collector(schema)
     collector.add([body])
     row = collector.frame().iloc[0].copy()
     row.name = instance_id
+    notes = collector.notes()
+    if notes:
+        row.attrs["notes"] = notes
     return row
+
+
+def _instance_of(reply: dict[str, Any], path: str) -> dict[str, Any]:
+    body = reply.get("instance")
+    if not isinstance(body, dict):
+        kind = "null" if body is None else type(body).__name__
+        raise MalformedResponseError(f"GET {path}: 'instance' is {kind}, not an object")
+    return body

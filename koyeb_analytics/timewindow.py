@@ -34,7 +34,10 @@ def parse_duration(value: WindowLike, name: str = "window") -> pd.Timedelta:
                 f"{name}={value!r} is not a duration; use a number and one of the units "
                 f"{', '.join(sorted(_UNITS))} (e.g. '90m', '24h', '7d'), or a Timedelta"
             )
-        delta = pd.Timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        try:
+            delta = pd.Timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        except (OverflowError, ValueError):
+            raise ValueError(f"{name}={value!r} is too long a duration") from None
     else:
         raise TypeError(f"{name} must be a string like '24h' or a Timedelta, "
                         f"got {type(value).__name__}")
@@ -107,7 +110,15 @@ def resolve_window(since: TimeLike | None = None, until: TimeLike | None = None,
     until_ts = parse_time(until, "until", now) if until is not None else None
     if window is not None:
         end = until_ts if until_ts is not None else now
-        return TimeWindow(end - parse_duration(window), end)
+        delta = parse_duration(window)
+        try:
+            start = end - delta
+        except (OverflowError, ValueError):
+            start = None
+        if start is None or start.year < 1970:
+            raise ValueError(f"window={window!r} reaches back before 1970; use a shorter "
+                             "window, or since= and until=")
+        return TimeWindow(start, end)
     since_ts = parse_time(since, "since", now) if since is not None else None
     if since_ts is not None and until_ts is not None and since_ts >= until_ts:
         raise ValueError(f"since ({since_ts.isoformat()}) must be earlier than "

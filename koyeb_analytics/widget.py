@@ -30,7 +30,14 @@ TRANSCRIPT_COLUMNS = ("run_id", "started_at", "ended_at", "instance_id", "servic
                       "error")
 # Terminal control sequences other than colours (SGR, ending in "m") are stripped; the
 # notebook front end renders colours in stream output safely.
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-ln-~]|\x1b\][^\x07]*(\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-ln-~]"  # CSI, except SGR (ends in "m")
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC strings
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?"  # DCS, SOS, PM, APC
+    r"|\x1b[ -/]+[0-~]"  # nF: character sets (ESC ( 0) and the like
+    r"|\x1b[0-Z\\`-~]"  # the other two-byte escapes (ESC c, ESC 7, ESC =)
+    r"|[\x80-\x9a\x9c-\x9f]"  # remaining C1 controls
+)
 BADGE_STYLE = {
     "ok": "background:#31a354;color:white",
     "exit": "background:#de2d26;color:white",
@@ -41,8 +48,20 @@ BADGE_STYLE = {
 
 
 def clean_terminal_text(text: str) -> str:
-    """Strip terminal control sequences except colours."""
+    """Strip terminal control sequences except colours (SGR).
+
+    Removed: CSI sequences (``ESC [`` or the one-byte C1 ``\\x9b``) other than SGR,
+    OSC strings, character-set selections (``ESC ( 0``), the other two-byte escapes
+    (``ESC c``, ``ESC 7``...), and the remaining C1 controls.
+    """
     return _CONTROL.sub("", text)
+
+
+def markdown_fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``, so it cannot be closed
+    from inside."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def badge(result: ExecResult) -> tuple[str, str]:
@@ -57,36 +76,67 @@ def badge(result: ExecResult) -> tuple[str, str]:
 
 
 class _CellOutput:
-    """Shows a stream in an Output widget: head and tail lines, throttled updates."""
+    """Shows a stream in an Output widget: head and tail lines, throttled updates.
+
+    Work is linear in the output's size: a line is assembled from its pieces once,
+    and at most ``line_bytes`` of it is kept. What the cell shows is bounded in lines
+    and in bytes (``head_bytes`` for the head, ``tail_lines`` lines of at most
+    ``line_bytes`` for the tail); the whole output stays in the run's result.
+    """
 
     def __init__(self, out: widgets.Output, head_lines: int, tail_lines: int,
-                 interval: float = 0.1) -> None:
+                 interval: float = 0.1, *, head_bytes: int = 256 * 1024,
+                 line_bytes: int = 16 * 1024) -> None:
         self.out = out
         self.head_lines = head_lines
+        self.head_bytes = head_bytes
+        self.line_bytes = line_bytes
         self.tail: deque[tuple[str, str]] = deque(maxlen=tail_lines)
         self.shown = 0
+        self.shown_bytes = 0
         self.hidden = 0
         self.pending: list[tuple[str, str]] = []
-        self.partial = {"stdout": b"", "stderr": b""}
+        self.partial: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        self.partial_size = {"stdout": 0, "stderr": 0}
         self.interval = interval
         self.last = 0.0
         self.lock = threading.Lock()
 
+    def _keep(self, stream: str, piece: bytes) -> None:
+        room = self.line_bytes - self.partial_size[stream]
+        if room > 0:
+            self.partial[stream].append(piece[:room])
+        self.partial_size[stream] += len(piece)
+
+    def _end_line(self, stream: str, newline: str) -> None:
+        size = self.partial_size[stream]
+        text = b"".join(self.partial[stream]).decode("utf-8", "replace")
+        if size > self.line_bytes:
+            text += f" … ({size - self.line_bytes} more bytes of this line not shown)"
+        self.partial[stream], self.partial_size[stream] = [], 0
+        self._line(stream, text + newline)
+
     def feed(self, stream: str, data: bytes) -> None:
         with self.lock:
-            buf = self.partial[stream] + data
-            *lines, rest = buf.split(b"\n")
-            self.partial[stream] = rest
-            for line in lines:
-                self._line(stream, line.decode("utf-8", "replace") + "\n")
+            start = 0
+            while True:
+                end = data.find(b"\n", start)
+                if end < 0:
+                    if start < len(data):
+                        self._keep(stream, data[start:])
+                    break
+                self._keep(stream, data[start:end])
+                self._end_line(stream, "\n")
+                start = end + 1
             if time.monotonic() - self.last >= self.interval:
                 self._flush()
 
     def _line(self, stream: str, text: str) -> None:
         text = clean_terminal_text(text)
-        if self.shown < self.head_lines:
+        if self.shown < self.head_lines and self.shown_bytes < self.head_bytes:
             self.pending.append((stream, text))
             self.shown += 1
+            self.shown_bytes += len(text)
         else:
             if len(self.tail) == self.tail.maxlen:
                 self.hidden += 1
@@ -101,9 +151,8 @@ class _CellOutput:
     def close(self) -> None:
         with self.lock:
             for stream in ("stdout", "stderr"):
-                if self.partial[stream]:
-                    self._line(stream, self.partial[stream].decode("utf-8", "replace"))
-                    self.partial[stream] = b""
+                if self.partial_size[stream]:
+                    self._end_line(stream, "")
             if self.hidden:
                 self.pending.append(("stdout", f"… {self.hidden} lines hidden …\n"))
             self.pending.extend(self.tail)
@@ -484,7 +533,7 @@ def transcript_markdown(transcript: pd.DataFrame) -> str:
     parts = []
     for r in transcript.itertuples():
         code = "unknown" if pd.isna(r.exit_code) else str(r.exit_code)
-        fence = "````" if "```" in (r.stdout + r.stderr) else "```"
+        fence = markdown_fence(r.stdout + r.stderr)
         parts.append(f"#### Run {r.run_id} on `{r.instance_id}`: `{r.command}` (exit {code})\n"
                      f"{fence}text\n{r.stdout}{r.stderr}{fence}\n")
     return "\n".join(parts)

@@ -105,7 +105,7 @@ class WebSocket:
                 failure = TransportError(f"the exec handshake failed: {type(exc).__name__}")
         if failure is not None:
             raise failure  # raised here, so no handshake state rides along as context
-        reader, resp.fp = resp.fp, None  # keep the buffered reader: frames may be in it
+        reader, resp.fp = resp.fp, None  # type: ignore[assignment]  # frames may be buffered
         return cls(sock, reader, max_message)
 
     # -- deadlines ---------------------------------------------------------------

@@ -35,9 +35,18 @@ def test_times_agree_with_pandas(values):
     pd.testing.assert_series_equal(got, pandas_times(values))
 
 
-def test_unparseable_time_is_reported():
-    with pytest.raises(ValueError, match="garbage"):
-        convert(["2026-01-01T00:00:00Z", "garbage"], "time")
+def test_unparseable_values_become_missing_and_are_counted():
+    coerced: dict[str, int] = {}
+    got = convert(["2026-01-01T00:00:00Z", "garbage", None, 5], "time", name="t",
+                  coerced=coerced)
+    assert got.iloc[0] == pd.Timestamp("2026-01-01", tz="UTC") and got.iloc[1:].isna().all()
+    assert str(got.dtype) == "datetime64[us, UTC]"
+    ints = convert([1, 1.0, 1.5, 2**70, "3", True, None], "int", name="i", coerced=coerced)
+    assert ints.tolist()[:2] == [1, 1] and ints.iloc[2:4].isna().all() and ints.iloc[4] == 3
+    strs = convert(["a", ["x"], 3, {"k": 1}], "str", name="s", coerced=coerced)
+    assert strs.iloc[0] == "a" and strs.iloc[2] == "3" and strs.iloc[[1, 3]].isna().all()
+    # None is missing, not wrong: only values of another kind are counted.
+    assert coerced == {"t": 2, "i": 3, "s": 2}
 
 
 @pytest.mark.parametrize("values", [["a", None, "b"], ["a", 1, 2.5], [], [None]])
