@@ -78,6 +78,8 @@ def _status_codes(values: Any) -> np.ndarray:
 
 def _from_events(code: np.ndarray, status: np.ndarray, when: np.ndarray) -> _Spans:
     """Spans from status events sorted by instance and time: each lasts until the next."""
+    if not len(code):
+        return _Spans.concat([])
     same_next = np.r_[code[1:] == code[:-1], False]
     end = np.where(same_next, np.r_[when[1:], _NAT], _NAT)
     # The last event of an instance: a terminal status is a zero-length span.
@@ -215,6 +217,7 @@ def lifecycles(
         status = np.where(type_codes >= 0, status_of_type[type_codes], -1).astype(np.int8)
         code = ids.get_indexer(events["instance_id"].astype(object))
         keep = np.flatnonzero((code >= 0) & (status >= 0))
+        findings += _ignored_events(events, type_names, status_of_type, code)
         when = _us(events["when"])
         # by instance, then time, then position in the input (stable for ties)
         order = keep[np.lexsort((keep, when[keep], code[keep]))]
@@ -263,9 +266,33 @@ def _lead_in(events: pd.DataFrame, rows: np.ndarray, code: np.ndarray, when: np.
                   np.full(len(gap), "events", object))
 
 
+def _ignored_events(events: pd.DataFrame, type_names: Any, status_of_type: np.ndarray,
+                    code: np.ndarray) -> list[dict[str, Any]]:
+    """Findings for events that could not be used: unknown types, unknown instances."""
+    out: list[dict[str, Any]] = []
+    unknown = [str(t) for t, s in zip(type_names, status_of_type, strict=True) if s < 0]
+    if unknown:
+        counts = events["type"].astype(object).value_counts()
+        n = int(counts.reindex(unknown).fillna(0).sum())
+        shown = ", ".join(f"{t} ({int(counts.get(t, 0))})" for t in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        out.append({"instance_id": "", "kind": "unknown_event_types",
+                    "detail": f"{n} of {len(events)} events have types no rule maps to a "
+                              f"status ({shown}{more}); instances without usable events "
+                              "fall back to their timestamps. Pass mapping= to use them."})
+    orphans = int((code < 0).sum())
+    if orphans:
+        out.append({"instance_id": "", "kind": "events_without_instance",
+                    "detail": f"{orphans} events belong to instances missing from the "
+                              "instance listing; they were left out"})
+    return out
+
+
 def _event_findings(ids: pd.Index, code: np.ndarray, status: np.ndarray,
                     when: np.ndarray) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
+    if not len(code):
+        return out
     same = np.r_[False, code[1:] == code[:-1]]
     prev_status = np.r_[-1, status[:-1]]
     after_terminal = same & np.isin(prev_status, _TERMINAL_CODES)
