@@ -383,6 +383,9 @@ class KoyebClient:
             if stage is not None:
                 stage.append("answered")
             body = read_body(resp, self.max_response_bytes, f"GET {path}")
+        if time.monotonic() >= deadline:
+            # The watchdog shut the socket: what was read may look whole and is not.
+            raise DeadlineExceeded(f"GET {path}: no complete reply in time")
         return _Reply(resp.status, resp.msg, body)
 
     def _exchange(self, target: str, path: str) -> _Reply:

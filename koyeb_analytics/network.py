@@ -274,6 +274,8 @@ class Network:
             with WATCHDOG.guard(sock, deadline):
                 if proxy is not None and tls:
                     _tunnel(sock, proxy, host, port)
+            if time.monotonic() >= deadline:
+                raise DeadlineExceeded(f"connecting to {host} timed out")
             if tls:
                 sock = self._wrap(sock, host, deadline)
         except BaseException as exc:
@@ -292,6 +294,8 @@ class Network:
         try:
             with WATCHDOG.guard(tls, deadline):
                 tls.do_handshake()
+            if time.monotonic() >= deadline:
+                raise DeadlineExceeded(f"TLS with {host} timed out")
             return tls
         except BaseException as exc:
             tls.close()

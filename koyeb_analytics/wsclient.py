@@ -80,6 +80,8 @@ class WebSocket:
                 sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
                 resp = http.client.HTTPResponse(sock)
                 resp.begin()
+                if time.monotonic() >= deadline:
+                    raise DeadlineExceeded("the exec handshake did not complete in time")
                 if resp.status != 101:
                     body = resp.read(MAX_REFUSAL_BODY) if resp.status >= 400 else b""
                     raise HandshakeRefused(
@@ -91,6 +93,8 @@ class WebSocket:
                         (resp.getheader("Sec-WebSocket-Accept") or "").encode() != expected:
                     raise ProtocolError("the exec handshake's answer is not a websocket "
                                         "upgrade (Upgrade or Sec-WebSocket-Accept is wrong)")
+                if time.monotonic() >= deadline:
+                    raise DeadlineExceeded("the exec handshake did not complete in time")
                 chosen = resp.getheader("Sec-WebSocket-Protocol")
                 if chosen is not None and chosen.strip() != (subprotocols or [""])[0]:
                     raise ProtocolError("the exec handshake's answer names a subprotocol "
