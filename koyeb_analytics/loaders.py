@@ -72,8 +72,8 @@ class _Collector:
         cannot show progress, so they do not count: a server sending only those cannot
         keep a listing going."""
         ids = self.ids
-        return sum(1 for r in page if isinstance(r, dict) and r.get("id") is not None
-                   and r.get("id") not in ids)
+        return sum(1 for r in page if isinstance(r, dict) and isinstance(r.get("id"), str)
+                   and r["id"] not in ids)
 
     def add(self, page: Page) -> None:
         """Append a page's rows, column by column (much cheaper than row by row)."""
@@ -564,8 +564,8 @@ def load_events(
     def stop(page: Page) -> bool:
         oldest = page[-1].get("when") if isinstance(page[-1], dict) else None
         try:
-            return oldest is not None and pd.Timestamp(oldest) < since_ts
-        except ValueError:
+            return isinstance(oldest, str) and pd.Timestamp(oldest) < since_ts
+        except (ValueError, TypeError, OverflowError):
             return False
 
     def select(cols: Mapping[str, pd.Series]) -> pd.Series | None:

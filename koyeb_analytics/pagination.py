@@ -123,7 +123,7 @@ def _count(reply: dict[str, Any]) -> int | None:
 
 def _new_rows(page: Page) -> int:
     """Rows that could be new, without a record of what came before: those with an id."""
-    return sum(1 for r in page if isinstance(r, dict) and r.get("id") is not None)
+    return sum(1 for r in page if isinstance(r, dict) and isinstance(r.get("id"), str))
 
 
 def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: int = 1,
