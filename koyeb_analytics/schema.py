@@ -112,11 +112,12 @@ def _times(values: list[Any], bad: list[int]) -> pd.Series:
         return pd.Series(parsed.to_pandas(), dtype=TIME_DTYPE)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         pass
-    try:
-        return pd.to_datetime(pd.Series(values, dtype=object), utc=True,
-                              format="ISO8601").astype(TIME_DTYPE)
-    except (ValueError, TypeError, OverflowError):
-        pass
+    if all(v is None or v.__class__ is str for v in values):
+        try:
+            return pd.to_datetime(pd.Series(values, dtype=object), utc=True,
+                                  format="ISO8601").astype(TIME_DTYPE)
+        except (ValueError, TypeError, OverflowError):
+            pass
     out: list[Any] = []
     for v in values:
         stamp = pd.NaT
