@@ -25,6 +25,7 @@ from .analysis import (
     timeline,
     uptime,
 )
+from .classify import classify_events, event_vocabulary
 from .client import KoyebClient
 from .errors import (
     APIError,
@@ -93,10 +94,12 @@ __all__ = [
     "TransportError",
     "UptimePolicy",
     "capacity",
+    "classify_events",
     "crash_loops",
     "exec_command",
     "exec_many",
     "exec_stream",
+    "event_vocabulary",
     "findings",
     "get_instance",
     "group_outputs",

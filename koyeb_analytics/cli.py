@@ -77,7 +77,7 @@ def _demo(args: argparse.Namespace) -> int:
     _say(f"[1/4] Starting the simulator on 127.0.0.1 (seed {args.seed}, {args.days} days, "
          f"{args.services} services)...")
     with simulate(seed=args.seed, days=args.days, services=args.services,
-                  outages=max(1, args.services // 6)) as sim:
+                  outages=max(1, args.services // 6), vocabulary=args.vocabulary) as sim:
         client = sim.client()
         _say("[2/4] Loading every instance and event...")
         inst, ev = _load(client, f"{args.days}d", None, _progress(args))
@@ -98,7 +98,8 @@ def _client(args: argparse.Namespace) -> tuple[Any, Any]:
     if getattr(args, "simulate", False):
         from .simulator import simulate
 
-        sim = simulate(seed=args.seed, days=max(7, _days(args.window)), services=12).start()
+        sim = simulate(seed=args.seed, days=max(7, _days(args.window)), services=12,
+                       vocabulary=args.vocabulary).start()
         return sim.client(), sim
     return KoyebClient.from_env(), None
 
@@ -178,7 +179,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from .simulator import Faults, Simulator
 
     sim = Simulator(seed=args.seed, days=args.days, services=args.services, port=args.port,
-                    faults=Faults(latency=args.latency / 1000,
+                    vocabulary=args.vocabulary, faults=Faults(latency=args.latency / 1000,
                                   path_latency={p: ms / 1000 for p, ms in args.path_latency}))
     token_file = Path(args.token_file)
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -204,6 +205,9 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", default="7d", help="e.g. 24h, 7d (default 7d)")
     parser.add_argument("--simulate", action="store_true", help="use the simulator")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed")
+    parser.add_argument("--vocabulary", choices=["invented", "opaque"], default="invented",
+                      help="simulated event types: invented ones with the status in "
+                           "metadata, or opaque ones with real message texts only")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars (shown on a terminal only)")
 
@@ -222,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--services", type=int, default=12)
     demo.add_argument("--out", default="koyeb-report.html", help="report path")
+    demo.add_argument("--vocabulary", choices=["invented", "opaque"], default="invented",
+                      help="simulated event types: invented ones with the status in "
+                           "metadata, or opaque ones with real message texts only")
     demo.add_argument("--quiet", action="store_true",
                       help="no progress bars (shown on a terminal only)")
     demo.set_defaults(func=_demo)
@@ -253,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="PATH=MS",
                      help="further milliseconds for paths starting with PATH (repeatable), "
                           "e.g. /v1/instance_events=200")
+    sim.add_argument("--vocabulary", choices=["invented", "opaque"], default="invented",
+                      help="simulated event types: invented ones with the status in "
+                           "metadata, or opaque ones with real message texts only")
     sim.add_argument("--token-file", default="koyeb-sim.token",
                      help="where to write the run's token (mode 0600)")
     sim.set_defaults(func=_simulate)

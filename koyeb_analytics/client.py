@@ -299,6 +299,11 @@ class KoyebClient:
         self._headers = {"Accept": "application/json", "Accept-Encoding": "gzip",
                          "User-Agent": "koyeb-analytics", "Authorization": f"Bearer {token}"}
         self._scheme, self._host, self._port, self._prefix = target_of(base_url)
+        # Plain http through a proxy: requests name the whole URL (decided once).
+        route = self.network.proxy_for(self._scheme, self._host, self._port)
+        self._forward_proxy = route is not None and self._scheme == "http"
+        if self._forward_proxy and route is not None and route.authorization:
+            self._headers["Proxy-Authorization"] = route.authorization
         self._idle: deque[http.client.HTTPConnection] = deque()
         self._pool_size = max(concurrency, 10)
 
@@ -353,8 +358,7 @@ class KoyebClient:
     # -- the request path ---------------------------------------------------------
     def _target(self, path: str, params: Params | None) -> str:
         target = self._prefix + path + ("?" + urlencode(params, doseq=True) if params else "")
-        if self.network.proxy_for(self._scheme, self._host, self._port) is not None \
-                and self._scheme == "http":
+        if self._forward_proxy:
             return f"http://{urlsplit(self.base_url).netloc}{target}"  # absolute form
         return target
 
@@ -363,17 +367,11 @@ class KoyebClient:
         conn.sock = self.network.open(self._scheme, self._host, self._port, deadline=deadline)
         return conn
 
-    def _headers_for(self) -> dict[str, str]:
-        proxy = self.network.proxy_for(self._scheme, self._host, self._port)
-        if proxy is not None and self._scheme == "http" and proxy.authorization:
-            return {**self._headers, "Proxy-Authorization": proxy.authorization}
-        return self._headers
-
     def _send(self, conn: http.client.HTTPConnection, target: str, deadline: float) -> None:
         sock = conn.sock
         if sock is not None:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
-        conn.request("GET", target, headers=self._headers_for())
+        conn.request("GET", target, headers=self._headers)
 
     def _receive(self, conn: http.client.HTTPConnection, path: str, deadline: float,
                  stage: list[str] | None = None) -> _Reply:

@@ -1,9 +1,11 @@
 """Status intervals per instance, rebuilt from events or from instance timestamps.
 
 A *span* is a stretch of time one instance spent in one status. Spans come from the
-instance events when they announce status changes (``source="events"``), and from the
-instance's own timestamps when an instance has no such event (``source="timestamps"``),
-so the same code works on the real API, whose event vocabulary is not public.
+instance events when they announce status changes (``source="events"``; ``"both"``
+where the instance record closes them), and from the instance's own timestamps when
+an instance has no such event (``source="timestamps"``), so the same code works on
+the real API, whose event vocabulary is not public. Which event announces which
+status is decided in :mod:`koyeb_analytics.classify`.
 
 A terminal status (STOPPED or ERROR) is a zero-length span at the moment the instance
 ended; a span still running at ``until`` ends there and is flagged ``open_ended``.
@@ -20,11 +22,7 @@ import pandas as pd
 
 from .schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE, status_dtype
 from .timewindow import TimeLike, WindowLike, resolve_window, utcnow
-from .vocabulary import DEFAULT_VOCABULARY
-
-DEFAULT_EVENT_STATUS: dict[str, str] = DEFAULT_VOCABULARY.type_to_status()
-"""Event type to the status it announces. These types are the simulator's **invented**
-vocabulary (the real one is not public); pass ``mapping=`` for other data."""
+from .classify import Mapping_, check_mapping, classify_events, previous_status
 
 ATTRIBUTE_COLUMNS = ("service_id", "app_id", "region", "datacenter", "replica_index", "type")
 INTERVAL_COLUMNS = ("instance_id", *ATTRIBUTE_COLUMNS, "status", "start", "end", "duration",
@@ -147,8 +145,8 @@ def lifecycles(
     since: TimeLike | None = None,
     until: TimeLike | None = None,
     window: WindowLike | None = None,
-    mapping: Mapping[str, str] | None = None,
-    previous_key: str | None = DEFAULT_VOCABULARY.previous_key,
+    mapping: Mapping_ = None,
+    previous_key: str | None = None,
 ) -> pd.DataFrame:
     """Rebuild the status intervals of every instance, one row per span.
 
@@ -163,11 +161,12 @@ def lifecycles(
         Clip spans to ``[since, until)``. ``until`` defaults to when the data was
         fetched (``attrs["fetched_at"]``), else now.
     mapping
-        Event type to the status it announces; defaults to
-        :data:`DEFAULT_EVENT_STATUS` (the simulator's invented vocabulary). Events of
-        other types are ignored.
+        Event type to the status it announces (or None: no change), or a callable
+        taking the event row; tried before the other rules of
+        :func:`~koyeb_analytics.classify.classify_events` (metadata, messages).
     previous_key
-        Metadata key giving the status before an event; used for the stretch before
+        A metadata key giving the status before an event, besides those in
+        :data:`~koyeb_analytics.classify.PREVIOUS_KEYS`; used for the stretch before
         the first event inside a window. To rebuild a window exactly, load events from
         ``since`` to now: the first event after a quiet stretch tells what it was.
 
@@ -199,10 +198,7 @@ def lifecycles(
     now = max(fetched) if fetched else utcnow()
     tw = resolve_window(since, until, window, now=now)
     until_ts = tw.until if tw.until is not None else now
-    table = dict(DEFAULT_EVENT_STATUS if mapping is None else mapping)
-    bad = {s for s in table.values() if s not in STATUSES}
-    if bad:
-        raise ValueError(f"mapping: unknown statuses {sorted(bad)}; expected {STATUSES}")
+    check_mapping(mapping)
 
     inst = instances.drop_duplicates("id").reset_index(drop=True)
     ids = pd.Index(inst["id"].astype(object))
@@ -212,19 +208,20 @@ def lifecycles(
     has_events = np.zeros(len(inst), bool)
     if events is not None and len(events):
         # Work on integer codes: instance positions and status numbers.
-        type_codes, type_names = pd.factorize(events["type"].astype(object))
-        status_of_type = _status_codes([table.get(t) for t in type_names])
-        status = np.where(type_codes >= 0, status_of_type[type_codes], -1).astype(np.int8)
+        decided = classify_events(events, mapping)
+        status = decided["status"].cat.codes.to_numpy().astype(np.int8)
         code = ids.get_indexer(events["instance_id"].astype(object))
         keep = np.flatnonzero((code >= 0) & (status >= 0))
-        findings += _ignored_events(events, type_names, status_of_type, code)
+        findings += _ignored_events(events, decided["rule"].to_numpy(), code)
         when = _us(events["when"])
         # by instance, then time, then position in the input (stable for ties)
         order = keep[np.lexsort((keep, when[keep], code[keep]))]
         code, status, when = code[order], status[order], when[order]
         findings += _event_findings(ids, code, status, when)
-        parts.append(_from_events(code, status, when))
         first = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else code
+        spans_ev = _from_events(code, status, when)
+        parts.append(spans_ev)
+        parts += _join_records(inst, ids, spans_ev, first, findings)
         has_events[code[first]] = True
         parts.append(_lead_in(events, order[first], code[first], when[first], created,
                               previous_key))
@@ -243,8 +240,7 @@ def lifecycles(
     spans = _Spans.concat(parts)
     findings += _terminal_findings(inst, spans)
     out = _build(_clip(spans, tw.since, until_ts), inst)
-    out.attrs = {"since": tw.since, "until": until_ts, "findings": findings,
-                 "mapping": table}
+    out.attrs = {"since": tw.since, "until": until_ts, "findings": findings}
     return out
 
 
@@ -258,28 +254,71 @@ def _lead_in(events: pd.DataFrame, rows: np.ndarray, code: np.ndarray, when: np.
     born = created[code]
     gap = np.flatnonzero((born != _NAT) & (born < when))
     status = np.full(len(gap), -1, np.int8)
-    if previous_key is not None and "metadata" in events and len(gap):
+    if "metadata" in events and len(gap):
         meta = events["metadata"].to_numpy()[rows[gap]]
-        status = _status_codes([m.get(previous_key) if isinstance(m, dict) else None
-                                for m in meta])
+        status = _status_codes([
+            (m.get(previous_key) if previous_key and isinstance(m, dict) else None)
+            or previous_status(m) for m in meta])
     return _Spans(code[gap], status, born[gap], when[gap],
                   np.full(len(gap), "events", object))
 
 
-def _ignored_events(events: pd.DataFrame, type_names: Any, status_of_type: np.ndarray,
+def _join_records(inst: pd.DataFrame, ids: pd.Index, spans: _Spans, first: np.ndarray,
+                  findings: list[dict[str, Any]]) -> list[_Spans]:
+    """Join each instance's events with its record, the anchor every instance has.
+
+    A record that says STOPPED or ERROR while the events stop short of it ends the
+    last event span where the record says the instance ended (that span's source is
+    then ``both``) and adds the terminal status from the record. A record whose status
+    disagrees with the last event, after it, is a finding. Changes ``spans`` in place.
+    """
+    if not len(first):
+        return []
+    last = np.r_[first[1:] - 1, len(spans.code) - 1].astype(int)
+    pos = spans.code[last]
+    record = _status_codes(inst["status"].astype(object).to_numpy()[pos])
+    updated = _us(inst["updated_at"])[pos]
+    ended = _us(inst["terminated_at"])[pos] if "terminated_at" in inst else \
+        np.full(len(pos), _NAT)
+    ended = np.where(ended == _NAT, updated, ended)
+    started = spans.start[last]
+    record_terminal = np.isin(record, _TERMINAL_CODES)
+    fix = record_terminal & ~np.isin(spans.status[last], _TERMINAL_CODES) & \
+        (ended != _NAT) & (ended >= started)
+    rows = last[fix]
+    spans.end[rows] = ended[fix]
+    spans.source[rows] = "both"
+    for p, st in zip(pos[fix], record[fix], strict=True):
+        findings.append({"instance_id": ids[p], "kind": "terminal_from_record",
+                         "detail": f"the events stop before the instance's end; "
+                                   f"{STATUSES[st]} taken from its record"})
+    differs = ~record_terminal & (record >= 0) & (record != spans.status[last]) & \
+        (updated != _NAT) & (updated > started)
+    for p, st, ev_st in zip(pos[differs], record[differs], spans.status[last][differs],
+                            strict=True):
+        findings.append({"instance_id": ids[p], "kind": "record_disagrees",
+                         "detail": f"the record says {STATUSES[st]} since its last update, "
+                                   f"the last event {STATUSES[ev_st] if ev_st >= 0 else '?'}"})
+    n = int(fix.sum())
+    return [_Spans(pos[fix], record[fix], ended[fix], ended[fix],
+                   np.full(n, "timestamps", object))] if n else []
+
+
+def _ignored_events(events: pd.DataFrame, rule: np.ndarray,
                     code: np.ndarray) -> list[dict[str, Any]]:
-    """Findings for events that could not be used: unknown types, unknown instances."""
+    """Findings for events that could not be used: unclassified, unknown instances."""
     out: list[dict[str, Any]] = []
-    unknown = [str(t) for t, s in zip(type_names, status_of_type, strict=True) if s < 0]
-    if unknown:
-        counts = events["type"].astype(object).value_counts()
-        n = int(counts.reindex(unknown).fillna(0).sum())
-        shown = ", ".join(f"{t} ({int(counts.get(t, 0))})" for t in unknown[:10])
-        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    unknown = rule == "unclassified"
+    if unknown.any():
+        counts = events.loc[unknown, "type"].astype(object).fillna("<none>").value_counts()
+        shown = ", ".join(f"{t} ({n})" for t, n in counts.head(10).items())
+        more = f" and {len(counts) - 10} more" if len(counts) > 10 else ""
         out.append({"instance_id": "", "kind": "unknown_event_types",
-                    "detail": f"{n} of {len(events)} events have types no rule maps to a "
-                              f"status ({shown}{more}); instances without usable events "
-                              "fall back to their timestamps. Pass mapping= to use them."})
+                    "detail": f"{int(unknown.sum())} of {len(events)} events "
+                              f"({unknown.mean():.1%}) match no rule, by type: {shown}{more}; "
+                              "instances without usable events fall back to their "
+                              "timestamps. See event_vocabulary(); pass mapping= to use "
+                              "them."})
     orphans = int((code < 0).sum())
     if orphans:
         out.append({"instance_id": "", "kind": "events_without_instance",
@@ -349,7 +388,8 @@ def _build(spans: _Spans, inst: pd.DataFrame) -> pd.DataFrame:
     out["end"] = _times(spans.end)
     out["duration"] = out["end"] - out["start"]
     out["open_ended"] = pd.Series(np.asarray(open_ended, bool))
-    out["source"] = pd.Series(pd.Categorical(spans.source, categories=["events", "timestamps"]))
+    out["source"] = pd.Series(pd.Categorical(spans.source,
+                                             categories=["events", "timestamps", "both"]))
     return pd.DataFrame(out)
 
 
@@ -357,8 +397,11 @@ def findings(intervals: pd.DataFrame) -> pd.DataFrame:
     """Return the data-quality findings of :func:`lifecycles` as a DataFrame.
 
     Kinds: ``no_events`` (spans rebuilt from timestamps), ``missing_terminal_event``,
-    ``event_after_terminal``, ``simultaneous_events``, ``unknown_status`` (a stretch
-    whose status nothing tells).
+    ``terminal_from_record`` (the end taken from the instance record),
+    ``record_disagrees`` (the record's status is not the last event's),
+    ``event_after_terminal``, ``simultaneous_events``, ``unknown_event_types`` (events
+    no rule maps to a status), ``events_without_instance``, ``unknown_status`` (a
+    stretch whose status nothing tells).
     """
     rows = list(intervals.attrs.get("findings", []))
     if len(intervals):

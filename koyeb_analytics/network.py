@@ -251,9 +251,10 @@ class Network:
     def open(self, scheme: str, host: str, port: int, *, deadline: float) -> socket.socket:
         """A connected socket to ``host:port`` (TLS for https/wss), via the proxy if any.
 
-        For plain http through a proxy the socket goes to the proxy, and requests must
-        use the absolute URL (see :meth:`proxy_for`). Everything here happens before
-        ``deadline`` or raises :class:`DeadlineExceeded`.
+        Through a proxy, https, ws and wss go through a ``CONNECT`` tunnel (the proxy
+        never sees the request, nor the token in it when TLS is used); for plain http
+        the socket goes to the proxy, and requests must use the absolute URL. All of it
+        happens before ``deadline`` or raises :class:`DeadlineExceeded`.
         """
         tls = scheme in ("https", "wss")
         proxy = self.proxy_for(scheme, host, port)
@@ -272,7 +273,7 @@ class Network:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             with WATCHDOG.guard(sock, deadline):
-                if proxy is not None and tls:
+                if proxy is not None and scheme != "http":
                     _tunnel(sock, proxy, host, port)
             if time.monotonic() >= deadline:
                 raise DeadlineExceeded(f"connecting to {host} timed out")

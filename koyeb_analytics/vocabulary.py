@@ -1,4 +1,4 @@
-"""The simulator's instance-event vocabulary.
+"""The simulator's instance-event vocabularies.
 
 Koyeb does not publish the ``type`` values or ``metadata`` shapes of instance events
 (see ``koyeb-api-facts.md`` §5), so everything here is **invented**. It lives in one
@@ -55,6 +55,10 @@ class EventVocabulary:
     )
     status_key: str = "status"
     previous_key: str = "previousStatus"
+    metadata: bool = True
+    """Put the status (and the previous one) in each status event's metadata."""
+    real_messages: bool = False
+    """Vary messages as real fleets do (both eras, ports, paths, codes, progress lines)."""
 
     def type_to_status(self) -> dict[str, str]:
         """Return the reverse table: event type to the status it announces."""
@@ -62,3 +66,61 @@ class EventVocabulary:
 
 
 DEFAULT_VOCABULARY = EventVocabulary()
+
+
+# The message families seen on the `koyeb` log stream and in instance `messages`
+# (koyeb-api-facts.md §15), in both eras, with the variation real fleets show.
+REAL_MESSAGES: dict[str, tuple[str, ...]] = {
+    "ALLOCATING": ("Instance created. Preparing to start...", "Instance allocated in nomad"),
+    "STARTING": ("Instance is starting... Waiting for health checks to pass.",
+                 "Instance is starting. Propagating network configuration...",
+                 "Instance is starting"),
+    "HEALTHY": ("Instance is healthy. All health checks are passing.",),
+    "UNHEALTHY": ("TCP health check failed on port {port}.",
+                  "HTTP health check failed on port {port} path {path}: status {code}.",
+                  "Instance is unhealthy"),
+    "STOPPING": ("Instance is stopping.",),
+    "STOPPED": ("Instance stopped.", "Instance terminated in nomad"),
+    "ERROR": ("Application exited with code {exit}. This usually indicates an application "
+              "failure. Check that the command used to launch your application is correct.",
+              "ERROR: no command to run your application: set a run command or an "
+              "entrypoint in your image."),
+    "SLEEPING": ("Instance is sleeping. It will wake up on the next request.",),
+}
+WAKE_MESSAGE = "Instance is waking up. Waiting for health checks to pass."
+INFO_MESSAGES: tuple[str, ...] = (
+    "Starting download for registry01.prod.koyeb.com/k-{n:04x}/app:latest",
+    "Download progress: {pct}% |{bar}|",
+    "Download complete for registry01.prod.koyeb.com/k-{n:04x}/app:latest",
+    "Network configuration propagated",
+    "Service mesh is not ready yet",
+    "Service mesh is propagated",
+)
+
+
+def real_message(status: str, k: int, previous: str | None = None) -> str:
+    """A message of ``status``'s family, varied by ``k`` (deterministic)."""
+    if status == "STARTING" and previous == "SLEEPING":
+        return WAKE_MESSAGE
+    family = REAL_MESSAGES[status]
+    text = family[k % len(family)]
+    return text.format(port=(8000, 8080, 3000)[k // 3 % 3],
+                       path=("/health", "/healthz", "/")[k // 5 % 3],
+                       code=(503, 500, 404)[k // 7 % 3], exit=(1, 137, 2)[k // 11 % 3])
+
+
+def info_message(k: int) -> str:
+    """An informational message (no status change), varied by ``k``."""
+    pct = (k * 37) % 101
+    return INFO_MESSAGES[k % len(INFO_MESSAGES)].format(
+        n=k % 65536, pct=pct, bar="█" * (pct // 10) + " " * (10 - pct // 10))
+
+
+OPAQUE_VOCABULARY = EventVocabulary(
+    status_types={s: f"instance.event.{i:02d}{chr(97 + i)}" for i, s in enumerate(STATUSES)},
+    info_types={"instance.event.notice": "Download progress: 100%"},
+    metadata=False, real_messages=True)
+"""Types the toolkit has never seen, empty metadata, real message texts: a simulator
+that does not flatter the client."""
+
+VOCABULARIES = {"invented": DEFAULT_VOCABULARY, "opaque": OPAQUE_VOCABULARY}

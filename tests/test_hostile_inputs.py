@@ -36,6 +36,10 @@ def foreign_fleet():
 
 def test_unknown_event_types_fall_back_to_timestamps_and_say_so(foreign_fleet):
     inst, ev = foreign_fleet
+    # The messages still tell the statuses (known texts) ...
+    assert set(ka.lifecycles(inst, ev)["source"]) == {"events"}
+    # ... but events with nothing any rule knows fall back to the timestamps.
+    ev = ev.assign(message="opaque text " + ev["type"])
     iv = ka.lifecycles(inst, ev)
     assert len(iv) and set(iv["source"]) == {"timestamps"}
     assert set(iv["instance_id"]) == set(inst["id"])

@@ -137,7 +137,11 @@ def test_findings_name_what_is_wrong(loaded):
     found = ka.findings(iv)
     assert list(found.columns) == ["instance_id", "kind", "detail"]
     pairs = set(zip(found["instance_id"], found["kind"], strict=True))
-    assert (dead, "missing_terminal_event") in pairs
+    # The events stop short of the end; the record supplies it, and says so.
+    assert (dead, "terminal_from_record") in pairs
+    ended = iv[iv["instance_id"] == dead].iloc[-1]
+    assert ended["status"] == "ERROR" and ended["source"] == "timestamps"
+    assert iv[iv["instance_id"] == dead].iloc[-2]["source"] == "both"
     assert (silent, "no_events") in pairs
     assert (dup["instance_id"].iloc[0], "simultaneous_events") in pairs
     assert (iv.loc[iv["instance_id"] == silent, "source"] == "timestamps").all()
@@ -150,6 +154,10 @@ def test_custom_mapping_and_bad_input(loaded):
     a = ka.lifecycles(inst, renamed, until=NOW, mapping=mapping)
     b = ka.lifecycles(inst, ev, until=NOW)
     assert as_rows(a) == as_rows(b)
+    # The mapping is tried first: it wins over the metadata.
+    flipped = {"instance.healthy": "UNHEALTHY"}
+    c = ka.lifecycles(inst, ev, until=NOW, mapping=flipped)
+    assert (c["status"] == "UNHEALTHY").sum() > (b["status"] == "UNHEALTHY").sum()
     with pytest.raises(ValueError, match="mapping"):
         ka.lifecycles(inst, ev, mapping={"x": "RUNNING"})
     with pytest.raises(TypeError, match="instances"):

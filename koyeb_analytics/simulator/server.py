@@ -27,7 +27,7 @@ import pandas as pd
 from aiohttp import web
 
 from ..execute import EXEC_PATH
-from ..vocabulary import STATUS_MESSAGES, STATUSES
+from ..vocabulary import STATUS_MESSAGES, STATUSES, VOCABULARIES, info_message, real_message
 from .exec import ExecEndpoint, ExecFaults
 from .faults import FaultPlan, Faults
 from .fleet import Fleet, FleetConfig, to_us
@@ -95,6 +95,9 @@ class Simulator:
     exec_faults
         Faults of the exec endpoint (see :class:`ExecFaults`); ``sim.exec_faults`` can
         be changed at run time.
+    ssl_context
+        An ``ssl.SSLContext`` to serve HTTPS and WSS with (tests of certificate
+        authorities and proxies); ``url`` then starts with ``https://``.
 
     Notes
     -----
@@ -125,6 +128,7 @@ class Simulator:
         faults: Faults | None = None,
         exec_auth: str = "frame",
         exec_faults: ExecFaults | None = None,
+        ssl_context: Any = None,
         **fleet_options: Any,
     ) -> None:
         try:
@@ -143,6 +147,12 @@ class Simulator:
             )
         if exec_auth not in ("frame", "handshake"):
             raise ValueError(f"exec_auth must be 'frame' or 'handshake', got {exec_auth!r}")
+        vocabulary = fleet_options.get("vocabulary")
+        if isinstance(vocabulary, str):
+            if vocabulary not in VOCABULARIES:
+                raise ValueError(f"vocabulary must be one of {sorted(VOCABULARIES)} or an "
+                                 f"EventVocabulary, got {vocabulary!r}")
+            fleet_options["vocabulary"] = VOCABULARIES[vocabulary]
         start: datetime | None = None
         if now is not None:
             ts = pd.Timestamp(now)
@@ -151,6 +161,7 @@ class Simulator:
                                        **fleet_options))
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self.emit_nulls = emit_nulls
         self.default_order = default_order
         self.limit_policy = limit_policy
@@ -184,7 +195,8 @@ class Simulator:
         """Base URL of the running server, e.g. ``http://127.0.0.1:54321``."""
         if self._thread is None:
             raise RuntimeError("the simulator is not running; use start() or a with block")
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def now(self) -> pd.Timestamp:
@@ -197,9 +209,15 @@ class Simulator:
         return f"<Simulator {state} instances={n} events={len(self.fleet.ev['when'])}>"
 
     def client(self, **options: Any) -> Any:
-        """Return a :class:`~koyeb_analytics.KoyebClient` pointed at this server."""
+        """Return a :class:`~koyeb_analytics.KoyebClient` pointed at this server.
+
+        When the server simulates latency, the client reads ahead on threads, as it
+        would from a remote API (``read_ahead="threads"``), unless told otherwise.
+        """
         from ..client import KoyebClient
 
+        if self.faults.latency or self.faults.path_latency:
+            options.setdefault("read_ahead", "threads")
         return KoyebClient(self._token, base_url=self.url, **options)
 
     def truth_intervals(self) -> pd.DataFrame:
@@ -292,7 +310,7 @@ class Simulator:
         app = self.make_app()
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self.port = sock.getsockname()[1]
@@ -463,7 +481,8 @@ class Simulator:
             "region": f["region"][i],
             "datacenter": f["datacenter"][i],
             "status": status,
-            "messages": [STATUS_MESSAGES[status]],
+            "messages": [real_message(status, i) if self.fleet.vocabulary.real_messages
+                         else STATUS_MESSAGES[status]],
             "xyz_deployment_id": f["deployment"][i],
         }
         if full:
@@ -484,18 +503,20 @@ class Simulator:
         out = []
         for k, (j, when) in enumerate(zip(rows.tolist(), whens.tolist(), strict=True)):
             code = int(ev["type"][j])
+            metadata: dict[str, Any] = {}
             if code < len(STATUSES):
                 status = STATUSES[code]
-                metadata: dict[str, Any] = {vocab.status_key: status}
                 prev = int(ev["previous"][j])
-                if prev >= 0:
-                    metadata[vocab.previous_key] = STATUSES[prev]
-                message = STATUS_MESSAGES[status]
+                if vocab.metadata:
+                    metadata[vocab.status_key] = status
+                    if prev >= 0:
+                        metadata[vocab.previous_key] = STATUSES[prev]
+                message = real_message(status, j, STATUSES[prev] if prev >= 0 else None) \
+                    if vocab.real_messages else STATUS_MESSAGES[status]
                 etype = vocab.status_types[status]
             else:
                 etype = fl.event_types[code]
-                message = vocab.info_types[etype]
-                metadata = {}
+                message = info_message(j) if vocab.real_messages else vocab.info_types[etype]
             h = hexes[32 * k: 32 * k + 32]
             out.append({
                 "id": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
