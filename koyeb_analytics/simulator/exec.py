@@ -137,7 +137,8 @@ class ExecEndpoint:
     def _resolve(self, first: dict[str, Any]) -> tuple[int | None, str | None]:
         """Return (instance index, error frame) for the first client frame."""
         fleet = self.sim.fleet
-        target = first.get("id")
+        # The console and the MCP server also put the id in the URL (``?id=``).
+        target = first.get("id") or first.get("query_id")
         id_type = first.get("idType") or first.get("id_type") or "INVALID"
         index = self.sim._id_index()
         if id_type == "SERVICE_ID":
@@ -172,6 +173,8 @@ class ExecEndpoint:
                                      "the first frame must carry body.command"))
             self._abort(request)
             return
+        if not first.get("id") and request.query.get("id"):
+            first["query_id"] = request.query["id"]
         index, err = self._resolve(first)
         if err is not None or index is None:
             await ws.send_str(err or _error(13, "internal", "no target"))

@@ -37,7 +37,8 @@ class Faults:
         New instances (each with its first event) created before every listing
         request, as if the fleet changed between pages.
     retry_after
-        Value of the ``Retry-After`` header on 429 replies (seconds); ``None`` omits it.
+        Value of the ``Retry-After`` header on 429 replies (seconds); ``None`` (the
+        default) omits it, as the real API does as far as is known.
     """
 
     latency: float = 0.0
@@ -48,7 +49,7 @@ class Faults:
     drop_rate: float = 0.0
     malformed_rate: float = 0.0
     churn_per_request: int = 0
-    retry_after: float | None = 1
+    retry_after: float | None = None
 
     def delay(self, path: str) -> float:
         """Seconds to wait before answering a request for ``path``."""

@@ -43,9 +43,20 @@ _INSTANCE_FILTERS = {
 }
 
 
-def _ts(us: int) -> str:
+def _ts(us: int, digits: int | None = None) -> str:
     # isoformat drops the fraction when it is zero: RFC 3339 allows 0 to 9 digits.
-    return (_EPOCH + timedelta(microseconds=int(us))).isoformat() + "Z"
+    text = (_EPOCH + timedelta(microseconds=int(us))).isoformat()
+    return (_digits(text, digits) if digits is not None else text) + "Z"
+
+
+def _digits(text: str, digits: int) -> str:
+    """An isoformat time (no zone) with ``digits`` fractional digits, or as few more as
+    keep it exact (protojson writes 0, 3, 6 or 9)."""
+    base, _, frac = text.partition(".")
+    frac = frac.ljust(6, "0")
+    need = 0 if frac == "000000" else 3 if frac.endswith("000") else 6
+    n = max(digits, need)
+    return base + ("." + (frac + "000")[:n] if n else "")
 
 
 @dataclass
@@ -95,6 +106,10 @@ class Simulator:
     exec_faults
         Faults of the exec endpoint (see :class:`ExecFaults`); ``sim.exec_faults`` can
         be changed at run time.
+    time_digits
+        Fractional digits of timestamps: ``"auto"`` (none when zero, else six, like
+        ``isoformat``) or ``"mixed"`` (0, 3, 6 or 9 within one reply, as protojson may
+        write them; never fewer than keep the value exact).
     ssl_context
         An ``ssl.SSLContext`` to serve HTTPS and WSS with (tests of certificate
         authorities and proxies); ``url`` then starts with ``https://``.
@@ -129,6 +144,7 @@ class Simulator:
         exec_auth: str = "frame",
         exec_faults: ExecFaults | None = None,
         ssl_context: Any = None,
+        time_digits: str = "auto",
         **fleet_options: Any,
     ) -> None:
         try:
@@ -145,6 +161,9 @@ class Simulator:
             raise ValueError(
                 f"not_found_code must be 'not_found' or 'unknown_resource', got {not_found_code!r}"
             )
+        if time_digits not in ("auto", "mixed"):
+            raise ValueError(f"time_digits must be 'auto' or 'mixed', got {time_digits!r}")
+        self.time_digits = time_digits
         if exec_auth not in ("frame", "handshake"):
             raise ValueError(f"exec_auth must be 'frame' or 'handshake', got {exec_auth!r}")
         vocabulary = fleet_options.get("vocabulary")
@@ -458,9 +477,12 @@ class Simulator:
             self._index = {iid: i for i, iid in enumerate(self.fleet.inst["id"])}
         return self._index
 
+    def _digits_for(self, k: int) -> int | None:
+        return (0, 3, 6, 9)[int(k) % 4] if self.time_digits == "mixed" else None
+
     def _nullable(self, d: dict[str, Any], key: str, us: int) -> None:
         if us >= 0:
-            d[key] = _ts(us)
+            d[key] = _ts(us, self._digits_for(us))
         elif self.emit_nulls:
             d[key] = None
 
@@ -469,8 +491,8 @@ class Simulator:
         status = STATUSES[f["status"][i]]
         d: dict[str, Any] = {
             "id": f["id"][i],
-            "created_at": _ts(f["created"][i]),
-            "updated_at": _ts(f["updated"][i]),
+            "created_at": _ts(f["created"][i], self._digits_for(i)),
+            "updated_at": _ts(f["updated"][i], self._digits_for(i + 1)),
             "organization_id": self.fleet.organization_id,
             "app_id": f["app"][i],
             "service_id": f["service"][i],
@@ -500,6 +522,7 @@ class Simulator:
         hexes = ev["uuid"][rows].tobytes().hex()
         whens = np.datetime_as_string(ev["when"][rows].astype("datetime64[us]"), unit="us")
         instance_ids = fl.inst["id"]
+        mixed = self.time_digits == "mixed"
         out = []
         for k, (j, when) in enumerate(zip(rows.tolist(), whens.tolist(), strict=True)):
             code = int(ev["type"][j])
@@ -521,7 +544,8 @@ class Simulator:
             out.append({
                 "id": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
                 # Like isoformat: no fraction when it is zero (RFC 3339 allows 0-9 digits).
-                "when": (when[:-7] if when.endswith(".000000") else when) + "Z",
+                "when": (_digits(when, (0, 3, 6, 9)[j % 4]) if mixed else
+                         when[:-7] if when.endswith(".000000") else when) + "Z",
                 "organization_id": fl.organization_id,
                 "instance_id": instance_ids[ev["instance"][j]],
                 "type": etype,
