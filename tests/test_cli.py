@@ -41,8 +41,9 @@ def check_report(path: Path) -> str:
     return html
 
 
-def test_demo_end_to_end(tmp_path):
-    proc = run(["demo"], cwd=tmp_path)
+@pytest.mark.parametrize("vocabulary", ["invented", "opaque"])
+def test_demo_end_to_end(tmp_path, vocabulary):
+    proc = run(["demo", "--vocabulary", vocabulary], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     html = check_report(tmp_path / "koyeb-report.html")
     out = proc.stdout

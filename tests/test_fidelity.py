@@ -52,9 +52,11 @@ def test_validation_errors_carry_fields_and_types_are_free_strings(mixed):
 
 def test_the_official_sdk_parses_every_reply(mixed):
     koyeb = pytest.importorskip("koyeb.api")
-    for sim_mode in ("mixed", "auto"):
-        with ka.simulate(seed=9, days=1, services=2, now=NOW, time_digits=sim_mode,
-                         vocabulary="opaque") as sim:
+    modes = [("mixed", True, "opaque"), ("auto", False, "invented"),
+             ("mixed", False, "invented"), ("auto", True, "opaque")]
+    for digits, nulls, vocabulary in modes:
+        with ka.simulate(seed=9, days=1, services=2, now=NOW, time_digits=digits,
+                         emit_nulls=nulls, vocabulary=vocabulary) as sim:
             cfg = koyeb.Configuration(host=sim.url)
             cfg.api_key["Bearer"] = sim.token
             cfg.api_key_prefix["Bearer"] = "Bearer"

@@ -254,3 +254,18 @@ def test_one_network_object_serves_both_paths(tls_sim, ca_file):
     assert client.network is network
     assert network.ssl_context.verify_mode == ssl.CERT_REQUIRED
     assert network.ssl_context is client.network.ssl_context  # made once, shared
+
+
+def test_a_client_certificate_is_presented_on_both_paths(ca, ca_file, tmp_path):
+    server_ctx = serving_context(ca, "127.0.0.1")
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    ca.configure_trust(server_ctx)
+    cert = ca.issue_cert("analyst@example.com")
+    cert_file = tmp_path / "client.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    with ka.simulate(seed=3, days=1, services=2, now=NOW, ssl_context=server_ctx) as sim:
+        iid = next(i for i, s in zip(sim.fleet.inst["id"], sim.fleet.inst["status"],
+                                     strict=True) if ka.STATUSES[s] == "HEALTHY")
+        with pytest.raises(ka.TransportError):
+            sim.client(ca_bundle=ca_file, max_retries=0).get("/v1/instances")
+        works(sim.client(ca_bundle=ca_file, client_cert=str(cert_file)), iid)
