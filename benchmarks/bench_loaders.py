@@ -134,7 +134,7 @@ def main() -> None:
             # The simulator is on loopback either way; at 50 ms it stands for a remote
             # API, so the client is told to read ahead as it would there.
             how = "pipelined" if latency == 0 else "threads"
-            contenders = {"load_instances": lambda: ours(url, token, c, how),
+            contenders = {"load_instances": lambda how=how: ours(url, token, c, how),
                           "floor": lambda: floor_loop(url, token, c),
                           "cli loop": lambda: cli_loop(url, token)}
             if latency == 0:

@@ -33,22 +33,24 @@ from .errors import (
     BadRequestError,
     ConfigurationError,
     DeadlineExceeded,
+    ExecFailedError,
+    ExecInterrupted,
     IncompleteListingError,
+    InstanceNotRunningError,
     KoyebError,
     MalformedListingError,
     MalformedResponseError,
     NotFoundError,
+    PaginationWarning,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    SnapshotError,
     TransportError,
 )
 from .execute import (
-    ExecFailedError,
-    ExecInterrupted,
     ExecResult,
     ExecStream,
-    InstanceNotRunningError,
     exec_command,
     exec_many,
     exec_stream,
@@ -57,10 +59,10 @@ from .execute import (
 from .lifecycle import findings, lifecycles
 from .loaders import get_instance, load_events, load_instances
 from .network import Network
-from .pagination import PaginationWarning
 from .plotting import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .schema import STATUSES
-from .snapshot import SnapshotError, load_snapshot, read_manifest, save_snapshot
+from .snapshot import load_snapshot, read_manifest, save_snapshot
+from .transcript import load_transcript, save_transcript
 
 __version__ = "0.1.0"
 
@@ -88,18 +90,18 @@ __all__ = [
     "RateLimitError",
     "STATUSES",
     "STATUS_COLORS",
-    "SnapshotError",
     "ServerError",
     "Simulator",
+    "SnapshotError",
     "TransportError",
     "UptimePolicy",
     "capacity",
     "classify_events",
     "crash_loops",
+    "event_vocabulary",
     "exec_command",
     "exec_many",
     "exec_stream",
-    "event_vocabulary",
     "findings",
     "get_instance",
     "group_outputs",
@@ -129,7 +131,7 @@ def __getattr__(name: str) -> Any:
         from . import simulator
 
         return getattr(simulator, name)
-    if name in ("ExecWidget", "load_transcript", "save_transcript"):
+    if name == "ExecWidget":
         # ipywidgets is imported by the widget module only.
         from . import widget
 

@@ -21,7 +21,7 @@ def _say(message: str) -> None:
 
 
 def _summary(a: Any, report: Path) -> str:
-    from .report import _td
+    from .report import format_duration
 
     """The terminal summary: availability, incidents, capacity, the report's path."""
     lines = [f"Window {a.since:%Y-%m-%d %H:%M} to {a.until:%Y-%m-%d %H:%M} UTC: "
@@ -34,8 +34,8 @@ def _summary(a: Any, report: Path) -> str:
     lines.append(f"  overall   {a.uptime.attrs['overall']:9.4%}")
     mttr = a.incidents.attrs.get("summary", {}).get("mttr", {})
     lines += ["", f"Incidents: {len(a.incidents)}"
-              + (f", MTTR median {_td(mttr['median'])} (p90 {_td(mttr['p90'])})"
-                 if mttr.get("count") else "")]
+              + (f", MTTR median {format_duration(mttr['median'])} "
+                 f"(p90 {format_duration(mttr['p90'])})" if mttr.get("count") else "")]
     peak = a.capacity.attrs.get("peak", {})
     if peak.get("instances"):
         lines.append(f"Peak capacity: {peak['instances']} concurrent instances at "
@@ -141,11 +141,11 @@ def _export(args: argparse.Namespace) -> int:
             sim.stop()
     out = Path(args.out or f"{args.what}.{args.format}")
     if args.format == "parquet":
-        from .snapshot import _encode, _json_columns
+        from .snapshot import json_columns, json_safe
 
         flat = df.copy()
-        for col in _json_columns(df):
-            flat[col] = [json.dumps(_encode(v)) for v in df[col]]
+        for col in json_columns(df):
+            flat[col] = [json.dumps(json_safe(v)) for v in df[col]]
         flat.attrs = {}
         flat.to_parquet(out, index=False)
     else:

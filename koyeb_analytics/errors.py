@@ -1,4 +1,7 @@
-"""One exception tree, rooted at :class:`KoyebError`."""
+"""One exception tree, rooted at :class:`KoyebError`, and the package's one warning.
+
+Every exception and warning the package raises is defined here.
+"""
 
 from __future__ import annotations
 
@@ -100,6 +103,11 @@ def error_class(status: int) -> type[APIError]:
             404: NotFoundError, 429: RateLimitError}.get(status, APIError)
 
 
+class PaginationWarning(UserWarning):
+    """A listing ended early, or read on past what the server said, because its paging
+    did not add up; the same words are kept in ``df.attrs["notes"]``."""
+
+
 class IncompleteListingError(KoyebError):
     """A listing failed part way; the rows already received are in ``partial``.
 
@@ -134,3 +142,47 @@ class MalformedListingError(IncompleteListingError, MalformedResponseError):
         IncompleteListingError.__init__(self, what, partial, pages, cause)
         self.status = getattr(cause, "status", None)
         self.body = getattr(cause, "body", "")
+
+
+class InstanceNotRunningError(BadRequestError):
+    """The instance exists but cannot run commands now (``failed_precondition``)."""
+
+
+class ExecFailedError(KoyebError):
+    """Raised by ``check=True`` when a command did not exit with 0; ``result`` has it."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        what = (f"exited with {result.exit_code}" if result.exited else
+                "timed out" if result.timed_out else f"ended without an exit code "
+                f"({result.error or 'connection closed'})")
+        super().__init__(f"command {result.command!r} on {result.instance_id or '?'} {what}")
+
+
+class ExecInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a command: the socket was closed; ``result`` holds the partial run."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
+
+class WebSocketProtocolError(TransportError):
+    """The exec server broke the websocket protocol (or a cap)."""
+
+
+class ConnectionClosed(TransportError):
+    """The exec connection ended without a close frame."""
+
+
+class HandshakeRefused(TransportError):
+    """The exec server answered the upgrade with something other than 101."""
+
+    def __init__(self, message: str, status: int, body: bytes) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class SnapshotError(KoyebError):
+    """A snapshot is missing, damaged or incomplete; the message names the file."""

@@ -23,45 +23,25 @@ from typing import IO, Any
 
 import pandas as pd
 
-from .wsclient import OP_CLOSE, ConnectionClosed, HandshakeRefused, ProtocolError, WebSocket
 from .errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    ExecFailedError,
+    ExecInterrupted,
+    InstanceNotRunningError,
     KoyebError,
     NotFoundError,
     PermissionDeniedError,
     TransportError,
 )
+from .wsclient import OP_CLOSE, ConnectionClosed, HandshakeRefused, ProtocolError, WebSocket
 
 EXEC_PATH = "/v1/streams/instances/exec"
 STDIN_CHUNK = 4096
 DEFAULT_MAX_OUTPUT = 16 * 2**20
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
-
-
-class InstanceNotRunningError(BadRequestError):
-    """The instance exists but cannot run commands now (``failed_precondition``)."""
-
-
-class ExecFailedError(KoyebError):
-    """Raised by ``check=True`` when a command did not exit with 0; ``result`` has it."""
-
-    def __init__(self, result: ExecResult) -> None:
-        self.result = result
-        what = (f"exited with {result.exit_code}" if result.exited else
-                "timed out" if result.timed_out else f"ended without an exit code "
-                f"({result.error or 'connection closed'})")
-        super().__init__(f"command {result.command!r} on {result.instance_id or '?'} {what}")
-
-
-class ExecInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a command: the socket was closed; ``result`` holds the partial run."""
-
-    def __init__(self, result: ExecResult) -> None:
-        super().__init__("interrupted")
-        self.result = result
 
 
 # --------------------------------------------------------------------------- frames
@@ -104,7 +84,7 @@ class Exit:
 
 
 @dataclass(frozen=True)
-class ServerError:
+class ErrorFrame:
     """An error frame (google.rpc.Status): fatal for the session."""
 
     code: int
@@ -124,7 +104,10 @@ class Closed:
     reason: str = ""
 
 
-Event = Output | Exit | ServerError | Closed
+ServerError = ErrorFrame
+"""Deprecated name of :class:`ErrorFrame` (it clashed with the HTTP ``ServerError``)."""
+
+Event = Output | Exit | ErrorFrame | Closed
 
 
 def _int32(value: Any) -> int | None:
@@ -143,7 +126,7 @@ def _int32(value: Any) -> int | None:
 def decode_frame(text: str | bytes) -> list[Event]:
     """Decode one server frame into events (output first, then the exit if any).
 
-    Error frames of any shape become a :class:`ServerError`. Only ``exited: true``
+    Error frames of any shape become a :class:`ErrorFrame`. Only ``exited: true``
     ends the command; ``stdout``/``stderr`` may be null. Raises ``ValueError`` for a
     frame that is not the protocol's JSON (or whose exit code no process can have).
     """
@@ -153,12 +136,12 @@ def decode_frame(text: str | bytes) -> list[Event]:
     if msg.get("error") is not None:
         err = msg["error"]
         if not isinstance(err, dict):
-            return [ServerError(-1, str(err)[:500])]
+            return [ErrorFrame(-1, str(err)[:500])]
         raw = err.get("details")
         details = tuple(str(d.get("message", d) if isinstance(d, dict) else d)[:500]
                         for d in (raw if isinstance(raw, list) else [])[:20])
         code = _int32(err.get("code"))
-        return [ServerError(-1 if code is None else code, str(err.get("message") or "")[:500],
+        return [ErrorFrame(-1 if code is None else code, str(err.get("message") or "")[:500],
                             details)]
     result = msg.get("result")
     if not isinstance(result, dict):
@@ -183,7 +166,7 @@ _GRPC_ERRORS: dict[int, tuple[type[APIError], int]] = {
 }
 
 
-def error_for(err: ServerError, path: str = EXEC_PATH) -> APIError:
+def error_for(err: ErrorFrame, path: str = EXEC_PATH) -> APIError:
     """The typed error for an error frame received before the command started."""
     cls, status = _GRPC_ERRORS.get(err.code, (APIError, 500))
     return cls(status, err.message, "; ".join(err.details) or err.message, path=path)
@@ -325,7 +308,7 @@ class CancelToken:
 
 
 # --------------------------------------------------------------------------- stream
-def _normalize_command(command: str | Sequence[str]) -> tuple[str, ...]:
+def normalize_command(command: str | Sequence[str]) -> tuple[str, ...]:
     if isinstance(command, str):
         if not command.strip():
             raise ValueError("command is empty")
@@ -367,7 +350,7 @@ def _check_client(client: Any) -> Any:
 class ExecStream:
     """A live exec session: write stdin, resize, and iterate over typed events.
 
-    Iteration yields :class:`Output`, then :class:`Exit`, :class:`ServerError` or
+    Iteration yields :class:`Output`, then :class:`Exit`, :class:`ErrorFrame` or
     :class:`Closed`, and stops. At the deadline the socket is shut, whatever the server
     is sending (pings, a frame byte by byte), and iteration stops with ``timed_out``
     set. Use it as a context manager so the socket always closes.
@@ -386,7 +369,7 @@ class ExecStream:
         self.target, self.id_type = _check_target(instance_id, service_id)
         self.instance_id = instance_id
         self.service_id = service_id
-        self.command = _normalize_command(command)
+        self.command = normalize_command(command)
         self.tty = bool(tty)
         self.timeout = _check_timeout(timeout)
         self.connect_timeout = _check_timeout(connect_timeout, "connect_timeout") or min(
@@ -484,7 +467,7 @@ class ExecStream:
                     ws.close()
                     return
                 if isinstance(exc, ProtocolError):
-                    yield ServerError(-1, f"broken exec stream: {exc}")
+                    yield ErrorFrame(-1, f"broken exec stream: {exc}")
                 elif not ws.closed:
                     yield Closed(None, "connection dropped")
                 else:
@@ -499,10 +482,10 @@ class ExecStream:
                 events = decode_frame(data)
             except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 self._done = True
-                yield ServerError(-1, f"malformed exec frame: {str(exc)[:200]}")
+                yield ErrorFrame(-1, f"malformed exec frame: {str(exc)[:200]}")
                 return
             for event in events:
-                if isinstance(event, (Exit, ServerError)):
+                if isinstance(event, (Exit, ErrorFrame)):
                     self._done = True
                 yield event
                 if self._done:
@@ -612,7 +595,7 @@ def exec_command(
                     callback(event.data)
             elif isinstance(event, Exit):
                 exit_code = event.code
-            elif isinstance(event, ServerError):
+            elif isinstance(event, ErrorFrame):
                 if not started and event.code in _GRPC_ERRORS:
                     raise error_for(event)
                 error = "server error: " + event.text()
@@ -693,7 +676,7 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
         :class:`ExecResult` objects are in ``attrs["results"]``.
     """
     _check_client(client)
-    argv = _normalize_command(command)
+    argv = normalize_command(command)
     targets = _targets(instances)
     _check_timeout(timeout)
     if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):

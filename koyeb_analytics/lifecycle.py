@@ -13,16 +13,15 @@ ended; a span still running at ``until`` ends there and is flagged ``open_ended`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .classify import Mapping_, check_mapping, classify_events, previous_status
 from .schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE, status_dtype
 from .timewindow import TimeLike, WindowLike, resolve_window, utcnow
-from .classify import Mapping_, check_mapping, classify_events, previous_status
 
 ATTRIBUTE_COLUMNS = ("service_id", "app_id", "region", "datacenter", "replica_index", "type")
 INTERVAL_COLUMNS = ("instance_id", *ATTRIBUTE_COLUMNS, "status", "start", "end", "duration",

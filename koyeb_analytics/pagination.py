@@ -21,6 +21,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .errors import MalformedResponseError, PaginationWarning
+
 MAX_LIMIT = 100
 MAX_PAGES = 200_000
 """The most pages one listing reads (20 million rows at 100 a page): a bound that holds
@@ -37,10 +39,6 @@ class FetchEach(Protocol):
                  last: Callable[[dict[str, Any]], bool] | None = None,
                  ) -> Generator[dict[str, Any], None, None]: ...
 
-
-
-class PaginationWarning(UserWarning):
-    """A listing ended early because the server's paging did not add up."""
 
 
 @dataclass
@@ -100,8 +98,6 @@ def _items(reply: dict[str, Any], key: str, what: str) -> Page:
         return []
     items = reply[key]
     if not isinstance(items, list):
-        from .errors import MalformedResponseError
-
         kind = "null" if items is None else type(items).__name__
         raise MalformedResponseError(f"{what}: '{key}' is {kind}, not a list")
     return items
@@ -290,9 +286,10 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
 
     Pages are requested ahead, assuming full pages, when that can be checked:
 
-    * ``fetch_each`` is given (a fast server): the next page is requested as soon as a reply is in, before it is
-      decoded; with ``stop``, once the reply is decoded and known not to be the last
-      (full, ``has_next``, not ``stop``), so that none is wasted. The server handles
+    * ``fetch_each`` is given (a fast server): the next page is requested as soon
+      as a reply is in, before it is decoded; with ``stop``, once the reply is
+      decoded and known not to be the last (full, ``has_next``, not ``stop``), so
+      that none is wasted. The server handles
       these requests in order, so offsets hold;
     * otherwise, with ``concurrency > 1`` and no ``stop``: up to ``concurrency``
       pages ahead on worker threads, each page overlapping the previous one by a

@@ -123,38 +123,39 @@ def analyse(instances: pd.DataFrame, events: pd.DataFrame, *, since: Any = None,
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _charts(a: Analysis) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # Figures made directly, not through pyplot: the report neither changes the
+    # backend (inline plots in a notebook keep showing) nor leaves figures open.
+    from matplotlib.figure import Figure
 
     from .plotting import plot_capacity, plot_lifecycles, plot_uptime
 
+    def axes(width: float, height: float) -> tuple[Figure, Any]:
+        fig = Figure(figsize=(width, height))
+        return fig, fig.subplots()
+
     out = {}
     height = min(14, 3 + a.intervals["instance_id"].nunique() * 0.03) if len(a.intervals) else 3
-    fig, ax = plt.subplots(figsize=(12, height))
+    fig, ax = axes(12, height)
     plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents)
     out["lifecycles"] = _png(fig)
-    fig, ax = plt.subplots(figsize=(12, 4))
+    fig, ax = axes(12, 4)
     plot_capacity(a.capacity, ax=ax)
     out["capacity"] = _png(fig)
-    fig, ax = plt.subplots(figsize=(10, 1 + 0.3 * max(len(a.uptime), 1)))
+    fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
     plot_uptime(a.uptime, ax=ax)
     out["uptime"] = _png(fig)
-    fig, ax = plt.subplots(figsize=(10, 1 + 0.3 * max(len(a.uptime), 1)))
+    fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
     plot_uptime(a.daily, ax=ax)
     out["heatmap"] = _png(fig)
     return out
 
 
-def _td(value: Any) -> str:
+def format_duration(value: Any) -> str:
+    """A duration as a person reads it (``–`` when missing)."""
     if value is None or pd.isna(value):
         return "–"
     value = pd.Timedelta(value)
@@ -176,16 +177,16 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
 
     by = a.uptime.attrs.get("by") or "service_id"
     uptime_rows = [{"group": r[by], "availability": "–" if pd.isna(r["availability"]) else
-                    f"{r['availability']:.4%}", "down": _td(r["down_time"]),
-                    "observed": _td(r["observed_time"]), "incidents": r["incidents"]}
+                    f"{r['availability']:.4%}", "down": format_duration(r["down_time"]),
+                    "observed": format_duration(r["observed_time"]), "incidents": r["incidents"]}
                    for _, r in a.uptime.iterrows()]
     key = a.incidents.columns[0] if len(a.incidents.columns) else "group"
     incident_rows = [{"group": r[key], "start": _ts(r["start"]), "end": _ts(r["end"]),
-                      "duration": _td(r["duration"]), "instances": len(r["instances"]),
+                      "duration": format_duration(r["duration"]), "instances": len(r["instances"]),
                       "statuses": ", ".join(r["statuses"])}
                      for _, r in a.incidents.iterrows()]
     summary = a.incidents.attrs.get("summary", {})
-    fmt = {k: {s: _td(v.get(s)) for s in ("median", "p90", "mean")}
+    fmt = {k: {s: format_duration(v.get(s)) for s in ("median", "p90", "mean")}
            for k, v in summary.items()} if summary else {}
     finding_rows = []
     if len(a.findings):

@@ -14,14 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import KoyebError
+from .errors import SnapshotError
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-
-
-class SnapshotError(KoyebError):
-    """A snapshot is missing, damaged or incomplete; the message names the file."""
 
 
 def _sha256(path: Path) -> str:
@@ -32,20 +28,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _encode(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """attrs to JSON: Timestamps and Timedeltas are tagged so they come back typed."""
     if isinstance(value, pd.Timestamp):
         return {"__timestamp__": value.isoformat()}
     if isinstance(value, pd.Timedelta):
         return {"__timedelta__": value.isoformat()}
     if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
+        return [json_safe(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if hasattr(value, "as_dict"):
-        return _encode(value.as_dict())
+        return json_safe(value.as_dict())
     return repr(value)
 
 
@@ -61,7 +57,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _json_columns(df: pd.DataFrame) -> list[str]:
+def json_columns(df: pd.DataFrame) -> list[str]:
     """Object columns holding lists or dicts: Parquet would reshape them, JSON keeps them."""
     cols = []
     for col in df.columns:
@@ -103,17 +99,17 @@ def save_snapshot(path: str | Path, *, instances: pd.DataFrame | None = None,
                                 "saved_at": pd.Timestamp.now(tz="UTC").isoformat(),
                                 "note": note, "frames": {}}
     for name, df in given.items():
-        json_cols = _json_columns(df)
+        json_cols = json_columns(df)
         out = df.copy()
         for col in json_cols:
-            out[col] = [None if v is None else json.dumps(_encode(v), sort_keys=True)
+            out[col] = [None if v is None else json.dumps(json_safe(v), sort_keys=True)
                         for v in df[col]]
         out.attrs = {}
         file = root / f"{name}.parquet"
         out.to_parquet(file, index=False)
         manifest["frames"][name] = {
             "file": file.name, "rows": len(df), "sha256": _sha256(file),
-            "json_columns": json_cols, "attrs": _encode(df.attrs),
+            "json_columns": json_cols, "attrs": json_safe(df.attrs),
             "columns": [str(c) for c in df.columns],
         }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))

@@ -22,29 +22,18 @@ from typing import Any
 
 from websocket import ABNF
 
-from .errors import DeadlineExceeded, TransportError
+from .errors import (
+    ConnectionClosed,
+    DeadlineExceeded,
+    HandshakeRefused,
+    TransportError,
+)
+from .errors import WebSocketProtocolError as ProtocolError
 from .network import WATCHDOG, Network, target_of
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_REFUSAL_BODY = 65536
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-class ProtocolError(TransportError):
-    """The server broke the websocket protocol (or a cap)."""
-
-
-class ConnectionClosed(TransportError):
-    """The connection ended without a close frame."""
-
-
-class HandshakeRefused(TransportError):
-    """The server answered the upgrade with something other than 101."""
-
-    def __init__(self, message: str, status: int, body: bytes) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
 
 
 class WebSocket:

@@ -59,7 +59,7 @@ def test_a_bad_value_becomes_missing_with_a_note(field, value, column):
 
 
 def test_an_event_with_an_odd_time_is_kept_and_noted():
-    events = [{"id": f"e{k}", "when": "2026-11-20T00:00:0%dZ" % k, "instance_id": IID,
+    events = [{"id": f"e{k}", "when": f"2026-11-20T00:00:0{k}Z", "instance_id": IID,
                "type": "t", "message": "m", "metadata": {}} for k in range(4)]
     events[1]["when"] = "yesterday"
 

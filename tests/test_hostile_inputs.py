@@ -136,7 +136,7 @@ def test_clean_terminal_text_keeps_only_colours(raw, clean):
 
 
 def test_markdown_output_cannot_close_its_fence():
-    from koyeb_analytics.widget import transcript_markdown
+    from koyeb_analytics.transcript import transcript_markdown
 
     payload = "before\n````\n<img src=x onerror=alert(1)>\n```````\nafter"
     transcript = pd.DataFrame([{"run_id": 1, "instance_id": IID, "command": "cat x",

@@ -92,3 +92,27 @@ def test_plots_reuse_the_given_axes_and_never_show(monkeypatch):
     fig, ax = plt.subplots()
     assert ka.plot_lifecycles(make_iv(A), ax=ax) is ax
     assert plt.gcf() is fig and len(plt.get_fignums()) == 1
+
+
+def test_the_report_leaves_the_backend_and_pyplot_alone(sim, tmp_path):
+    # In a notebook the backend is the inline one; writing a report must not switch it
+    # to Agg (inline plots would stop showing) nor leave figures open in pyplot.
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from koyeb_analytics.report import analyse, write_report
+
+    from .conftest import fast_client
+
+    client = fast_client(sim)
+    inst = ka.load_instances(client, window="12h", progress=False)
+    ev = ka.load_events(client, window="12h", progress=False)
+    before = matplotlib.get_backend()
+    matplotlib.use("svg", force=True)
+    try:
+        open_before = plt.get_fignums()
+        write_report(analyse(inst, ev), tmp_path / "r.html")
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == open_before
+    finally:
+        matplotlib.use(before, force=True)

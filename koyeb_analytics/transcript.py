@@ -1,0 +1,104 @@
+"""Transcripts of exec runs as data: the frame, saved and loaded, as cells and Markdown.
+
+Kept apart from the widget, so that reading a transcript needs no ipywidgets.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .schema import TIME_DTYPE
+
+TRANSCRIPT_COLUMNS = ("run_id", "started_at", "ended_at", "instance_id", "service_id",
+                      "command", "exit_code", "exited", "timed_out", "stdout", "stderr",
+                      "error")
+"""The columns of a transcript, one row per instance and run."""
+
+__all__ = ["TRANSCRIPT_COLUMNS", "load_transcript", "markdown_fence", "save_transcript",
+           "transcript_cells", "transcript_frame", "transcript_markdown"]
+
+
+def markdown_fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``, so it cannot be closed
+    from inside."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def transcript_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows (dicts) as a transcript frame with its dtypes, in run order."""
+    df = pd.DataFrame(rows, columns=list(TRANSCRIPT_COLUMNS))
+    for col in ("started_at", "ended_at"):
+        df[col] = pd.to_datetime(df[col], utc=True).astype(TIME_DTYPE)
+    df["run_id"] = df["run_id"].astype("int64")
+    df["exit_code"] = pd.array(df["exit_code"], dtype="Int64")
+    for col in ("exited", "timed_out"):
+        df[col] = df[col].astype(bool)
+    for col in ("instance_id", "service_id", "command", "stdout", "stderr", "error"):
+        df[col] = df[col].astype("str")
+    return df.sort_values(["run_id", "started_at", "instance_id"], kind="stable").reset_index(
+        drop=True)
+
+
+def transcript_cells(transcript: pd.DataFrame) -> list[Any]:
+    """nbformat v4 cells for a transcript: markdown per run, code cell per instance."""
+    import nbformat.v4 as nbf
+
+    cells = []
+    for run_id, rows in transcript.groupby("run_id", sort=True):
+        command = rows["command"].iloc[0]
+        lines = [f"### Run {run_id}: `{command.replace('`', '´')}`", "",
+                 "| instance | exit | duration |", "|---|---|---|"]
+        for r in rows.itertuples():
+            code = ("unknown" if pd.isna(r.exit_code) else str(r.exit_code)) + \
+                (" (timed out)" if r.timed_out else "")
+            lines.append(f"| `{r.instance_id}` | {code} | "
+                         f"{(r.ended_at - r.started_at).total_seconds():.2f} s |")
+        cells.append(nbf.new_markdown_cell("\n".join(lines)))
+        for r in rows.itertuples():
+            outputs = []
+            if r.stdout:
+                outputs.append(nbf.new_output("stream", name="stdout", text=r.stdout))
+            if r.stderr:
+                outputs.append(nbf.new_output("stream", name="stderr", text=r.stderr))
+            cells.append(nbf.new_code_cell(
+                source=f"# koyeb exec on {r.instance_id}\n# $ {command}",
+                outputs=outputs))
+    return cells
+
+
+def transcript_markdown(transcript: pd.DataFrame) -> str:
+    """Render a transcript as Markdown (fenced output blocks)."""
+    parts = []
+    for r in transcript.itertuples():
+        code = "unknown" if pd.isna(r.exit_code) else str(r.exit_code)
+        fence = markdown_fence(r.stdout + r.stderr)
+        parts.append(f"#### Run {r.run_id} on `{r.instance_id}`: `{r.command}` (exit {code})\n"
+                     f"{fence}text\n{r.stdout}{r.stderr}{fence}\n")
+    return "\n".join(parts)
+
+
+def save_transcript(transcript: pd.DataFrame, path: str | Path) -> Path:
+    """Write a transcript to ``.parquet`` or ``.csv``."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        transcript.to_parquet(path, index=False)
+    elif path.suffix == ".csv":
+        transcript.to_csv(path, index=False)
+    else:
+        raise ValueError(f"{path}: use a .parquet or .csv file name")
+    return path
+
+
+def load_transcript(path: str | Path) -> pd.DataFrame:
+    """Read a transcript written by :func:`save_transcript`, with its dtypes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no transcript at {path}")
+    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(
+        path, keep_default_na=False, na_values={"exit_code": [""]})
+    return transcript_frame(df.to_dict("records"))
