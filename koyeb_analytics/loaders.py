@@ -10,7 +10,6 @@ A listing that fails part way raises
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -40,11 +39,10 @@ from .schema import (
     TERMINAL_STATUSES,
     build_frame,
     convert,
+    is_full_id,
 )
 from .timewindow import TimeLike, TimeWindow, WindowLike, resolve_window, to_rfc3339, utcnow
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}$")
 # Query strings longer than this risk a 414 from proxies; id lists are split to fit.
 MAX_QUERY_CHARS = 6000
 # Event columns whose few distinct strings are shared while collecting: a million events
@@ -650,7 +648,7 @@ def get_instance(client: KoyebClient, instance_id: str) -> pd.Series:
     """
     if not isinstance(instance_id, str):
         raise TypeError(f"instance_id must be a string, got {type(instance_id).__name__}")
-    if not _UUID.fullmatch(instance_id):
+    if not is_full_id(instance_id):
         raise ValueError(f"instance_id must be a full instance id (a UUID), got {instance_id!r}")
     _check_client(client)
     path = f"/v1/instances/{quote(instance_id, safe='')}"

@@ -7,6 +7,7 @@ columns after the known ones; known fields a reply lacks become NaN/NaT.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,14 @@ exec only then, and the exec widget offers only these instances. (The console's 
 terminal is stricter: HEALTHY only.)"""
 
 TERMINAL_STATUSES: tuple[str, ...] = ("STOPPED", "ERROR")
+
+_FULL_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                      r"[0-9a-fA-F]{12}")
+
+
+def is_full_id(value: object) -> bool:
+    """True for a full Koyeb id (a UUID, nothing before or after it, no newline)."""
+    return isinstance(value, str) and _FULL_ID.fullmatch(value) is not None
 
 TIME_DTYPE = "datetime64[us, UTC]"
 _STR = pd.StringDtype(na_value=np.nan)  # what dtype="str" means in pandas 3

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..execute.codec import error_frame, result_frame
 from ..schema import EXEC_STATUSES
 from ..vocabulary import STATUSES
 
@@ -65,20 +66,6 @@ class ExecFaults:
     no_exit_frame: bool = False
     frame_delay: float = 0.0
     split_utf8: bool = False
-
-
-def _result(stdout: bytes | None = None, stderr: bytes | None = None, *, exited: bool = False,
-            exit_code: int = 0) -> str:
-    def io(data: bytes | None) -> dict[str, str] | None:
-        return {"data": base64.b64encode(data).decode("ascii")} if data else None
-
-    return json.dumps({"result": {"stdout": io(stdout), "stderr": io(stderr),
-                                  "exited": exited, "exit_code": exit_code}})
-
-
-def _error(code: int, message: str, detail: str) -> str:
-    return json.dumps({"error": {"code": code, "message": message, "details": [
-        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "message": detail}]}})
 
 
 def _split_points(data: bytes) -> list[bytes]:
@@ -119,7 +106,7 @@ class ExecEndpoint:
         try:
             if not authorized:
                 # What the gateway most likely does: an error frame, then an abrupt end.
-                await ws.send_str(_error(16, "unauthenticated", "invalid or expired token"))
+                await ws.send_str(error_frame(16, "unauthenticated", "invalid or expired token"))
                 self._abort(request)
                 return ws
             await self._session(request, ws)
@@ -145,17 +132,17 @@ class ExecEndpoint:
             rows = [i for i, s in enumerate(fleet.inst["service"]) if s == target]
             running = [i for i in rows if STATUSES[fleet.inst["status"][i]] in EXEC_STATUSES]
             if not rows:
-                return None, _error(5, "not_found", f"service {target} not found")
+                return None, error_frame(5, "not_found", f"service {target} not found")
             if not running:
-                return None, _error(9, "failed_precondition",
+                return None, error_frame(9, "failed_precondition",
                                     "No running instance in this service")
             return running[0], None
         i = index.get(target) if isinstance(target, str) else None
         if i is None:
-            return None, _error(5, "not_found", f"instance {target} not found")
+            return None, error_frame(5, "not_found", f"instance {target} not found")
         status = STATUSES[fleet.inst["status"][i]]
         if status not in EXEC_STATUSES:
-            return None, _error(9, "failed_precondition",
+            return None, error_frame(9, "failed_precondition",
                                 f"Instance is not running (status {status})")
         return i, None
 
@@ -169,7 +156,7 @@ class ExecEndpoint:
             if not command or not all(isinstance(a, str) for a in command):
                 raise ValueError("empty command")
         except (ValueError, KeyError, TypeError):
-            await ws.send_str(_error(3, "invalid_argument",
+            await ws.send_str(error_frame(3, "invalid_argument",
                                      "the first frame must carry body.command"))
             self._abort(request)
             return
@@ -177,7 +164,7 @@ class ExecEndpoint:
             first["query_id"] = request.query["id"]
         index, err = self._resolve(first)
         if err is not None or index is None:
-            await ws.send_str(err or _error(13, "internal", "no target"))
+            await ws.send_str(err or error_frame(13, "internal", "no target"))
             self._abort(request)
             return
         tty = not bool(first["body"].get("disableTty", False))
@@ -231,7 +218,7 @@ class _Run:
         for part in parts:
             if self.faults.frame_delay:
                 await asyncio.sleep(self.faults.frame_delay)
-            frame = _result(part if stream == "stdout" else None,
+            frame = result_frame(part if stream == "stdout" else None,
                             part if stream == "stderr" else None)
             await self.ws.send_str(frame)
             self.sent += len(part)
@@ -265,7 +252,7 @@ class _Run:
             await self.send_output("stderr", f"exec: {self.command[0]}: {exc.strerror}\n"
                                    .encode())
             if not self.dropped:
-                await self.ws.send_str(_result(exited=True, exit_code=code))
+                await self.ws.send_str(result_frame(exited=True, exit_code=code))
             return
         self.ep.processes[self.proc.pid] = self.proc
         reader = asyncio.ensure_future(self.read_client())
@@ -290,7 +277,7 @@ class _Run:
             if self.faults.no_exit_frame:
                 await self.ws.close(code=1000)
                 return
-            await self.ws.send_str(_result(exited=True, exit_code=code))
+            await self.ws.send_str(result_frame(exited=True, exit_code=code))
             # grpc-websocket-proxy drops the TCP connection after the last frame.
             await asyncio.sleep(0.05)
             self.ep._abort(self.request)

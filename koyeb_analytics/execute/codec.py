@@ -1,0 +1,170 @@
+"""The exec protocol as pure functions: frames to send, frames received as typed events.
+
+JSON text frames over ``/v1/streams/instances/exec`` (``koyeb-api-facts.md`` §8, §15).
+Both sides use this module: the client encodes requests and decodes results, and the
+simulator encodes results and error frames with :func:`result_frame` and
+:func:`error_frame`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    InstanceNotRunningError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+
+EXEC_PATH = "/v1/streams/instances/exec"
+STDIN_CHUNK = 4096
+
+
+def command_frame(target_id: str, command: Sequence[str], *, id_type: str = "INSTANCE_ID",
+                  tty: bool = False) -> str:
+    """The first frame: what to run, and where."""
+    return json.dumps({"id": target_id, "idType": id_type,
+                       "body": {"command": list(command), "disableTty": not tty}})
+
+
+def stdin_frames(data: bytes) -> list[str]:
+    """Stdin as frames of at most 4096 raw bytes each (standard padded base64)."""
+    return [json.dumps({"body": {"stdin": {"data": base64.b64encode(
+        data[i:i + STDIN_CHUNK]).decode("ascii")}}}) for i in range(0, len(data), STDIN_CHUNK)]
+
+
+def stdin_close_frame() -> str:
+    """Tell the command its stdin has ended (commands that read stdin need it)."""
+    return json.dumps({"body": {"stdin": {"close": True}}})
+
+
+def resize_frame(height: int, width: int) -> str:
+    """A terminal size change (TTY mode)."""
+    return json.dumps({"body": {"tty_size": {"height": int(height), "width": int(width)}}})
+
+
+@dataclass(frozen=True)
+class Output:
+    """A chunk of the command's ``stdout`` or ``stderr``."""
+
+    stream: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Exit:
+    """The command ended with ``code``."""
+
+    code: int
+
+
+@dataclass(frozen=True)
+class ErrorFrame:
+    """An error frame (google.rpc.Status): fatal for the session."""
+
+    code: int
+    message: str
+    details: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        extra = f": {'; '.join(self.details)}" if self.details else ""
+        return f"{self.message or 'error'} (code {self.code}){extra}"
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The socket closed; ``code`` is None when it was dropped without a close frame."""
+
+    code: int | None
+    reason: str = ""
+
+
+ServerError = ErrorFrame
+"""Deprecated name of :class:`ErrorFrame` (it clashed with the HTTP ``ServerError``)."""
+
+Event = Output | Exit | ErrorFrame | Closed
+
+
+def _int32(value: Any) -> int | None:
+    """An integer the protocol can mean (a status or exit code), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) < 12:
+        value = int(value)
+    if isinstance(value, int) and -2**31 <= value < 2**31:
+        return value
+    return None
+
+
+def decode_frame(text: str | bytes) -> list[Event]:
+    """Decode one server frame into events (output first, then the exit if any).
+
+    Error frames of any shape become a :class:`ErrorFrame`. Only ``exited: true``
+    ends the command; ``stdout``/``stderr`` may be null. Raises ``ValueError`` for a
+    frame that is not the protocol's JSON (or whose exit code no process can have).
+    """
+    msg = json.loads(text)
+    if not isinstance(msg, dict):
+        raise ValueError("exec frame is not a JSON object")
+    if msg.get("error") is not None:
+        err = msg["error"]
+        if not isinstance(err, dict):
+            return [ErrorFrame(-1, str(err)[:500])]
+        raw = err.get("details")
+        details = tuple(str(d.get("message", d) if isinstance(d, dict) else d)[:500]
+                        for d in (raw if isinstance(raw, list) else [])[:20])
+        code = _int32(err.get("code"))
+        return [ErrorFrame(-1 if code is None else code, str(err.get("message") or "")[:500],
+                            details)]
+    result = msg.get("result")
+    if not isinstance(result, dict):
+        raise ValueError("exec frame has neither 'result' nor 'error'")
+    events: list[Event] = []
+    for stream in ("stdout", "stderr"):
+        part = result.get(stream)
+        if isinstance(part, dict) and isinstance(part.get("data"), str) and part["data"]:
+            events.append(Output(stream, base64.b64decode(part["data"])))
+    if result.get("exited") is True:
+        code = _int32(result.get("exit_code", 0) if result.get("exit_code") is not None else 0)
+        if code is None:
+            raise ValueError(f"exit code {str(result.get('exit_code'))[:40]} is not one a "
+                             "process can have")
+        events.append(Exit(code))
+    return events
+
+
+GRPC_ERRORS: dict[int, tuple[type[APIError], int]] = {
+    3: (BadRequestError, 400), 5: (NotFoundError, 404), 7: (PermissionDeniedError, 403),
+    9: (InstanceNotRunningError, 400), 16: (AuthenticationError, 401),
+}
+
+
+def error_for(err: ErrorFrame, path: str = EXEC_PATH) -> APIError:
+    """The typed error for an error frame received before the command started."""
+    cls, status = GRPC_ERRORS.get(err.code, (APIError, 500))
+    return cls(status, err.message, "; ".join(err.details) or err.message, path=path)
+
+
+def result_frame(stdout: bytes | None = None, stderr: bytes | None = None, *,
+                 exited: bool = False, exit_code: int = 0) -> str:
+    """A server result frame: all four keys every time, streams null when absent."""
+    def io(data: bytes | None) -> dict[str, str] | None:
+        return {"data": base64.b64encode(data).decode("ascii")} if data else None
+
+    return json.dumps({"result": {"stdout": io(stdout), "stderr": io(stderr),
+                                  "exited": exited, "exit_code": exit_code}})
+
+
+def error_frame(code: int, message: str, detail: str) -> str:
+    """A server error frame (google.rpc.Status), the reason in ``details[0].message``."""
+    return json.dumps({"error": {"code": code, "message": message, "details": [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "message": detail}]}})

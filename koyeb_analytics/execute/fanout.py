@@ -1,0 +1,143 @@
+"""The same command on many instances, and their outputs compared.
+
+One instance failing, timing out or sending anything at all never stops the others:
+:func:`exec_many` returns one row per instance, always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pandas as pd
+
+from ..errors import KoyebError
+from ..schema import is_full_id
+from .run import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, exec_command
+from .stream import check_client, check_timeout, normalize_command
+
+MANY_COLUMNS = ("instance_id", "service_id", "region", "exit_code", "exited", "timed_out",
+                "error", "duration", "stdout", "stderr")
+
+
+def _targets(instances: pd.DataFrame | Iterable[str]) -> pd.DataFrame:
+    if isinstance(instances, pd.DataFrame):
+        if "id" in instances:
+            df = instances.rename(columns={"id": "instance_id"})
+        elif "instance_id" in instances:
+            df = instances
+        else:
+            raise ValueError("the instances frame needs an 'id' or 'instance_id' column")
+        df = df.drop_duplicates("instance_id")
+    else:
+        if isinstance(instances, str):
+            instances = [instances]
+        df = pd.DataFrame({"instance_id": list(dict.fromkeys(instances))})
+    for col in ("service_id", "region"):
+        if col not in df:
+            df = df.assign(**{col: None})
+    for iid in df["instance_id"]:
+        if not isinstance(iid, str) or not is_full_id(iid):
+            raise ValueError(f"instance ids must be full ids (UUIDs), got {iid!r}")
+    return df[["instance_id", "service_id", "region"]].reset_index(drop=True)
+
+
+def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
+              command: str | Sequence[str], *, concurrency: int = 8,
+              timeout: float | None = 30, stdin: bytes | str | None = None,
+              tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT,
+              cancel: CancelToken | None = None) -> pd.DataFrame:
+    """Run the same command on many instances, ``concurrency`` at a time.
+
+    One instance failing, timing out or hanging never stops the others, nor delays them
+    beyond its own timeout.
+
+    Returns
+    -------
+    DataFrame
+        One row per instance, in the order given: ``instance_id, service_id, region,
+        exit_code, exited, timed_out, error, duration, stdout, stderr`` (text). The full
+        :class:`ExecResult` objects are in ``attrs["results"]``.
+    """
+    check_client(client)
+    argv = normalize_command(command)
+    targets = _targets(instances)
+    check_timeout(timeout)
+    if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
+        raise TypeError("stdin must be bytes, str or None")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+
+    def one(iid: str) -> ExecResult:
+        try:
+            return exec_command(client, iid, argv, timeout=timeout, stdin=stdin, tty=tty,
+                                max_output=max_output, cancel=cancel)
+        except Exception as exc:  # noqa: BLE001 - one instance never sinks the others
+            now = pd.Timestamp.now(tz="UTC")
+            what = str(exc) if isinstance(exc, KoyebError) else f"{type(exc).__name__}: {exc}"
+            return ExecResult(instance_id=iid, command=argv, error=client.scrub(what),
+                              started_at=now, ended_at=now)
+
+    with ThreadPoolExecutor(max_workers=min(concurrency, max(len(targets), 1)),
+                            thread_name_prefix="koyeb-exec") as pool:
+        results = list(pool.map(one, targets["instance_id"]))
+    df = targets.assign(
+        exit_code=pd.array([r.exit_code for r in results], dtype="Int64"),
+        exited=[r.exited for r in results],
+        timed_out=[r.timed_out for r in results],
+        error=pd.Series([r.error for r in results], dtype=object),
+        duration=pd.to_timedelta([r.duration for r in results]),
+        stdout=[r.stdout_text for r in results],
+        stderr=[r.stderr_text for r in results],
+    )
+    df = df[list(MANY_COLUMNS)]
+    df.attrs["results"] = results
+    df.attrs["command"] = list(argv)
+    return df
+
+
+def group_outputs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Collapse identical outputs; show how each outlier differs from the majority.
+
+    Returns
+    -------
+    DataFrame
+        One row per distinct (exit_code, stdout, stderr), largest group first:
+        ``instances`` (count), ``instance_ids``, ``exit_code``, ``stdout``, ``stderr``,
+        ``majority`` and ``diff_vs_majority`` (a unified diff against the majority's
+        output).
+        ``attrs["summary"]`` reads like "12 instances: 10 identical; 2 differ".
+    """
+    import difflib
+
+    if runs.empty:
+        out = pd.DataFrame(columns=["instances", "instance_ids", "exit_code", "stdout",
+                                    "stderr", "majority", "diff_vs_majority"])
+        out.attrs["summary"] = "0 instances"
+        return out
+    key = runs.assign(_code=runs["exit_code"].astype(object).where(runs["exit_code"].notna(),
+                                                                  None),
+                      _err=runs["error"].fillna("") if "error" in runs else "")
+    groups = []
+    for (code, out, err, error), grp in key.groupby(["_code", "stdout", "stderr", "_err"],
+                                                    sort=False, dropna=False):
+        groups.append({"instances": len(grp), "instance_ids": list(grp["instance_id"]),
+                       "exit_code": code, "stdout": out, "stderr": err,
+                       "error": error or None})
+    groups.sort(key=lambda g: (-g["instances"], g["instance_ids"][0]))
+    major = groups[0]
+    base = (major["stdout"] + major["stderr"]).splitlines(keepends=True)
+    for i, g in enumerate(groups):
+        g["majority"] = i == 0
+        g["diff_vs_majority"] = "" if i == 0 else "".join(difflib.unified_diff(
+            base, (g["stdout"] + g["stderr"]).splitlines(keepends=True),
+            fromfile=f"majority ({major['instances']})",
+            tofile=f"{g['instance_ids'][0][:8]} ({g['instances']})"))
+    out = pd.DataFrame(groups)
+    n = len(runs)
+    differ = n - major["instances"]
+    out.attrs["summary"] = (f"{n} instances: identical" if differ == 0 else
+                            f"{n} instances: {major['instances']} identical; {differ} differ "
+                            f"({len(groups) - 1} other output{'s' if len(groups) > 2 else ''})")
+    return out

@@ -1,0 +1,285 @@
+"""One command on one instance: capture within caps, cancel from anywhere, a result.
+
+:func:`exec_command` drives an :class:`~.stream.ExecStream` to its end and returns an
+:class:`ExecResult`; a non-zero exit code is data, not an exception.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from ..errors import ExecFailedError, ExecInterrupted, TransportError
+from .codec import GRPC_ERRORS, Closed, ErrorFrame, Exit, Output, error_for
+from .stream import ExecStream, check_client
+
+DEFAULT_MAX_OUTPUT = 16 * 2**20
+
+
+class _Capture:
+    """Keeps a stream's head and tail within a byte cap, counting what was dropped."""
+
+    def __init__(self, cap: int, spill: IO[bytes] | None = None) -> None:
+        self.cap = cap
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.dropped = 0
+        self.total = 0
+        self.spill = spill
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.spill is not None:
+            self.spill.write(data)
+        room = self.cap // 2 - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data:
+            return
+        self.tail.append(data)
+        self.tail_size += len(data)
+        limit = self.cap - self.cap // 2
+        while self.tail_size > limit:
+            extra = self.tail_size - limit
+            first = self.tail[0]
+            if len(first) <= extra:
+                self.tail.popleft()
+                self.tail_size -= len(first)
+                self.dropped += len(first)
+            else:
+                self.tail[0] = first[extra:]
+                self.tail_size -= extra
+                self.dropped += extra
+
+    def value(self) -> bytes:
+        return bytes(self.head) + b"".join(self.tail)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one command did on one instance.
+
+    ``exit_code`` is None and ``exited`` False when the exit is unknown (the socket
+    closed first, or the run timed out); a non-zero code is data, not an exception.
+    ``stdout``/``stderr`` are bytes; ``stdout_text``/``stderr_text`` decode them as
+    UTF-8 (characters split across frames are whole again here). When a stream was
+    larger than the cap, its middle was dropped: ``stdout_dropped`` counts the bytes.
+    """
+
+    instance_id: str | None
+    command: tuple[str, ...]
+    stdout: bytes = b""
+    stderr: bytes = b""
+    exit_code: int | None = None
+    exited: bool = False
+    timed_out: bool = False
+    error: str | None = None
+    started_at: pd.Timestamp | None = None
+    ended_at: pd.Timestamp | None = None
+    service_id: str | None = None
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
+    tty: bool = False
+
+    @property
+    def duration(self) -> pd.Timedelta | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with 0."""
+        return self.exited and self.exit_code == 0
+
+    @property
+    def stdout_text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def stderr_text(self) -> str:
+        return self.stderr.decode("utf-8", "replace")
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"exit N"``, ``"timed out"``, ``"error"`` or ``"unknown"``."""
+        if self.exited:
+            return "ok" if self.exit_code == 0 else f"exit {self.exit_code}"
+        if self.timed_out:
+            return "timed out"
+        return "error" if self.error else "unknown"
+
+    def __repr__(self) -> str:
+        iid = (self.instance_id or "?")[:8]
+        return (f"<ExecResult {iid} {' '.join(self.command)!r} {self.status}, "
+                f"{len(self.stdout)} B out, {len(self.stderr)} B err>")
+
+
+class CancelToken:
+    """Cancels runs from another thread: ``cancel()`` closes their sockets.
+
+    Pass the same token to several :func:`exec_command` calls (``cancel=token``); a run
+    cancelled this way ends with ``error="cancelled"`` and the output so far.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: set[ExecStream] = set()
+        self.cancelled = False
+
+    def _register(self, stream: ExecStream) -> None:
+        with self._lock:
+            self._streams.add(stream)
+            cancelled = self.cancelled
+        if cancelled:
+            stream.close()
+
+    def _forget(self, stream: ExecStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            streams = list(self._streams)
+        for stream in streams:
+            stream.close()
+
+
+def exec_command(
+    client: Any,
+    instance_id: str | None,
+    command: str | Sequence[str],
+    *,
+    service_id: str | None = None,
+    stdin: bytes | str | None = None,
+    timeout: float | None = 30,
+    tty: bool = False,
+    check: bool = False,
+    on_stdout: Callable[[bytes], Any] | None = None,
+    on_stderr: Callable[[bytes], Any] | None = None,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+    spill_to: str | Path | None = None,
+    cancel: CancelToken | None = None,
+) -> ExecResult:
+    """Run one command on an instance and return what it did.
+
+    Parameters
+    ----------
+    client
+        A :class:`~koyeb_analytics.KoyebClient`.
+    instance_id
+        The instance (a full id); None with ``service_id`` lets the server pick a
+        running instance of that service.
+    command
+        A list of arguments, or a string run through ``sh -c``.
+    stdin
+        Bytes (or text) for the command's stdin. The end of stdin is always sent, so
+        commands that read it do not hang.
+    timeout
+        Seconds for the whole run; past it the socket is closed (the remote process goes
+        with it) and the result says ``timed_out`` with the output so far.
+    tty
+        Run under a pseudo-terminal (stderr is then merged into stdout).
+    check
+        Raise :class:`ExecFailedError` unless the command exited with 0.
+    on_stdout, on_stderr
+        Called with each chunk as it arrives.
+    max_output
+        Bytes kept per stream (head and tail); the middle beyond it is counted, not kept.
+    spill_to
+        Also write the complete stdout there (stderr goes to ``<path>.stderr``).
+    cancel
+        A :class:`CancelToken`; cancelling it ends the run from another thread.
+
+    Returns
+    -------
+    ExecResult
+        A non-zero exit code is data; an error frame before the command started raises
+        the matching :class:`~koyeb_analytics.KoyebError` (not found, not running,
+        authentication).
+
+    Examples
+    --------
+    >>> res = ka.exec_command(client, iid, ["uname", "-a"], timeout=30)   # doctest: +SKIP
+    >>> res.ok, res.stdout_text                                            # doctest: +SKIP
+    (True, 'Linux ...')
+    """
+    if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
+        raise TypeError("stdin must be bytes, str or None")
+    check_client(client)
+    if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 2:
+        raise ValueError(f"max_output must be an integer of at least 2 bytes, got {max_output!r}")
+    stream = ExecStream(client, instance_id, command, service_id=service_id, tty=tty,
+                        timeout=timeout)
+    spills: list[IO[bytes]] = []
+    if spill_to is not None:
+        spills = [open(spill_to, "wb"), open(f"{spill_to}.stderr", "wb")]  # noqa: SIM115
+    out = _Capture(max_output, spills[0] if spills else None)
+    err = _Capture(max_output, spills[1] if spills else None)
+    exit_code: int | None = None
+    error: str | None = None
+    started = False
+    if cancel is not None and cancel.cancelled:
+        return _result(stream, out, err, None, "cancelled", client)
+    try:
+        stream.open()
+        if cancel is not None:
+            cancel._register(stream)
+        try:
+            if stdin:
+                stream.write_stdin(stdin)
+            stream.close_stdin()
+        except TransportError:
+            pass  # the session already ended; the events below tell how
+        for event in stream:
+            if isinstance(event, Output):
+                started = True
+                (out if event.stream == "stdout" else err).add(event.data)
+                callback = on_stdout if event.stream == "stdout" else on_stderr
+                if callback is not None:
+                    callback(event.data)
+            elif isinstance(event, Exit):
+                exit_code = event.code
+            elif isinstance(event, ErrorFrame):
+                if not started and event.code in GRPC_ERRORS:
+                    raise error_for(event)
+                error = "server error: " + event.text()
+            elif isinstance(event, Closed):
+                error = ("connection dropped before the command's exit" if event.code is None
+                         else f"connection closed ({event.code}) before the command's exit")
+    except KeyboardInterrupt:
+        stream.close()
+        result = _result(stream, out, err, None, "interrupted", client)
+        raise ExecInterrupted(result) from None
+    finally:
+        stream.close()
+        if cancel is not None:
+            cancel._forget(stream)
+        for f in spills:
+            f.close()
+    if cancel is not None and cancel.cancelled and exit_code is None:
+        error = "cancelled"
+    result = _result(stream, out, err, exit_code, error, client)
+    if check and not result.ok:
+        raise ExecFailedError(result)
+    return result
+
+
+def _result(stream: ExecStream, out: _Capture, err: _Capture, exit_code: int | None,
+            error: str | None, client: Any) -> ExecResult:
+    return ExecResult(
+        instance_id=stream.instance_id, service_id=stream.service_id,
+        command=stream.command, stdout=out.value(), stderr=err.value(),
+        exit_code=exit_code, exited=exit_code is not None,
+        timed_out=stream.timed_out, error=None if stream.timed_out else error,
+        started_at=stream.started_at, ended_at=pd.Timestamp.now(tz="UTC"),
+        stdout_dropped=out.dropped, stderr_dropped=err.dropped, tty=stream.tty)
