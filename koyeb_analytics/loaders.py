@@ -9,19 +9,14 @@ A listing that fails part way raises
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from operator import itemgetter
 from typing import Any
 from urllib.parse import quote
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from ._frames import Collector, build_frame, cyclic_gc_paused
 from .client import KoyebClient
 from .errors import (
     IncompleteListingError,
@@ -37,8 +32,6 @@ from .schema import (
     INSTANCE_DETAIL_COLUMNS,
     STATUSES,
     TERMINAL_STATUSES,
-    build_frame,
-    convert,
     is_full_id,
 )
 from .timewindow import TimeLike, TimeWindow, WindowLike, resolve_window, to_rfc3339, utcnow
@@ -48,141 +41,6 @@ MAX_QUERY_CHARS = 6000
 # Event columns whose few distinct strings are shared while collecting: a million events
 # repeat a few thousand instance ids and a handful of types and messages.
 _SHARED_EVENT_COLUMNS = frozenset({"organization_id", "instance_id", "type", "message"})
-
-
-class _Collector:
-    """Accumulates rows column by column, dropping repeated ids."""
-
-    def __init__(self, schema: dict[str, str], shared: frozenset[str] = frozenset()) -> None:
-        self.schema = schema
-        self.columns: dict[str, list[Any]] = {c: [] for c in schema}
-        self.extra: dict[str, list[Any]] = {}
-        self.ids: set[str] = set()
-        self.duplicates = 0
-        self.skipped = 0
-        self.coerced: dict[str, int] = {}
-        self.rows = 0
-        self._shared: dict[str, dict[Any, Any]] = {c: {} for c in schema if c in shared}
-        self._getter = itemgetter(*schema) if len(schema) > 1 else None
-
-    def count_new(self, page: Page) -> int:
-        """Rows of ``page`` not received before. Rows without an id (or not objects)
-        cannot show progress, so they do not count: a server sending only those cannot
-        keep a listing going."""
-        ids = self.ids
-        return sum(1 for r in page if isinstance(r, dict) and isinstance(r.get("id"), str)
-                   and r["id"] not in ids)
-
-    def add(self, page: Page) -> None:
-        """Append a page's rows, column by column (much cheaper than row by row)."""
-        rows = page if all(isinstance(r, dict) for r in page) else \
-            [r for r in page if isinstance(r, dict)]
-        self.skipped += len(page) - len(rows)
-        ids = [r.get("id") for r in rows]
-        if not all(i.__class__ is str for i in ids):  # ids that cannot be compared
-            ids = [i if isinstance(i, str) else None for i in ids]
-        present = [i for i in ids if i is not None]
-        if not self.ids.isdisjoint(present) or len(set(present)) != len(present):
-            rows, ids = self._drop_repeats(rows, ids)
-        self.ids.update(i for i in ids if i is not None)
-        if not rows:
-            return
-        by_column = self._columns_of(rows)
-        for name, values in self.columns.items():
-            column = by_column[name] if by_column is not None else [r.get(name) for r in rows]
-            shared = self._shared.get(name)
-            if shared is None:
-                values.extend(column)
-            else:
-                keep = shared.setdefault
-                values.extend([keep(v, v) if v.__class__ is str else v for v in column])
-        if by_column is None:
-            extra = set().union(*rows) - self.schema.keys()
-            for name in extra:
-                self.extra.setdefault(name, [None] * self.rows)
-        for name, values in self.extra.items():
-            values.extend([r.get(name) for r in rows])
-        self.rows += len(rows)
-
-    def notes(self) -> list[str]:
-        """What was wrong with the rows themselves, in words."""
-        out = [f"{name}: {n} value(s) the API should not send (not a {self.schema[name]}) "
-               "were set to missing" for name, n in sorted(self.coerced.items())]
-        if self.skipped:
-            out.append(f"{self.skipped} row(s) that were not JSON objects were skipped")
-        return out
-
-    def _columns_of(self, rows: Page) -> dict[str, tuple[Any, ...]] | None:
-        """The page's columns when every row has exactly the schema's keys, else None.
-
-        The common case, done with one ``itemgetter`` per row and a transpose: 40% less
-        work than a ``.get`` per column and row. Rows of that length holding every schema
-        key cannot carry unknown fields, so the extra-field scan is skipped too.
-        """
-        width = len(self.schema)
-        if self._getter is None or any(len(r) != width for r in rows):
-            return None
-        try:
-            return dict(zip(self.schema, zip(*map(self._getter, rows), strict=True),
-                            strict=True))
-        except KeyError:
-            return None
-
-    def _drop_repeats(self, rows: Page, ids: list[Any]) -> tuple[Page, list[Any]]:
-        seen = set(self.ids)
-        kept, kept_ids = [], []
-        for row, rid in zip(rows, ids, strict=True):
-            if rid is not None:
-                if rid in seen:
-                    self.duplicates += 1
-                    continue
-                seen.add(rid)
-            kept.append(row)
-            kept_ids.append(rid)
-        return kept, kept_ids
-
-    def frame(self, order: Sequence[str] = (), needs: Sequence[str] = (),
-              select: Callable[[Mapping[str, pd.Series]], Any] | None = None) -> pd.DataFrame:
-        """Build the frame once: typed, filtered by ``select``, sorted by ``order``.
-
-        ``select`` receives the converted ``order`` and ``needs`` columns and returns a
-        boolean mask (or None for all rows). Each raw list is released as soon as its
-        column is converted, and rows are reordered column by column, so the peak holds
-        the raw lists plus about one column, never two copies of the frame. The
-        collector is consumed.
-        """
-        keys = {c: convert(self.columns.pop(c), self.schema[c], name=c, coerced=self.coerced)
-                for c in dict.fromkeys([*order, *needs])}
-        rows = np.arange(self.rows)
-        if select is not None:
-            mask = select(keys)
-            if mask is not None:
-                rows = np.flatnonzero(np.asarray(mask, dtype=bool))
-        if order:
-            first = keys[order[0]].iloc[rows]
-            # Listings usually arrive in order (or in reverse): check before sorting.
-            if first.is_unique and first.notna().all() and first.is_monotonic_increasing:
-                pass
-            elif first.is_unique and first.notna().all() and first.is_monotonic_decreasing:
-                rows = rows[::-1]
-            else:
-                # Arrow's multi-key sort is stable and 3x faster than sort_values here.
-                sub = pa.table({c: pa.array(keys[c].iloc[rows]) for c in order})
-                # (nulls last: Arrow's default)
-                positions = pc.sort_indices(sub, sort_keys=[(c, "ascending") for c in order])
-                rows = rows[positions.to_numpy()]
-        identity = len(rows) == self.rows and bool((rows == np.arange(self.rows)).all())
-        data: dict[str, pd.Series] = {}
-        for name, kind in self.schema.items():
-            col = keys.pop(name, None)
-            if col is None:
-                col = convert(self.columns.pop(name), kind, name=name, coerced=self.coerced)
-            data[name] = col if identity else col.take(rows).reset_index(drop=True)
-            del col
-        for name in sorted(self.extra):
-            col = pd.Series(self.extra.pop(name))
-            data[name] = col if identity else col.take(rows).reset_index(drop=True)
-        return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
 
 
 def _check_client(client: Any) -> KoyebClient:
@@ -240,7 +98,7 @@ def _check_bool(name: str, value: Any) -> bool:
 
 
 def _attrs(df: pd.DataFrame, client: KoyebClient, query: dict[str, Any], stats: PageStats,
-           collector: _Collector, fetched_at: pd.Timestamp) -> pd.DataFrame:
+           collector: Collector, fetched_at: pd.Timestamp) -> pd.DataFrame:
     df.attrs.update({
         "source": client.base_url,
         "query": query,
@@ -254,29 +112,10 @@ def _attrs(df: pd.DataFrame, client: KoyebClient, query: dict[str, Any], stats: 
     return df
 
 
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cycle collector while a listing is parsed and collected.
-
-    Decoding pages and keeping their values creates many container objects (the
-    ``messages`` lists, for one) and no reference cycles, yet the growing heap makes the
-    collector re-scan everything older several times: 0.05-0.2 s per 100k rows in a
-    busy process. Reference counting still frees everything as usual; the collector is
-    switched back on afterwards (unless it was already off), and catches up on its own.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _collect(pages: Iterator[Page], collector: _Collector, finish: Callable[[], pd.DataFrame],
+def _collect(pages: Iterator[Page], collector: Collector, finish: Callable[[], pd.DataFrame],
              what: str, stats: PageStats) -> None:
     try:
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             for page in pages:
                 collector.add(page)
     except KoyebError as exc:
@@ -379,7 +218,7 @@ def load_instances(
             params + [("limit", str(limit)), ("offset", str(offset))] for offset in offsets),
             last=last)
 
-    collector = _Collector(INSTANCE_COLUMNS)
+    collector = Collector(INSTANCE_COLUMNS)
     stats = PageStats()
     fetched_at = utcnow()
 
@@ -554,7 +393,7 @@ def load_events(
         query["instance_ids"] = ids
     if type_list is not None:
         query["types"] = type_list
-    collector = _Collector(EVENT_COLUMNS, _SHARED_EVENT_COLUMNS)
+    collector = Collector(EVENT_COLUMNS, _SHARED_EVENT_COLUMNS)
     stats = PageStats()
     fetched_at = utcnow()
     since_ts = tw.since
@@ -657,7 +496,7 @@ def get_instance(client: KoyebClient, instance_id: str) -> pd.Series:
         raise MalformedResponseError(
             f"GET {path} answered with another instance ({str(body.get('id'))[:40]!r})")
     schema = {**INSTANCE_COLUMNS, **INSTANCE_DETAIL_COLUMNS}
-    collector = _Collector(schema)
+    collector = Collector(schema)
     collector.add([body])
     row = collector.frame().iloc[0].copy()
     row.name = instance_id

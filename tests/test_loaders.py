@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import koyeb_analytics as ka
-from koyeb_analytics.loaders import _Collector
+from koyeb_analytics._frames import Collector
 from koyeb_analytics.schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STATUSES
 
 from .conftest import NOW, fast_client
@@ -143,7 +143,7 @@ def test_empty_result_has_the_full_schema(sim, client):
 
 
 def test_unknown_fields_kept_missing_fields_null():
-    c = _Collector(EVENT_COLUMNS)
+    c = Collector(EVENT_COLUMNS)
     c.add([{"id": "a", "when": "2026-11-20T00:00:00Z", "future_field": 1},
            {"id": "b", "when": "2026-11-20T00:00:00.123456789Z"},
            {"id": "a", "when": "2026-11-20T00:00:00Z"}])

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koyeb_analytics.loaders import _Collector
-from koyeb_analytics.schema import EVENT_COLUMNS, STATUSES, TIME_DTYPE, convert
+from koyeb_analytics._frames import Collector, convert
+from koyeb_analytics.schema import EVENT_COLUMNS, STATUSES, TIME_DTYPE
 
 TIMES = [
     "2026-01-01T00:00:00Z", "2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00.123456Z",
@@ -81,7 +81,7 @@ def test_collector_matches_a_row_by_row_reference(rows, full, cut):
         if i < len(full) and full[i]:
             row = {k: row.get(k) for k in KEYS}
         data.append(row)
-    c = _Collector(EVENT_COLUMNS)
+    c = Collector(EVENT_COLUMNS)
     for start in range(0, len(data), cut):
         c.add(data[start:start + cut])
     df = c.frame()
