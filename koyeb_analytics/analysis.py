@@ -18,8 +18,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .schema import STATUSES, TIME_DTYPE
-from .timewindow import TimeLike, parse_duration, parse_time
+from ._compat import positional_deprecated
+from .schema import STATUSES, STRING_DTYPE, TIME_DTYPE
+from .timewindow import TimeLike, WindowLike, parse_duration, parse_time
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,28 @@ def _check_intervals(iv: pd.DataFrame, by: str | None,
         raise ValueError(f"by={by!r} is not a column of the intervals")
 
 
-def _bounds(iv: pd.DataFrame, since: TimeLike | None,
-            until: TimeLike | None) -> tuple[pd.Timestamp, pd.Timestamp]:
-    lo = parse_time(since, "since") if since is not None else iv.attrs.get("since")
+DURATION_DTYPE = "timedelta64[us]"
+
+
+def _empty(spec: dict[str, Any]) -> pd.DataFrame:
+    """An empty result with the columns and dtypes of a full one."""
+    return pd.DataFrame({c: pd.Series(dtype=d) for c, d in spec.items()})
+
+
+def _group_dtype(iv: pd.DataFrame, by: str | None) -> Any:
+    return iv[by].dtype if by is not None and by in iv else STRING_DTYPE
+
+
+def _bounds(iv: pd.DataFrame, since: TimeLike | None, until: TimeLike | None,
+            window: WindowLike | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    if window is not None and since is not None:
+        raise ValueError("pass either window or since, not both")
     hi = parse_time(until, "until") if until is not None else iv.attrs.get("until")
+    if hi is None and len(iv):
+        hi = iv["end"].max()
+    if window is not None:
+        return pd.Timestamp(hi) - parse_duration(window), pd.Timestamp(hi)
+    lo = parse_time(since, "since") if since is not None else iv.attrs.get("since")
     if lo is None:
         lo = iv["start"].min()
     if hi is None:
@@ -128,9 +147,11 @@ def _bounds(iv: pd.DataFrame, since: TimeLike | None,
     return pd.Timestamp(lo), pd.Timestamp(hi)
 
 
-def timeline(iv: pd.DataFrame, by: str | None = "service_id",
-             policy: UptimePolicy | None = None, *, since: TimeLike | None = None,
-             until: TimeLike | None = None, freq: str | None = None) -> pd.DataFrame:
+@positional_deprecated("by", "policy")
+def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
+             policy: UptimePolicy | None = None, since: TimeLike | None = None,
+             until: TimeLike | None = None, window: WindowLike | None = None,
+             freq: str | None = None) -> pd.DataFrame:
     """Split each group's time into segments of constant state.
 
     Returns
@@ -141,13 +162,16 @@ def timeline(iv: pd.DataFrame, by: str | None = "service_id",
         policy, some replicas down) or ``"excluded"``. With ``freq``, segments are also
         cut at period edges and a ``period`` column is added.
     """
+    iv = intervals
     policy = policy or UptimePolicy()
     _check_intervals(iv, by)
-    lo, hi = _bounds(iv, since, until) if len(iv) else (None, None)
+    lo, hi = _bounds(iv, since, until, window) if len(iv) else (None, None)
     cols = ["group", "start", "end", "duration", "present", "up", "upness", "state"]
     spans = iv[(iv["end"] > iv["start"]).to_numpy()]
     if lo is None or spans.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        return _empty(dict(zip(cols, [_group_dtype(iv, by), TIME_DTYPE, TIME_DTYPE,
+                                      DURATION_DTYPE, "int64", "int64", "float64",
+                                      STRING_DTYPE], strict=True)))
     status = spans["status"].astype(object)
     sleeping = status.eq("SLEEPING")
     asleep = sleeping & (policy.sleeping == "excluded")
@@ -215,9 +239,11 @@ def timeline(iv: pd.DataFrame, by: str | None = "service_id",
     return out
 
 
-def uptime(iv: pd.DataFrame, by: str | None = "service_id",
-           policy: UptimePolicy | None = None, *, since: TimeLike | None = None,
-           until: TimeLike | None = None, freq: str | None = None) -> pd.DataFrame:
+@positional_deprecated("by", "policy")
+def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
+           policy: UptimePolicy | None = None, since: TimeLike | None = None,
+           until: TimeLike | None = None, window: WindowLike | None = None,
+           freq: str | None = None) -> pd.DataFrame:
     """Time-weighted availability per group (and per period with ``freq``).
 
     Parameters
@@ -254,12 +280,16 @@ def uptime(iv: pd.DataFrame, by: str | None = "service_id",
     True
     """
     policy = policy or UptimePolicy()
-    seg = timeline(iv, by, policy, since=since, until=until, freq=freq)
+    seg = timeline(intervals, by=by, policy=policy, since=since, until=until, window=window,
+                   freq=freq)
     keys = ["group", "period"] if freq is not None else ["group"]
     zero = pd.Timedelta(0)
     if seg.empty:
-        out = pd.DataFrame(columns=[*keys, "availability", "up_time", "down_time",
-                                    "observed_time", "excluded_time", "incidents"])
+        out = _empty({"group": _group_dtype(intervals, by),
+                      **({"period": TIME_DTYPE} if freq is not None else {}),
+                      "availability": "float64", "up_time": DURATION_DTYPE,
+                      "down_time": DURATION_DTYPE, "observed_time": DURATION_DTYPE,
+                      "excluded_time": DURATION_DTYPE, "incidents": "int64"})
     else:
         seg = seg.assign(
             observed=seg["duration"].where(seg["state"] != "excluded", zero),
@@ -271,7 +301,8 @@ def uptime(iv: pd.DataFrame, by: str | None = "service_id",
         out["down_time"] = out["observed_time"] - out["up_time"]
         out["availability"] = out["up_time"] / out["observed_time"].where(
             out["observed_time"] > zero)
-        inc = incidents(iv, by, policy, since=since, until=until)
+        inc = incidents(intervals, by=by, policy=policy, since=since, until=until,
+                        window=window)
         inc = inc.rename(columns={by or "group": "group"})
         counts = inc.groupby("group").size() if len(inc) else pd.Series(dtype=int)
         if freq is None:
@@ -290,10 +321,12 @@ def uptime(iv: pd.DataFrame, by: str | None = "service_id",
     return out
 
 
-def incidents(iv: pd.DataFrame, by: str | None = "service_id",
-              policy: UptimePolicy | None = None, *, merge_gap: str | pd.Timedelta = "5min",
-              min_duration: str | pd.Timedelta = "1min", since: TimeLike | None = None,
-              until: TimeLike | None = None) -> pd.DataFrame:
+@positional_deprecated("by", "policy")
+def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
+              policy: UptimePolicy | None = None, since: TimeLike | None = None,
+              until: TimeLike | None = None, window: WindowLike | None = None,
+              merge_gap: str | pd.Timedelta = "5min",
+              min_duration: str | pd.Timedelta = "1min") -> pd.DataFrame:
     """Find the windows in which a group was not fully up, under the policy.
 
     Down stretches closer than ``merge_gap`` are merged into one incident; incidents
@@ -309,12 +342,15 @@ def incidents(iv: pd.DataFrame, by: str | None = "service_id",
     policy = policy or UptimePolicy()
     gap = _duration_or_zero(merge_gap, "merge_gap")
     shortest = _duration_or_zero(min_duration, "min_duration")
-    seg = timeline(iv, by, policy, since=since, until=until)
+    seg = timeline(intervals, by=by, policy=policy, since=since, until=until, window=window)
     cols = ["group", "start", "end", "duration", "instances", "statuses"]
     down = seg[seg["state"].isin(["down", "degraded"])] if len(seg) else seg
     if down.empty:
-        out = pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-        out.attrs = {"summary": incident_summary(out), "policy": policy}
+        out = _empty({by or "group": _group_dtype(intervals, by), "start": TIME_DTYPE,
+                      "end": TIME_DTYPE, "duration": DURATION_DTYPE, "instances": object,
+                      "statuses": object})
+        out.attrs = {"summary": incident_summary(out), "policy": policy,
+                     "merge_gap": gap, "min_duration": shortest}
         return out
     down = down.sort_values(["group", "start"])
     prev_end = down.groupby("group")["end"].shift()
@@ -324,6 +360,7 @@ def incidents(iv: pd.DataFrame, by: str | None = "service_id",
                                   end=("end", "max")).reset_index(drop=True)
     inc["duration"] = inc["end"] - inc["start"]
     inc = inc[inc["duration"] >= shortest].reset_index(drop=True)
+    iv = intervals
     keyed = iv.assign(_g=iv[by].astype(object) if by is not None else "all")
     not_up = keyed[~keyed["status"].isin(policy.up_statuses)]
     members, statuses = [], []
@@ -357,8 +394,10 @@ def incident_summary(inc: pd.DataFrame) -> dict[str, dict[str, pd.Timedelta | fl
     return {"mttr": stats(inc["duration"]), "mtbf": stats(between)}
 
 
-def capacity(iv: pd.DataFrame, freq: str = "5min", by: str | None = "status",
-             *, since: TimeLike | None = None, until: TimeLike | None = None) -> pd.DataFrame:
+@positional_deprecated("freq", "by")
+def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
+             since: TimeLike | None = None, until: TimeLike | None = None,
+             window: WindowLike | None = None, freq: str = "5min") -> pd.DataFrame:
     """Concurrent instances over time: the time-weighted mean count in each period.
 
     Returns
@@ -369,14 +408,15 @@ def capacity(iv: pd.DataFrame, freq: str = "5min", by: str | None = "status",
         ``attrs``: ``peak`` (the exact maximum of concurrent instances and when it
         began), ``instance_hours`` (per instance type) and ``freq``.
     """
+    iv = intervals
     _check_intervals(iv, by, needs=frozenset({"start", "end"}))
     step = _fixed_step(freq)
     spans = iv[(iv["end"] > iv["start"]).to_numpy()]
     if spans.empty:
-        out = pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="period"))
+        out = pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="period").as_unit("us"))
         out.attrs = {"peak": {"instances": 0, "at": pd.NaT}, "instance_hours": {}, "freq": freq}
         return out
-    lo, hi = _bounds(iv, since, until)
+    lo, hi = _bounds(iv, since, until, window)
     labels = spans[by].astype(object).fillna("unknown") if by is not None else \
         pd.Series("instances", index=spans.index)
     grid = pd.date_range(lo.floor(step), hi, freq=step)
@@ -411,8 +451,13 @@ def capacity(iv: pd.DataFrame, freq: str = "5min", by: str | None = "status",
     return out
 
 
-def crash_loops(iv: pd.DataFrame, n: int = 3, within: str | pd.Timedelta = "30min",
-                slot: Sequence[str] = ("service_id", "region", "replica_index")) -> pd.DataFrame:
+@positional_deprecated("n", "within", "slot")
+def crash_loops(intervals: pd.DataFrame, *,
+                by: Sequence[str] = ("service_id", "region", "replica_index"),
+                since: TimeLike | None = None, until: TimeLike | None = None,
+                window: WindowLike | None = None, n: int = 3,
+                within: str | pd.Timedelta = "30min",
+                slot: Sequence[str] | None = None) -> pd.DataFrame:
     """Replica slots whose instance ended in ERROR at least ``n`` times within ``within``.
 
     Returns
@@ -421,14 +466,19 @@ def crash_loops(iv: pd.DataFrame, n: int = 3, within: str | pd.Timedelta = "30mi
         One row per slot: the slot columns, ``crashes`` (the most ERRORs in any such
         stretch), ``first_at``, ``last_at`` (of all its ERRORs) and ``instances``.
     """
-    if not isinstance(n, int) or n < 1:
+    iv = intervals
+    _check_intervals(iv, None)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     span = parse_duration(within, "within")
-    slot = list(slot)
+    slot = list(slot if slot is not None else by)
     missing = [c for c in slot if c not in iv]
     if missing:
         raise ValueError(f"slot columns {missing} are not in the intervals")
     errors = iv[iv["status"].astype(object).eq("ERROR")]
+    if len(errors) and (since is not None or until is not None or window is not None):
+        lo, hi = _bounds(iv, since, until, window)
+        errors = errors[(errors["start"] >= lo) & (errors["start"] < hi)]
     errors = errors.sort_values([*slot, "start"]).drop_duplicates("instance_id")
     rows = []
     for key, grp in errors.groupby(slot, sort=True, dropna=False):
@@ -439,4 +489,8 @@ def crash_loops(iv: pd.DataFrame, n: int = 3, within: str | pd.Timedelta = "30mi
             rows.append({**dict(zip(slot, key, strict=True)), "crashes": worst,
                          "first_at": grp["start"].min(), "last_at": grp["start"].max(),
                          "instances": list(grp["instance_id"])})
-    return pd.DataFrame(rows, columns=[*slot, "crashes", "first_at", "last_at", "instances"])
+    if not rows:
+        return _empty({**{c: iv[c].dtype for c in slot}, "crashes": "int64",
+                       "first_at": TIME_DTYPE, "last_at": TIME_DTYPE, "instances": object})
+    out = pd.DataFrame(rows, columns=[*slot, "crashes", "first_at", "last_at", "instances"])
+    return out.astype({c: iv[c].dtype for c in slot})

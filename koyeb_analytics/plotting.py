@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._compat import positional_deprecated
 from .schema import STATUSES
 
 STATUS_COLORS: dict[str, str] = {
@@ -61,10 +62,21 @@ def _status_legend(ax: Any, statuses: list[str], **kw: Any) -> None:
     ax.legend(handles=handles, **kw)
 
 
-def plot_lifecycles(iv: pd.DataFrame, ax: Any = None, *, events: pd.DataFrame | None = None,
-                    incidents: pd.DataFrame | None = None, group: str = "service_id",
+def _expect(data: Any, needs: set[str], fn: str, source: str) -> None:
+    """Name what a plot function expected when it is given something else."""
+    if data is None or (isinstance(data, pd.DataFrame) and data.empty):
+        return  # nothing to draw: the axes come back untouched
+    if not isinstance(data, pd.DataFrame) or not needs <= set(data.columns):
+        got = list(data.columns) if isinstance(data, pd.DataFrame) else type(data).__name__
+        raise TypeError(f"{fn}() expects the frame from {source} (columns "
+                        f"{sorted(needs)}); got {got}")
+
+
+@positional_deprecated("ax", renamed={"group": "by"})
+def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any = None,
+                    events: pd.DataFrame | None = None, incidents: pd.DataFrame | None = None,
                     lane_height: float = 0.8) -> Any:
-    """Draw one swimlane per instance, grouped by ``group``, spans coloured by status.
+    """Draw one swimlane per instance, grouped by ``by``, spans coloured by status.
 
     Spans are drawn as one ``PolyCollection`` per status (never one artist per span), so
     tens of thousands of spans stay fast. ``events`` adds markers on the lanes;
@@ -79,12 +91,15 @@ def plot_lifecycles(iv: pd.DataFrame, ax: Any = None, *, events: pd.DataFrame | 
     >>> len(ax.collections)
     0
     """
+    iv = intervals
+    _expect(iv, {"instance_id", "status", "start", "end"}, "plot_lifecycles",
+            "ka.lifecycles()")
     ax = _axes(ax)
     if iv is None or len(iv) == 0:
         return ax
     from matplotlib.collections import PolyCollection
 
-    keys = [c for c in (group, "replica_index") if c in iv]
+    keys = [c for c in (by, "replica_index") if c in iv]
     lanes = (iv.groupby("instance_id", sort=False)
              .agg(**{k: (k, "first") for k in keys}, first=("start", "min")))
     lanes = lanes.sort_values([*keys, "first"], kind="stable", na_position="last")
@@ -116,12 +131,12 @@ def plot_lifecycles(iv: pd.DataFrame, ax: Any = None, *, events: pd.DataFrame | 
                    marker="|", s=30, color="black", linewidths=0.6, label="events", zorder=3)
     ax.set_xlim(x0.min(), x1.max())
     ax.set_ylim(len(lanes) - 0.5, -0.5)
-    if group in lanes:
-        starts = lanes[group].ne(lanes[group].shift()).to_numpy()
+    if by in lanes:
+        starts = lanes[by].ne(lanes[by].shift()).to_numpy()
         ticks = np.flatnonzero(starts)
         ax.set_yticks(ticks)
-        ax.set_yticklabels([str(v)[:8] for v in lanes[group].iloc[ticks]], fontsize=7)
-        ax.set_ylabel(f"instances by {group} (short id)")
+        ax.set_yticklabels([str(v)[:8] for v in lanes[by].iloc[ticks]], fontsize=7)
+        ax.set_ylabel(f"instances by {by} (short id)")
     _time_axis(ax)
     _status_legend(ax, [s for s in present if s != "unknown"], loc="upper left",
                    bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
@@ -129,8 +144,14 @@ def plot_lifecycles(iv: pd.DataFrame, ax: Any = None, *, events: pd.DataFrame | 
     return ax
 
 
-def plot_capacity(cap: pd.DataFrame, ax: Any = None) -> Any:
+@positional_deprecated("ax")
+def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
     """Stacked step areas of concurrent instances over time (from :func:`capacity`)."""
+    cap = capacity
+    if cap is not None and (not isinstance(cap, pd.DataFrame) or (
+            not cap.empty and not isinstance(cap.index, pd.DatetimeIndex))):
+        raise TypeError("plot_capacity() expects the frame from ka.capacity() (periods as "
+                        f"a DatetimeIndex); got {type(cap).__name__}")
     ax = _axes(ax)
     if cap is None or cap.empty or cap.shape[1] == 0:
         return ax
@@ -151,11 +172,14 @@ def plot_capacity(cap: pd.DataFrame, ax: Any = None) -> Any:
     return ax
 
 
-def plot_uptime(up: pd.DataFrame, ax: Any = None) -> Any:
+@positional_deprecated("ax")
+def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None) -> Any:
     """Availability per group as bars, or per group and period as a heatmap.
 
     The policy's method is printed under the chart.
     """
+    up = uptime
+    _expect(up, {"availability"}, "plot_uptime", "ka.uptime()")
     ax = _axes(ax)
     if up is None or len(up) == 0:
         return ax
@@ -196,8 +220,10 @@ def plot_uptime(up: pd.DataFrame, ax: Any = None) -> Any:
     return ax
 
 
-def plot_events(events: pd.DataFrame, ax: Any = None) -> Any:
+@positional_deprecated("ax")
+def plot_events(events: pd.DataFrame, *, ax: Any = None) -> Any:
     """A strip timeline of events: one row per event type, a tick per event."""
+    _expect(events, {"when", "type"}, "plot_events", "ka.load_events()")
     ax = _axes(ax)
     if events is None or len(events) == 0:
         return ax

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -188,3 +190,38 @@ def test_on_simulated_fleet(sim, client):
     assert len(inc) >= 1  # the seeded fleet has an outage
     cap = ka.capacity(iv, freq="1h")
     assert cap.attrs["peak"]["instances"] >= cap.sum(axis=1).max() - 1e-9
+
+
+@pytest.mark.parametrize("name", ["timeline", "uptime", "incidents", "capacity",
+                                  "crash_loops"])
+def test_empty_results_keep_the_columns_and_dtypes_of_full_ones(sim, name):
+    from .conftest import fast_client
+
+    client = fast_client(sim)
+    iv = ka.lifecycles(ka.load_instances(client, progress=False),
+                       ka.load_events(client, progress=False))
+    fn = getattr(ka, name)
+    options = {"n": 1} if name == "crash_loops" else {}
+    full, empty = fn(iv, **options), fn(iv.iloc[:0], **options)
+    assert len(full) and not len(empty)
+    assert empty.index.dtype == full.index.dtype
+    if name != "capacity":  # capacity's columns are the statuses seen: none when empty
+        assert list(empty.columns) == list(full.columns)
+        assert dict(empty.dtypes.astype(str)) == dict(full.dtypes.astype(str))
+
+
+def test_one_signature_template_and_old_calls_warn(sim):
+    iv = make_iv([("a", "s1", 0, "HEALTHY", 0, 60), ("b", "s1", 0, "ERROR", 60, 60)])
+    with pytest.warns(DeprecationWarning, match="by keyword"):
+        old = ka.uptime(iv, "service_id")
+    assert old.equals(ka.uptime(iv, by="service_id"))
+    with pytest.warns(DeprecationWarning):
+        ka.capacity(iv, "1h")
+    with pytest.raises(TypeError, match="1 positional"):
+        ka.incidents(iv, "service_id", None, "extra")
+    for fn in (ka.uptime, ka.incidents, ka.capacity, ka.crash_loops, ka.timeline):
+        params = inspect.signature(fn).parameters
+        first, *rest = params.values()
+        assert first.name == "intervals"
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in rest)
+        assert {"since", "until", "window", "by"} <= set(params)

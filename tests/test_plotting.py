@@ -116,3 +116,21 @@ def test_the_report_leaves_the_backend_and_pyplot_alone(sim, tmp_path):
         assert plt.get_fignums() == open_before
     finally:
         matplotlib.use(before, force=True)
+
+
+def test_plots_name_the_input_they_expected():
+    iv = make_iv(A)
+    with pytest.raises(TypeError, match=r"plot_uptime\(\) expects the frame from ka.uptime"):
+        ka.plot_uptime(iv)
+    with pytest.raises(TypeError, match="plot_capacity"):
+        ka.plot_capacity(iv)
+    with pytest.raises(TypeError, match="plot_lifecycles"):
+        ka.plot_lifecycles(ka.uptime(iv))
+    with pytest.raises(TypeError, match="plot_events"):
+        ka.plot_events(iv)
+    fig, ax = plt.subplots()
+    with pytest.warns(DeprecationWarning, match="by keyword"):
+        assert ka.plot_lifecycles(iv, ax) is ax
+    with pytest.warns(DeprecationWarning, match="group= is now by="):
+        ka.plot_lifecycles(iv, group="region")
+    plt.close("all")
