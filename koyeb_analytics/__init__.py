@@ -59,6 +59,7 @@ from .execute import (
 from .lifecycle import findings, lifecycles
 from .loaders import get_instance, load_events, load_instances
 from .network import Network
+from .pipeline import Analysis, Window, analyse, load_window
 from .plotting import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .schema import STATUSES
 from .snapshot import load_snapshot, read_manifest, save_snapshot
@@ -68,6 +69,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIError",
+    "Analysis",
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
@@ -95,6 +97,8 @@ __all__ = [
     "SnapshotError",
     "TransportError",
     "UptimePolicy",
+    "Window",
+    "analyse",
     "capacity",
     "classify_events",
     "crash_loops",
@@ -112,6 +116,7 @@ __all__ = [
     "load_instances",
     "load_snapshot",
     "load_transcript",
+    "load_window",
     "plot_capacity",
     "plot_events",
     "plot_lifecycles",

@@ -46,31 +46,9 @@ def _summary(a: Any, report: Path) -> str:
     return "\n".join(lines)
 
 
-def _load(client: Any, window: str, services: list[str] | None,
-          progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from .loaders import load_events, load_instances
-
-    if services:
-        parts = [load_instances(client, window=window, service_id=s, progress=progress)
-                 for s in services]
-        inst = pd.concat(parts, ignore_index=True)
-        inst.attrs = {**parts[0].attrs, "query": {**parts[0].attrs["query"],
-                                                  "service_id": services}}
-        ids = inst["id"].tolist()
-        ev = load_events(client, since=inst.attrs["query"].get("since"), instance_ids=ids,
-                         progress=progress) if ids else load_events(
-            client, window=window, instance_ids=["00000000-0000-4000-8000-000000000000"],
-            progress=progress)
-    else:
-        inst = load_instances(client, window=window, progress=progress)
-        # Events from the window's start to now: the status before a quiet stretch is
-        # told by the event that ends it.
-        ev = load_events(client, since=inst.attrs["query"]["since"], progress=progress)
-    return inst, ev
-
-
 def _demo(args: argparse.Namespace) -> int:
-    from .report import analyse, write_report
+    from .pipeline import analyse, load_window
+    from .report import write_report
     from .simulator import simulate
 
     started = time.perf_counter()
@@ -80,11 +58,12 @@ def _demo(args: argparse.Namespace) -> int:
                   outages=max(1, args.services // 6), vocabulary=args.vocabulary) as sim:
         client = sim.client()
         _say("[2/4] Loading every instance and event...")
-        inst, ev = _load(client, f"{args.days}d", None, _progress(args))
+        data = load_window(client, window=f"{args.days}d", progress=_progress(args))
+    inst, ev = data.instances, data.events
     _say(f"      {len(inst)} instances ({inst.attrs['pages']} pages), {len(ev)} events "
          f"({ev.attrs['pages']} pages)")
     _say("[3/4] Rebuilding lifecycles; uptime, incidents, capacity...")
-    a = analyse(inst, ev, since=inst.attrs["query"]["since"], until=inst.attrs["fetched_at"])
+    a = analyse(data)
     _say("[4/4] Writing the report...")
     out = write_report(a, args.out, title="Koyeb services report (simulated fleet)")
     print(_summary(a, out))
@@ -111,17 +90,19 @@ def _days(window: str) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import analyse, write_report
+    from .pipeline import analyse, load_window
+    from .report import write_report
     from .timewindow import parse_duration
 
     parse_duration(args.window)  # a bad window fails before anything starts
     client, sim = _client(args)
     try:
-        inst, ev = _load(client, args.window, args.service, _progress(args))
+        data = load_window(client, window=args.window, service_id=args.service,
+                           progress=_progress(args))
     finally:
         if sim is not None:
             sim.stop()
-    a = analyse(inst, ev, since=inst.attrs["query"]["since"], until=inst.attrs["fetched_at"])
+    a = analyse(data)
     out = write_report(a, args.out)
     print(_summary(a, out))
     return 0

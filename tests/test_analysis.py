@@ -225,3 +225,21 @@ def test_one_signature_template_and_old_calls_warn(sim):
         assert first.name == "intervals"
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in rest)
         assert {"since", "until", "window", "by"} <= set(params)
+
+
+def test_a_window_is_a_value(sim):
+    from .conftest import NOW, fast_client
+
+    client = fast_client(sim)
+    until = pd.Timestamp(NOW) - pd.Timedelta("1h")
+    w = ka.load_window(client, window="12h", until=until, progress=False)
+    assert w.until == until and w.since == until - pd.Timedelta("12h")
+    # Events run on past the window's end: they tell what quiet stretches were.
+    assert w.events["when"].min() >= w.since and w.events["when"].max() > until
+    a = ka.analyse(w)
+    assert a.since == w.since and a.until == w.until
+    one = w.instances["service_id"].iloc[0]
+    narrow = ka.load_window(client, window="12h", until=until, service_id=one,
+                            progress=False)
+    assert set(narrow.instances["service_id"]) == {one}
+    assert set(narrow.events["instance_id"]) <= set(narrow.instances["id"])
