@@ -60,7 +60,7 @@ def main() -> None:
         ours, bare = [], []
         for _ in range(args.rounds):
             start = time.perf_counter()
-            res = ka.exec_command(client, iid, CMD, max_output=SIZE * 2, timeout=300)
+            res = ka.exec_command(client, CMD, instance_id=iid, max_output=SIZE * 2, timeout=300)
             ours.append(time.perf_counter() - start)
             assert res.ok and len(res.stdout) == SIZE, res
             start = time.perf_counter()

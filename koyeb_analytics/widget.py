@@ -395,7 +395,7 @@ class ExecWidget(widgets.VBox):
         view: _CellOutput = cell["view"]
         started = pd.Timestamp.now(tz="UTC")
         try:
-            result = exec_command(self.client, iid, argv, timeout=timeout,
+            result = exec_command(self.client, argv, instance_id=iid, timeout=timeout,
                                   max_output=self.max_output, cancel=self._cancel,
                                   on_stdout=lambda b: view.feed("stdout", b),
                                   on_stderr=lambda b: view.feed("stderr", b))

@@ -66,29 +66,29 @@ def test_frames_round_trip():
 
 def test_stdout_stderr_and_exit_codes(ec, healthy):
     iid = healthy["id"][0]
-    res = ka.exec_command(ec, iid, ["sh", "-c", "echo out; echo err >&2; exit 0"])
+    res = ka.exec_command(ec, ["sh", "-c", "echo out; echo err >&2; exit 0"], instance_id=iid)
     assert (res.stdout, res.stderr, res.exit_code, res.exited, res.ok) == \
         (b"out\n", b"err\n", 0, True, True)
-    res = ka.exec_command(ec, iid, "exit 1")
+    res = ka.exec_command(ec, "exit 1", instance_id=iid)
     assert res.exit_code == 1 and not res.ok and res.status == "exit 1"
-    res = ka.exec_command(ec, iid, "kill -9 $$")
+    res = ka.exec_command(ec, "kill -9 $$", instance_id=iid)
     assert res.exit_code == 137 and res.exited
     with pytest.raises(ka.ExecFailedError, match="exited with 1"):
-        ka.exec_command(ec, iid, "exit 1", check=True)
+        ka.exec_command(ec, "exit 1", instance_id=iid, check=True)
     assert res.duration is not None and res.duration >= pd.Timedelta(0)
 
 
 def test_stdin_round_trip_every_byte_value(ec, healthy):
     payload = bytes(range(256)) * 100
-    res = ka.exec_command(ec, healthy["id"][0], ["cat"], stdin=payload)
+    res = ka.exec_command(ec, ["cat"], instance_id=healthy["id"][0], stdin=payload)
     assert res.stdout == payload and res.ok
-    assert ka.exec_command(ec, healthy["id"][0], ["cat"]).stdout == b""  # stdin closed
+    assert ka.exec_command(ec, ["cat"], instance_id=healthy["id"][0]).stdout == b""  # stdin closed
 
 
 def test_environment_and_scratch_directory(ec, healthy):
     row = healthy.iloc[1]
-    res = ka.exec_command(ec, row["id"], "echo $KOYEB_INSTANCE_ID $KOYEB_SERVICE_ID "
-                                         "$KOYEB_REGION; pwd")
+    res = ka.exec_command(ec, "echo $KOYEB_INSTANCE_ID $KOYEB_SERVICE_ID $KOYEB_REGION; pwd",
+                          instance_id=row["id"])
     ids, cwd = res.stdout_text.splitlines()
     assert ids.split() == [row["id"], row["service_id"], row["region"]]
     assert cwd.endswith(row["id"])
@@ -98,7 +98,7 @@ def test_multibyte_characters_split_across_frames(esim, ec, healthy):
     esim.exec_faults = ExecFaults(split_utf8=True)
     chunks = []
     text = "héllo wörld ✓ 日本\n"
-    res = ka.exec_command(ec, healthy["id"][0], ["printf", "%s", text],
+    res = ka.exec_command(ec, ["printf", "%s", text], instance_id=healthy["id"][0],
                           on_stdout=chunks.append)
     assert len(chunks) >= 2
     with pytest.raises(UnicodeDecodeError):
@@ -111,7 +111,8 @@ def test_large_output_stays_within_the_cap(ec, healthy, tmp_path):
     spill = tmp_path / "out.bin"
     tracemalloc.start()
     try:
-        res = ka.exec_command(ec, healthy["id"][0], f"head -c {size} /dev/zero | tr '\\0' x",
+        res = ka.exec_command(ec, f"head -c {size} /dev/zero | tr '\\0' x",
+                              instance_id=healthy["id"][0],
                               max_output=2**20, spill_to=spill, timeout=120)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -124,7 +125,8 @@ def test_large_output_stays_within_the_cap(ec, healthy, tmp_path):
 
 def test_timeout_closes_the_socket_and_kills_the_process(esim, ec, healthy):
     start = time.monotonic()
-    res = ka.exec_command(ec, healthy["id"][0], "echo started; exec sleep 60", timeout=1)
+    res = ka.exec_command(ec, "echo started; exec sleep 60", instance_id=healthy["id"][0],
+                          timeout=1)
     assert time.monotonic() - start < 5
     assert res.timed_out and not res.exited and res.exit_code is None
     assert res.stdout == b"started\n" and res.status == "timed out"
@@ -136,12 +138,12 @@ def test_timeout_closes_the_socket_and_kills_the_process(esim, ec, healthy):
 
 def test_close_without_exit_frame_is_an_unknown_exit(esim, ec, healthy):
     esim.exec_faults = ExecFaults(no_exit_frame=True)
-    res = ka.exec_command(ec, healthy["id"][0], "echo partial")
+    res = ka.exec_command(ec, "echo partial", instance_id=healthy["id"][0])
     assert res.stdout == b"partial\n"
     assert (res.exited, res.exit_code) == (False, None)
     assert "1000" in res.error and res.status == "error"
     esim.exec_faults = ExecFaults(drop_after_bytes=100_000)
-    res = ka.exec_command(ec, healthy["id"][0], "head -c 1000000 /dev/zero")
+    res = ka.exec_command(ec, "head -c 1000000 /dev/zero", instance_id=healthy["id"][0])
     assert not res.exited and res.exit_code is None
     assert 100_000 <= len(res.stdout) < 1_000_000 and "dropped" in res.error
 
@@ -150,12 +152,12 @@ def test_error_frames_raise_typed_errors(esim, ec):
     inst = ka.load_instances(ec, progress=False)
     stopped = inst.loc[inst["status"] == "STOPPED", "id"].iloc[0]
     with pytest.raises(ka.InstanceNotRunningError, match="not running"):
-        ka.exec_command(ec, stopped, ["true"])
+        ka.exec_command(ec, ["true"], instance_id=stopped)
     with pytest.raises(ka.NotFoundError):
-        ka.exec_command(ec, "5b1f7f0e-1111-4222-8333-444455556666", ["true"])
+        ka.exec_command(ec, ["true"], instance_id="5b1f7f0e-1111-4222-8333-444455556666")
     bad = ka.KoyebClient("x" * 64, base_url=esim.url)
     with pytest.raises(ka.AuthenticationError):
-        ka.exec_command(bad, inst["id"][0], ["true"])
+        ka.exec_command(bad, ["true"], instance_id=inst["id"][0])
 
 
 def test_handshake_401_mode():
@@ -163,21 +165,22 @@ def test_handshake_401_mode():
         iid = ka.load_instances(s.client(), statuses=["HEALTHY"], progress=False)["id"][0]
         bad = ka.KoyebClient("y" * 64, base_url=s.url)
         with pytest.raises(ka.AuthenticationError) as err:
-            ka.exec_command(bad, iid, ["true"])
+            ka.exec_command(bad, ["true"], instance_id=iid)
         assert "y" * 64 not in str(err.value)
-        assert ka.exec_command(s.client(), iid, ["true"]).ok
+        assert ka.exec_command(s.client(), ["true"], instance_id=iid).ok
 
 
 def test_service_id_picks_a_running_instance(ec, healthy):
     svc = healthy["service_id"][0]
-    res = ka.exec_command(ec, None, "echo $KOYEB_SERVICE_ID $KOYEB_INSTANCE_ID", service_id=svc)
+    res = ka.exec_command(ec, "echo $KOYEB_SERVICE_ID $KOYEB_INSTANCE_ID", service_id=svc)
     got_svc, got_iid = res.stdout_text.split()
     assert got_svc == svc and got_iid in set(healthy.loc[healthy["service_id"] == svc, "id"])
     assert res.service_id == svc and res.instance_id is None
 
 
 def test_tty_mode_and_resize(ec, healthy):
-    with ka.exec_stream(ec, healthy["id"][0], ["sh", "-c", "sleep 0.5; stty size"], tty=True,
+    with ka.exec_stream(ec, ["sh", "-c", "sleep 0.5; stty size"],
+                        instance_id=healthy["id"][0], tty=True,
                         timeout=10) as s:
         s.resize(40, 120)
         events = list(s)
@@ -191,7 +194,7 @@ def test_tty_resize_reaches_the_command_as_sigwinch(ec, healthy):
     # The pty is the command's controlling terminal, so a resize signals it.
     script = "trap 'stty size; exit 0' WINCH; echo ready; i=0; " \
              "while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; exit 3"
-    with ka.exec_stream(ec, healthy["id"][0], ["sh", "-c", script], tty=True,
+    with ka.exec_stream(ec, ["sh", "-c", script], instance_id=healthy["id"][0], tty=True,
                         timeout=20) as s:
         out = b""
         for event in s:
@@ -207,12 +210,12 @@ def test_tty_resize_reaches_the_command_as_sigwinch(ec, healthy):
 
 
 def test_tty_command_not_found_exits_127(ec, healthy):
-    res = ka.exec_command(ec, healthy["id"][0], ["no-such-command-here"], tty=True,
+    res = ka.exec_command(ec, ["no-such-command-here"], instance_id=healthy["id"][0], tty=True,
                           timeout=10)
     assert res.exit_code == 127 and b"no-such-command-here" in res.stdout
 
 def test_streaming_cat(ec, healthy):
-    with ka.exec_stream(ec, healthy["id"][0], ["cat"], timeout=10) as s:
+    with ka.exec_stream(ec, ["cat"], instance_id=healthy["id"][0], timeout=10) as s:
         s.write_stdin(b"hello\n")
         s.close_stdin()
         events = list(s)
@@ -289,7 +292,8 @@ def test_ctrl_c_closes_and_keeps_the_partial_output(esim, ec, healthy):
         raise KeyboardInterrupt
 
     with pytest.raises(ka.ExecInterrupted) as err:
-        ka.exec_command(ec, healthy["id"][0], "echo first; exec sleep 30", on_stdout=interrupt)
+        ka.exec_command(ec, "echo first; exec sleep 30", instance_id=healthy["id"][0],
+                        on_stdout=interrupt)
     assert err.value.result.stdout == b"first\n" and not err.value.result.exited
     deadline = time.monotonic() + 5
     while esim._exec.processes and time.monotonic() < deadline:
@@ -305,15 +309,16 @@ def test_ctrl_c_closes_and_keeps_the_partial_output(esim, ec, healthy):
     (("5b1f7f0e-1111-4222-8333-444455556666", [1, 2]), ValueError, "command"),
 ])
 def test_bad_input_fails_before_connecting(esim, ec, args, exc, words):
+    target, command = args
     with pytest.raises(exc, match=words):
-        ka.exec_command(ec, *args)
+        ka.exec_command(ec, command, instance_id=target)
     with pytest.raises(ValueError, match="timeout"):
-        ka.exec_command(ec, "5b1f7f0e-1111-4222-8333-444455556666", ["ls"], timeout=-1)
+        ka.exec_command(ec, ["ls"], instance_id="5b1f7f0e-1111-4222-8333-444455556666", timeout=-1)
 
 
 def test_simulated_processes_do_not_outlive_the_simulator(healthy):
     with ka.simulate(seed=7, days=7, services=12, now=NOW) as s:
-        stream = ka.exec_stream(s.client(), healthy["id"][0], "echo $$; exec sleep 30",
+        stream = ka.exec_stream(s.client(), "echo $$; exec sleep 30", instance_id=healthy["id"][0],
                                 timeout=30).open()
         first = next(iter(stream))
         pid = int(first.data)
@@ -329,7 +334,16 @@ def test_simulated_processes_do_not_outlive_the_simulator(healthy):
 def test_delayed_frames_arrive_late_but_whole(esim, ec, healthy):
     esim.exec_faults = ExecFaults(frame_delay=0.3)
     start = time.monotonic()
-    res = ka.exec_command(ec, healthy["id"][0], "echo one; sleep 0.1; echo two >&2")
+    res = ka.exec_command(ec, "echo one; sleep 0.1; echo two >&2", instance_id=healthy["id"][0])
     # each frame is held back 0.3 s; stderr's is produced 0.1 s after stdout's
     assert time.monotonic() - start >= 0.4
     assert (res.stdout, res.stderr, res.exit_code) == (b"one\n", b"two\n", 0)
+
+
+def test_the_old_call_form_still_works_with_a_warning(ec, healthy):
+    iid = healthy["id"][0]
+    with pytest.warns(DeprecationWarning, match="exec_command\\(client, command, instance_id"):
+        res = ka.exec_command(ec, iid, ["echo", "old"])
+    assert res.stdout == b"old\n"
+    with pytest.raises(TypeError, match="instance_id twice"):
+        ka.exec_command(ec, iid, ["echo"], instance_id=iid)

@@ -156,4 +156,4 @@ def test_cannot_exec_is_failed_precondition_with_the_reason(exec_sim):
     assert code is None and seen[0]["error"]["message"] == "failed_precondition"
     assert "not running" in seen[0]["error"]["details"][0]["message"]
     with pytest.raises(ka.InstanceNotRunningError, match="not running"):
-        ka.exec_command(exec_sim.client(), stopped, ["id"], timeout=10)
+        ka.exec_command(exec_sim.client(), ["id"], instance_id=stopped, timeout=10)

@@ -109,7 +109,7 @@ def exec_server(frames: list[bytes]):
 def test_exec_frames_of_any_shape_give_a_result_with_an_error(frame):
     text = json.dumps(frame).replace("Infinity", "1e400")
     with exec_server([result_frame(b"before\n"), ws_frame(text)]) as srv:
-        result = ka.exec_command(client_for(srv), IID, ["id"], timeout=5)
+        result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
     assert result.stdout == b"before\n" and not result.exited and result.error
     with exec_server([result_frame(b"before\n"), ws_frame(text)]) as srv:
         runs = ka.exec_many(client_for(srv), [IID, OTHER], ["id"], timeout=5)
@@ -121,7 +121,7 @@ def test_only_exited_true_ends_the_command():
         "stdout": None, "stderr": None, "exited": "yes", "exit_code": 0}})),
         result_frame(b"b"), result_frame(None, exited=True, code=0)]
     with exec_server(frames) as srv:
-        result = ka.exec_command(client_for(srv), IID, ["id"], timeout=5)
+        result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
     assert result.ok and result.stdout == b"ab"
 
 

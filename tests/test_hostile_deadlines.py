@@ -143,7 +143,7 @@ def test_exec_ends_at_its_timeout_whatever_arrives(behaviour):
     with ws_server(behaviour) as srv:
         client = client_for(srv, timeout=5)
         start = time.monotonic()
-        result = ka.exec_command(client, IIDS[0], ["sleep", "100"], timeout=1.5)
+        result = ka.exec_command(client, ["sleep", "100"], instance_id=IIDS[0], timeout=1.5)
         elapsed = time.monotonic() - start
     assert result.timed_out and not result.exited and result.exit_code is None
     assert 1.4 < elapsed < 3.5
@@ -175,7 +175,7 @@ def test_a_dripped_handshake_answer_ends_at_the_connect_deadline():
         client = client_for(srv, timeout=1.0)
         start = time.monotonic()
         with pytest.raises(ka.DeadlineExceeded):
-            ka.exec_command(client, IIDS[0], ["id"], timeout=30)
+            ka.exec_command(client, ["id"], instance_id=IIDS[0], timeout=30)
         assert time.monotonic() - start < 3
 
 
@@ -195,7 +195,7 @@ def test_a_huge_refusal_body_is_not_read_to_its_end():
         client = client_for(srv, timeout=5)
         start = time.monotonic()
         with pytest.raises(ka.PermissionDeniedError):
-            ka.exec_command(client, IIDS[0], ["id"], timeout=5)
+            ka.exec_command(client, ["id"], instance_id=IIDS[0], timeout=5)
         assert time.monotonic() - start < 2
 
 
@@ -208,7 +208,7 @@ def test_exec_without_a_timeout_still_bounds_the_handshake():
         client = client_for(srv, timeout=1.0)
         start = time.monotonic()
         with pytest.raises(ka.DeadlineExceeded):
-            with ka.exec_stream(client, IIDS[0], ["id"], timeout=None):
+            with ka.exec_stream(client, ["id"], instance_id=IIDS[0], timeout=None):
                 pass
         assert time.monotonic() - start < 3
 
@@ -219,7 +219,7 @@ def test_a_dropped_connection_right_after_the_exit_frame_is_a_clean_exit():
         conn.sendall(result_frame(b"done\n") + result_frame(None, exited=True, code=3))
 
     with ws_server(after) as srv:
-        result = ka.exec_command(client_for(srv, timeout=5), IIDS[0], ["id"], timeout=5)
+        result = ka.exec_command(client_for(srv, timeout=5), ["id"], instance_id=IIDS[0], timeout=5)
     assert result.exited and result.exit_code == 3 and result.stdout == b"done\n"
     assert result.error is None
 

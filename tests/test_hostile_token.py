@@ -44,7 +44,7 @@ def test_exec_never_follows_a_redirect(status, caplog):
             redirecting(foreign.url.replace("http", "ws"), status) as srv:
         client = ka.KoyebClient(TOKEN, base_url=srv.url, max_retries=0, timeout=5)
         with pytest.raises(ka.KoyebError) as err:
-            ka.exec_command(client, IID, ["id"], timeout=5)
+            ka.exec_command(client, ["id"], instance_id=IID, timeout=5)
         assert str(status) in str(err.value) and "redirect" in str(err.value)
         assert foreign.connections == 0
         # The token went to the API host only, in the subprotocol header.
@@ -78,7 +78,7 @@ def test_a_handshake_answer_with_another_subprotocol_logs_nothing(protocol, capl
     with HostileServer(handler) as srv:
         client = ka.KoyebClient(TOKEN, base_url=srv.url, max_retries=0, timeout=5)
         try:
-            result = ka.exec_command(client, IID, ["id"], timeout=5)
+            result = ka.exec_command(client, ["id"], instance_id=IID, timeout=5)
         except ka.KoyebError as exc:
             assert protocol is not None and "subprotocol" in str(exc)
             assert_token_absent(exc)
@@ -94,7 +94,7 @@ def test_bad_timeouts_are_refused_before_any_connection(bad):
     with counting_server() as srv:
         client = ka.KoyebClient(TOKEN, base_url=srv.url, max_retries=0, timeout=5)
         with pytest.raises((ValueError, TypeError)) as err:
-            ka.exec_command(client, IID, ["id"], timeout=bad)
+            ka.exec_command(client, ["id"], instance_id=IID, timeout=bad)
         assert "timeout" in str(err.value)
         with pytest.raises((ValueError, TypeError)) as err2:
             ka.KoyebClient(TOKEN, base_url=srv.url, timeout=bad)
@@ -122,7 +122,7 @@ def test_refusals_and_failures_carry_no_token(caplog):
         with pytest.raises(ka.IncompleteListingError) as err:
             ka.load_instances(client, progress=False)
         with pytest.raises(ka.PermissionDeniedError) as denied:
-            ka.exec_command(client, IID, ["id"], timeout=5)
+            ka.exec_command(client, ["id"], instance_id=IID, timeout=5)
         runs = ka.exec_many(client, [IID], ["id"], timeout=5)
     assert len(err.value.partial) == 1 and isinstance(err.value.cause, ka.ServerError)
     assert any(isinstance(e, ka.ServerError) for e in exceptions_in_chain(err.value))

@@ -69,7 +69,7 @@ def iid(tls_sim):
 def works(client: ka.KoyebClient, iid: str) -> None:
     """Both paths: a REST listing and an exec run."""
     assert ka.load_instances(client, progress=False, statuses="HEALTHY")["id"].size
-    result = ka.exec_command(client, iid, ["echo", "through"], timeout=20)
+    result = ka.exec_command(client, ["echo", "through"], instance_id=iid, timeout=20)
     assert result.ok and result.stdout == b"through\n", result
 
 
@@ -77,7 +77,7 @@ def refuses(client: ka.KoyebClient, iid: str, match: str) -> None:
     with pytest.raises(ka.TransportError, match=match):
         client.get("/v1/instances")
     with pytest.raises(ka.TransportError, match=match):
-        ka.exec_command(client, iid, ["echo", "x"], timeout=20)
+        ka.exec_command(client, ["echo", "x"], instance_id=iid, timeout=20)
 
 
 def test_an_untrusted_issuer_is_refused_on_both_paths_with_a_hint(tls_sim, iid):
@@ -200,7 +200,7 @@ def test_plain_http_goes_through_the_proxy_too(proxy, monkeypatch):
         iid = next(i for i, s in zip(sim.fleet.inst["id"], sim.fleet.inst["status"],
                                      strict=True) if ka.STATUSES[s] == "HEALTHY")
         assert ka.load_instances(client, progress=False)["id"].size
-        assert ka.exec_command(client, iid, ["true"], timeout=20).ok
+        assert ka.exec_command(client, ["true"], instance_id=iid, timeout=20).ok
         url = sim.url
     assert any(f.startswith(f"GET {url}/v1/instances?") for f in proxy.forwarded)
     assert proxy.tunnels == [f"127.0.0.1:{sim.port}"]  # the websocket, tunnelled
@@ -218,7 +218,7 @@ def test_no_proxy_gives_the_same_decision_on_both_paths(tls_sim, iid, ca_file, p
     client = tls_sim.client(ca_bundle=ca_file)
     client.get("/v1/instances", {"limit": 1})
     rest_through = len(proxy.tunnels)
-    ka.exec_command(client, iid, ["true"], timeout=20)
+    ka.exec_command(client, ["true"], instance_id=iid, timeout=20)
     exec_through = len(proxy.tunnels) - rest_through
     assert (rest_through, exec_through) == ((0, 0) if bypass else (1, 1))
 

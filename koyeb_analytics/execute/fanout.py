@@ -71,8 +71,8 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
 
     def one(iid: str) -> ExecResult:
         try:
-            return exec_command(client, iid, argv, timeout=timeout, stdin=stdin, tty=tty,
-                                max_output=max_output, cancel=cancel)
+            return exec_command(client, argv, instance_id=iid, timeout=timeout, stdin=stdin,
+                                tty=tty, max_output=max_output, cancel=cancel)
         except Exception as exc:  # noqa: BLE001 - one instance never sinks the others
             now = pd.Timestamp.now(tz="UTC")
             what = str(exc) if isinstance(exc, KoyebError) else f"{type(exc).__name__}: {exc}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..errors import ExecFailedError, ExecInterrupted, TransportError
 from .codec import GRPC_ERRORS, Closed, ErrorFrame, Exit, Output, error_for
-from .stream import ExecStream, check_client
+from .stream import ExecStream, check_client, command_and_target
 
 DEFAULT_MAX_OUTPUT = 16 * 2**20
 
@@ -156,9 +156,8 @@ class CancelToken:
 
 def exec_command(
     client: Any,
-    instance_id: str | None,
-    command: str | Sequence[str],
-    *,
+    *args: Any,
+    instance_id: str | None = None,
     service_id: str | None = None,
     stdin: bytes | str | None = None,
     timeout: float | None = 30,
@@ -172,15 +171,19 @@ def exec_command(
 ) -> ExecResult:
     """Run one command on an instance and return what it did.
 
+    Call it as ``exec_command(client, command, instance_id=...)`` (or
+    ``service_id=...``). The older ``exec_command(client, instance_id, command)``
+    still works for one release, with a ``DeprecationWarning``.
+
     Parameters
     ----------
     client
         A :class:`~koyeb_analytics.KoyebClient`.
-    instance_id
-        The instance (a full id); None with ``service_id`` lets the server pick a
-        running instance of that service.
     command
         A list of arguments, or a string run through ``sh -c``.
+    instance_id, service_id
+        Exactly one: the instance (a full id), or a service whose running instance the
+        server picks.
     stdin
         Bytes (or text) for the command's stdin. The end of stdin is always sent, so
         commands that read it do not hang.
@@ -209,10 +212,11 @@ def exec_command(
 
     Examples
     --------
-    >>> res = ka.exec_command(client, iid, ["uname", "-a"], timeout=30)   # doctest: +SKIP
+    >>> res = ka.exec_command(client, ["uname", "-a"], instance_id=iid)  # doctest: +SKIP
     >>> res.ok, res.stdout_text                                            # doctest: +SKIP
     (True, 'Linux ...')
     """
+    command, instance_id = command_and_target(args, instance_id, service_id, "exec_command")
     if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
         raise TypeError("stdin must be bytes, str or None")
     check_client(client)

@@ -85,7 +85,7 @@ class ExecStream:
 
     Examples
     --------
-    >>> with ka.exec_stream(client, iid, ["cat"]) as s:      # doctest: +SKIP
+    >>> with ka.exec_stream(client, ["cat"], instance_id=iid) as s:   # doctest: +SKIP
     ...     s.write_stdin(b"hello\\n"); s.close_stdin()
     ...     out = b"".join(e.data for e in s if isinstance(e, ka.execute.Output))
     """
@@ -220,9 +220,33 @@ class ExecStream:
                     return
 
 
-def exec_stream(client: Any, instance_id: str | None, command: str | Sequence[str], *,
+def command_and_target(args: tuple[Any, ...], instance_id: str | None,
+                       service_id: str | None, name: str) -> tuple[Any, str | None]:
+    """``(command, instance_id)`` from the new call form ``f(client, command, *,
+    instance_id=...)`` or the old one ``f(client, instance_id, command)`` (warned)."""
+    import warnings
+
+    if len(args) == 1:
+        return args[0], instance_id
+    if len(args) == 2:
+        if instance_id is not None:
+            raise TypeError(f"{name}() got instance_id twice")
+        warnings.warn(f"{name}(client, instance_id, command) is deprecated: call "
+                      f"{name}(client, command, instance_id=...)", DeprecationWarning,
+                      stacklevel=3)
+        return args[1], args[0]
+    raise TypeError(f"{name}() takes the client and the command positionally, then "
+                    "instance_id= or service_id= by keyword")
+
+
+def exec_stream(client: Any, *args: Any, instance_id: str | None = None,
                 service_id: str | None = None, tty: bool = False,
                 timeout: float | None = None) -> ExecStream:
-    """Open a streaming exec session (use it in a ``with`` block)."""
+    """Open a streaming exec session (use it in a ``with`` block).
+
+    Call it as ``exec_stream(client, command, instance_id=...)``; the older
+    ``exec_stream(client, instance_id, command)`` warns for one release.
+    """
+    command, instance_id = command_and_target(args, instance_id, service_id, "exec_stream")
     return ExecStream(client, instance_id, command, service_id=service_id, tty=tty,
                       timeout=timeout)
