@@ -56,6 +56,7 @@ from .execute import (
     exec_stream,
     group_outputs,
 )
+from .figures import error_budget, overall_availability, peak_capacity, recovery
 from .lifecycle import findings, lifecycles
 from .loaders import get_instance, load_events, load_instances
 from .network import Network
@@ -102,6 +103,7 @@ __all__ = [
     "capacity",
     "classify_events",
     "crash_loops",
+    "error_budget",
     "event_vocabulary",
     "exec_command",
     "exec_many",
@@ -117,11 +119,14 @@ __all__ = [
     "load_snapshot",
     "load_transcript",
     "load_window",
+    "overall_availability",
+    "peak_capacity",
     "plot_capacity",
     "plot_events",
     "plot_lifecycles",
     "plot_uptime",
     "read_manifest",
+    "recovery",
     "save_snapshot",
     "save_transcript",
     "simulate",

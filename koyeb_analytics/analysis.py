@@ -235,7 +235,7 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     out = seg[cols].reset_index(drop=True)
     if freq is not None:
         out["period"] = out["start"].dt.floor(_fixed_step(freq))
-    out.attrs["policy"] = policy
+    out.attrs["policy"] = policy.as_dict()
     return out
 
 
@@ -316,7 +316,7 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
                    "excluded_time", "incidents"]]
     out = out.rename(columns={"group": by or "group"})
     observed = out["observed_time"].sum() if len(out) else zero
-    out.attrs = {"policy": policy, "method": policy.describe(), "by": by,
+    out.attrs = {"policy": policy.as_dict(), "method": policy.describe(), "by": by,
                  "overall": (out["up_time"].sum() / observed) if observed > zero else np.nan}
     return out
 
@@ -349,7 +349,7 @@ def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
         out = _empty({by or "group": _group_dtype(intervals, by), "start": TIME_DTYPE,
                       "end": TIME_DTYPE, "duration": DURATION_DTYPE, "instances": object,
                       "statuses": object})
-        out.attrs = {"summary": incident_summary(out), "policy": policy,
+        out.attrs = {"summary": incident_summary(out), "policy": policy.as_dict(),
                      "merge_gap": gap, "min_duration": shortest}
         return out
     down = down.sort_values(["group", "start"])
@@ -371,7 +371,7 @@ def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
     inc["instances"] = members
     inc["statuses"] = statuses
     out = inc[cols].rename(columns={"group": by or "group"})
-    out.attrs = {"summary": incident_summary(out), "policy": policy,
+    out.attrs = {"summary": incident_summary(out), "policy": policy.as_dict(),
                  "merge_gap": gap, "min_duration": shortest}
     return out
 

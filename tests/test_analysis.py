@@ -243,3 +243,37 @@ def test_a_window_is_a_value(sim):
                             progress=False)
     assert set(narrow.instances["service_id"]) == {one}
     assert set(narrow.events["instance_id"]) <= set(narrow.instances["id"])
+
+
+def test_headline_numbers_are_values_and_agree_with_the_frames(sim):
+    from .conftest import fast_client
+
+    client = fast_client(sim)
+    iv = ka.lifecycles(ka.load_instances(client, progress=False),
+                       ka.load_events(client, progress=False))
+    a = ka.overall_availability(iv)
+    fleet = ka.uptime(iv, by=None).iloc[0]
+    assert a.value == fleet["availability"] and a.observed_time == fleet["observed_time"]
+    assert a.up_time + a.down_time == a.observed_time and "Time-weighted" in a.method
+    b = ka.error_budget(iv, target=0.999)
+    assert b.used == a.down_time
+    assert abs(b.allowed - a.observed_time * 0.001) < pd.Timedelta("1s")
+    assert abs(b.used_share - a.down_time / b.allowed) < 1e-9
+    r = ka.recovery(iv)
+    inc = ka.incidents(iv)
+    assert r.incidents == len(inc) and r.mttr_median == inc["duration"].median()
+    p = ka.peak_capacity(iv)
+    assert p.instances == ka.capacity(iv).attrs["peak"]["instances"] and p.at is not None
+    with pytest.raises(ValueError, match="target"):
+        ka.error_budget(iv, target=99.9)
+
+
+def test_attrs_hold_json_safe_provenance_only(sim):
+    import json
+
+    from koyeb_analytics.snapshot import json_safe
+
+    iv = make_iv([("a", "s1", 0, "HEALTHY", 0, 60), ("b", "s1", 0, "ERROR", 60, 60)])
+    for frame in (ka.uptime(iv), ka.incidents(iv), ka.timeline(iv)):
+        json.dumps(json_safe(frame.attrs))
+        assert not any(hasattr(v, "__dataclass_fields__") for v in frame.attrs.values())

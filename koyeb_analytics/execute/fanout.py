@@ -57,8 +57,9 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     -------
     DataFrame
         One row per instance, in the order given: ``instance_id, service_id, region,
-        exit_code, exited, timed_out, error, duration, stdout, stderr`` (text). The full
-        :class:`ExecResult` objects are in ``attrs["results"]``.
+        exit_code, exited, timed_out, error, duration, stdout, stderr`` (text).
+        ``attrs["command"]`` holds the command (attrs keep JSON-safe provenance only;
+        :func:`~koyeb_analytics.exec_command` gives the full :class:`ExecResult`).
     """
     check_client(client)
     argv = normalize_command(command)
@@ -92,7 +93,6 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
         stderr=[r.stderr_text for r in results],
     )
     df = df[list(MANY_COLUMNS)]
-    df.attrs["results"] = results
     df.attrs["command"] = list(argv)
     return df
 
