@@ -39,7 +39,7 @@ def main() -> None:
                     load(clients[s], progress=False)
                 for _ in range(args.rounds):
                     for s in STRATEGIES:
-                        times, df = timed(lambda s=s: load(clients[s], progress=False), 1)
+                        times, df = timed(lambda c=clients[s], f=load: f(c, progress=False), 1)
                         runs[s] += times
                         rows[s] = len(df)  # type: ignore[arg-type]
                 assert len(set(rows.values())) == 1, rows

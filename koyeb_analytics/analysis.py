@@ -1,5 +1,8 @@
 """Uptime, incidents, capacity and crash loops, computed from status intervals.
 
+Long because each figure carries its method and a worked example in its docstring;
+the code itself is about 350 lines, all of it sums over one timeline.
+
 Every figure is time-weighted (seconds, not samples) and follows an explicit
 :class:`UptimePolicy` that is returned with the result, so a report can print the
 method beside the number.
@@ -27,7 +30,7 @@ from .timewindow import TimeLike, WindowLike, parse_duration, parse_time
 class UptimePolicy:
     """How status time turns into availability.
 
-    Attributes
+    Parameters
     ----------
     up_statuses
         Statuses that count as up (default HEALTHY only).
@@ -46,6 +49,12 @@ class UptimePolicy:
         instance: ``"down"`` (default: a crash loop's restart gaps are downtime),
         ``"up"`` or ``"excluded"``. Time before the first and after the last instance
         is always excluded.
+
+    Examples
+    --------
+    >>> print(UptimePolicy(sleeping="down").describe())  # doctest: +NORMALIZE_WHITESPACE
+    Time-weighted: HEALTHY counts as up; SLEEPING counts as down; a group is up while
+    any instance is up; time with no instance counts as down.
     """
 
     up_statuses: tuple[str, ...] = ("HEALTHY",)
@@ -154,6 +163,22 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
              freq: str | None = None) -> pd.DataFrame:
     """Split each group's time into segments of constant state.
 
+    The core the other figures are sums over: between any two span edges, the number
+    of instances present and up in a group is constant.
+
+    Parameters
+    ----------
+    intervals
+        Status intervals from :func:`~koyeb_analytics.lifecycles`.
+    by
+        Column to group by (``"service_id"``, ``"region"``...); None for the fleet.
+    policy
+        The :class:`UptimePolicy` (default: HEALTHY and SLEEPING up, any replica).
+    since, until, window
+        The stretch to measure; by default the intervals' own (``attrs``).
+    freq
+        Also cut segments at period edges (``"1D"``) and add a ``period`` column.
+
     Returns
     -------
     DataFrame
@@ -161,6 +186,15 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
         is in [0, 1] and ``state`` is ``"up"``, ``"down"``, ``"degraded"`` (fraction
         policy, some replicas down) or ``"excluded"``. With ``freq``, segments are also
         cut at period edges and a ``period`` column is added.
+
+    Examples
+    --------
+    >>> iv = pd.DataFrame({"instance_id": ["a", "a"], "service_id": ["s", "s"],
+    ...     "status": ["HEALTHY", "UNHEALTHY"],
+    ...     "start": pd.to_datetime(["2026-01-01 00:00", "2026-01-01 01:00"], utc=True),
+    ...     "end": pd.to_datetime(["2026-01-01 01:00", "2026-01-01 01:30"], utc=True)})
+    >>> timeline(iv)[["duration", "state"]].astype(str).values.tolist()
+    [['0 days 01:00:00', 'up'], ['0 days 00:30:00', 'down']]
     """
     iv = intervals
     policy = policy or UptimePolicy()
@@ -332,12 +366,36 @@ def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
     Down stretches closer than ``merge_gap`` are merged into one incident; incidents
     shorter than ``min_duration`` are dropped as blips.
 
+    Parameters
+    ----------
+    intervals
+        Status intervals from :func:`~koyeb_analytics.lifecycles`.
+    by
+        Column to group by (``"service_id"``, ``"region"``...); None for the fleet.
+    policy
+        The :class:`UptimePolicy` (default: HEALTHY and SLEEPING up, any replica).
+    since, until, window
+        The stretch to measure; by default the intervals' own (``attrs``).
+    merge_gap, min_duration
+        Durations (``"5min"``, a Timedelta, or 0).
+
     Returns
     -------
     DataFrame
         ``group, start, end, duration, instances, statuses`` (the instances that were
         not up during the incident and the statuses they were in). ``attrs["summary"]``
         holds MTTR and MTBF (median, p90, mean); see :func:`incident_summary`.
+
+    Examples
+    --------
+    >>> iv = pd.DataFrame({"instance_id": ["a", "a", "a"], "service_id": ["s"] * 3,
+    ...     "status": ["HEALTHY", "ERROR", "HEALTHY"],
+    ...     "start": pd.to_datetime(["2026-01-01 00:00", "2026-01-01 01:00",
+    ...                              "2026-01-01 01:20"], utc=True),
+    ...     "end": pd.to_datetime(["2026-01-01 01:00", "2026-01-01 01:20",
+    ...                            "2026-01-01 02:00"], utc=True)})
+    >>> incidents(iv)["duration"].tolist()
+    [Timedelta('0 days 00:20:00')]
     """
     policy = policy or UptimePolicy()
     gap = _duration_or_zero(merge_gap, "merge_gap")
@@ -378,7 +436,24 @@ def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
 
 def incident_summary(inc: pd.DataFrame) -> dict[str, dict[str, pd.Timedelta | float]]:
     """MTTR (incident durations) and MTBF (time between one incident's end and the
-    next one's start, within a group) as median, p90 and mean, plus the count."""
+    next one's start, within a group) as median, p90 and mean, plus the count.
+
+    Parameters
+    ----------
+    inc
+        From :func:`incidents`.
+
+    Returns
+    -------
+    dict
+        ``{"mttr": {...}, "mtbf": {...}}``, each with ``count``, ``median``, ``p90``
+        and ``mean``. :func:`~koyeb_analytics.recovery` gives the same as a value.
+
+    Examples
+    --------
+    >>> incident_summary(pd.DataFrame({"start": [], "end": [], "duration": []}))["mttr"]
+    {'count': 0, 'median': NaT, 'p90': NaT, 'mean': NaT}
+    """
     def stats(values: pd.Series) -> dict[str, Any]:
         if values.empty:
             return {"count": 0, "median": pd.NaT, "p90": pd.NaT, "mean": pd.NaT}
@@ -400,6 +475,17 @@ def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
              window: WindowLike | None = None, freq: str = "5min") -> pd.DataFrame:
     """Concurrent instances over time: the time-weighted mean count in each period.
 
+    Parameters
+    ----------
+    intervals
+        Status intervals from :func:`~koyeb_analytics.lifecycles`.
+    by
+        One column per value of this column (``"status"``), or None for one total.
+    since, until, window
+        The stretch to measure; by default the intervals' own.
+    freq
+        The period (``"5min"``, ``"1h"``).
+
     Returns
     -------
     DataFrame
@@ -407,6 +493,14 @@ def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
         lifecycle order), or a single ``instances`` column when ``by`` is None.
         ``attrs``: ``peak`` (the exact maximum of concurrent instances and when it
         began), ``instance_hours`` (per instance type) and ``freq``.
+
+    Examples
+    --------
+    >>> iv = pd.DataFrame({"instance_id": ["a", "b"], "status": ["HEALTHY", "HEALTHY"],
+    ...     "start": pd.to_datetime(["2026-01-01 00:00", "2026-01-01 00:30"], utc=True),
+    ...     "end": pd.to_datetime(["2026-01-01 01:00", "2026-01-01 01:00"], utc=True)})
+    >>> capacity(iv, freq="30min", by=None)["instances"].tolist()
+    [1.0, 2.0]
     """
     iv = intervals
     _check_intervals(iv, by, needs=frozenset({"start", "end"}))
@@ -460,11 +554,32 @@ def crash_loops(intervals: pd.DataFrame, *,
                 slot: Sequence[str] | None = None) -> pd.DataFrame:
     """Replica slots whose instance ended in ERROR at least ``n`` times within ``within``.
 
+    Parameters
+    ----------
+    intervals
+        Status intervals from :func:`~koyeb_analytics.lifecycles`.
+    by
+        The columns that name a replica slot (``slot=`` is its former name).
+    since, until, window
+        Count only ERRORs that began in this stretch.
+    n, within
+        How many ERRORs, within how long a stretch, make a crash loop.
+
     Returns
     -------
     DataFrame
         One row per slot: the slot columns, ``crashes`` (the most ERRORs in any such
         stretch), ``first_at``, ``last_at`` (of all its ERRORs) and ``instances``.
+
+    Examples
+    --------
+    >>> t = pd.to_datetime(["2026-01-01 00:00", "2026-01-01 00:05", "2026-01-01 00:10"],
+    ...                    utc=True)
+    >>> iv = pd.DataFrame({"instance_id": ["a", "b", "c"], "service_id": ["s"] * 3,
+    ...                    "region": ["fra"] * 3, "replica_index": [0, 0, 0],
+    ...                    "status": ["ERROR"] * 3, "start": t, "end": t})
+    >>> crash_loops(iv, n=3, within="30min")["crashes"].tolist()
+    [3]
     """
     iv = intervals
     _check_intervals(iv, None)

@@ -198,6 +198,13 @@ def previous_status(metadata: Any) -> str | None:
 def event_vocabulary(events: pd.DataFrame, mapping: Mapping_ = None) -> pd.DataFrame:
     """What the toolkit makes of each event type: review it before trusting the numbers.
 
+    Parameters
+    ----------
+    events
+        From :func:`~koyeb_analytics.load_events`.
+    mapping
+        As for :func:`classify_events`.
+
     Returns
     -------
     DataFrame

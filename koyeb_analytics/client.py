@@ -1,4 +1,10 @@
-"""KoyebClient: one request path with auth, total deadlines, retries, size caps, errors."""
+"""KoyebClient: one request path with auth, total deadlines, retries, size caps, errors.
+
+Long because the one request path is here whole (credentials, the attempt with its
+deadline and size cap, retries, error mapping, and the pipelined reads that share
+them); split, one mechanism would be spread over several files. The network itself
+(TLS, proxies, deadlines on sockets) is :mod:`koyeb_analytics.network`.
+"""
 
 from __future__ import annotations
 

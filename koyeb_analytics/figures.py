@@ -63,6 +63,19 @@ def overall_availability(intervals: pd.DataFrame, *, policy: UptimePolicy | None
                          window: WindowLike | None = None) -> Availability:
     """Availability of everything in ``intervals`` taken together (``by=None``).
 
+    Parameters
+    ----------
+    intervals
+        Status intervals from :func:`~koyeb_analytics.lifecycles`.
+    policy
+        The :class:`~koyeb_analytics.UptimePolicy`.
+    since, until, window
+        The stretch to measure; by default the intervals' own.
+
+    Returns
+    -------
+    Availability
+
     Examples
     --------
     >>> import koyeb_analytics as ka
@@ -88,6 +101,19 @@ def error_budget(intervals: pd.DataFrame, *, target: float = 0.999,
                  window: WindowLike | None = None) -> ErrorBudget:
     """How much of the downtime ``target`` allows was used (fleet-wide).
 
+    Parameters
+    ----------
+    intervals
+        Status intervals from :func:`~koyeb_analytics.lifecycles`.
+    target
+        The availability objective, a fraction (0.999: "three nines").
+    policy, since, until, window
+        As for :func:`overall_availability`.
+
+    Returns
+    -------
+    ErrorBudget
+
     Examples
     --------
     >>> iv = pd.DataFrame({"instance_id": ["i"], "status": ["HEALTHY"],
@@ -112,7 +138,27 @@ def recovery(intervals: pd.DataFrame, *, by: str | None = "service_id",
              until: TimeLike | None = None, window: WindowLike | None = None,
              merge_gap: str | pd.Timedelta = "5min",
              min_duration: str | pd.Timedelta = "1min") -> Recovery:
-    """MTTR and MTBF of the incidents :func:`~koyeb_analytics.incidents` finds."""
+    """MTTR and MTBF of the incidents :func:`~koyeb_analytics.incidents` finds.
+
+    Parameters
+    ----------
+    intervals
+        Status intervals from :func:`~koyeb_analytics.lifecycles`.
+    by, policy, since, until, window, merge_gap, min_duration
+        As for :func:`~koyeb_analytics.incidents`.
+
+    Returns
+    -------
+    Recovery
+
+    Examples
+    --------
+    >>> iv = pd.DataFrame({"instance_id": ["a"], "service_id": ["s"], "status": ["HEALTHY"],
+    ...                    "start": pd.to_datetime(["2026-01-01"], utc=True),
+    ...                    "end": pd.to_datetime(["2026-01-02"], utc=True)})
+    >>> recovery(iv).incidents
+    0
+    """
     inc = incidents(intervals, by=by, policy=policy, since=since, until=until, window=window,
                     merge_gap=merge_gap, min_duration=min_duration)
     summary = inc.attrs["summary"]
@@ -127,7 +173,27 @@ def recovery(intervals: pd.DataFrame, *, by: str | None = "service_id",
 
 def peak_capacity(intervals: pd.DataFrame, *, since: TimeLike | None = None,
                   until: TimeLike | None = None, window: WindowLike | None = None) -> Peak:
-    """The exact maximum of concurrent instances, and when it began."""
+    """The exact maximum of concurrent instances, and when it began.
+
+    Parameters
+    ----------
+    intervals
+        Status intervals from :func:`~koyeb_analytics.lifecycles`.
+    since, until, window
+        The stretch to look in; by default the intervals' own.
+
+    Returns
+    -------
+    Peak
+
+    Examples
+    --------
+    >>> iv = pd.DataFrame({"instance_id": ["a", "b"], "status": ["HEALTHY"] * 2,
+    ...     "start": pd.to_datetime(["2026-01-01 00:00", "2026-01-01 00:30"], utc=True),
+    ...     "end": pd.to_datetime(["2026-01-01 01:00", "2026-01-01 02:00"], utc=True)})
+    >>> peak_capacity(iv).instances
+    2
+    """
     cap = capacity(intervals, by=None, since=since, until=until, window=window)
     peak = cap.attrs["peak"]
     at = peak.get("at")

@@ -401,6 +401,26 @@ def findings(intervals: pd.DataFrame) -> pd.DataFrame:
     ``event_after_terminal``, ``simultaneous_events``, ``unknown_event_types`` (events
     no rule maps to a status), ``events_without_instance``, ``unknown_status`` (a
     stretch whose status nothing tells).
+
+    Parameters
+    ----------
+    intervals
+        From :func:`lifecycles`.
+
+    Returns
+    -------
+    DataFrame
+        ``instance_id, kind, detail``; fleet-wide findings have an empty instance id.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2, vocabulary="opaque") as sim:
+    ...     c = sim.client()
+    ...     iv = ka.lifecycles(ka.load_instances(c, progress=False),
+    ...                        ka.load_events(c, progress=False).assign(message="?"))
+    >>> "unknown_event_types" in set(ka.findings(iv)["kind"])
+    True
     """
     rows = list(intervals.attrs.get("findings", []))
     if len(intervals):

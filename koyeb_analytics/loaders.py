@@ -1,5 +1,8 @@
 """Loaders: instance and event listings as typed DataFrames.
 
+Long because its loaders document every parameter; the frame-building machinery is
+in :mod:`koyeb_analytics._frames` and the paging in :mod:`koyeb_analytics.pagination`.
+
 Each loader validates its arguments before any request, collects rows page by page
 (deduplicated by id), builds the frame once, applies the schema from
 :mod:`koyeb_analytics.schema`, and records in ``df.attrs`` what was asked and read.

@@ -191,6 +191,14 @@ class Network:
     no_proxy
         Hosts reached directly (``NO_PROXY`` syntax: names, ``.suffix``, ``host:port``,
         CIDR blocks, ``*``); default ``$NO_PROXY``.
+
+    Examples
+    --------
+    >>> net = Network(proxy="http://proxy.example:3128", no_proxy="10.0.0.0/8,.internal")
+    >>> net.proxy_for("https", "app.koyeb.com", 443)
+    Proxy(proxy.example:3128)
+    >>> net.proxy_for("https", "10.1.2.3", 443) is None
+    True
     """
 
     def __init__(self, *, ca_bundle: str | os.PathLike[str] | None = None,

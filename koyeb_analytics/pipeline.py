@@ -28,13 +28,21 @@ __all__ = ["Analysis", "Window", "analyse", "load_window"]
 class Window:
     """The instances and events of a time window, with the window itself.
 
-    Attributes
+    Parameters
     ----------
     instances, events
         From :func:`~koyeb_analytics.load_instances` and
         :func:`~koyeb_analytics.load_events`.
     since, until
         The window, resolved (``until`` is when the data was fetched when not given).
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=1) as sim:
+    ...     w = ka.load_window(sim.client(), window="6h", progress=False)
+    >>> sorted(vars(w))
+    ['events', 'instances', 'since', 'until']
     """
 
     instances: pd.DataFrame
@@ -96,7 +104,29 @@ def load_window(client: KoyebClient, *, window: WindowLike | None = None,
 
 @dataclass
 class Analysis:
-    """Everything a report shows, computed once."""
+    """Everything a report shows, computed once (see :func:`analyse`).
+
+    Parameters
+    ----------
+    instances, events, intervals
+        The data and the status intervals rebuilt from it.
+    uptime, daily, incidents, capacity, findings
+        The figures, as :func:`~koyeb_analytics.uptime` (overall and per day),
+        :func:`~koyeb_analytics.incidents`, :func:`~koyeb_analytics.capacity` and
+        :func:`~koyeb_analytics.findings` return them.
+    policy, since, until
+        How and over what they were computed.
+    extra
+        Anything a caller adds for its own report.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=1) as sim:
+    ...     a = ka.analyse(ka.load_window(sim.client(), window="6h", progress=False))
+    >>> a.until - a.since
+    Timedelta('0 days 06:00:00')
+    """
 
     instances: pd.DataFrame
     events: pd.DataFrame

@@ -82,6 +82,23 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     tens of thousands of spans stay fast. ``events`` adds markers on the lanes;
     ``incidents`` (from :func:`~koyeb_analytics.incidents`) shades their windows.
 
+    Parameters
+    ----------
+    intervals
+        From :func:`~koyeb_analytics.lifecycles`.
+    by
+        Lanes are grouped (and labelled) by this column (``group=`` is its former name).
+    ax
+        Axes to draw on; a new figure's by default.
+    events, incidents
+        Optional overlays.
+    lane_height
+        Height of a lane, in lane units.
+
+    Returns
+    -------
+    Axes
+
     Examples
     --------
     >>> import matplotlib
@@ -146,7 +163,31 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
 
 @positional_deprecated("ax")
 def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
-    """Stacked step areas of concurrent instances over time (from :func:`capacity`)."""
+    """Stacked step areas of concurrent instances over time (from :func:`capacity`).
+
+    Parameters
+    ----------
+    capacity
+        From :func:`~koyeb_analytics.capacity`.
+    ax
+        Axes to draw on; a new figure's by default.
+
+    Returns
+    -------
+    Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     w = ka.load_window(sim.client(), window="12h", progress=False)
+    >>> iv = ka.lifecycles(w.instances, w.events)
+    >>> ax = ka.plot_capacity(ka.capacity(iv, freq="1h"))
+    >>> len(ax.collections) > 0
+    True
+    """
     cap = capacity
     if cap is not None and (not isinstance(cap, pd.DataFrame) or (
             not cap.empty and not isinstance(cap.index, pd.DatetimeIndex))):
@@ -177,6 +218,29 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None) -> Any:
     """Availability per group as bars, or per group and period as a heatmap.
 
     The policy's method is printed under the chart.
+
+    Parameters
+    ----------
+    uptime
+        From :func:`~koyeb_analytics.uptime` (with ``freq``: a heatmap).
+    ax
+        Axes to draw on; a new figure's by default.
+
+    Returns
+    -------
+    Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     w = ka.load_window(sim.client(), window="12h", progress=False)
+    >>> iv = ka.lifecycles(w.instances, w.events)
+    >>> ax = ka.plot_uptime(ka.uptime(iv))
+    >>> len(ax.patches) == ka.uptime(iv)["service_id"].nunique()
+    True
     """
     up = uptime
     _expect(up, {"availability"}, "plot_uptime", "ka.uptime()")
@@ -222,7 +286,31 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None) -> Any:
 
 @positional_deprecated("ax")
 def plot_events(events: pd.DataFrame, *, ax: Any = None) -> Any:
-    """A strip timeline of events: one row per event type, a tick per event."""
+    """A strip timeline of events: one row per event type, a tick per event.
+
+    Parameters
+    ----------
+    events
+        From :func:`~koyeb_analytics.load_events`.
+    ax
+        Axes to draw on; a new figure's by default.
+
+    Returns
+    -------
+    Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     w = ka.load_window(sim.client(), window="12h", progress=False)
+    >>> iv = ka.lifecycles(w.instances, w.events)
+    >>> ax = ka.plot_events(w.events)
+    >>> ax.get_title().startswith("Events")
+    True
+    """
     _expect(events, {"when", "type"}, "plot_events", "ka.load_events()")
     ax = _axes(ax)
     if events is None or len(events) == 0:

@@ -77,6 +77,20 @@ def save_snapshot(path: str | Path, *, instances: pd.DataFrame | None = None,
     The manifest records the package version, each frame's row count, SHA-256 checksum,
     ``attrs`` (query, ``fetched_at``…) and which columns hold JSON.
 
+    Parameters
+    ----------
+    path
+        A directory (made if needed).
+    instances, events, intervals, transcript
+        The frames to keep (at least one).
+    note
+        A free text kept in the manifest.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
     Examples
     --------
     >>> ka.save_snapshot("incident-42", instances=inst, events=ev)   # doctest: +SKIP
@@ -123,10 +137,28 @@ def load_snapshot(path: str | Path) -> dict[str, pd.DataFrame]:
     ``transcript``), with their dtypes and ``attrs``. :func:`read_manifest` gives the
     manifest itself.
 
+    Parameters
+    ----------
+    path
+        The snapshot's directory.
+
+    Returns
+    -------
+    dict of DataFrame
+
     Raises
     ------
     SnapshotError
         Naming the file that is missing, altered (checksum) or unreadable.
+
+    Examples
+    --------
+    >>> import tempfile, koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=1) as sim:
+    ...     inst = ka.load_instances(sim.client(), progress=False)
+    >>> folder = ka.save_snapshot(tempfile.mkdtemp(), instances=inst)
+    >>> ka.load_snapshot(folder)["instances"].equals(inst)
+    True
     """
     root = Path(path)
     manifest = read_manifest(root)
@@ -154,7 +186,25 @@ def load_snapshot(path: str | Path) -> dict[str, pd.DataFrame]:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Return a snapshot's manifest (raises :class:`SnapshotError` if it is unusable)."""
+    """Return a snapshot's manifest (raises :class:`SnapshotError` if it is unusable).
+
+    Parameters
+    ----------
+    path
+        The snapshot's directory.
+
+    Returns
+    -------
+    dict
+        ``format``, ``version``, ``frames`` (file, rows, sha256, attrs per frame)...
+
+    Examples
+    --------
+    >>> read_manifest("no-such-folder")
+    Traceback (most recent call last):
+    ...
+    koyeb_analytics.errors.SnapshotError: no snapshot at no-such-folder (not a directory)
+    """
     root = Path(path)
     file = root / MANIFEST
     if not root.is_dir():

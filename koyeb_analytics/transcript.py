@@ -83,7 +83,30 @@ def transcript_markdown(transcript: pd.DataFrame) -> str:
 
 
 def save_transcript(transcript: pd.DataFrame, path: str | Path) -> Path:
-    """Write a transcript to ``.parquet`` or ``.csv``."""
+    """Write a transcript to ``.parquet`` or ``.csv``.
+
+    Parameters
+    ----------
+    transcript
+        From ``ExecWidget.transcript`` (or :func:`transcript_frame`).
+    path
+        A file name ending in ``.parquet`` or ``.csv``.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> t = transcript_frame([{"run_id": 1, "started_at": "2026-01-01T00:00:00Z",
+    ...     "ended_at": "2026-01-01T00:00:01Z", "instance_id": "i", "service_id": "s",
+    ...     "command": "uptime", "exit_code": 0, "exited": True, "timed_out": False,
+    ...     "stdout": "up 3 days\\n", "stderr": "", "error": ""}])
+    >>> path = save_transcript(t, pathlib.Path(tempfile.mkdtemp()) / "t.parquet")
+    >>> load_transcript(path).equals(t)
+    True
+    """
     path = Path(path)
     if path.suffix == ".parquet":
         transcript.to_parquet(path, index=False)
@@ -95,7 +118,25 @@ def save_transcript(transcript: pd.DataFrame, path: str | Path) -> Path:
 
 
 def load_transcript(path: str | Path) -> pd.DataFrame:
-    """Read a transcript written by :func:`save_transcript`, with its dtypes."""
+    """Read a transcript written by :func:`save_transcript`, with its dtypes.
+
+    Parameters
+    ----------
+    path
+        A ``.parquet`` or ``.csv`` file.
+
+    Returns
+    -------
+    DataFrame
+        The columns of :data:`TRANSCRIPT_COLUMNS`.
+
+    Examples
+    --------
+    >>> load_transcript("missing.parquet")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no transcript at missing.parquet
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no transcript at {path}")

@@ -1,5 +1,9 @@
 """ExecWidget: a notebook workbench that keeps every run as a cell and a transcript row.
 
+Long because a widget's layout, handlers, background runs and cell output belong
+together, as in ipywidgets' own ``interactive``; transcripts (data) are in
+:mod:`koyeb_analytics.transcript`.
+
 Built from standard ipywidgets. Runs execute in a background thread; output reaches the
 display only through ``Output.append_stdout``/``append_stderr`` and widget value
 updates (never ``with out:`` from a thread). Remote output is text: it is shown escaped

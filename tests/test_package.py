@@ -57,3 +57,29 @@ def test_import_is_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_exported_function_and_class_has_a_numpydoc_docstring():
+    lacking = {}
+    for name in ka.__all__:
+        obj = getattr(ka, name)
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or (
+                inspect.isclass(obj) and issubclass(obj, BaseException | Warning)):
+            continue
+        doc = inspect.getdoc(obj) or ""
+        wanted = ("Parameters", "Examples") if inspect.isclass(obj) else \
+            ("Parameters", "Returns", "Examples")
+        missing = [section for section in wanted if section not in doc]
+        if missing:
+            lacking[name] = missing
+    assert not lacking
+
+
+def test_modules_say_their_job_and_long_ones_say_why():
+    for path in PACKAGE.rglob("*.py"):
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        assert doc, f"{path.relative_to(PACKAGE)} has no module docstring"
+        lines = path.read_text().count("\n")
+        if lines > 450:
+            assert "Long because" in doc, \
+                f"{path.relative_to(PACKAGE)}: {lines} lines and no reason stated"

@@ -53,6 +53,20 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     One instance failing, timing out or hanging never stops the others, nor delays them
     beyond its own timeout.
 
+    Parameters
+    ----------
+    client
+        A :class:`~koyeb_analytics.KoyebClient`.
+    instances
+        A frame from :func:`~koyeb_analytics.load_instances` (``id`` or
+        ``instance_id`` column), or instance ids.
+    command
+        A list of arguments, or a string run through ``sh -c``.
+    concurrency
+        How many instances at once.
+    timeout, stdin, tty, max_output, cancel
+        As for :func:`~koyeb_analytics.exec_command`, per instance.
+
     Returns
     -------
     DataFrame
@@ -60,6 +74,16 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
         exit_code, exited, timed_out, error, duration, stdout, stderr`` (text).
         ``attrs["command"]`` holds the command (attrs keep JSON-safe provenance only;
         :func:`~koyeb_analytics.exec_command` gives the full :class:`ExecResult`).
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     c = sim.client()
+    ...     running = ka.load_instances(c, statuses="HEALTHY", progress=False).head(2)
+    ...     runs = ka.exec_many(c, running, ["echo", "hi"], timeout=30)
+    >>> runs["stdout"].tolist(), runs["exit_code"].tolist()
+    (['hi\\n', 'hi\\n'], [0, 0])
     """
     check_client(client)
     argv = normalize_command(command)
@@ -100,6 +124,11 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
 def group_outputs(runs: pd.DataFrame) -> pd.DataFrame:
     """Collapse identical outputs; show how each outlier differs from the majority.
 
+    Parameters
+    ----------
+    runs
+        From :func:`exec_many`.
+
     Returns
     -------
     DataFrame
@@ -108,6 +137,14 @@ def group_outputs(runs: pd.DataFrame) -> pd.DataFrame:
         ``majority`` and ``diff_vs_majority`` (a unified diff against the majority's
         output).
         ``attrs["summary"]`` reads like "12 instances: 10 identical; 2 differ".
+
+    Examples
+    --------
+    >>> runs = pd.DataFrame({"instance_id": ["a", "b", "c"], "exit_code": [0, 0, 1],
+    ...                      "stdout": ["ok\\n", "ok\\n", "no\\n"], "stderr": ["", "", ""],
+    ...                      "error": [None, None, None]})
+    >>> group_outputs(runs).attrs["summary"]
+    '3 instances: 2 identical; 1 differ (1 other output)'
     """
     import difflib
 

@@ -72,6 +72,26 @@ class ExecResult:
     ``stdout``/``stderr`` are bytes; ``stdout_text``/``stderr_text`` decode them as
     UTF-8 (characters split across frames are whole again here). When a stream was
     larger than the cap, its middle was dropped: ``stdout_dropped`` counts the bytes.
+
+    Parameters
+    ----------
+    instance_id, service_id, command
+        Where and what ran.
+    stdout, stderr, stdout_dropped, stderr_dropped
+        What was kept of each stream, and how many bytes of its middle were dropped.
+    exit_code, exited, timed_out, error
+        How it ended.
+    started_at, ended_at
+        When (UTC).
+    tty
+        Whether it ran under a pseudo-terminal.
+
+    Examples
+    --------
+    >>> r = ExecResult("5b1f7f0e-1111-4222-8333-444455556666", ("true",), exit_code=0,
+    ...                exited=True)
+    >>> r.ok, r.status
+    (True, 'ok')
     """
 
     instance_id: str | None

@@ -83,6 +83,21 @@ class ExecStream:
     is sending (pings, a frame byte by byte), and iteration stops with ``timed_out``
     set. Use it as a context manager so the socket always closes.
 
+    Parameters
+    ----------
+    client
+        A :class:`~koyeb_analytics.KoyebClient`.
+    instance_id, service_id
+        Exactly one (full ids).
+    command
+        A list of arguments, or a string run through ``sh -c``.
+    tty
+        Run under a pseudo-terminal.
+    timeout
+        Seconds for the whole session (None: no limit after connecting).
+    connect_timeout
+        Seconds for the connection and upgrade (default: the client's timeout).
+
     Examples
     --------
     >>> with ka.exec_stream(client, ["cat"], instance_id=iid) as s:   # doctest: +SKIP
@@ -246,6 +261,35 @@ def exec_stream(client: Any, *args: Any, instance_id: str | None = None,
 
     Call it as ``exec_stream(client, command, instance_id=...)``; the older
     ``exec_stream(client, instance_id, command)`` warns for one release.
+
+    Parameters
+    ----------
+    client
+        A :class:`~koyeb_analytics.KoyebClient`.
+    command
+        A list of arguments, or a string run through ``sh -c``.
+    instance_id, service_id
+        Exactly one.
+    tty, timeout
+        As for :class:`ExecStream`.
+
+    Returns
+    -------
+    ExecStream
+        Not yet open: ``with`` opens and closes it.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> from koyeb_analytics.execute import Exit, Output
+    >>> with ka.simulate(seed=1, days=1, services=1) as sim:
+    ...     c = sim.client()
+    ...     iid = ka.load_instances(c, statuses="HEALTHY", progress=False)["id"][0]
+    ...     with ka.exec_stream(c, ["cat"], instance_id=iid, timeout=30) as s:
+    ...         s.write_stdin(b"hello\\n"); s.close_stdin()
+    ...         events = list(s)
+    >>> b"".join(e.data for e in events if isinstance(e, Output)), events[-1]
+    (b'hello\\n', Exit(code=0))
     """
     command, instance_id = command_and_target(args, instance_id, service_id, "exec_stream")
     return ExecStream(client, instance_id, command, service_id=service_id, tty=tty,

@@ -36,7 +36,13 @@ def simulate(seed: int = 0, days: float = 7, services: int = 12, **options: Any)
     seed, days, services
         The fleet's seed, days of history and number of services.
     **options
-        Everything else :class:`Simulator` accepts (``now``, ``faults``, ``emit_nulls``…).
+        Everything else :class:`Simulator` accepts (``now``, ``faults``, ``emit_nulls``,
+        ``vocabulary``, ``time_digits``…).
+
+    Returns
+    -------
+    Simulator
+        Not started: ``with`` starts it (or ``.start()``).
 
     Examples
     --------

@@ -1,5 +1,9 @@
 """The simulator's HTTP server: the instance endpoints of the Koyeb API on loopback.
 
+Long because it mirrors the API's surface in one place: the three REST endpoints with
+their validation, the fault injection every test relies on, and the options for what
+the public material leaves open. Fleet generation is :mod:`.fleet`, exec :mod:`.exec`.
+
 Replies follow the Swagger subset in ``../shared/spec`` (every field emitted, ``null``
 when unset, RFC 3339 UTC timestamps with a ``Z``). Behaviours the public material
 leaves open (see ``koyeb-api-facts.md`` §13) are options of :class:`Simulator`.
