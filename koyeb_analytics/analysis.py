@@ -102,7 +102,8 @@ class UptimePolicy:
 
 def _naive(s: pd.Series) -> np.ndarray:
     """UTC times as naive datetime64 (numpy has no time zones)."""
-    return s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    out: np.ndarray = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    return out
 
 
 def _duration_or_zero(value: Any, name: str) -> pd.Timedelta:

@@ -443,7 +443,7 @@ class KoyebClient:
         if hint is not None:
             return min(hint, self.backoff_max)
         backoff = self.backoff_factor * 2 ** attempt + random.uniform(0, self.backoff_factor)
-        return min(backoff, self.backoff_max)
+        return float(min(backoff, self.backoff_max))
 
     def _request(self, path: str, params: Params | None = None) -> _Reply:
         """Send a GET with retries; return the final reply (any status)."""

@@ -37,7 +37,8 @@ _TERMINAL_CODES = np.array([_CODE[s] for s in TERMINAL_STATUSES])
 def _us(series: pd.Series) -> np.ndarray:
     """UTC times as int64 microseconds (NaT as the int64 minimum)."""
     values = pd.Series(series).astype(TIME_DTYPE)
-    return values.array.asi8
+    out: np.ndarray = values.array.asi8
+    return out
 
 
 def _times(us: np.ndarray) -> pd.Series:

@@ -429,13 +429,15 @@ def load_events(
         for chunk in _id_chunks(ids) if ids is not None else [None]:
             params = base + [("instance_ids", i) for i in chunk or []]
 
-            def fetch(offset: int, limit: int, params: list = params) -> dict[str, Any]:
+            def fetch(offset: int, limit: int,
+                      params: list[tuple[str, str]] = params) -> dict[str, Any]:
                 return client.get("/v1/instance_events",
                                   params + [("limit", str(limit)), ("offset", str(offset))])
 
             def fetch_each(offsets: Iterable[int], limit: int,
                            last: Callable[[dict[str, Any]], bool] | None = None,
-                           params: list = params) -> Generator[dict[str, Any], None, None]:
+                           params: list[tuple[str, str]] = params,
+                           ) -> Generator[dict[str, Any], None, None]:
                 return client.get_each("/v1/instance_events", (
                     params + [("limit", str(limit)), ("offset", str(offset))]
                     for offset in offsets), last=last)

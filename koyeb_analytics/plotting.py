@@ -43,7 +43,8 @@ def _num(times: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     from matplotlib import dates as mdates
 
     values = pd.DatetimeIndex(times).tz_convert("UTC").tz_localize(None)
-    return mdates.date2num(values.to_numpy())
+    out: np.ndarray = mdates.date2num(values.to_numpy())
+    return out
 
 
 def _time_axis(ax: Any) -> None:

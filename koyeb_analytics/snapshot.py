@@ -218,4 +218,5 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT or not isinstance(manifest.get("frames"), dict):
         raise SnapshotError(f"snapshot {root}: {MANIFEST} is not a koyeb-analytics manifest "
                             f"of format {FORMAT}")
-    return manifest
+    out: dict[str, Any] = manifest
+    return out

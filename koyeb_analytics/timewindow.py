@@ -128,4 +128,4 @@ def resolve_window(since: TimeLike | None = None, until: TimeLike | None = None,
 
 def to_rfc3339(ts: pd.Timestamp) -> str:
     """Format a UTC Timestamp as RFC 3339 with a ``Z``, as the API expects."""
-    return ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ"))

@@ -188,7 +188,7 @@ class ExecEndpoint:
     def workdir(self, index: int) -> Path:
         path = self.root / self.sim.fleet.inst["id"][index]
         path.mkdir(parents=True, exist_ok=True)
-        return path
+        return Path(path)
 
 
 class _Run:
@@ -209,7 +209,8 @@ class _Run:
 
     @property
     def faults(self) -> ExecFaults:
-        return self.ep.sim.exec_faults
+        faults: ExecFaults = self.ep.sim.exec_faults
+        return faults
 
     async def send_output(self, stream: str, data: bytes) -> None:
         if self.dropped:

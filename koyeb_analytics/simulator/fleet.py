@@ -16,6 +16,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,7 +110,7 @@ class Fleet:
             self.vocabulary.info_types
         )
         # instance columns (lists while generating)
-        self._i: dict[str, list] = {k: [] for k in (
+        self._i: dict[str, list[Any]] = {k: [] for k in (
             "id", "service", "app", "deployment", "regional_deployment", "allocation",
             "replica_index", "region", "datacenter", "type", "hypervisor",
         )}
@@ -184,7 +185,7 @@ class Fleet:
                         for j in range(extra):
                             self._run_slot(ctx, svc.replicas + j, lo, hi)
 
-    def _new_instance(self, ctx: tuple, slot: int) -> int:
+    def _new_instance(self, ctx: tuple[Any, ...], slot: int) -> int:
         svc, dep, rd, region, dc = ctx
         rng = self._rng
         i = self._i
@@ -202,7 +203,7 @@ class Fleet:
         self._transitions.append([])
         return len(self._transitions) - 1
 
-    def _run_slot(self, ctx: tuple, slot: int, a: int, b: int) -> None:
+    def _run_slot(self, ctx: tuple[Any, ...], slot: int, a: int, b: int) -> None:
         """Walk one replica slot from ``a`` to ``b`` (``-1``: until now)."""
         cfg, rng = self.config, self._rng
         svc: _Service = ctx[0]
@@ -213,7 +214,7 @@ class Fleet:
             inst = self._new_instance(ctx, slot)
             tr = self._transitions[inst]
 
-            def go(status: str, when: int, tr: list = tr) -> bool:
+            def go(status: str, when: int, tr: list[Any] = tr) -> bool:
                 if when >= now:
                     return False
                 tr.append((when, S[status]))

@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -200,7 +200,7 @@ class Simulator:
         self._token = secrets.token_hex(32)  # 64 characters, like a personal access token
         self._index: dict[str, int] | None = None
         self._item_cache: dict[int, bytes] = {}
-        self._selections: dict[tuple, np.ndarray] = {}
+        self._selections: dict[tuple[Any, ...], np.ndarray] = {}
         self._clock_us = self.fleet.now_us
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -369,7 +369,8 @@ class Simulator:
 
     async def _dispatch(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path == EXEC_PATH:
-            return await handler(request)  # the websocket checks its own token
+            answer: web.StreamResponse = await handler(request)  # exec checks its own token
+            return answer
         auth = request.headers.get("Authorization", "")
         if not secrets.compare_digest(auth.encode(), f"Bearer {self._token}".encode()):
             return self._error(401, "authentication_error", "Request unauthenticated with bearer")
@@ -394,13 +395,13 @@ class Simulator:
         if faults.churn_per_request and request.path in ("/v1/instances", "/v1/instance_events"):
             self.add_instances(faults.churn_per_request)
         try:
-            response = await handler(request)
+            response: web.StreamResponse = await handler(request)
         except _BadRequest as exc:
             return self._error(400, "invalid_argument", "Invalid argument",
                                fields=[{"field": exc.field, "description": exc.description}])
         if kind is None or response.status != 200:
             return response
-        body: bytes = response.body  # type: ignore[assignment]
+        body = cast(bytes, getattr(response, "body", b""))
         if kind == "malformed":
             return web.Response(body=body[: len(body) // 2], content_type="application/json")
         if kind == "text":
