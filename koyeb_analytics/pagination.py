@@ -13,12 +13,14 @@ servers), on ``concurrency`` worker threads (for servers further away), or in or
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 from .errors import MalformedResponseError, PaginationWarning
@@ -305,32 +307,13 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
     stats = stats if stats is not None else PageStats()
     seen = seen or _new_rows
     bar = _Progress(progress, desc)
-    ahead: Generator[dict[str, Any], None, None] | None = None
-    sent = used = unsent = 0
-
-    def offsets(start: int, step: int) -> Iterator[int]:
-        nonlocal sent
-        for at in itertools.count(start, step):
-            sent += 1
-            yield at
-
-    def unsend(n: int) -> None:
-        nonlocal unsent
-        unsent += n
-
-    def drop_ahead() -> None:
-        nonlocal ahead, sent, used, unsent
-        if ahead is not None:
-            ahead.close()
-            stats.discarded += sent - used - unsent
-            ahead, sent, used, unsent = None, 0, 0, 0
-
+    ahead = _Ahead(stats)
     try:
         reply = fetch(0, limit)
         # Overlapped pages are requested blindly, several past the end of a window:
         # only for listings read to their end.
-        mode = ("pipelined" if fetch_each is not None else
-                "overlapped" if concurrency > 1 and stop is None else "")
+        mode = (Mode.PIPELINED if fetch_each is not None else
+                Mode.OVERLAPPED if concurrency > 1 and stop is None else Mode.PLAIN)
 
         def last(reply: dict[str, Any]) -> bool:
             """No page after this one is wanted, or its offset is not predictable."""
@@ -339,7 +322,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                 return True
             return reply.get("has_next") is False or (stop is not None and stop(items))
 
-        page_at = at = step = 0
+        page_at = 0
         while stats.pages < MAX_PAGES:
             page = _items(reply, key, desc)
             limit = _echoed_limit(reply, limit)
@@ -364,39 +347,100 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                 return
             offset = page_at + len(page)  # where a plain read continues
             last_id = page[-1].get("id") if isinstance(page[-1], dict) else None
-            if ahead is None and mode == "pipelined" and fetch_each is not None:
+            if not ahead.active and mode is Mode.PIPELINED and fetch_each is not None:
                 # Checking each reply before the next request costs the overlap of
                 # decoding (10-15% of a full listing's time): only where waste matters,
                 # at the start of a window.
-                step, at = limit, offset
-                ahead = fetch_each(offsets(at, step), limit,
-                                   last if stop is not None else None)
-            elif ahead is None and mode == "overlapped" and limit > 1 and last_id is not None:
-                step, at = limit - 1, offset - 1
-                ahead = _in_order(fetch, offsets(at, step), limit, concurrency, unsend)
+                ahead.start(functools.partial(fetch_each, limit=limit,
+                                              last=last if stop is not None else None),
+                            offset, limit)
+            elif not ahead.active and mode is Mode.OVERLAPPED and limit > 1 \
+                    and last_id is not None:
+                ahead.start(functools.partial(_in_order, fetch, limit=limit,
+                                              concurrency=concurrency, unsent=ahead.unsend),
+                            offset - 1, limit - 1)
             next_reply = None
             candidate = None
-            if ahead is not None and (mode == "overlapped" or at == offset):
-                candidate = next(ahead, None)  # None: ``last`` ended the pipeline
+            if ahead.active and (mode is Mode.OVERLAPPED or ahead.at == offset):
+                candidate = ahead.next()  # None: ``last`` ended the pipeline
             if candidate is not None:
-                used += 1
-                if mode == "pipelined" or _holds(candidate, key, last_id):
-                    next_reply, page_at = candidate, at
-                    at += step
+                if mode is Mode.PIPELINED or _holds(candidate, key, last_id):
+                    next_reply, page_at = candidate, ahead.at
+                    ahead.advance()
                 else:
                     stats.discarded += 1
             if next_reply is None:
                 # Read the next page plainly; overlapped reading resumes after it,
                 # unless requesting ahead has wasted more than a quarter of the pages.
-                drop_ahead()
-                if mode == "pipelined" or stats.discarded > stats.pages // 4 + concurrency:
-                    mode = ""
+                ahead.drop()
+                if mode is Mode.PIPELINED or \
+                        stats.discarded > stats.pages // 4 + concurrency:
+                    mode = Mode.PLAIN
                 next_reply, page_at = fetch(offset, limit), offset
             reply = next_reply
         stats.warn(f"{desc}: stopped after {MAX_PAGES} pages (MAX_PAGES)")
     finally:
-        drop_ahead()
+        ahead.drop()
         bar.close()
+
+
+class Mode(Enum):
+    """How :func:`has_next_pages` requests pages ahead, at a given moment."""
+
+    PIPELINED = "pipelined"
+    """On one connection, the next request sent while a reply is used (fast servers)."""
+    OVERLAPPED = "overlapped"
+    """On worker threads, each page overlapping the previous one by a row."""
+    PLAIN = "plain"
+    """One request at a time (also where requesting ahead stopped paying)."""
+
+
+class _Ahead:
+    """Pages requested ahead at ``at, at + step, ...``: what was sent, used, never sent.
+
+    Whatever was sent and not used when it is dropped counts in ``stats.discarded``, so
+    every request is a page used or one counted.
+    """
+
+    def __init__(self, stats: PageStats) -> None:
+        self.stats = stats
+        self.replies: Generator[dict[str, Any], None, None] | None = None
+        self.at = self.step = self.sent = self.used = self.unsent = 0
+
+    @property
+    def active(self) -> bool:
+        return self.replies is not None
+
+    def start(self, make: Callable[[Iterator[int]], Generator[dict[str, Any], None, None]],
+              at: int, step: int) -> None:
+        self.at, self.step = at, step
+        self.replies = make(self._offsets(at, step))
+
+    def _offsets(self, start: int, step: int) -> Iterator[int]:
+        for at in itertools.count(start, step):
+            self.sent += 1
+            yield at
+
+    def unsend(self, n: int) -> None:
+        """``n`` offsets handed out were cancelled before their request went out."""
+        self.unsent += n
+
+    def next(self) -> dict[str, Any] | None:
+        assert self.replies is not None
+        reply = next(self.replies, None)
+        if reply is not None:
+            self.used += 1
+        return reply
+
+    def advance(self) -> None:
+        self.at += self.step
+
+    def drop(self) -> None:
+        if self.replies is not None:
+            self.replies.close()
+            self.stats.discarded += self.sent - self.used - self.unsent
+            self.replies = None
+            self.sent = self.used = self.unsent = 0
 
 
 def _holds(reply: dict[str, Any], key: str, row_id: Any) -> bool:
