@@ -31,6 +31,7 @@ from .execute import (
     ExecResult,
     exec_command,
     group_outputs,
+    instance_targets,
     normalize_command,
 )
 from .schema import EXEC_STATUSES
@@ -71,11 +72,12 @@ def clean_terminal_text(text: str) -> str:
 
 
 def badge(result: ExecResult) -> tuple[str, str]:
-    """(label, kind) of a run's exit badge."""
+    """(label, kind) of a run's exit badge, from :attr:`ExecResult.status`."""
+    status = result.status
     if result.exited:
-        return (f"exit {result.exit_code}", "ok" if result.exit_code == 0 else "exit")
-    if result.timed_out:
-        return ("timed out", "timed out")
+        return (f"exit {result.exit_code}", "ok" if status == "ok" else "exit")
+    if status == "timed out":
+        return (status, status)
     if result.error == "cancelled":
         return ("cancelled", "cancelled")
     return ("exit unknown", "unknown")
@@ -266,15 +268,9 @@ class ExecWidget(widgets.VBox):
     # ------------------------------------------------------------------ data
     @staticmethod
     def _table(instances: pd.DataFrame | Iterable[str]) -> pd.DataFrame:
-        if isinstance(instances, pd.DataFrame):
-            df = instances.rename(columns={"id": "instance_id"}).copy()
-        else:
-            df = pd.DataFrame({"instance_id": list(instances)})
-        for col, default in (("service_id", None), ("region", None), ("status", "HEALTHY")):
-            if col not in df:
-                df[col] = default
-        df["status"] = df["status"].astype(object)
-        return df.drop_duplicates("instance_id").reset_index(drop=True)
+        df = instance_targets(instances, columns=("service_id", "region", "status"),
+                              defaults={"status": "HEALTHY"})
+        return df.assign(status=df["status"].astype(object))
 
     @staticmethod
     def _label(row: pd.Series) -> str:

@@ -27,7 +27,7 @@ from .codec import (
     stdin_close_frame,
     stdin_frames,
 )
-from .fanout import MANY_COLUMNS, exec_many, group_outputs
+from .fanout import MANY_COLUMNS, exec_many, group_outputs, instance_targets
 from .run import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, exec_command
 from .stream import ExecStream, exec_stream, normalize_command
 
@@ -36,6 +36,6 @@ __all__ = [
     "ErrorFrame", "Event", "ExecFailedError", "ExecInterrupted", "ExecResult", "ExecStream",
     "Exit", "InstanceNotRunningError", "Output", "ServerError", "command_frame",
     "decode_frame", "error_for", "error_frame", "exec_command", "exec_many", "exec_stream",
-    "group_outputs", "normalize_command", "resize_frame", "result_frame",
+    "group_outputs", "instance_targets", "normalize_command", "resize_frame", "result_frame",
     "stdin_close_frame", "stdin_frames",
 ]

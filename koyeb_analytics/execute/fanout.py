@@ -21,7 +21,15 @@ MANY_COLUMNS = ("instance_id", "service_id", "region", "exit_code", "exited", "t
                 "error", "duration", "stdout", "stderr")
 
 
-def _targets(instances: pd.DataFrame | Iterable[str]) -> pd.DataFrame:
+def instance_targets(instances: pd.DataFrame | Iterable[str], *,
+                     columns: Sequence[str] = ("service_id", "region"),
+                     defaults: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The instances to run on, as a frame: ``instance_id`` and ``columns``.
+
+    Accepts a frame from :func:`~koyeb_analytics.load_instances` (``id`` or
+    ``instance_id``) or ids; checks every id is a full one, drops repeats, keeps the
+    order, and fills absent ``columns`` from ``defaults`` (else None).
+    """
     if isinstance(instances, pd.DataFrame):
         if "id" in instances:
             df = instances.rename(columns={"id": "instance_id"})
@@ -34,13 +42,13 @@ def _targets(instances: pd.DataFrame | Iterable[str]) -> pd.DataFrame:
         if isinstance(instances, str):
             instances = [instances]
         df = pd.DataFrame({"instance_id": list(dict.fromkeys(instances))})
-    for col in ("service_id", "region"):
+    for col in columns:
         if col not in df:
-            df = df.assign(**{col: None})
+            df = df.assign(**{col: (defaults or {}).get(col)})
     for iid in df["instance_id"]:
         if not isinstance(iid, str) or not is_full_id(iid):
             raise ValueError(f"instance ids must be full ids (UUIDs), got {iid!r}")
-    return df[["instance_id", "service_id", "region"]].reset_index(drop=True)
+    return df[["instance_id", *columns]].reset_index(drop=True)
 
 
 def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
@@ -87,7 +95,7 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     """
     check_client(client)
     argv = normalize_command(command)
-    targets = _targets(instances)
+    targets = instance_targets(instances)
     check_timeout(timeout)
     if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
         raise TypeError("stdin must be bytes, str or None")
