@@ -27,6 +27,7 @@ from .analysis import (
 )
 from .classify import classify_events, event_vocabulary
 from .client import KoyebClient
+from .diagnostics import diagnostics, exec_table
 from .errors import (
     APIError,
     AuthenticationError,
@@ -62,6 +63,7 @@ from .loaders import get_instance, load_events, load_instances
 from .network import Network
 from .pipeline import Analysis, Window, analyse, load_window
 from .plotting import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
+from .redact import Redactor
 from .schema import STATUSES
 from .snapshot import load_snapshot, read_manifest, save_snapshot
 from .transcript import load_transcript, save_transcript
@@ -91,6 +93,7 @@ __all__ = [
     "PaginationWarning",
     "PermissionDeniedError",
     "RateLimitError",
+    "Redactor",
     "STATUSES",
     "STATUS_COLORS",
     "ServerError",
@@ -103,11 +106,13 @@ __all__ = [
     "capacity",
     "classify_events",
     "crash_loops",
+    "diagnostics",
     "error_budget",
     "event_vocabulary",
     "exec_command",
     "exec_many",
     "exec_stream",
+    "exec_table",
     "findings",
     "get_instance",
     "group_outputs",

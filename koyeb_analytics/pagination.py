@@ -9,6 +9,9 @@ page that brings nothing new, or :data:`MAX_PAGES`, ends the loop with a
 How pages are requested ahead is the caller's choice, never a timing rule: through a
 ``fetch_each`` (one connection, the next request sent while a reply is used; for fast
 servers), on ``concurrency`` worker threads (for servers further away), or in order.
+
+Long because both paging styles, and the read-ahead that serves them, share one set of
+checks (page size, repeats, empty pages, the page bound); apart they would drift.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from .schema import TIME_DTYPE
 
 TRANSCRIPT_COLUMNS = ("run_id", "started_at", "ended_at", "instance_id", "service_id",
                       "command", "exit_code", "exited", "timed_out", "stdout", "stderr",
-                      "error")
+                      "error", "redacted")
 """The columns of a transcript, one row per instance and run."""
 
 __all__ = ["TRANSCRIPT_COLUMNS", "load_transcript", "markdown_fence", "save_transcript",
@@ -36,6 +36,8 @@ def transcript_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         df[col] = pd.to_datetime(df[col], utc=True).astype(TIME_DTYPE)
     df["run_id"] = df["run_id"].astype("int64")
     df["exit_code"] = pd.array(df["exit_code"], dtype="Int64")
+    # How many secrets were redacted from the row's output; missing: redaction was off.
+    df["redacted"] = pd.array(pd.to_numeric(df["redacted"]), dtype="Int64")
     for col in ("exited", "timed_out"):
         df[col] = df[col].astype(bool)
     for col in ("instance_id", "service_id", "command", "stdout", "stderr", "error"):
@@ -141,5 +143,5 @@ def load_transcript(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"no transcript at {path}")
     df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(
-        path, keep_default_na=False, na_values={"exit_code": [""]})
+        path, keep_default_na=False, na_values={"exit_code": [""], "redacted": [""]})
     return transcript_frame(df.to_dict("records"))

@@ -34,6 +34,8 @@ from .execute import (
     instance_targets,
     normalize_command,
 )
+from .execute.run import as_redactor
+from .redact import DEFAULT_REDACTOR, LineRedactor, Redactor
 from .schema import EXEC_STATUSES
 from .transcript import (
     save_transcript,
@@ -94,8 +96,10 @@ class _CellOutput:
 
     def __init__(self, out: widgets.Output, head_lines: int, tail_lines: int,
                  interval: float = 0.1, *, head_bytes: int = 256 * 1024,
-                 line_bytes: int = 16 * 1024) -> None:
+                 line_bytes: int = 16 * 1024, redactor: Redactor | None = None) -> None:
         self.out = out
+        self.redact = {s: LineRedactor(redactor or DEFAULT_REDACTOR)
+                       for s in ("stdout", "stderr")}
         self.head_lines = head_lines
         self.head_bytes = head_bytes
         self.line_bytes = line_bytes
@@ -140,7 +144,9 @@ class _CellOutput:
                 self._flush()
 
     def _line(self, stream: str, text: str) -> None:
-        text = clean_terminal_text(text)
+        text = clean_terminal_text(self.redact[stream].line(text))
+        if not text:
+            return
         if self.shown < self.head_lines and self.shown_bytes < self.head_bytes:
             self.pending.append((stream, text))
             self.shown += 1
@@ -164,6 +170,9 @@ class _CellOutput:
             if self.hidden:
                 self.pending.append(("stdout", f"… {self.hidden} lines hidden …\n"))
             self.pending.extend(self.tail)
+            redacted = sum(r.count for r in self.redact.values())
+            if redacted:
+                self.pending.append(("stdout", f"[{redacted} value(s) redacted]\n"))
             self.tail.clear()
             self._flush()
 
@@ -212,7 +221,8 @@ class ExecWidget(widgets.VBox):
                  service_id: str | None = None, timeout: float = 30, confirm_above: int = 5,
                  allowlist: Sequence[str | re.Pattern[str]] | None = None,
                  head_lines: int = 200, tail_lines: int = 50, concurrency: int = 8,
-                 max_output: int = DEFAULT_MAX_OUTPUT) -> None:
+                 max_output: int = DEFAULT_MAX_OUTPUT,
+                 redact: Redactor | bool = True) -> None:
         if instances is None and service_id is None:
             raise ValueError("pass instances (a DataFrame or ids) or service_id")
         if instances is None:
@@ -220,6 +230,7 @@ class ExecWidget(widgets.VBox):
 
             instances = load_instances(client, service_id=service_id, progress=False)
         self.client = client
+        self.redactor = as_redactor(redact)
         self.instances = self._table(instances)
         self.confirm_above = confirm_above
         self.allowlist = list(allowlist) if allowlist is not None else None
@@ -388,7 +399,8 @@ class ExecWidget(widgets.VBox):
         box = widgets.VBox([header, out, footer])
         self._cells.children = (*self._cells.children, box)
         return {"box": box, "out": out, "footer": footer,
-                "view": _CellOutput(out, self.head_lines, self.tail_lines)}
+                "view": _CellOutput(out, self.head_lines, self.tail_lines,
+                                    redactor=self.redactor)}
 
     def _one(self, run_id: int, text: str, argv: tuple[str, ...], iid: str, timeout: float,
              cell: dict[str, Any]) -> ExecResult:
@@ -397,6 +409,7 @@ class ExecWidget(widgets.VBox):
         try:
             result = exec_command(self.client, argv, instance_id=iid, timeout=timeout,
                                   max_output=self.max_output, cancel=self._cancel,
+                                  redact=self.redactor,
                                   on_stdout=lambda b: view.feed("stdout", b),
                                   on_stderr=lambda b: view.feed("stderr", b))
         except Exception as exc:  # noqa: BLE001 - a failed instance is a row, not a crash
@@ -418,6 +431,7 @@ class ExecWidget(widgets.VBox):
             "command": text, "exit_code": result.exit_code, "exited": result.exited,
             "timed_out": result.timed_out, "stdout": result.stdout_text,
             "stderr": result.stderr_text, "error": result.error,
+            "redacted": result.redacted,
         })
         return result
 

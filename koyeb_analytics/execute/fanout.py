@@ -13,12 +13,13 @@ from typing import Any
 import pandas as pd
 
 from ..errors import KoyebError
+from ..redact import Redactor
 from ..schema import is_full_id
-from .run import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, exec_command
+from .run import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, as_redactor, exec_command
 from .stream import check_client, check_timeout, normalize_command
 
 MANY_COLUMNS = ("instance_id", "service_id", "region", "exit_code", "exited", "timed_out",
-                "error", "duration", "stdout", "stderr")
+                "error", "duration", "stdout", "stderr", "redacted")
 
 
 def instance_targets(instances: pd.DataFrame | Iterable[str], *,
@@ -55,7 +56,8 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
               command: str | Sequence[str], *, concurrency: int = 8,
               timeout: float | None = 30, stdin: bytes | str | None = None,
               tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT,
-              cancel: CancelToken | None = None) -> pd.DataFrame:
+              cancel: CancelToken | None = None,
+              redact: Redactor | bool = True) -> pd.DataFrame:
     """Run the same command on many instances, ``concurrency`` at a time.
 
     One instance failing, timing out or hanging never stops the others, nor delays them
@@ -72,14 +74,15 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
         A list of arguments, or a string run through ``sh -c``.
     concurrency
         How many instances at once.
-    timeout, stdin, tty, max_output, cancel
+    timeout, stdin, tty, max_output, cancel, redact
         As for :func:`~koyeb_analytics.exec_command`, per instance.
 
     Returns
     -------
     DataFrame
         One row per instance, in the order given: ``instance_id, service_id, region,
-        exit_code, exited, timed_out, error, duration, stdout, stderr`` (text).
+        exit_code, exited, timed_out, error, duration, stdout, stderr`` (text, secrets
+        redacted) and ``redacted`` (how many).
         ``attrs["command"]`` holds the command (attrs keep JSON-safe provenance only;
         :func:`~koyeb_analytics.exec_command` gives the full :class:`ExecResult`).
 
@@ -96,6 +99,7 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     check_client(client)
     argv = normalize_command(command)
     targets = instance_targets(instances)
+    redactor = as_redactor(redact)
     check_timeout(timeout)
     if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
         raise TypeError("stdin must be bytes, str or None")
@@ -105,7 +109,8 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     def one(iid: str) -> ExecResult:
         try:
             return exec_command(client, argv, instance_id=iid, timeout=timeout, stdin=stdin,
-                                tty=tty, max_output=max_output, cancel=cancel)
+                                tty=tty, max_output=max_output, cancel=cancel,
+                                redact=redactor)
         except Exception as exc:  # noqa: BLE001 - one instance never sinks the others
             now = pd.Timestamp.now(tz="UTC")
             what = str(exc) if isinstance(exc, KoyebError) else f"{type(exc).__name__}: {exc}"
@@ -123,6 +128,7 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
         duration=pd.to_timedelta([r.duration for r in results]),
         stdout=[r.stdout_text for r in results],
         stderr=[r.stderr_text for r in results],
+        redacted=pd.array([r.redacted for r in results], dtype="Int64"),
     )
     df = df[list(MANY_COLUMNS)]
     df.attrs["command"] = list(argv)

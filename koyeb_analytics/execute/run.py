@@ -16,6 +16,7 @@ from typing import IO, Any
 import pandas as pd
 
 from ..errors import ExecFailedError, ExecInterrupted, TransportError
+from ..redact import DEFAULT_REDACTOR, Redactor
 from .codec import GRPC_ERRORS, Closed, ErrorFrame, Exit, Output, error_for
 from .stream import ExecStream, check_client, command_and_target
 
@@ -85,6 +86,8 @@ class ExecResult:
         When (UTC).
     tty
         Whether it ran under a pseudo-terminal.
+    redacted
+        How many secrets were redacted from the output (None: redaction was off).
 
     Examples
     --------
@@ -108,6 +111,7 @@ class ExecResult:
     stdout_dropped: int = 0
     stderr_dropped: int = 0
     tty: bool = False
+    redacted: int | None = 0
 
     @property
     def duration(self) -> pd.Timedelta | None:
@@ -188,6 +192,7 @@ def exec_command(
     max_output: int = DEFAULT_MAX_OUTPUT,
     spill_to: str | Path | None = None,
     cancel: CancelToken | None = None,
+    redact: Redactor | bool = True,
 ) -> ExecResult:
     """Run one command on an instance and return what it did.
 
@@ -222,6 +227,11 @@ def exec_command(
         Also write the complete stdout there (stderr goes to ``<path>.stderr``).
     cancel
         A :class:`CancelToken`; cancelling it ends the run from another thread.
+    redact
+        Secrets in the output become ``[redacted]`` before the result holds it (see
+        :mod:`koyeb_analytics.redact`); a :class:`~koyeb_analytics.redact.Redactor`
+        adds patterns, ``False`` keeps the output as it came (``result.redacted`` is
+        then None). ``on_stdout``, ``on_stderr`` and ``spill_to`` get the raw bytes.
 
     Returns
     -------
@@ -237,6 +247,7 @@ def exec_command(
     (True, 'Linux ...')
     """
     command, instance_id = command_and_target(args, instance_id, service_id, "exec_command")
+    redactor = as_redactor(redact)
     if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
         raise TypeError("stdin must be bytes, str or None")
     check_client(client)
@@ -253,7 +264,7 @@ def exec_command(
     error: str | None = None
     started = False
     if cancel is not None and cancel.cancelled:
-        return _result(stream, out, err, None, "cancelled", client)
+        return _result(stream, out, err, None, "cancelled", redactor)
     try:
         stream.open()
         if cancel is not None:
@@ -282,7 +293,7 @@ def exec_command(
                          else f"connection closed ({event.code}) before the command's exit")
     except KeyboardInterrupt:
         stream.close()
-        result = _result(stream, out, err, None, "interrupted", client)
+        result = _result(stream, out, err, None, "interrupted", redactor)
         raise ExecInterrupted(result) from None
     finally:
         stream.close()
@@ -292,18 +303,32 @@ def exec_command(
             f.close()
     if cancel is not None and cancel.cancelled and exit_code is None:
         error = "cancelled"
-    result = _result(stream, out, err, exit_code, error, client)
+    result = _result(stream, out, err, exit_code, error, redactor)
     if check and not result.ok:
         raise ExecFailedError(result)
     return result
 
 
 def _result(stream: ExecStream, out: _Capture, err: _Capture, exit_code: int | None,
-            error: str | None, client: Any) -> ExecResult:
+            error: str | None, redactor: Redactor) -> ExecResult:
+    stdout, n_out = redactor.redact_bytes(out.value())
+    stderr, n_err = redactor.redact_bytes(err.value())
     return ExecResult(
         instance_id=stream.instance_id, service_id=stream.service_id,
-        command=stream.command, stdout=out.value(), stderr=err.value(),
+        command=stream.command, stdout=stdout, stderr=stderr,
+        redacted=n_out + n_err if redactor.enabled else None,
         exit_code=exit_code, exited=exit_code is not None,
         timed_out=stream.timed_out, error=None if stream.timed_out else error,
         started_at=stream.started_at, ended_at=pd.Timestamp.now(tz="UTC"),
         stdout_dropped=out.dropped, stderr_dropped=err.dropped, tty=stream.tty)
+
+
+def as_redactor(redact: Redactor | bool) -> Redactor:
+    """The :class:`Redactor` a ``redact=`` argument means."""
+    if isinstance(redact, Redactor):
+        return redact
+    if redact is True:
+        return DEFAULT_REDACTOR
+    if redact is False:
+        return Redactor(enabled=False)
+    raise TypeError(f"redact must be True, False or a Redactor, got {redact!r}")

@@ -183,6 +183,12 @@ class ExecEndpoint:
             "KOYEB_DC": f["datacenter"][index],
             "KOYEB_REPLICA_INDEX": str(int(f["replica_index"][index])),
             "KOYEB_INSTANCE_TYPE": f["type"][index],
+            # Fake secrets of the shapes real services carry, so that redaction is
+            # exercised end to end (and look-alikes that must stay).
+            "DATABASE_URL": f"postgres://app:pw-{index:05d}-fake@db.internal:5432/app",
+            "API_TOKEN": f"tok_fake_{index:08d}_not_a_real_token",
+            "STRIPE_SECRET_KEY": f"sk_test_fake{index:012d}",
+            "KEYBOARD_LAYOUT": "us",
         }
 
     def workdir(self, index: int) -> Path:

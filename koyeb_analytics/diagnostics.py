@@ -1,0 +1,218 @@
+"""Exec output as data: fleet diagnostics parsed into one DataFrame.
+
+:func:`exec_table` runs a command on many instances (through
+:func:`~koyeb_analytics.exec_many`, secrets redacted) and parses each output with
+``jc``, a well-kept library of parsers for ``ps``, ``df``, ``free``, ``uptime``,
+``/proc`` files, ``env``, ``ss`` and more, into rows: one frame for the fleet, with the
+instance beside every row. :func:`diagnostics` lists the named ones.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .execute import exec_many, instance_targets
+from .redact import Redactor
+
+__all__ = ["DIAGNOSTICS", "PARSERS", "Diagnostic", "diagnostics", "exec_table"]
+
+PARSERS: dict[str, str] = {
+    "ps": "ps", "df": "df", "free": "free", "uptime": "uptime", "env": "env",
+    "printenv": "env", "ss": "ss", "netstat": "netstat", "ls": "ls", "mount": "mount",
+    "du": "du", "top": "top", "w": "w", "id": "id", "uname": "uname", "date": "date",
+    "lsblk": "lsblk", "vmstat": "vmstat", "iostat": "iostat",
+}
+"""Command (first word) to the ``jc`` parser that reads its output; ``cat /proc/...`` is
+read by the ``proc`` parser."""
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A named diagnostic: a command, the parser of its output, what it tells.
+
+    Parameters
+    ----------
+    command, parser, description
+        What runs, the ``jc`` parser that reads it, and one line about it.
+    kib
+        Columns in KiB, turned into bytes (``"*"``: every numeric one).
+
+    Examples
+    --------
+    >>> DIAGNOSTICS["disk"].parser
+    'df'
+    """
+
+    command: str
+    parser: str
+    description: str
+    kib: tuple[str, ...] = ()
+
+
+DIAGNOSTICS: dict[str, Diagnostic] = {
+    "processes": Diagnostic("ps aux", "ps", "running processes, with CPU and memory",
+                            kib=("vsz", "rss")),
+    "disk": Diagnostic("df -k", "df", "file systems: size, used and available",
+                       kib=("1k_blocks", "used", "available")),
+    "memory": Diagnostic("free -b", "free", "memory and swap, in bytes"),
+    "meminfo": Diagnostic("cat /proc/meminfo", "proc", "the kernel's memory counters",
+                          kib=("*",)),
+    "load": Diagnostic("cat /proc/loadavg", "proc", "load averages and running tasks"),
+    "uptime": Diagnostic("uptime", "uptime", "time since boot, users, load"),
+    "sockets": Diagnostic("cat /proc/net/tcp", "proc", "TCP sockets and their states"),
+    "environment": Diagnostic("env", "env", "environment variables (secret values "
+                                            "redacted)"),
+}
+"""The catalogue :func:`exec_table` runs by name."""
+
+
+def diagnostics() -> pd.DataFrame:
+    """The catalogue of named diagnostics.
+
+    Returns
+    -------
+    DataFrame
+        ``name, command, parser, description``.
+
+    Examples
+    --------
+    >>> "processes" in set(diagnostics()["name"])
+    True
+    """
+    return pd.DataFrame([{"name": n, "command": d.command, "parser": d.parser,
+                          "description": d.description} for n, d in DIAGNOSTICS.items()])
+
+
+def _choose(command: str | Sequence[str], parser: str | None) -> tuple[Any, Diagnostic]:
+    """The command to run and how to read it."""
+    if isinstance(command, str) and command in DIAGNOSTICS and parser is None:
+        d = DIAGNOSTICS[command]
+        return d.command, d
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    if not argv:
+        raise ValueError("command is empty")
+    if parser is None:
+        first = argv[0].rsplit("/", 1)[-1]
+        if first == "cat" and len(argv) == 2 and argv[1].startswith("/proc/"):
+            parser = "proc"
+        else:
+            parser = PARSERS.get(first)
+        if parser is None:
+            raise ValueError(
+                f"no parser known for {first!r}: pass parser= (a jc parser name) or use "
+                f"one of {', '.join(sorted(PARSERS))}, 'cat /proc/...', or a named "
+                f"diagnostic ({', '.join(DIAGNOSTICS)})")
+    import jc
+
+    if parser not in jc.parser_mod_list() and parser.replace("-", "_") not in {
+            p.replace("-", "_") for p in jc.parser_mod_list()}:
+        raise ValueError(f"parser={parser!r} is not a jc parser")
+    return command, Diagnostic(" ".join(argv), parser, "")
+
+
+def _rows(parsed: Any) -> list[dict[str, Any]]:
+    if isinstance(parsed, dict):
+        return [parsed]
+    if isinstance(parsed, list) and all(isinstance(r, dict) for r in parsed):
+        return parsed
+    raise ValueError(f"the parser returned {type(parsed).__name__}, not rows")
+
+
+def _typed(df: pd.DataFrame, kib: Iterable[str]) -> pd.DataFrame:
+    kib = list(kib)
+    for col in list(df.columns):
+        if col in ("instance_id", "service_id", "region"):
+            continue
+        if df[col].dtype == object:
+            try:
+                df[col] = pd.to_numeric(df[col])
+            except (ValueError, TypeError):
+                pass
+        if (col in kib or "*" in kib) and pd.api.types.is_numeric_dtype(df[col]):
+            name = "bytes" if col == "1k_blocks" else f"{col}_bytes"
+            df[name] = df[col] * 1024
+            if name != col:
+                df = df.drop(columns=col)
+    return df
+
+
+def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
+               command: str | Sequence[str], *, parser: str | None = None,
+               timeout: float | None = 30, concurrency: int = 8,
+               redact: Redactor | bool = True) -> pd.DataFrame:
+    """Run a diagnostic on each instance and parse every output into one frame.
+
+    Parameters
+    ----------
+    client
+        A :class:`~koyeb_analytics.KoyebClient`.
+    instances
+        A frame from :func:`~koyeb_analytics.load_instances`, or instance ids.
+    command
+        A named diagnostic (see :func:`diagnostics`: ``"processes"``, ``"disk"``...),
+        or a command whose first word names its parser (``"ps aux"``, ``"df -k"``,
+        ``"cat /proc/meminfo"``).
+    parser
+        A ``jc`` parser name, to force one.
+    timeout, concurrency, redact
+        As for :func:`~koyeb_analytics.exec_many` (secrets are redacted before parsing).
+
+    Returns
+    -------
+    DataFrame
+        ``instance_id, service_id, region`` (and the instance frame's names, when it
+        has them), then the parsed columns: numbers as numbers, KiB turned into bytes
+        (``*_bytes``). Instances whose command failed or whose output did not parse
+        are in ``attrs["failed"]`` with the reason; they never sink the others.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=1) as sim:
+    ...     c = sim.client()
+    ...     running = ka.load_instances(c, statuses="HEALTHY", progress=False).head(2)
+    ...     mem = ka.exec_table(c, running, "memory")
+    >>> sorted(set(mem["type"])), bool((mem.loc[mem["type"] == "Mem", "total"] > 0).all())
+    (['Mem', 'Swap'], True)
+    """
+    to_run, diag = _choose(command, parser)
+    extra = [c for c in ("app_name", "service_name") if isinstance(instances, pd.DataFrame)
+             and c in instances]
+    targets = instance_targets(instances, columns=("service_id", "region", *extra))
+    import jc
+
+    runs = exec_many(client, targets, to_run, timeout=timeout, concurrency=concurrency,
+               redact=redact)
+    frames, failed = [], []
+    for row in runs.itertuples(index=False):
+        reason = None
+        if row.error is not None and not pd.isna(row.error):
+            reason = str(row.error)
+        elif row.timed_out:
+            reason = "timed out"
+        elif pd.isna(row.exit_code) or row.exit_code != 0:
+            reason = f"exit {row.exit_code}: {row.stderr.strip()[:200]}"
+        if reason is None:
+            try:
+                parsed = _rows(jc.parse(diag.parser, row.stdout, quiet=True))
+            except Exception as exc:  # noqa: BLE001 - any parser failure is this row's
+                reason = f"output did not parse with {diag.parser}: {type(exc).__name__}"
+            else:
+                info = targets[targets["instance_id"] == row.instance_id].iloc[0]
+                part = pd.DataFrame(parsed)
+                for i, col in enumerate(["instance_id", "service_id", "region", *extra]):
+                    part.insert(i, col, info[col])
+                frames.append(part)
+        if reason is not None:
+            failed.append({"instance_id": row.instance_id, "reason": reason})
+    base = ["instance_id", "service_id", "region", *extra]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=base)
+    df = _typed(df, diag.kib)
+    df.attrs = {"command": to_run if isinstance(to_run, str) else list(to_run),
+                "parser": diag.parser, "failed": failed}
+    return df
