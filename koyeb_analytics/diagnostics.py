@@ -19,7 +19,8 @@ import pandas as pd
 from .execute import exec_many, instance_targets
 from .redact import Redactor
 
-__all__ = ["DIAGNOSTICS", "PARSERS", "Diagnostic", "diagnostics", "exec_table"]
+__all__ = ["DIAGNOSTICS", "PARSERS", "Diagnostic", "diagnostics", "exec_table",
+           "parse_output", "parser_for"]
 
 PARSERS: dict[str, str] = {
     "ps": "ps", "df": "df", "free": "free", "uptime": "uptime", "env": "env",
@@ -86,6 +87,40 @@ def diagnostics() -> pd.DataFrame:
     """
     return pd.DataFrame([{"name": n, "command": d.command, "parser": d.parser,
                           "description": d.description} for n, d in DIAGNOSTICS.items()])
+
+
+def parser_for(command: str | Sequence[str], parser: str | None = None) -> Diagnostic | None:
+    """How the output of ``command`` is read, or None when no parser is known.
+
+    Examples
+    --------
+    >>> parser_for("ps aux").parser, parser_for("frobnicate") is None
+    ('ps', True)
+    """
+    try:
+        return _choose(command, parser)[1]
+    except ValueError:
+        return None
+
+
+def parse_output(text: str, diagnostic: Diagnostic) -> pd.DataFrame:
+    """One instance's output as rows, typed as :func:`exec_table` types them.
+
+    Raises ``ValueError`` when the output does not parse.
+
+    Examples
+    --------
+    >>> parse_output("a=1\\nb=2\\n", parser_for("env"))["name"].tolist()
+    ['a', 'b']
+    """
+    import jc
+
+    try:
+        rows = _rows(jc.parse(diagnostic.parser, text, quiet=True))
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a parse failure
+        raise ValueError(f"output did not parse with {diagnostic.parser}: "
+                         f"{type(exc).__name__}") from None
+    return _typed(pd.DataFrame(rows), diagnostic.kib)
 
 
 def _choose(command: str | Sequence[str], parser: str | None) -> tuple[Any, Diagnostic]:
@@ -184,11 +219,11 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
     extra = [c for c in ("app_name", "service_name") if isinstance(instances, pd.DataFrame)
              and c in instances]
     targets = instance_targets(instances, columns=("service_id", "region", *extra))
-    import jc
 
     runs = exec_many(client, targets, to_run, timeout=timeout, concurrency=concurrency,
-               redact=redact)
+                     redact=redact)
     frames, failed = [], []
+    info_of = targets.set_index("instance_id")
     for row in runs.itertuples(index=False):
         reason = None
         if row.error is not None and not pd.isna(row.error):
@@ -199,20 +234,19 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
             reason = f"exit {row.exit_code}: {row.stderr.strip()[:200]}"
         if reason is None:
             try:
-                parsed = _rows(jc.parse(diag.parser, row.stdout, quiet=True))
-            except Exception as exc:  # noqa: BLE001 - any parser failure is this row's
-                reason = f"output did not parse with {diag.parser}: {type(exc).__name__}"
+                part = parse_output(row.stdout, diag)
+            except ValueError as exc:
+                reason = str(exc)
             else:
-                info = targets[targets["instance_id"] == row.instance_id].iloc[0]
-                part = pd.DataFrame(parsed)
-                for i, col in enumerate(["instance_id", "service_id", "region", *extra]):
+                info = info_of.loc[row.instance_id]
+                part.insert(0, "instance_id", row.instance_id)
+                for i, col in enumerate(["service_id", "region", *extra], start=1):
                     part.insert(i, col, info[col])
                 frames.append(part)
         if reason is not None:
             failed.append({"instance_id": row.instance_id, "reason": reason})
     base = ["instance_id", "service_id", "region", *extra]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=base)
-    df = _typed(df, diag.kib)
     df.attrs = {"command": to_run if isinstance(to_run, str) else list(to_run),
                 "parser": diag.parser, "failed": failed}
     return df

@@ -15,7 +15,7 @@ from .schema import TIME_DTYPE
 
 TRANSCRIPT_COLUMNS = ("run_id", "started_at", "ended_at", "instance_id", "service_id",
                       "command", "exit_code", "exited", "timed_out", "stdout", "stderr",
-                      "error", "redacted")
+                      "error", "redacted", "parsed")
 """The columns of a transcript, one row per instance and run."""
 
 __all__ = ["TRANSCRIPT_COLUMNS", "load_transcript", "markdown_fence", "save_transcript",
@@ -40,7 +40,9 @@ def transcript_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["redacted"] = pd.array(pd.to_numeric(df["redacted"]), dtype="Int64")
     for col in ("exited", "timed_out"):
         df[col] = df[col].astype(bool)
-    for col in ("instance_id", "service_id", "command", "stdout", "stderr", "error"):
+    df["parsed"] = df["parsed"].fillna("")  # the parsed rows as JSON, when asked for
+    for col in ("instance_id", "service_id", "command", "stdout", "stderr", "error",
+                "parsed"):
         df[col] = df[col].astype("str")
     return df.sort_values(["run_id", "started_at", "instance_id"], kind="stable").reset_index(
         drop=True)

@@ -13,6 +13,7 @@ updates (never ``with out:`` from a thread). Remote output is text: it is shown 
 from __future__ import annotations
 
 import html
+import io
 import re
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
+from .diagnostics import Diagnostic, parse_output, parser_for
 from .execute import (
     DEFAULT_MAX_OUTPUT,
     CancelToken,
@@ -258,6 +260,8 @@ class ExecWidget(widgets.VBox):
         self._timeout = widgets.BoundedFloatText(value=timeout, min=0.1, max=24 * 3600,
                                                  description="timeout (s)",
                                                  layout=widgets.Layout(width="200px"))
+        self._as_table = widgets.Checkbox(value=False, description="as table", indent=False,
+                                          layout=widgets.Layout(width="90px"))
         self._run = widgets.Button(description="Run", button_style="primary", icon="play")
         self._stop = widgets.Button(description="Stop", button_style="danger", icon="stop",
                                     disabled=True)
@@ -273,7 +277,8 @@ class ExecWidget(widgets.VBox):
         self._yes.on_click(self._on_confirm)
         self._no.on_click(self._on_cancel_confirm)
         super().__init__([self._picker, self._note,
-                          widgets.HBox([self._command, self._timeout, self._run, self._stop]),
+                          widgets.HBox([self._command, self._timeout, self._as_table,
+                                        self._run, self._stop]),
                           self._confirm, self._status, self._cells])
 
     # ------------------------------------------------------------------ data
@@ -323,13 +328,18 @@ class ExecWidget(widgets.VBox):
     # ------------------------------------------------------------------ running
     def run(self, command: str | Sequence[str], instances: Iterable[str] | None = None, *,
             timeout: float | None = None, confirm: bool = False,
-            wait: bool = True) -> list[ExecResult] | None:
+            wait: bool = True, as_table: bool | None = None) -> list[ExecResult] | None:
         """Run ``command`` on ``instances`` (default: the picked ones), as the Run button.
 
         A run on more than ``confirm_above`` instances needs ``confirm=True``; in
         read-only mode a command outside the allowlist raises ``PermissionError``.
+        With ``as_table`` (default: the "as table" box), a command with a known parser
+        (see :func:`~koyeb_analytics.diagnostics`) is also shown as one table across
+        the instances, and the transcript keeps the parsed rows beside the raw text.
         Returns the results (``wait=True``) or None while it runs in the background.
         """
+        if as_table is not None:
+            self._as_table.value = bool(as_table)
         text = command if isinstance(command, str) else " ".join(command)
         if not self._allowed(text):
             raise PermissionError(f"read-only mode: {text!r} is not in the allowlist")
@@ -364,14 +374,21 @@ class ExecWidget(widgets.VBox):
         self._stop.disabled = False
         self._status.value = ""
         results: list[ExecResult] = []
+        table = parser_for(command) if self._as_table.value else None
+        if self._as_table.value and table is None:
+            self._status.value = (f"<i>no parser known for {html.escape(text[:80])}: "
+                                  "shown as text</i>")
         cells = [self._new_cell(run_id, text, iid) for iid in ids]
 
         def work() -> None:
             try:
                 with ThreadPoolExecutor(max_workers=min(self.concurrency, len(ids))) as pool:
-                    futures = [pool.submit(self._one, run_id, text, argv, iid, timeout, cell)
+                    futures = [pool.submit(self._one, run_id, text, argv, iid, timeout, cell,
+                                           table)
                                for iid, cell in zip(ids, cells, strict=True)]
                     results.extend(f.result() for f in futures)
+                if table is not None:
+                    self._table_view(run_id, table)
                 if len(ids) > 1:
                     self._summary(run_id, results)
             except Exception as exc:  # noqa: BLE001 - shown to the user, never lost
@@ -403,7 +420,7 @@ class ExecWidget(widgets.VBox):
                                     redactor=self.redactor)}
 
     def _one(self, run_id: int, text: str, argv: tuple[str, ...], iid: str, timeout: float,
-             cell: dict[str, Any]) -> ExecResult:
+             cell: dict[str, Any], table: Diagnostic | None = None) -> ExecResult:
         view: _CellOutput = cell["view"]
         started = pd.Timestamp.now(tz="UTC")
         try:
@@ -432,8 +449,36 @@ class ExecWidget(widgets.VBox):
             "timed_out": result.timed_out, "stdout": result.stdout_text,
             "stderr": result.stderr_text, "error": result.error,
             "redacted": result.redacted,
+            "parsed": self._parsed(result, table),
         })
         return result
+
+    @staticmethod
+    def _parsed(result: ExecResult, table: Diagnostic | None) -> str:
+        """The parsed rows as JSON (``""``: not asked, or the output did not parse)."""
+        if table is None or not result.ok:
+            return ""
+        try:
+            return str(parse_output(result.stdout_text, table).to_json(orient="records"))
+        except ValueError:
+            return ""
+
+    def _table_view(self, run_id: int, table: Diagnostic) -> None:
+        """One table across the run's instances, rendered escaped."""
+        rows = [r for r in self._rows if r["run_id"] == run_id and r["parsed"]]
+        frames = [pd.read_json(io.StringIO(r["parsed"]), orient="records").assign(
+            instance_id=r["instance_id"]) for r in rows]
+        view = widgets.HTML()
+        if frames:
+            df = pd.concat(frames, ignore_index=True)
+            df = df[["instance_id", *[c for c in df.columns if c != "instance_id"]]]
+            view.value = df.to_html(escape=True, max_rows=200, index=False,
+                                    classes="ka-table")
+        else:
+            view.value = "<i>no output parsed</i>"
+        self._cells.children = (*self._cells.children, widgets.VBox([
+            widgets.HTML(f"<b>Run {run_id} as a table ({html.escape(table.parser)})</b>"),
+            view]))
 
     def _summary(self, run_id: int, results: list[ExecResult]) -> None:
         runs = pd.DataFrame({"instance_id": [r.instance_id for r in results],

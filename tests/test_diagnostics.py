@@ -124,3 +124,23 @@ def test_unknown_commands_name_the_supported_ones(fleet):
         ka.exec_table(client, running, "frobnicate --now")
     with pytest.raises(ValueError, match="not a jc parser"):
         ka.exec_table(client, running, "ps", parser="no-such-parser")
+
+
+def test_the_widget_shows_a_table_and_keeps_the_parsed_rows(fleet, tmp_path):
+    _, client, running = fleet
+    ids = list(running["id"][:3])
+    w = ka.ExecWidget(client, running)
+    w.run("cat /proc/loadavg", instances=ids, as_table=True)
+    tables = [box for box in w._cells.children
+              if "as a table" in getattr(box.children[0], "value", "")]
+    assert len(tables) == 1
+    html_table = tables[0].children[1].value
+    assert html_table.count("<tr") == 1 + len(ids) and "load_1m" in html_table
+    t = w.transcript
+    assert (t["parsed"] != "").all() and t["stdout"].str.contains(r"\d").all()
+    back = ka.load_transcript(ka.save_transcript(t, tmp_path / "t.parquet"))
+    assert back["parsed"].tolist() == t["parsed"].tolist()
+    # Output is escaped in the table, never rendered.
+    w.run("env -i 'X=<img src=x onerror=alert(1)>' env", instances=ids[:1], as_table=True)
+    last = w._cells.children[-1].children[1].value
+    assert "<img" not in last and "&lt;img" in last
