@@ -39,6 +39,9 @@ _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?-----END [A-Z0-9 ]*-
                   re.DOTALL)
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*-----")
+_MARKS = (b"=", b":", b"earer", b"EARER", b"PRIVATE KEY")
+"""Every built-in rule needs one of these (assignments and URLs an ``=`` or ``:``,
+bearer tokens the word, keys their armour): output with none is left as it is."""
 
 
 def is_secret_name(name: str) -> bool:
@@ -127,6 +130,8 @@ class Redactor:
         """The same on bytes; bytes that are not UTF-8 pass through unchanged."""
         if not self.enabled or not data:
             return data, 0
+        if not self._compiled and not any(mark in data for mark in _MARKS):
+            return data, 0  # nothing any rule could match: no decoding at all
         text, n = self.redact(data.decode("utf-8", "surrogateescape"))
         return (text.encode("utf-8", "surrogateescape"), n) if n else (data, 0)
 
