@@ -42,6 +42,8 @@ class Diagnostic:
         What runs, the ``jc`` parser that reads it, and one line about it.
     kib
         Columns in KiB, turned into bytes (``"*"``: every numeric one).
+    durations, seconds
+        Columns of ``[D-]HH:MM:SS`` text, or of seconds, turned into Timedeltas.
 
     Examples
     --------
@@ -53,18 +55,21 @@ class Diagnostic:
     parser: str
     description: str
     kib: tuple[str, ...] = ()
+    durations: tuple[str, ...] = ()
+    seconds: tuple[str, ...] = ()
 
 
 DIAGNOSTICS: dict[str, Diagnostic] = {
     "processes": Diagnostic("ps aux", "ps", "running processes, with CPU and memory",
-                            kib=("vsz", "rss")),
+                            kib=("vsz", "rss"), durations=("time",)),
     "disk": Diagnostic("df -k", "df", "file systems: size, used and available",
                        kib=("1k_blocks", "used", "available")),
     "memory": Diagnostic("free -b", "free", "memory and swap, in bytes"),
     "meminfo": Diagnostic("cat /proc/meminfo", "proc", "the kernel's memory counters",
                           kib=("*",)),
     "load": Diagnostic("cat /proc/loadavg", "proc", "load averages and running tasks"),
-    "uptime": Diagnostic("uptime", "uptime", "time since boot, users, load"),
+    "uptime": Diagnostic("uptime", "uptime", "time since boot, users, load",
+                         seconds=("uptime_total_seconds",)),
     "sockets": Diagnostic("cat /proc/net/tcp", "proc", "TCP sockets and their states"),
     "environment": Diagnostic("env", "env", "environment variables (secret values "
                                             "redacted)"),
@@ -113,7 +118,7 @@ def parse_output(text: str, diagnostic: Diagnostic) -> pd.DataFrame:
     >>> parse_output("a=1\\nb=2\\n", parser_for("env"))["name"].tolist()
     ['a', 'b']
     """
-    return _typed(pd.DataFrame(_parse(text, diagnostic)), diagnostic.kib)
+    return _typed(pd.DataFrame(_parse(text, diagnostic)), diagnostic.kib, diagnostic)
 
 
 def _parse(text: str, diagnostic: Diagnostic) -> list[dict[str, Any]]:
@@ -161,10 +166,34 @@ def _rows(parsed: Any) -> list[dict[str, Any]]:
     raise ValueError(f"the parser returned {type(parsed).__name__}, not rows")
 
 
-def _typed(df: pd.DataFrame, kib: Iterable[str]) -> pd.DataFrame:
+def _duration(text: Any) -> pd.Timedelta:
+    """``[D-][HH:]MM:SS`` (as ``ps`` writes CPU time) as a Timedelta."""
+    if not isinstance(text, str):
+        return pd.NaT
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":") if p.isdigit()]
+    if not parts or len(parts) != len(clock.split(":")) or len(parts) > 3:
+        return pd.NaT
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return pd.Timedelta(days=int(days) if days.isdigit() else 0, hours=parts[0],
+                        minutes=parts[1], seconds=parts[2])
+
+
+def _typed(df: pd.DataFrame, kib: Iterable[str], diagnostic: Diagnostic | None = None,
+           ) -> pd.DataFrame:
     kib = list(kib)
+    if diagnostic is not None:
+        for col in diagnostic.durations:
+            if col in df:
+                df[col] = pd.to_timedelta(df[col].map(_duration))
+        for col in diagnostic.seconds:
+            if col in df:
+                df[col.removesuffix("_total_seconds") or col] = pd.to_timedelta(
+                    pd.to_numeric(df[col], errors="coerce"), unit="s")
     for col in list(df.columns):
-        if col in ("instance_id", "service_id", "region"):
+        if col in ("instance_id", "service_id", "region") or \
+                pd.api.types.is_timedelta64_dtype(df[col]):
             continue
         if df[col].dtype == object:
             try:
@@ -250,7 +279,8 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
             failed.append({"instance_id": row.instance_id, "reason": reason})
     base = ["instance_id", "service_id", "region", *extra]
     # One frame, typed once: cheaper than a frame per instance.
-    df = _typed(pd.DataFrame(frames), diag.kib) if frames else pd.DataFrame(columns=base)
+    df = _typed(pd.DataFrame(frames), diag.kib, diag) if frames else \
+        pd.DataFrame(columns=base)
     df.attrs = {"command": to_run if isinstance(to_run, str) else list(to_run),
                 "parser": diag.parser, "failed": failed}
     return df

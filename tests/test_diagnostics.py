@@ -74,6 +74,9 @@ def test_each_diagnostic_parses_on_several_instances(fleet, name):
                "sockets": ["local_port"], "environment": []}[name]
     for col in numeric:
         assert pd.api.types.is_numeric_dtype(df[col]), (col, df[col].dtype)
+    durations = {"processes": ["time"], "uptime": ["uptime"]}.get(name, [])
+    for col in durations:
+        assert pd.api.types.is_timedelta64_dtype(df[col]) and df[col].notna().all(), col
 
 
 def test_secrets_never_reach_any_storage(fleet, tmp_path):
