@@ -292,7 +292,7 @@ class _Run:
             self.kill()
             raise
         finally:
-            self.kill()
+            await self.reap()
             reader.cancel()
             if self.master is not None:
                 with contextlib.suppress(OSError):
@@ -303,6 +303,13 @@ class _Run:
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def reap(self) -> None:
+        """Kill the process and wait for it, so no transport outlives the loop."""
+        self.kill()
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.proc.wait()), 5)
 
     async def pump(self, pipe: asyncio.StreamReader | None, stream: str) -> None:
         assert pipe is not None
