@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .classify import event_vocabulary
 from .pipeline import Analysis, analyse
 
 __all__ = ["Analysis", "analyse", "format_duration", "render_report", "write_report"]
@@ -82,6 +83,16 @@ mean {{ mtbf.mean }}.</p>
 {% for r in finding_rows %}<tr><td>{{ r.kind }}</td><td class="num">{{ r.count }}</td>
 <td><code>{{ r.example }}</code></td><td>{{ r.detail }}</td></tr>
 {% else %}<tr><td colspan="4">No finding.</td></tr>{% endfor %}</table>
+
+<h3 id="vocabulary">Is the event vocabulary understood?</h3>
+<p>{{ unclassified }} of {{ event_count }} events ({{ unclassified_share }}) match no rule
+that turns events into statuses; instances without usable events fall back to their
+timestamps.</p>
+<table id="vocabulary-table">
+<tr><th>event type</th><th>example message</th><th>events</th><th>status</th><th>rule</th></tr>
+{% for r in vocabulary %}<tr><td><code>{{ r.type }}</code></td><td>{{ r.example_message }}</td>
+<td class="num">{{ r.count }}</td><td>{{ r.status }}</td><td>{{ r.rule }}</td></tr>
+{% else %}<tr><td colspan="5">No event.</td></tr>{% endfor %}</table>
 
 <h2 id="query">Query</h2>
 <table id="query-table">
@@ -165,6 +176,11 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
             finding_rows.append({"kind": kind, "count": len(grp),
                                  "example": grp["instance_id"].iloc[0],
                                  "detail": grp["detail"].iloc[0]})
+    vocab = event_vocabulary(a.events)
+    vocabulary = [{"type": r.type, "example_message": str(r.example_message)[:120],
+                   "count": r.count, "status": r.status or "(no change)", "rule": r.rule}
+                  for r in vocab.head(30).itertuples()]
+    unclassified = int(vocab.loc[vocab["rule"] == "unclassified", "count"].sum())
     query = a.instances.attrs.get("query", {})
     peak = a.capacity.attrs.get("peak", {"instances": 0, "at": None})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -184,6 +200,8 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
         hours=[(t, f"{h:.1f}") for t, h in
                sorted(a.capacity.attrs.get("instance_hours", {}).items())],
         finding_rows=finding_rows, finding_count=len(a.findings),
+        vocabulary=vocabulary, unclassified=unclassified, event_count=len(a.events),
+        unclassified_share=f"{vocab.attrs['unclassified_share']:.1%}",
         query=[(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
                for k, v in query.items()],
         charts=_charts(a), version=__version__)

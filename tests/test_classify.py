@@ -164,4 +164,7 @@ def test_the_report_runs_on_opaque_events(tmp_path):
     out = tmp_path / "report.html"
     assert main(["report", "--simulate", "--vocabulary", "opaque", "--window", "2d",
                  "--quiet", "--out", str(out)]) == 0
-    assert "Data quality" in out.read_text()
+    html = out.read_text()
+    assert "Data quality" in html and 'id="vocabulary-table"' in html
+    # Opaque types, every one understood from its message texts.
+    assert "instance.event." in html and "0 of " in html and "(0.0%)" in html
