@@ -28,6 +28,7 @@ from .errors import (
     MalformedResponseError,
     NotFoundError,
 )
+from .names import add_names
 from .pagination import MAX_LIMIT, Page, PageStats, count_pages, has_next_pages
 from .schema import (
     EVENT_COLUMNS,
@@ -145,6 +146,7 @@ def load_instances(
     allocation_id: str | None = None,
     replica_index: int | None = None,
     details: bool = False,
+    names: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Load every instance, of every status, as a DataFrame.
@@ -165,6 +167,9 @@ def load_instances(
     details
         Also fetch every instance (concurrently) for ``hypervisor``, ``started_at``,
         ``succeeded_at`` and ``terminated_at``, which listings lack.
+    names
+        Add ``app_name`` and ``service_name`` (one listing of apps and one of services;
+        short ids stand in, with a note, where the API does not say).
     progress
         Show a progress bar when the listing spans more than a few pages.
 
@@ -194,6 +199,7 @@ def load_instances(
                 or replica_index < 0:
             raise ValueError(f"replica_index must be a non-negative integer, got {replica_index!r}")
     _check_bool("details", details)
+    _check_bool("names", names)
     _check_bool("progress", progress)
 
     params: list[tuple[str, str]] = [(k, v) for k, v in filters.items() if v is not None]
@@ -248,6 +254,8 @@ def load_instances(
         if keep is not None:
             df = df[keep].reset_index(drop=True)
         df = _attrs(df, client, query, stats, collector, fetched_at)
+    if names:
+        df = add_names(df, client)
     return df
 
 

@@ -56,7 +56,7 @@ def load(srv, **options):
     client = ka.KoyebClient(TOKEN, base_url=srv.url, max_retries=0, timeout=5, **options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        df = ka.load_instances(client, progress=False)
+        df = ka.load_instances(client, names=False, progress=False)
     return df, [w for w in caught if issubclass(w.category, PaginationWarning)]
 
 

@@ -45,7 +45,10 @@ def expected_events(sim, since=None, until=None) -> set[str]:
 def test_load_instances_is_complete_and_typed(sim, client):
     df = ka.load_instances(client, progress=False)
     assert set(df["id"]) == set(sim.fleet.inst["id"]) and df["id"].is_unique
-    assert list(df.columns) == list(INSTANCE_COLUMNS)
+    assert list(df.columns) == [*INSTANCE_COLUMNS, "app_name", "service_name"]
+    # Names, from one listing of apps and one of services.
+    assert (df["service_name"] == df["service_id"].map(sim.fleet.service_names)).all()
+    assert (df["app_name"] == df["app_id"].map(sim.fleet.app_names)).all()
     assert str(df["created_at"].dtype) == "datetime64[us, UTC]"
     assert list(df["status"].cat.categories) == list(STATUSES) and df["status"].cat.ordered
     assert str(df["replica_index"].dtype) == "Int64"
@@ -213,7 +216,9 @@ def test_pipelined_and_plain_paging_read_the_same_rows(fresh_sim, fast):
     n = len(sim.requests)
     inst = ka.load_instances(client, progress=False)
     assert sorted(inst["id"]) == sorted(sim.fleet.inst["id"])
-    assert len(sim.requests) - n == inst.attrs["pages"]
+    # The instance pages, and one page each of apps and services for the names.
+    assert len(sim.requests) - n == inst.attrs["pages"] + 2
+    assert [r.path for r in sim.requests[-2:]] == ["/v1/apps", "/v1/services"]
     assert max(r.in_flight for r in sim.requests[n:]) == 1 or not fast
 
 
@@ -272,11 +277,11 @@ def test_cycle_collector_state_is_restored(fresh_sim):
         return sim_fetch(*args, **kwargs)
 
     client.get = spy  # type: ignore[method-assign]
-    ka.load_instances(client, progress=False)
+    ka.load_instances(client, names=False, progress=False)
     assert gc.isenabled() and len(paused) > 1 and all(paused)
     sim.inject("500", times=None, after=1, path="/v1/instances")
     with pytest.raises(ka.IncompleteListingError):
-        ka.load_instances(client, progress=False)
+        ka.load_instances(client, names=False, progress=False)
     assert gc.isenabled()
     sim.clear_faults()
     gc.disable()
@@ -309,3 +314,17 @@ def test_bad_input_raises_before_any_request(sim, client, func, kwargs, exc, nam
     with pytest.raises(exc, match=name):
         func(client, **kwargs)
     assert len(sim.requests) == n
+
+
+@pytest.mark.parametrize("status, path", [("403", "/v1/apps"), ("404", "/v1/services")])
+def test_names_fall_back_to_short_ids_with_a_note(fresh_sim, status, path):
+    sim = fresh_sim
+    sim.inject(status, times=None, path=path)
+    df = ka.load_instances(fast_client(sim), progress=False)
+    column, ids = ("app_name", "app_id") if path == "/v1/apps" else \
+        ("service_name", "service_id")
+    assert (df[column] == df[ids].str[:8]).all()
+    assert any(f"{path} answered {status}" in n for n in df.attrs["notes"])
+    other = "service_name" if column == "app_name" else "app_name"
+    assert not (df[other] == df[other.replace("name", "id")].str[:8]).any()
+    sim.clear_faults()

@@ -245,3 +245,22 @@ def test_churn_adds_rows_between_requests(fresh_sim):
     assert after == before + 2
     newest = raw(sim, "/v1/instance_events", {"limit": "2"}).json()["events"]
     assert {e["type"] for e in newest} == {"instance.allocating"}
+
+
+def test_apps_and_services_name_every_id_and_match_the_spec(sim):
+    from .conftest import validator
+
+    for path, key, definition, ids in (
+            ("/v1/apps", "apps", "ListAppsReply", set(sim.fleet.inst["app"])),
+            ("/v1/services", "services", "ListServicesReply", set(sim.fleet.inst["service"]))):
+        seen: dict[str, str] = {}
+        offset = 0
+        while True:
+            reply = raw(sim, path, {"limit": 3, "offset": offset}).json()
+            validator(definition).validate(reply)
+            seen.update({r["id"]: r["name"] for r in reply[key]})
+            offset += len(reply[key])
+            if not reply["has_next"]:
+                break
+        assert set(seen) == ids and reply["count"] == len(ids)
+        assert all(name and len(name) < 40 for name in seen.values())

@@ -8,6 +8,10 @@ episodes, service-wide outages with crash loops) and records each status change 
 those transitions, so they can never disagree.
 
 Times are integer microseconds since the Unix epoch; ``-1`` means unset.
+
+Long because the fleet's behaviours (replicas, crashes, flaps, redeploys, autoscaling,
+scale to zero, outages) all write the same segment tables, and stay readable side by
+side.
 """
 
 from __future__ import annotations
@@ -66,6 +70,13 @@ class FleetConfig:
     vocabulary: EventVocabulary = field(default_factory=lambda: DEFAULT_VOCABULARY)
 
 
+APP_WORDS = ("storefront", "billing", "auth", "search", "notifications", "analytics",
+             "payments", "media", "chat", "catalog", "inventory", "reports", "booking",
+             "ledger", "gateway", "docs")
+SERVICE_WORDS = ("api", "web", "worker", "cron", "frontend", "backend", "ingest", "queue",
+                 "scheduler", "webhooks")
+
+
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
@@ -119,6 +130,29 @@ class Fleet:
         self.services: list[_Service] = []
         self._generate()
         self._freeze()
+        self._name()
+
+    # ------------------------------------------------------------------ names
+    def _name(self) -> None:
+        """Realistic app and service names, from a generator of their own (so that the
+        fleet and its ground truth are the same as without names)."""
+        rng = random.Random(self.config.seed * 7919 + 17)
+        apps = list(dict.fromkeys(s.app_id for s in self.services))
+        words = list(APP_WORDS)
+        rng.shuffle(words)
+        self.app_names: dict[str, str] = {}
+        for k, app in enumerate(apps):
+            base = words[k % len(words)]
+            self.app_names[app] = base if k < len(words) else f"{base}-{k // len(words) + 1}"
+        self.service_names: dict[str, str] = {}
+        used: dict[str, set[str]] = {}
+        for svc in self.services:
+            taken = used.setdefault(svc.app_id, set())
+            choices = [w for w in SERVICE_WORDS if w not in taken] or [
+                f"svc-{len(taken) + 1}"]
+            name = rng.choice(choices)
+            taken.add(name)
+            self.service_names[svc.service_id] = name
 
     # ------------------------------------------------------------------ generation
     def _generate(self) -> None:

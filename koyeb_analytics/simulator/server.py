@@ -344,6 +344,8 @@ class Simulator:
         app.router.add_get("/v1/instances", self._list_instances)
         app.router.add_get("/v1/instances/{id}", self._get_instance)
         app.router.add_get("/v1/instance_events", self._list_events)
+        app.router.add_get("/v1/apps", self._list_apps)
+        app.router.add_get("/v1/services", self._list_services)
         self._exec_root = tempfile.mkdtemp(prefix="koyeb-sim-exec-")
         self._exec = ExecEndpoint(self, Path(self._exec_root))
         app.router.add_get(EXEC_PATH, self._exec.handle)
@@ -443,6 +445,37 @@ class Simulator:
                            messages.get(status, "Internal server error"), **extra)
 
     # ------------------------------------------------------------------ parsing
+    async def _list_apps(self, request: web.Request) -> web.Response:
+        """``GET /v1/apps``: names for the app ids the instances carry."""
+        limit, offset, _ = self._paging(request.query)
+        fl = self.fleet
+        created = _ts(fl.start_us)
+        apps = [{"id": a, "name": n, "organization_id": fl.organization_id,
+                 "created_at": created, "updated_at": created, "status": "HEALTHY",
+                 "domains": [], "messages": []} for a, n in fl.app_names.items()]
+        return self._named_page("apps", apps, limit, offset)
+
+    async def _list_services(self, request: web.Request) -> web.Response:
+        """``GET /v1/services`` (``app_id=`` filters): names for the service ids."""
+        q = request.query
+        limit, offset, _ = self._paging(q)
+        fl = self.fleet
+        created = _ts(fl.start_us)
+        services = [{"id": s.service_id, "name": fl.service_names[s.service_id],
+                     "app_id": s.app_id, "organization_id": fl.organization_id,
+                     "type": "WEB", "status": "HEALTHY", "created_at": created,
+                     "updated_at": created, "messages": []}
+                    for s in fl.services if not q.get("app_id") or s.app_id == q["app_id"]]
+        return self._named_page("services", services, limit, offset)
+
+    @staticmethod
+    def _named_page(key: str, items: list[dict[str, Any]], limit: int,
+                    offset: int) -> web.Response:
+        page = items[offset:offset + limit]
+        return web.json_response({key: page, "limit": limit, "offset": offset,
+                                  "count": len(items),
+                                  "has_next": offset + len(page) < len(items)})
+
     def _paging(self, q: Any) -> tuple[int, int, str]:
         limit_s, offset_s = q.get("limit", "20"), q.get("offset", "0")
         try:

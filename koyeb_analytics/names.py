@@ -1,0 +1,70 @@
+"""App and service names for the ids instances carry: one listing each, never an error.
+
+``GET /v1/apps`` and ``GET /v1/services`` page like the instance listing (``limit``,
+``offset``, ``count``, ``has_next``). A token that may not list them (403), an API that
+does not serve them (404), or any other failure leaves short ids standing in for names,
+with a note: names are a convenience, never a reason to lose the data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pandas as pd
+
+from .errors import KoyebError, NotFoundError, PaginationWarning, PermissionDeniedError
+from .pagination import PageStats, count_pages
+from .schema import STRING_DTYPE
+
+__all__ = ["add_names", "load_names"]
+
+
+def load_names(client: Any) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """``(app names, service names, notes)``, each name keyed by its id."""
+    found: dict[str, dict[str, str]] = {"apps": {}, "services": {}}
+    notes: list[str] = []
+    for key in ("apps", "services"):
+        path = f"/v1/{key}"
+
+        def fetch(offset: int, limit: int, path: str = path) -> dict[str, Any]:
+            reply: dict[str, Any] = client.get(path, {"limit": limit, "offset": offset})
+            return reply
+
+        stats = PageStats()
+        try:
+            with warnings.catch_warnings():  # kept in the notes instead
+                warnings.simplefilter("ignore", PaginationWarning)
+                pages = list(count_pages(fetch, key, stats=stats, progress=False, desc=key))
+            for page in pages:
+                for row in page:
+                    if isinstance(row, dict) and isinstance(row.get("id"), str) \
+                            and isinstance(row.get("name"), str) and row["name"]:
+                        found[key][row["id"]] = row["name"]
+        except (PermissionDeniedError, NotFoundError) as exc:
+            notes.append(f"names: {path} answered {exc.status}; short ids stand in for "
+                         f"{key[:-1]} names")
+        except KoyebError as exc:
+            notes.append(f"names: {path} failed ({type(exc).__name__}); short ids stand "
+                         f"in for {key[:-1]} names")
+        notes += [f"names: {n}" for n in stats.notes]
+    return found["apps"], found["services"], notes
+
+
+def add_names(df: pd.DataFrame, client: Any) -> pd.DataFrame:
+    """``df`` with ``app_name`` and ``service_name`` columns (short ids where unknown)."""
+    apps, services, notes = load_names(client) if len(df) else ({}, {}, [])
+    out = df.copy()
+    for column, id_column, names in (("app_name", "app_id", apps),
+                                     ("service_name", "service_id", services)):
+        ids = out[id_column].astype(object)
+        named = ids.map(names)
+        short = ids.map(lambda v: v[:8] if isinstance(v, str) else None)
+        missing = int((named.isna() & ids.notna()).sum())
+        if missing and names:
+            notes.append(f"names: {missing} row(s) with a {id_column} the listing does not "
+                         "name; short ids stand in")
+        out[column] = pd.Series(named.astype(object).where(named.notna(), short),
+                                index=out.index, dtype=STRING_DTYPE)
+    out.attrs = {**df.attrs, "notes": list(df.attrs.get("notes", [])) + notes}
+    return out
