@@ -7,6 +7,7 @@ untouched. One status palette serves every chart.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,7 @@ def _expect(data: Any, needs: set[str], fn: str, source: str) -> None:
 @positional_deprecated("ax", renamed={"group": "by"})
 def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any = None,
                     events: pd.DataFrame | None = None, incidents: pd.DataFrame | None = None,
-                    lane_height: float = 0.8) -> Any:
+                    lane_height: float = 0.8, labels: Mapping[Any, str] | None = None) -> Any:
     """Draw one swimlane per instance, grouped by ``by``, spans coloured by status.
 
     Spans are drawn as one ``PolyCollection`` per status (never one artist per span), so
@@ -95,6 +96,9 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
         Optional overlays.
     lane_height
         Height of a lane, in lane units.
+    labels
+        Names for the values of ``by`` (``names.service_labels(inst)``); short ids
+        otherwise.
 
     Returns
     -------
@@ -153,8 +157,9 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
         starts = lanes[by].ne(lanes[by].shift()).to_numpy()
         ticks = np.flatnonzero(starts)
         ax.set_yticks(ticks)
-        ax.set_yticklabels([str(v)[:8] for v in lanes[by].iloc[ticks]], fontsize=7)
-        ax.set_ylabel(f"instances by {by} (short id)")
+        ax.set_yticklabels([(labels or {}).get(v, str(v)[:8]) for v in lanes[by].iloc[ticks]],
+                           fontsize=7)
+        ax.set_ylabel(f"instances by {by}" + ("" if labels else " (short id)"))
     _time_axis(ax)
     _status_legend(ax, [s for s in present if s != "unknown"], loc="upper left",
                    bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
@@ -215,7 +220,8 @@ def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
 
 
 @positional_deprecated("ax")
-def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None) -> Any:
+def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
+                labels: Mapping[Any, str] | None = None) -> Any:
     """Availability per group as bars, or per group and period as a heatmap.
 
     The policy's method is printed under the chart.
@@ -226,6 +232,8 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None) -> Any:
         From :func:`~koyeb_analytics.uptime` (with ``freq``: a heatmap).
     ax
         Axes to draw on; a new figure's by default.
+    labels
+        Names for the groups (``names.service_labels(inst)``); short ids otherwise.
 
     Returns
     -------
@@ -249,9 +257,10 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None) -> Any:
     if up is None or len(up) == 0:
         return ax
     by = up.attrs.get("by") or up.columns[0]
-    labels = up[by].astype(str).str[:8]
+    names = labels or {}
+    group_labels = up[by].map(lambda v: names.get(v, str(v)[:8]))
     if "period" in up:
-        grid = up.assign(label=labels).pivot_table(index="label", columns="period",
+        grid = up.assign(label=group_labels).pivot_table(index="label", columns="period",
                                                    values="availability", aggfunc="mean")
         values = grid.to_numpy(float)
         # The colour scale starts just below the worst cell, so a 99.5% day stands out.
@@ -272,7 +281,7 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None) -> Any:
             STATUS_COLORS["HEALTHY"] if v >= 0.999 else STATUS_COLORS["UNHEALTHY"]
             if v >= 0.99 else STATUS_COLORS["ERROR"] for v in np.nan_to_num(values)])
         ax.set_yticks(np.arange(len(up)))
-        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_yticklabels(group_labels, fontsize=7)
         ax.invert_yaxis()
         low = np.nanmin(values) if np.isfinite(values).any() else 0.0
         ax.set_xlim(max(0.0, min(low, 0.99) - 0.005), 1.0)

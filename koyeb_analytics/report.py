@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .classify import event_vocabulary
+from .names import service_labels
 from .pipeline import Analysis, analyse
 
 __all__ = ["Analysis", "analyse", "format_duration", "render_report", "write_report"]
@@ -121,17 +122,18 @@ def _charts(a: Analysis) -> dict[str, str]:
 
     out = {}
     height = min(14, 3 + a.intervals["instance_id"].nunique() * 0.03) if len(a.intervals) else 3
+    labels = service_labels(a.instances)
     fig, ax = axes(12, height)
-    plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents)
+    plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents, labels=labels)
     out["lifecycles"] = _png(fig)
     fig, ax = axes(12, 4)
     plot_capacity(a.capacity, ax=ax)
     out["capacity"] = _png(fig)
     fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
-    plot_uptime(a.uptime, ax=ax)
+    plot_uptime(a.uptime, ax=ax, labels=labels)
     out["uptime"] = _png(fig)
     fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
-    plot_uptime(a.daily, ax=ax)
+    plot_uptime(a.daily, ax=ax, labels=labels)
     out["heatmap"] = _png(fig)
     return out
 
@@ -158,15 +160,21 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
     from . import __version__
 
     by = a.uptime.attrs.get("by") or "service_id"
-    uptime_rows = [{"group": r[by], "availability": "–" if pd.isna(r["availability"]) else
+    labels = service_labels(a.instances) if by == "service_id" else {}
+
+    def label(value: Any) -> str:
+        return labels.get(value) or str(value)
+
+    worst_first = a.uptime.sort_values("availability", na_position="last", kind="stable")
+    uptime_rows = [{"group": label(r[by]), "availability": "–" if pd.isna(r["availability"]) else
                     f"{r['availability']:.4%}", "down": format_duration(r["down_time"]),
                     "observed": format_duration(r["observed_time"]), "incidents": r["incidents"]}
-                   for _, r in a.uptime.iterrows()]
+                   for _, r in worst_first.iterrows()]
     key = a.incidents.columns[0] if len(a.incidents.columns) else "group"
-    incident_rows = [{"group": r[key], "start": _ts(r["start"]), "end": _ts(r["end"]),
+    incident_rows = [{"group": label(r[key]), "start": _ts(r["start"]), "end": _ts(r["end"]),
                       "duration": format_duration(r["duration"]), "instances": len(r["instances"]),
                       "statuses": ", ".join(r["statuses"])}
-                     for _, r in a.incidents.iterrows()]
+                     for _, r in a.incidents.sort_values("start").iterrows()]
     summary = a.incidents.attrs.get("summary", {})
     fmt = {k: {s: format_duration(v.get(s)) for s in ("median", "p90", "mean")}
            for k, v in summary.items()} if summary else {}

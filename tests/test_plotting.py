@@ -134,3 +134,27 @@ def test_plots_name_the_input_they_expected():
     with pytest.warns(DeprecationWarning, match="group= is now by="):
         ka.plot_lifecycles(iv, group="region")
     plt.close("all")
+
+
+def test_the_report_names_services_and_puts_the_worst_first(sim, tmp_path):
+    import re
+
+    from koyeb_analytics.names import service_labels
+
+    from .conftest import fast_client
+
+    w = ka.load_window(fast_client(sim), window="3d", progress=False)
+    a = ka.analyse(w)
+    from koyeb_analytics.report import write_report
+
+    html = write_report(a, tmp_path / "r.html").read_text()
+    table = re.search(r'<table id="uptime-table">.*?</table>', html, re.S).group(0)
+    names = re.findall(r"<code>([^<]+)</code>", table)
+    labels = service_labels(w.instances)
+    assert names and set(names) <= set(labels.values())
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", table)  # no UUIDs
+    values = [float(v) for v in re.findall(r'<td class="num">([\d.]+)%</td>', table)]
+    assert values == sorted(values)  # worst first
+    ax = ka.plot_uptime(a.uptime, labels=labels)
+    assert {t.get_text() for t in ax.get_yticklabels()} <= set(labels.values())
+    plt.close("all")
