@@ -61,7 +61,7 @@ from .figures import error_budget, overall_availability, peak_capacity, recovery
 from .lifecycle import findings, lifecycles
 from .loaders import get_instance, load_events, load_instances
 from .network import Network
-from .pipeline import Analysis, Window, analyse, load_window
+from .pipeline import Analysis, Headline, Window, analyse, headline, load_window
 from .plotting import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .redact import Redactor
 from .schema import STATUSES
@@ -82,6 +82,7 @@ __all__ = [
     "ExecResult",
     "ExecStream",
     "ExecWidget",
+    "Headline",
     "IncompleteListingError",
     "InstanceNotRunningError",
     "KoyebClient",
@@ -116,6 +117,7 @@ __all__ = [
     "findings",
     "get_instance",
     "group_outputs",
+    "headline",
     "incident_summary",
     "incidents",
     "lifecycles",

@@ -49,12 +49,14 @@ class UptimePolicy:
         instance: ``"down"`` (default: a crash loop's restart gaps are downtime),
         ``"up"`` or ``"excluded"``. Time before the first and after the last instance
         is always excluded.
+    target
+        The availability objective reports measure against (default 0.999).
 
     Examples
     --------
     >>> print(UptimePolicy(sleeping="down").describe())  # doctest: +NORMALIZE_WHITESPACE
     Time-weighted: HEALTHY counts as up; SLEEPING counts as down; a group is up while
-    any instance is up; time with no instance counts as down.
+    any instance is up; time with no instance counts as down; target 99.900%.
     """
 
     up_statuses: tuple[str, ...] = ("HEALTHY",)
@@ -62,8 +64,13 @@ class UptimePolicy:
     combine: Literal["any", "all", "fraction"] = "any"
     exclude: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = field(default_factory=tuple)
     no_data: Literal["down", "up", "excluded"] = "down"
+    target: float = 0.999
 
     def __post_init__(self) -> None:
+        if isinstance(self.target, bool) or not isinstance(self.target, (int, float)) \
+                or not 0 < self.target < 1:
+            raise ValueError(f"target must be a fraction between 0 and 1 (0.999 for three "
+                             f"nines), got {self.target!r}")
         bad = [s for s in self.up_statuses if s not in STATUSES]
         if bad or not self.up_statuses:
             raise ValueError(f"up_statuses: unknown or empty {bad or self.up_statuses}")
@@ -92,7 +99,7 @@ class UptimePolicy:
                 f"{combine}; time with no instance counts as {self.no_data}")
         if self.exclude:
             text += f"; {len(self.exclude)} maintenance window(s) excluded"
-        return text + "."
+        return text + f"; target {self.target:.3%}."
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

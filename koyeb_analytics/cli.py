@@ -21,27 +21,44 @@ def _say(message: str) -> None:
 
 
 def _summary(a: Any, report: Path) -> str:
+    """The terminal summary: the report's first screen, then the path."""
+    from .pipeline import headline
     from .report import format_duration
 
-    """The terminal summary: availability, incidents, capacity, the report's path."""
-    lines = [f"Window {a.since:%Y-%m-%d %H:%M} to {a.until:%Y-%m-%d %H:%M} UTC: "
-             f"{len(a.instances)} instances, {len(a.events)} events.", "",
-             f"Availability ({a.policy.describe()})"]
+    h = headline(a)
+    pct = "{:.3%}".format
+    lines = []
+    if h.simulated:
+        lines += ["SIMULATED DATA (the embedded simulator, not a Koyeb account)", ""]
+    lines += [f"Window {a.since:%Y-%m-%d %H:%M} to {a.until:%Y-%m-%d %H:%M} UTC, from "
+              f"{h.source}: {h.services} services, {h.instances} instances, "
+              f"{len(a.events)} events.", "",
+              f"Availability ({a.policy.describe()})",
+              f"  overall {pct(h.availability)} against a target of {pct(h.target)}: "
+              + ("met" if h.availability >= h.target else "MISSED"),
+              f"  error budget: {format_duration(h.budget_used)} used of "
+              f"{format_duration(h.budget_allowed)}"
+              + ("" if h.budget_used_share != h.budget_used_share
+                 else f" ({h.budget_used_share:.0%})")]
+    if h.worst_service is not None:
+        lines.append(f"  worst service: {h.worst_service} at {pct(h.worst_availability)}")
     by = a.uptime.attrs.get("by") or "service_id"
+    from .names import service_labels
+
+    labels = service_labels(a.instances)
     for _, r in a.uptime.sort_values("availability").iterrows():
-        lines.append(f"  {str(r[by])[:8]}  {r['availability']:9.4%}  "
-                     f"{int(r['incidents'])} incident(s)")
-    lines.append(f"  overall   {a.uptime.attrs['overall']:9.4%}")
-    mttr = a.incidents.attrs.get("summary", {}).get("mttr", {})
-    lines += ["", f"Incidents: {len(a.incidents)}"
-              + (f", MTTR median {format_duration(mttr['median'])} "
-                 f"(p90 {format_duration(mttr['p90'])})" if mttr.get("count") else "")]
-    peak = a.capacity.attrs.get("peak", {})
-    if peak.get("instances"):
-        lines.append(f"Peak capacity: {peak['instances']} concurrent instances at "
-                     f"{pd.Timestamp(peak['at']):%Y-%m-%d %H:%M} UTC")
-    if len(a.findings):
-        lines.append(f"Data-quality findings: {len(a.findings)} (see the report)")
+        lines.append(f"    {labels.get(r[by], str(r[by])[:8]):28s} {r['availability']:9.4%}"
+                     f"  {int(r['incidents'])} incident(s)")
+    lines += ["", f"Incidents: {h.incidents}"
+              + (f", MTTR median {format_duration(h.mttr_median)}; the longest "
+                 f"{format_duration(h.longest_duration)} from "
+                 f"{pd.Timestamp(h.longest_start):%Y-%m-%d %H:%M} UTC on "
+                 f"{', '.join(h.longest_services)}" if h.incidents else "")]
+    if h.peak_instances:
+        lines.append(f"Peak capacity: {h.peak_instances} concurrent instances at "
+                     f"{pd.Timestamp(h.peak_at):%Y-%m-%d %H:%M} UTC")
+    if h.findings:
+        lines.append(f"Data-quality findings: {h.findings} (see the report)")
     lines += ["", f"Report: {report.resolve()}"]
     return "\n".join(lines)
 
@@ -102,6 +119,9 @@ def _report(args: argparse.Namespace) -> int:
     finally:
         if sim is not None:
             sim.stop()
+    if args.service and data.instances.empty:
+        raise ValueError(f"--service {', '.join(args.service)} matches no instance in the "
+                         f"last {args.window}: check the id (koyeb service list)")
     a = analyse(data)
     out = write_report(a, args.out)
     print(_summary(a, out))

@@ -240,6 +240,9 @@ class KoyebClient:
     42
     """
 
+    simulated: bool = False
+    """True for a client of the embedded simulator: what it loads is labelled simulated."""
+
     def __init__(
         self,
         token: str | None = None,

@@ -105,6 +105,7 @@ def _attrs(df: pd.DataFrame, client: KoyebClient, query: dict[str, Any], stats: 
            collector: Collector, fetched_at: pd.Timestamp) -> pd.DataFrame:
     df.attrs.update({
         "source": client.base_url,
+        "simulated": bool(getattr(client, "simulated", False)),
         "query": query,
         "fetched_at": fetched_at,
         "pages": stats.pages,

@@ -21,7 +21,7 @@ from .loaders import load_events, load_instances
 from .schema import EVENT_COLUMNS
 from .timewindow import TimeLike, WindowLike
 
-__all__ = ["Analysis", "Window", "analyse", "load_window"]
+__all__ = ["Analysis", "Headline", "Window", "analyse", "headline", "load_window"]
 
 
 @dataclass(frozen=True)
@@ -187,3 +187,125 @@ def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
         uptime=uptime(iv, policy=policy), daily=uptime(iv, policy=policy, freq="1D"),
         incidents=incidents(iv, policy=policy), capacity=capacity(iv, freq=freq),
         findings=findings(iv), policy=policy, since=lo, until=hi)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What a report answers first: how available were we, what broke, for how long.
+
+    Parameters
+    ----------
+    since, until
+        The window.
+    services, instances
+        Fleet size.
+    availability, target
+        Availability across services (time-weighted, as the per-service table sums)
+        and the policy's objective.
+    budget_allowed, budget_used, budget_left, budget_used_share
+        The error budget over the window.
+    worst_service, worst_availability
+        The service with the lowest availability (its label).
+    incidents, mttr_median
+        How many incidents, and their median duration.
+    longest_start, longest_duration, longest_services
+        The longest incident.
+    peak_instances, peak_at
+        Peak capacity.
+    findings
+        How many data-quality findings.
+    simulated, source
+        Whether the data is the simulator's, and the API host it came from.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     h = ka.headline(ka.analyse(ka.load_window(sim.client(), window="12h",
+    ...                                               progress=False)))
+    >>> h.simulated, 0 <= h.availability <= 1
+    (True, True)
+    """
+
+    since: pd.Timestamp
+    until: pd.Timestamp
+    services: int
+    instances: int
+    availability: float
+    target: float
+    budget_allowed: pd.Timedelta
+    budget_used: pd.Timedelta
+    budget_left: pd.Timedelta
+    budget_used_share: float
+    worst_service: str | None
+    worst_availability: float
+    incidents: int
+    mttr_median: pd.Timedelta | None
+    longest_start: pd.Timestamp | None
+    longest_duration: pd.Timedelta | None
+    longest_services: tuple[str, ...]
+    peak_instances: int
+    peak_at: pd.Timestamp | None
+    findings: int
+    simulated: bool
+    source: str
+
+
+def headline(a: Analysis) -> Headline:
+    """The first screen of a report, as values (see :class:`Headline`).
+
+    Parameters
+    ----------
+    a
+        From :func:`analyse`.
+
+    Returns
+    -------
+    Headline
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     a = ka.analyse(ka.load_window(sim.client(), window="12h", progress=False))
+    >>> ka.headline(a).target
+    0.999
+    """
+    from urllib.parse import urlsplit
+
+    from .figures import peak_capacity
+    from .names import service_labels
+
+    labels = service_labels(a.instances)
+    # Across services, time-weighted: the same sums as the per-service table.
+    zero = pd.Timedelta(0)
+    observed = a.uptime["observed_time"].sum() if len(a.uptime) else zero
+    down = a.uptime["down_time"].sum() if len(a.uptime) else zero
+    value = float((observed - down) / observed) if observed > zero else float("nan")
+    allowed = observed * (1 - a.policy.target)
+    by = a.uptime.attrs.get("by") or "service_id"
+    worst = a.uptime.sort_values("availability", na_position="last").head(1)
+    worst_id = worst[by].iloc[0] if len(worst) else None
+    inc = a.incidents
+    key = inc.columns[0] if len(inc.columns) else "group"
+    longest = inc.sort_values("duration", ascending=False).head(1)
+    peak = peak_capacity(a.intervals, since=a.since, until=a.until)
+    source = str(a.instances.attrs.get("source", ""))
+    return Headline(
+        since=a.since, until=a.until,
+        services=int(a.instances["service_id"].nunique()) if len(a.instances) else 0,
+        instances=len(a.instances), availability=value, target=a.policy.target,
+        budget_allowed=allowed, budget_used=down, budget_left=allowed - down,
+        budget_used_share=float(down / allowed) if allowed > zero else float("nan"),
+        worst_service=None if worst_id is None else labels.get(worst_id, str(worst_id)),
+        worst_availability=float(worst["availability"].iloc[0]) if len(worst) else
+        float("nan"),
+        incidents=len(inc),
+        mttr_median=inc["duration"].median() if len(inc) else None,
+        longest_start=longest["start"].iloc[0] if len(longest) else None,
+        longest_duration=longest["duration"].iloc[0] if len(longest) else None,
+        longest_services=tuple(labels.get(v, str(v)) for v in longest[key]) if len(longest)
+        else (),
+        peak_instances=peak.instances, peak_at=peak.at, findings=len(a.findings),
+        simulated=bool(a.instances.attrs.get("simulated", False)),
+        source=urlsplit(source).netloc or source)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .classify import event_vocabulary
 from .names import service_labels
-from .pipeline import Analysis, analyse
+from .pipeline import Analysis, analyse, headline
 
 __all__ = ["Analysis", "analyse", "format_duration", "render_report", "write_report"]
 # (Analysis and analyse live in koyeb_analytics.pipeline; imported here as before.)
@@ -34,10 +34,30 @@ th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
 th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .method { background: #f7f7f7; border-left: 3px solid #999; padding: 6px 10px; }
 img { max-width: 100%; } .muted { color: #666; font-size: 0.85em; }
+.simulated { background: #fff3cd; border: 1px solid #e0c46c; padding: 6px 10px; }
+.headline { font-size: 1.05em; } .headline td { border: none; padding: 2px 12px 2px 0; }
+.below { color: #b00020; font-weight: bold; } .met { color: #1b7a2f; font-weight: bold; }
 </style></head><body>
 <h1>{{ title }}</h1>
+{% if h.simulated %}<p class="simulated" id="simulated-label"><b>Simulated data.</b> Every
+figure below comes from the embedded simulator, not from a Koyeb account.</p>{% endif %}
 <p class="muted">Window {{ since }} to {{ until }} (UTC) · data fetched {{ fetched_at }} from
-{{ source }} · {{ n_instances }} instances, {{ n_events }} events, {{ n_spans }} spans</p>
+{{ h.source }}{% if h.simulated %} (simulator){% endif %} · {{ n_instances }} instances,
+{{ n_events }} events, {{ n_spans }} spans</p>
+
+<h2 id="summary">Summary</h2>
+<table class="headline" id="summary-table">
+<tr><td>Availability</td><td><span class="{{ 'met' if met else 'below' }}">{{ availability }}</span>
+against a target of {{ target }} ({{ 'met' if met else 'missed' }})</td></tr>
+<tr><td>Error budget</td><td>{{ budget_used }} used of {{ budget_allowed }} ({{ budget_share }}),
+{{ budget_left }}</td></tr>
+<tr><td>Worst service</td><td>{{ worst }}</td></tr>
+<tr><td>Incidents</td><td>{{ h.incidents }}{% if h.incidents %}, MTTR median {{ mttr_median }};
+the longest {{ longest }}{% endif %}</td></tr>
+<tr><td>Fleet</td><td>{{ h.services }} services, {{ h.instances }} instances; peak
+{{ h.peak_instances }} at once{% if peak_at %} ({{ peak_at }}){% endif %}</td></tr>
+<tr><td>Data quality</td><td>{{ h.findings }} finding(s) (see below)</td></tr>
+</table>
 
 <h2 id="uptime">Availability per service</h2>
 <p class="method">Method: {{ method }}</p>
@@ -116,26 +136,39 @@ def _charts(a: Analysis) -> dict[str, str]:
 
     from .plotting import plot_capacity, plot_lifecycles, plot_uptime
 
+    simulated = bool(a.instances.attrs.get("simulated", False))
+
     def axes(width: float, height: float) -> tuple[Figure, Any]:
         fig = Figure(figsize=(width, height))
         return fig, fig.subplots()
+
+    def png(fig: Figure) -> str:
+        if simulated:  # every chart says so, also when copied out of the report
+            for ax in fig.axes:
+                if ax.get_title():
+                    ax.set_title(ax.get_title() + " (simulated data)")
+        return _png(fig)
 
     out = {}
     height = min(14, 3 + a.intervals["instance_id"].nunique() * 0.03) if len(a.intervals) else 3
     labels = service_labels(a.instances)
     fig, ax = axes(12, height)
     plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents, labels=labels)
-    out["lifecycles"] = _png(fig)
+    out["lifecycles"] = png(fig)
     fig, ax = axes(12, 4)
     plot_capacity(a.capacity, ax=ax)
-    out["capacity"] = _png(fig)
+    out["capacity"] = png(fig)
     fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
     plot_uptime(a.uptime, ax=ax, labels=labels)
-    out["uptime"] = _png(fig)
+    out["uptime"] = png(fig)
     fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
     plot_uptime(a.daily, ax=ax, labels=labels)
-    out["heatmap"] = _png(fig)
+    out["heatmap"] = png(fig)
     return out
+
+
+def _percent(value: float) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.3%}"
 
 
 def format_duration(value: Any) -> str:
@@ -191,11 +224,24 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
     unclassified = int(vocab.loc[vocab["rule"] == "unclassified", "count"].sum())
     query = a.instances.attrs.get("query", {})
     peak = a.capacity.attrs.get("peak", {"instances": 0, "at": None})
+    h = headline(a)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(
+        h=h, met=bool(h.availability >= h.target), availability=_percent(h.availability),
+        target=_percent(h.target), budget_used=format_duration(h.budget_used),
+        budget_allowed=format_duration(h.budget_allowed),
+        budget_left=f"{format_duration(h.budget_left)} left" if h.budget_left >= pd.Timedelta(0)
+        else f"{format_duration(-h.budget_left)} over budget",
+        budget_share="–" if pd.isna(h.budget_used_share) else f"{h.budget_used_share:.0%}",
+        worst="–" if h.worst_service is None else
+        f"{h.worst_service} at {_percent(h.worst_availability)}",
+        mttr_median=format_duration(h.mttr_median),
+        longest="" if h.longest_duration is None else
+        f"{format_duration(h.longest_duration)} from {_ts(h.longest_start)} UTC on "
+        f"{', '.join(h.longest_services)}",
+        peak_at=_ts(h.peak_at) if h.peak_at is not None else "",
         title=title, since=_ts(a.since), until=_ts(a.until),
         fetched_at=_ts(a.instances.attrs.get("fetched_at")),
-        source=a.instances.attrs.get("source", "?"),
         n_instances=len(a.instances), n_events=len(a.events), n_spans=len(a.intervals),
         method=a.policy.describe(),
         overall="–" if pd.isna(a.uptime.attrs.get("overall", float("nan"))) else

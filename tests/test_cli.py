@@ -145,3 +145,25 @@ def test_longest_matching_path_prefix_sets_the_delay():
     f = Faults(latency=0.01, path_latency={"/v1/instance": 1.0, "/v1/instance_events": 2.0})
     assert f.delay("/v1/instance_events") == 2.01
     assert f.delay("/v1/instances/abc") == 1.01 and f.delay("/v1/other") == 0.01
+
+
+def test_the_report_answers_first_and_says_it_is_simulated(tmp_path):
+    proc = run(["report", "--simulate", "--window", "2d", "--out", "r.html", "--quiet"],
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("SIMULATED DATA")
+    assert re.search(r"overall \d+\.\d{3}% against a target of 99\.900%: (met|MISSED)",
+                     proc.stdout)
+    assert "error budget:" in proc.stdout and "worst service:" in proc.stdout
+    html = (tmp_path / "r.html").read_text()
+    assert 'id="simulated-label"' in html and 'id="summary-table"' in html
+    assert html.index('id="summary"') < html.index('id="uptime"')
+    assert "(simulator)" in html
+
+
+def test_a_service_that_matches_nothing_is_an_error(tmp_path):
+    proc = run(["report", "--simulate", "--window", "1d", "--service",
+                "5b1f7f0e-1111-4222-8333-444455556666", "--out", "r.html", "--quiet"],
+               cwd=tmp_path)
+    assert proc.returncode != 0 and "matches no instance" in proc.stderr
+    assert not (tmp_path / "r.html").exists()

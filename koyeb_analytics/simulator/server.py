@@ -241,7 +241,9 @@ class Simulator:
 
         if self.faults.latency or self.faults.path_latency:
             options.setdefault("read_ahead", "threads")
-        return KoyebClient(self._token, base_url=self.url, **options)
+        client = KoyebClient(self._token, base_url=self.url, **options)
+        client.simulated = True
+        return client
 
     def truth_intervals(self) -> pd.DataFrame:
         """Return the ground truth: instance_id, status, start, end of every span."""
