@@ -213,6 +213,11 @@ def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
     title = "Capacity"
     if peak and peak.get("instances"):
         title += f" (peak {peak['instances']} at {pd.Timestamp(peak['at']):%Y-%m-%d %H:%M} UTC)"
+        # The instantaneous peak, which bucket means smooth away, marked where it was.
+        at = _num(pd.DatetimeIndex([pd.Timestamp(peak["at"])]))[0]
+        ax.plot([at], [peak["instances"]], marker="v", color="black", markersize=6,
+                label=f"peak: {peak['instances']} at once")
+        ax.set_ylim(0, peak["instances"] * 1.1)
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     _time_axis(ax)
@@ -276,17 +281,30 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
         ax.figure.colorbar(image, ax=ax, label="availability")
         ax.set_title("Availability per period")
     else:
-        values = up["availability"].to_numpy(float)
+        from matplotlib.patches import Patch
+        from matplotlib.ticker import PercentFormatter
+
+        policy = up.attrs.get("policy") or {}
+        target = float(policy.get("target", 0.999))
+        values = up["availability"].to_numpy(float) * 100
+        met = np.nan_to_num(values) >= target * 100
         ax.barh(np.arange(len(up)), values, color=[
-            STATUS_COLORS["HEALTHY"] if v >= 0.999 else STATUS_COLORS["UNHEALTHY"]
-            if v >= 0.99 else STATUS_COLORS["ERROR"] for v in np.nan_to_num(values)])
+            STATUS_COLORS["HEALTHY"] if ok else STATUS_COLORS["ERROR"] for ok in met])
         ax.set_yticks(np.arange(len(up)))
         ax.set_yticklabels(group_labels, fontsize=7)
         ax.invert_yaxis()
         low = np.nanmin(values) if np.isfinite(values).any() else 0.0
-        ax.set_xlim(max(0.0, min(low, 0.99) - 0.005), 1.0)
-        ax.set_xlabel("availability")
-        ax.set_title("Availability per " + str(by))
+        start = max(0.0, min(low, target * 100) - 0.5)
+        ax.set_xlim(start, 100.0)
+        ax.xaxis.set_major_formatter(PercentFormatter(100, decimals=2))
+        line = ax.axvline(target * 100, color="black", linestyle="--", linewidth=1)
+        ax.legend([line, Patch(color=STATUS_COLORS["HEALTHY"]),
+                   Patch(color=STATUS_COLORS["ERROR"])],
+                  [f"target {target:.2%}", "at or above target", "below target"],
+                  loc="lower left", fontsize=7, frameon=False)
+        ax.set_xlabel("availability" + (f" (the axis starts at {start:.1f}%, not 0)"
+                                        if start > 0 else ""))
+        ax.set_title("Availability per " + ("service" if by == "service_id" else str(by)))
     method = up.attrs.get("method")
     if method:
         ax.annotate(method, xy=(0, -0.12), xycoords="axes fraction", fontsize=7, va="top",

@@ -79,12 +79,14 @@ the longest {{ longest }}{% endif %}</td></tr>
 <p>{{ incident_count }} incident(s). MTTR median {{ mttr.median }}, p90 {{ mttr.p90 }},
 mean {{ mttr.mean }}. MTBF median {{ mtbf.median }}, p90 {{ mtbf.p90 }},
 mean {{ mtbf.mean }}.</p>
+<p class="muted">Severity: the incident's duration times the instances it affected, in
+instance-minutes.</p>
 <table id="incident-table"><tr><th>service</th><th>start</th><th>end</th><th>duration</th>
-<th>instances</th><th>statuses</th></tr>
+<th>instances</th><th>severity</th><th>statuses</th></tr>
 {% for r in incident_rows %}<tr><td><code>{{ r.group }}</code></td><td>{{ r.start }}</td>
 <td>{{ r.end }}</td><td class="num">{{ r.duration }}</td><td class="num">{{ r.instances }}</td>
-<td>{{ r.statuses }}</td></tr>
-{% else %}<tr><td colspan="6">No incident under this policy.</td></tr>{% endfor %}</table>
+<td class="num">{{ r.severity }}</td><td>{{ r.statuses }}</td></tr>
+{% else %}<tr><td colspan="7">No incident under this policy.</td></tr>{% endfor %}</table>
 
 <h2 id="lifecycles">Lifecycles</h2>
 <img id="lifecycle-chart" alt="instance lifecycles"
@@ -125,7 +127,7 @@ timestamps.</p>
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=180, bbox_inches="tight")  # 2x: sharp text
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -206,6 +208,7 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
     key = a.incidents.columns[0] if len(a.incidents.columns) else "group"
     incident_rows = [{"group": label(r[key]), "start": _ts(r["start"]), "end": _ts(r["end"]),
                       "duration": format_duration(r["duration"]), "instances": len(r["instances"]),
+                      "severity": f"{r['duration'].total_seconds() / 60 * len(r['instances']):.0f}",
                       "statuses": ", ".join(r["statuses"])}
                      for _, r in a.incidents.sort_values("start").iterrows()]
     summary = a.incidents.attrs.get("summary", {})

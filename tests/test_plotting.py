@@ -62,11 +62,20 @@ def test_capacity_uptime_and_events_charts():
     assert np.allclose(fills[list(cap.columns).index("HEALTHY")].get_facecolor()[0][:3],
                        to_rgba(ka.STATUS_COLORS["HEALTHY"])[:3])
     assert "peak 2" in ax.get_title()
+    marker = [line for line in ax.get_lines() if line.get_marker() == "v"]
+    assert len(marker) == 1 and marker[0].get_ydata()[0] == 2  # the peak, marked
     up = ka.uptime(iv)
     ax = ka.plot_uptime(up)
     assert len(ax.patches) == 1 and ax.patches[0].get_width() == pytest.approx(
-        up["availability"].iloc[0])
+        up["availability"].iloc[0] * 100)  # in percent
     assert any("Time-weighted" in t.get_text() for t in ax.texts)
+    # The target as a line, the colour rule in the legend, the axis start said.
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["target 99.90%", "at or above target", "below target"]
+    assert any(line.get_xdata()[0] == pytest.approx(99.9) for line in ax.get_lines())
+    assert "starts at" in ax.get_xlabel()
+    below = ka.STATUS_COLORS["ERROR"]  # 97.5% misses 99.9%
+    assert np.allclose(ax.patches[0].get_facecolor()[:3], to_rgba(below)[:3])
     daily = ka.uptime(make_iv(A, until=T0 + pd.Timedelta("48h")), freq="1D")
     ax = ka.plot_uptime(daily)
     assert ax.images and ax.images[0].get_array().shape == (1, 2)
