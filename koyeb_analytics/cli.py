@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .errors import KoyebError
+from .errors import ConfigurationError, KoyebError
 
 
 def _say(message: str) -> None:
@@ -135,8 +137,23 @@ def _export(args: argparse.Namespace) -> int:
     parse_duration(args.window)
     client, sim = _client(args)
     try:
-        load = load_instances if args.what == "instances" else load_events
-        df = load(client, window=args.window, progress=_progress(args))
+        if args.what == "instances" and args.service:
+            parts = [load_instances(client, window=args.window, service_id=svc,
+                                    progress=_progress(args)) for svc in args.service]
+            df = pd.concat(parts, ignore_index=True)
+            df.attrs = parts[0].attrs
+        elif args.service:
+            ids = pd.concat([load_instances(client, window=args.window, service_id=svc,
+                                            names=False, progress=_progress(args))
+                             for svc in args.service])["id"].tolist()
+            if not ids:
+                raise ValueError(f"--service {', '.join(args.service)} matches no "
+                                 f"instance in the last {args.window}")
+            df = load_events(client, window=args.window, instance_ids=ids,
+                             progress=_progress(args))
+        else:
+            load = load_instances if args.what == "instances" else load_events
+            df = load(client, window=args.window, progress=_progress(args))
     finally:
         if sim is not None:
             sim.stop()
@@ -213,19 +230,35 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars (shown on a terminal only)")
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that states every default worth stating (not None, not False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default not in (None, False, [], argparse.SUPPRESS) \
+                and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="koyeb-analytics",
         description="Understand what happened to services on Koyeb, from the instance API.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version",
+                        version=f"koyeb-analytics {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the toolkit end to end on the simulator",
+    demo = sub.add_parser("demo", formatter_class=_Help,
+                          help="run the toolkit end to end on the simulator",
                           description="Start the simulator (a week, a dozen services, an "
                           "incident), load everything, analyse it and write an HTML report.")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--days", type=int, default=7)
-    demo.add_argument("--services", type=int, default=12)
+    demo.add_argument("--seed", type=int, default=7, help="the simulated fleet's seed")
+    demo.add_argument("--days", type=int, default=7, help="days of history")
+    demo.add_argument("--services", type=int, default=12, help="number of services")
     demo.add_argument("--out", default="koyeb-report.html", help="report path")
     demo.add_argument("--vocabulary", choices=["invented", "opaque"], default="invented",
                       help="simulated event types: invented ones with the status in "
@@ -234,27 +267,33 @@ def build_parser() -> argparse.ArgumentParser:
                       help="no progress bars (shown on a terminal only)")
     demo.set_defaults(func=_demo)
 
-    report = sub.add_parser("report", help="write the HTML report for a window",
+    report = sub.add_parser("report", formatter_class=_Help,
+                            help="write the HTML report for a window",
                             description="Against the real API (token from KOYEB_TOKEN, "
                             "KOYEB_API_TOKEN or ~/.koyeb.yaml), or the simulator with "
                             "--simulate.")
     _source_options(report)
     report.add_argument("--service", action="append", help="only this service (repeatable)")
-    report.add_argument("--out", default="koyeb-report.html")
+    report.add_argument("--out", default="koyeb-report.html", help="report path")
     report.set_defaults(func=_report)
 
-    export = sub.add_parser("export", help="export instances or events to CSV or Parquet")
-    export.add_argument("what", choices=["instances", "events"])
+    export = sub.add_parser("export", formatter_class=_Help,
+                            help="export instances or events to CSV or Parquet")
+    export.add_argument("what", choices=["instances", "events"], help="what to export")
     _source_options(export)
-    export.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    export.add_argument("--service", action="append",
+                        help="only this service's instances (or their events); repeatable")
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                        help="file format")
     export.add_argument("--out", help="file path (default: <what>.<format>)")
     export.set_defaults(func=_export)
 
-    sim = sub.add_parser("simulate", help="serve the simulated Koyeb API until Ctrl-C")
+    sim = sub.add_parser("simulate", formatter_class=_Help,
+                         help="serve the simulated Koyeb API until Ctrl-C")
     sim.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--days", type=float, default=7)
-    sim.add_argument("--services", type=int, default=12)
+    sim.add_argument("--seed", type=int, default=0, help="the simulated fleet's seed")
+    sim.add_argument("--days", type=float, default=7, help="days of history")
+    sim.add_argument("--services", type=int, default=12, help="number of services")
     sim.add_argument("--latency", type=float, default=0.0,
                      help="milliseconds added to every request")
     sim.add_argument("--path-latency", type=_path_latency, action="append", default=[],
@@ -270,13 +309,72 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USAGE_ERROR, RUNTIME_ERROR = 2, 1
+
+
+def _what_to_do(exc: BaseException) -> str:
+    """An error as a line that leads with what to do, never with internals."""
+    from .errors import (
+        AuthenticationError,
+        ConfigurationError,
+        IncompleteListingError,
+        MalformedResponseError,
+        PermissionDeniedError,
+        TransportError,
+    )
+
+    cause = exc.cause if isinstance(exc, IncompleteListingError) else exc
+    if isinstance(cause, AuthenticationError):
+        return ("the token was rejected (401): set KOYEB_TOKEN, or log in with the Koyeb "
+                "CLI")
+    if isinstance(cause, PermissionDeniedError):
+        return ("the token may not read this (403): use a token of the organization that "
+                "owns these services")
+    if isinstance(cause, TransportError):
+        return (f"cannot reach the API ({cause}): check your network, HTTPS_PROXY/NO_PROXY "
+                "and KOYEB_URL")
+    if isinstance(cause, MalformedResponseError):
+        return f"the API answered something unexpected; try again later ({cause})"
+    if isinstance(exc, IncompleteListingError):
+        return (f"the listing stopped after {exc.pages} page(s): {cause}; try again, or "
+                "a shorter --window")
+    if isinstance(exc, ConfigurationError):
+        return str(exc)
+    return str(exc)
+
+
+def _check_out(path: str | None) -> None:
+    """Fail before any loading when the output cannot be written."""
+    if path is None:
+        return
+    out = Path(path)
+    parent = out.resolve().parent
+    if out.is_dir():
+        raise ValueError(f"--out {path} is a directory: give a file name")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"--out {path}: cannot write in {parent}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Retries are announced, so a slow or unreachable API is never silence.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("koyeb-analytics: %(message)s"))
+    logger = logging.getLogger("koyeb_analytics")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    error: BaseException
     try:
+        _check_out(getattr(args, "out", None))
         return int(args.func(args))
-    except (KoyebError, ValueError, TypeError, OSError) as exc:
-        if args.debug:
-            raise
-        print(f"koyeb-analytics: error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, ConfigurationError) as exc:
+        code, text, error = USAGE_ERROR, str(exc), exc
+    except (KoyebError, OSError) as exc:
+        code, text, error = RUNTIME_ERROR, _what_to_do(exc), exc
+    finally:
+        logger.removeHandler(handler)
+    if args.debug:
+        traceback.print_exception(error)
+    print(f"koyeb-analytics: error: {text}", file=sys.stderr)
+    return code

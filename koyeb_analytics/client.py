@@ -460,13 +460,20 @@ class KoyebClient:
                 log.debug("GET %s failed: %s", path, type(exc).__name__)
                 if attempt >= self.max_retries:
                     raise
-                time.sleep(self._delay(attempt))
+                delay = self._delay(attempt)
+                log.info("%s: %s; retrying in %.1f s (retry %d of %d)", self._host, exc,
+                         delay, attempt + 1, self.max_retries)
+                time.sleep(delay)
                 attempt += 1
                 continue
             log.debug("GET %s -> %s (%d bytes, %.1f ms)", path, reply.status, len(reply.body),
                       (time.perf_counter() - started) * 1000)
             if reply.status in RETRY_STATUSES and attempt < self.max_retries:
-                time.sleep(self._delay(attempt, reply.headers.get("Retry-After")))
+                delay = self._delay(attempt, reply.headers.get("Retry-After"))
+                log.info("%s answered %d to GET %s; retrying in %.1f s (retry %d of %d)",
+                         self._host, reply.status, path, delay, attempt + 1,
+                         self.max_retries)
+                time.sleep(delay)
                 attempt += 1
                 continue
             return reply

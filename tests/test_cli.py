@@ -95,18 +95,50 @@ def test_errors_are_one_line_and_exit_2(args, env, words, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_unreachable_api_and_401_are_one_line(tmp_path):
+def test_runtime_failures_exit_1_lead_with_what_to_do_and_announce_retries(tmp_path):
     env = {"KOYEB_TOKEN": "t" * 64, "KOYEB_URL": "http://127.0.0.1:9", "HOME": str(tmp_path)}
     proc = run(["report", "--window", "1d"], env=env, cwd=tmp_path)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "failed" in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and lines[-1].startswith("koyeb-analytics: error: cannot "
+                                                         "reach the API")
+    assert "HTTPS_PROXY" in lines[-1] and ".partial" not in proc.stderr
+    assert sum("retrying in" in line for line in lines) == 4  # never silent
     with ka.simulate(seed=1, days=1, services=1, now=NOW) as sim:
         env = {"KOYEB_TOKEN": "w" * 64, "KOYEB_URL": sim.url, "HOME": str(tmp_path)}
         proc = run(["report", "--window", "1d"], env=env, cwd=tmp_path)
         debug = run(["--debug", "report", "--window", "1d"], env=env, cwd=tmp_path)
-    assert proc.returncode == 2 and "token is invalid or expired" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "w" * 64 not in proc.stderr
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        "koyeb-analytics: error: the token was rejected (401): set KOYEB_TOKEN, or log in "
+        "with the Koyeb CLI")
+    assert debug.returncode == 1  # the same code with --debug, and a traceback
     assert "Traceback" in debug.stderr and "w" * 64 not in debug.stderr
+
+
+def test_usage_errors_exit_2_before_any_loading(tmp_path):
+    proc = run(["report", "--simulate", "--window", "3 days"], cwd=tmp_path)
+    assert proc.returncode == 2 and "window" in proc.stderr
+    proc = run(["report", "--simulate", "--out", str(tmp_path / "no" / "such" / "r.html")],
+               cwd=tmp_path)
+    assert proc.returncode == 2 and "cannot write" in proc.stderr
+    assert "[1/" not in proc.stderr and "Loading" not in proc.stderr
+    proc = run(["demo", "--out", str(tmp_path)], cwd=tmp_path)
+    assert proc.returncode == 2 and "is a directory" in proc.stderr
+    version = run(["--version"])
+    assert version.returncode == 0 and version.stdout.startswith("koyeb-analytics 0.")
+
+
+def test_export_takes_a_service(tmp_path):
+    with ka.simulate(seed=1, days=1, services=3) as sim:  # "now" is now: --window holds
+        svc = sim.fleet.inst["service"][0]
+        env = {"KOYEB_TOKEN": sim.token, "KOYEB_URL": sim.url, "HOME": str(tmp_path)}
+        for what in ("instances", "events"):
+            proc = run(["export", what, "--window", "2d", "--service", svc, "--quiet",
+                        "--out", f"{what}.csv"], env=env, cwd=tmp_path)
+            assert proc.returncode == 0, proc.stderr
+        inst = pd.read_csv(tmp_path / "instances.csv")
+        ev = pd.read_csv(tmp_path / "events.csv")
+    assert set(inst["service_id"]) == {svc} and len(ev)
+    assert set(ev["instance_id"]) <= set(inst["id"])
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["report"], ["export"], ["simulate"]])
