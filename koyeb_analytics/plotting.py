@@ -301,7 +301,7 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
         ax.legend([line, Patch(color=STATUS_COLORS["HEALTHY"]),
                    Patch(color=STATUS_COLORS["ERROR"])],
                   [f"target {target:.2%}", "at or above target", "below target"],
-                  loc="lower left", fontsize=7, frameon=False)
+                  loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
         ax.set_xlabel("availability" + (f" (the axis starts at {start:.1f}%, not 0)"
                                         if start > 0 else ""))
         ax.set_title("Availability per " + ("service" if by == "service_id" else str(by)))

@@ -68,8 +68,11 @@ the longest {{ longest }}{% endif %}</td></tr>
 <td class="num">{{ r.availability }}</td><td class="num">{{ r.down }}</td>
 <td class="num">{{ r.observed }}</td><td class="num">{{ r.incidents }}</td></tr>
 {% endfor %}</table>
-<img id="uptime-chart" alt="availability per service"
-     src="data:image/png;base64,{{ charts.uptime }}">
+<figure><img id="uptime-chart" alt="availability per service, in percent, against the
+target of {{ target }}" src="data:image/png;base64,{{ charts.uptime }}">
+<figcaption id="uptime-caption" class="muted">Dashed line: the target, {{ target }}. Green:
+at or above the target; red: below it. The axis does not start at 0 when every service
+is near the top: its first value is printed under the chart.</figcaption></figure>
 
 <h2 id="daily">Availability per day</h2>
 <img id="heatmap-chart" alt="availability per service and day"

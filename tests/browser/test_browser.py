@@ -156,16 +156,29 @@ def test_exec_widget_in_jupyterlab(page, lab):
 
 
 def test_report_in_a_browser(browser, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "koyeb_analytics", "demo", "--quiet"],
+    proc = subprocess.run([sys.executable, "-m", "koyeb_analytics", "report", "--simulate",
+                           "--window", "7d", "--quiet", "--out", "koyeb-report.html"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     page.goto((tmp_path / "koyeb-report.html").as_uri())
+    # The first screen answers: is this real data, how available, against what target.
+    assert page.locator("#simulated-label").is_visible()
+    assert "Simulated data" in page.locator("#simulated-label").inner_text()
+    summary = page.locator("#summary-table").inner_text()
+    assert "against a target of 99.900%" in summary and "Worst service" in summary
+    assert page.locator("#summary-table").bounding_box()["y"] < 1000  # above the fold
+    page.screenshot(path=str(ARTIFACTS / "report-first-screen.png"))
+    # Names, not UUIDs, in the service table; the target's legend described.
+    services = page.locator("#uptime-table td:first-child").all_inner_texts()
+    assert services and all("/" in s for s in services)
+    assert not any(re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", s) for s in services)
+    assert "target, 99.900%" in page.locator("#uptime-caption").inner_text()
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? "
                                        "i.naturalWidth : 0)")
     assert len(widths) == 4 and all(w > 0 for w in widths), widths
     for table in ("uptime-table", "incident-table", "findings-table", "query-table",
-                  "hours-table"):
+                  "hours-table", "vocabulary-table"):
         assert page.locator(f"#{table} tr").count() >= 2, table
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     page.close()
