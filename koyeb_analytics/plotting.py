@@ -57,11 +57,12 @@ def _time_axis(ax: Any) -> None:
     ax.set_xlabel("time (UTC)")
 
 
-def _status_legend(ax: Any, statuses: list[str], **kw: Any) -> None:
+def _status_legend(ax: Any, statuses: list[str], extra: list[Any] | None = None,
+                   **kw: Any) -> None:
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=STATUS_COLORS.get(s, UNKNOWN_COLOR), label=s) for s in statuses]
-    ax.legend(handles=handles, **kw)
+    ax.legend(handles=handles + list(extra or []), **kw)
 
 
 def _expect(data: Any, needs: set[str], fn: str, source: str) -> None:
@@ -125,7 +126,17 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     lanes = (iv.groupby("instance_id", sort=False)
              .agg(**{k: (k, "first") for k in keys}, first=("start", "min")))
     lanes = lanes.sort_values([*keys, "first"], kind="stable", na_position="last")
-    lane_of = pd.Series(np.arange(len(lanes)), index=lanes.index)
+    n_instances = len(lanes)
+    # Past about 3 px a lane, one lane per instance is unreadable: one lane per group,
+    # its instances drawn over each other (and the title says so).
+    height_px = ax.figure.get_size_inches()[1] * ax.get_position().height * ax.figure.dpi
+    aggregated = by in lanes and n_instances * 3 > height_px
+    if aggregated:
+        groups = pd.Index(lanes[by].drop_duplicates())
+        lane_of = pd.Series(groups.get_indexer(lanes[by]), index=lanes.index)
+        lanes = lanes.drop_duplicates(by)
+    else:
+        lane_of = pd.Series(np.arange(len(lanes)), index=lanes.index)
     y = iv["instance_id"].map(lane_of).to_numpy(float)
     x0, x1 = _num(iv["start"]), _num(iv["end"])
     # A terminal status is an instant: give it a sliver of width so it shows.
@@ -143,10 +154,21 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
                           np.c_[x1[m], y[m] + half], np.c_[x1[m], y[m] - half]], axis=1)
         color = STATUS_COLORS.get(s, UNKNOWN_COLOR)
         ax.add_collection(PolyCollection(list(verts), facecolors=color, edgecolors="none",
-                                         label=s))
+                                         label=s, alpha=0.6 if aggregated else 1.0))
+    # Instantaneous statuses (an ERROR, a STOPPED) as markers: a sliver would vanish.
+    instant = (iv["end"] <= iv["start"]).to_numpy() & np.isin(status, ["ERROR", "STOPPED"])
+    for s in ("ERROR", "STOPPED"):
+        m = instant & (status == s)
+        if m.any():
+            ax.scatter(x0[m], y[m], marker="x" if s == "ERROR" else "|", s=14,
+                       color=STATUS_COLORS[s], linewidths=0.8, zorder=4)
+    extra = []
     if incidents is not None and len(incidents):
+        from matplotlib.patches import Patch
+
         for a, b in zip(_num(incidents["start"]), _num(incidents["end"]), strict=True):
             ax.axvspan(a, b, color=INCIDENT_COLOR, alpha=0.12, lw=0)
+        extra.append(Patch(facecolor=INCIDENT_COLOR, alpha=0.25, label="incident"))
     if events is not None and len(events):
         ev = events[events["instance_id"].isin(lane_of.index)]
         ax.scatter(_num(ev["when"]), ev["instance_id"].map(lane_of).to_numpy(float),
@@ -156,14 +178,30 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     if by in lanes:
         starts = lanes[by].ne(lanes[by].shift()).to_numpy()
         ticks = np.flatnonzero(starts)
+        for t in ticks[1:]:  # a line between groups
+            ax.axhline(t - 0.5, color="#999999", linewidth=0.5, zorder=1)
+        # Labels never overlap: one per group only where there is room for it.
+        fig_height = ax.figure.get_size_inches()[1] * ax.get_position().height * 72
+        room = max(1, int(np.ceil(len(lanes) * 9 / max(fig_height, 1))))
+        kept: list[int] = []
+        last = -room
+        for t in ticks.tolist():
+            if t - last >= room:
+                kept.append(t)
+                last = t
+        ticks = np.asarray(kept, dtype=int)
         ax.set_yticks(ticks)
         ax.set_yticklabels([(labels or {}).get(v, str(v)[:8]) for v in lanes[by].iloc[ticks]],
                            fontsize=7)
         ax.set_ylabel(f"instances by {by}" + ("" if labels else " (short id)"))
     _time_axis(ax)
-    _status_legend(ax, [s for s in present if s != "unknown"], loc="upper left",
-                   bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    ax.set_title(f"Instance lifecycles ({len(lanes)} instances, {len(iv)} spans)")
+    _status_legend(ax, [s for s in present if s != "unknown"], extra=extra,
+                   loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    if aggregated:
+        ax.set_title(f"Instance lifecycles: {n_instances} instances in {len(lanes)} lanes, "
+                     f"one per {by.removesuffix('_id')} (too many for a lane each)")
+    else:
+        ax.set_title(f"Instance lifecycles ({n_instances} instances, {len(iv)} spans)")
     return ax
 
 

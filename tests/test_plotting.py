@@ -39,7 +39,7 @@ def test_lifecycles_one_collection_per_status_with_palette():
     lanes = {round(p.vertices[:, 1].mean()) for p in drawn["HEALTHY"].get_paths()}
     assert lanes == {0, 1, 2}  # three instances, three lanes
     assert [t.get_text() for t in ax.get_legend().get_texts()] == \
-        ["ALLOCATING", "HEALTHY", "UNHEALTHY", "ERROR"]
+        ["ALLOCATING", "HEALTHY", "UNHEALTHY", "ERROR", "incident"]  # the bands, named
     assert any(c.get_label() == "events" for c in ax.collections)
     lo, hi = ax.get_xlim()
     assert hi > lo and ax.get_ylim() == (2.5, -0.5)
@@ -166,4 +166,20 @@ def test_the_report_names_services_and_puts_the_worst_first(sim, tmp_path):
     assert values == sorted(values)  # worst first
     ax = ka.plot_uptime(a.uptime, labels=labels)
     assert {t.get_text() for t in ax.get_yticklabels()} <= set(labels.values())
+    plt.close("all")
+
+
+def test_lifecycles_at_fleet_scale_become_one_lane_per_service():
+    rows = [(f"i{k}", f"s{k % 3}", k, "HEALTHY", 0, 60) for k in range(600)]
+    rows += [("bad", "s0", 0, "ERROR", 30, 30)]
+    iv = make_iv(rows)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ka.plot_lifecycles(iv, ax=ax)
+    assert "601 instances in 3 lanes, one per service" in ax.get_title()
+    assert ax.get_ylim() == (2.5, -0.5)
+    markers = [c for c in ax.collections if c.get_offsets().shape[0] == 1]
+    assert markers  # the instantaneous ERROR, drawn as a marker
+    fig, ax = plt.subplots(figsize=(6, 30))
+    ka.plot_lifecycles(make_iv(rows[:20]), ax=ax)
+    assert "20 instances" in ax.get_title() and "lanes" not in ax.get_title()
     plt.close("all")
