@@ -303,20 +303,37 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
     names = labels or {}
     group_labels = up[by].map(lambda v: names.get(v, str(v)[:8]))
     if "period" in up:
-        grid = up.assign(label=group_labels).pivot_table(index="label", columns="period",
-                                                   values="availability", aggfunc="mean")
+        import matplotlib as mpl
+
+        policy = up.attrs.get("policy") or {}
+        target = float(policy.get("target", 0.999))
+        grid = up.assign(label=group_labels).pivot_table(
+            index="label", columns="period", values="availability", aggfunc="mean",
+            dropna=False)
+        observed = up.groupby("period")["observed_time"].max()
         values = grid.to_numpy(float)
-        # The colour scale starts just below the worst cell, so a 99.5% day stands out.
-        worst = np.nanmin(values) if np.isfinite(values).any() else 1.0
-        low = min(0.99, np.floor(worst * 100) / 100)
-        image = ax.imshow(values, aspect="auto", cmap="RdYlGn", vmin=low, vmax=1.0,
-                          interpolation="nearest")
+        # One scale for every report: anchored on the target, a point below it red.
+        cmap = mpl.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=cmap,
+                          vmin=target - 0.01, vmax=1.0, interpolation="nearest")
         ax.set_yticks(range(len(grid.index)))
         ax.set_yticklabels(grid.index, fontsize=7)
         ax.set_xticks(range(len(grid.columns)))
-        ax.set_xticklabels([f"{pd.Timestamp(p):%m-%d}" for p in grid.columns], fontsize=7,
-                           rotation=90)
-        ax.figure.colorbar(image, ax=ax, label="availability")
+        # A period observed for less time than the fullest one (the window's first and
+        # last days, usually) is partial: marked with a star.
+        full = observed.max()
+        ax.set_xticklabels([f"{pd.Timestamp(p):%m-%d}" + ("*" if observed.get(p) < full
+                                                          else "") for p in grid.columns],
+                           fontsize=7, rotation=90)
+        if values.size <= 400:  # values readable in the cells
+            for (i, j), v in np.ndenumerate(values):
+                if np.isfinite(v):
+                    ax.text(j, i, f"{v:.2%}", ha="center", va="center", fontsize=5)
+        bar = ax.figure.colorbar(image, ax=ax, label="availability")
+        bar.ax.axhline(target, color="black", linewidth=1)
+        bar.ax.set_title(f"target\n{target:.2%}", fontsize=6)
+        ax.set_xlabel("* partial period; grey: no data; colours from the target "
+                      f"({target:.2%}) minus a point (red) to 100% (green)", fontsize=7)
         ax.set_title("Availability per period")
     else:
         from matplotlib.patches import Patch

@@ -183,3 +183,16 @@ def test_lifecycles_at_fleet_scale_become_one_lane_per_service():
     ka.plot_lifecycles(make_iv(rows[:20]), ax=ax)
     assert "20 instances" in ax.get_title() and "lanes" not in ax.get_title()
     plt.close("all")
+
+
+def test_the_daily_heatmap_is_anchored_on_the_target_and_marks_partial_days():
+    iv = make_iv(A, until=T0 + pd.Timedelta("40h"))
+    daily = ka.uptime(iv, freq="1D", policy=ka.UptimePolicy(target=0.99))
+    ax = ka.plot_uptime(daily)
+    image = ax.images[0]
+    assert image.get_clim() == (pytest.approx(0.98), 1.0)  # the target minus a point
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[-1].endswith("*") and not ticks[0].endswith("*")  # 16 h of 24
+    assert "partial" in ax.get_xlabel() and "no data" in ax.get_xlabel()
+    assert any("%" in t.get_text() for t in ax.texts)  # values in the cells
+    plt.close("all")
