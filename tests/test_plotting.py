@@ -196,3 +196,18 @@ def test_the_daily_heatmap_is_anchored_on_the_target_and_marks_partial_days():
     assert "partial" in ax.get_xlabel() and "no data" in ax.get_xlabel()
     assert any("%" in t.get_text() for t in ax.texts)  # values in the cells
     plt.close("all")
+
+
+def test_interactive_lifecycles_hover_what_a_user_asks():
+    from koyeb_analytics.interactive import capacity_figure, lifecycles_figure
+
+    iv = make_iv(A)
+    fig = lifecycles_figure(iv, labels={"A": "shop/api"})
+    statuses = {t.name for t in fig.data}
+    assert statuses == set(iv["status"].astype(str))
+    for trace in fig.data:
+        assert all(k in trace.hovertemplate for k in ("instance", "service", "status", "→"))
+        assert all(row[1] == "shop/api" for row in trace.customdata)
+    assert fig.layout.xaxis.type == "date"
+    cap = capacity_figure(ka.capacity(iv, freq="1h"))
+    assert "peak 2" in cap.layout.title.text and len(cap.data) >= 1

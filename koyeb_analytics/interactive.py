@@ -1,0 +1,135 @@
+"""Charts to zoom and hover in a notebook (plotly), beside the static matplotlib ones.
+
+plotly is imported when a chart is drawn, never by ``import koyeb_analytics``. The
+static charts (:mod:`koyeb_analytics.plotting`) stay the engine of the HTML report.
+Chosen for being the most used interactive library in Jupyter, rendering in
+JupyterLab without a server, and hovering thousands of spans without a kernel
+round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from .plotting import STATUS_COLORS, UNKNOWN_COLOR
+from .schema import STATUSES
+
+__all__ = ["capacity_figure", "lifecycles_figure"]
+
+
+def _plotly() -> Any:
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        raise ImportError("interactive charts need plotly: pip install "
+                          "'koyeb-analytics[interactive]'") from None
+    return go
+
+
+def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
+                      labels: Mapping[Any, str] | None = None) -> Any:
+    """Lifecycles to zoom and hover: a lane per instance, grouped by ``by``.
+
+    Hovering a span shows the instance, its service, the status, start and end.
+
+    Parameters
+    ----------
+    intervals
+        From :func:`~koyeb_analytics.lifecycles`.
+    by
+        Lanes are grouped by this column.
+    labels
+        Names for the values of ``by`` (``names.service_labels(inst)``).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+
+    Examples
+    --------
+    >>> iv = pd.DataFrame({"instance_id": ["a", "a"], "service_id": ["s", "s"],
+    ...     "status": ["STARTING", "HEALTHY"],
+    ...     "start": pd.to_datetime(["2026-01-01 00:00", "2026-01-01 00:05"], utc=True),
+    ...     "end": pd.to_datetime(["2026-01-01 00:05", "2026-01-01 01:00"], utc=True)})
+    >>> [t.name for t in lifecycles_figure(iv).data]
+    ['STARTING', 'HEALTHY']
+    """
+    go = _plotly()
+    fig = go.Figure()
+    if intervals is None or len(intervals) == 0:
+        return fig
+    iv = intervals.copy()
+    names = labels or {}
+    group = iv[by].map(lambda v: names.get(v, str(v)[:8])) if by in iv else \
+        pd.Series("", index=iv.index)
+    order = iv.assign(_g=group).groupby("instance_id", sort=False).agg(
+        g=("_g", "first"), first=("start", "min")).sort_values(["g", "first"])
+    lane = {iid: f"{g} · {iid[:8]}" for iid, g in zip(order.index, order["g"], strict=True)}
+    iv["lane"] = iv["instance_id"].map(lane)
+    iv["group"] = group
+    # Instants (an ERROR) get a visible sliver; their hover keeps the true end.
+    shown_end = iv["end"].where(iv["end"] > iv["start"],
+                                iv["start"] + pd.Timedelta(seconds=30))
+    for status in [*STATUSES, None]:
+        part = iv[iv["status"].isna()] if status is None else \
+            iv[iv["status"].astype(object) == status]
+        if part.empty:
+            continue
+        width = (shown_end[part.index] - part["start"]).dt.total_seconds() * 1000
+        fig.add_trace(go.Bar(
+            y=part["lane"], x=width, base=part["start"], orientation="h",
+            name=status or "unknown",
+            marker_color=STATUS_COLORS.get(status or "", UNKNOWN_COLOR),
+            customdata=list(zip(part["instance_id"], part["group"],
+                                part["start"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+                                part["end"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+                                strict=True)),
+            hovertemplate=("instance %{customdata[0]}<br>service %{customdata[1]}<br>"
+                           f"status {status or 'unknown'}<br>"
+                           "%{customdata[2]} → %{customdata[3]} UTC<extra></extra>")))
+    fig.update_layout(barmode="overlay", title=f"Instance lifecycles ({len(lane)} instances)",
+                      xaxis={"type": "date", "title": "time (UTC)"},
+                      yaxis={"categoryorder": "array", "categoryarray": list(lane.values()),
+                             "autorange": "reversed", "showticklabels": len(lane) <= 60},
+                      height=min(1200, 200 + 14 * len(lane)), legend={"title": "status"})
+    return fig
+
+
+def capacity_figure(capacity: pd.DataFrame) -> Any:
+    """Concurrent instances over time to zoom and hover, stacked by column.
+
+    Parameters
+    ----------
+    capacity
+        From :func:`~koyeb_analytics.capacity`.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+
+    Examples
+    --------
+    >>> cap = pd.DataFrame({"HEALTHY": [1.0, 2.0]}, index=pd.date_range(
+    ...     "2026-01-01", periods=2, freq="1h", tz="UTC"))
+    >>> len(capacity_figure(cap).data)
+    1
+    """
+    go = _plotly()
+    fig = go.Figure()
+    if capacity is None or capacity.empty:
+        return fig
+    for col in capacity.columns:
+        fig.add_trace(go.Scatter(
+            x=capacity.index, y=capacity[col], name=str(col), stackgroup="one",
+            line={"shape": "hv", "color": STATUS_COLORS.get(str(col))},
+            hovertemplate=f"{col}: %{{y:.1f}} at %{{x}}<extra></extra>"))
+    peak = capacity.attrs.get("peak") or {}
+    title = "Capacity"
+    if peak.get("instances"):
+        title += f" (peak {peak['instances']} at {pd.Timestamp(peak['at']):%Y-%m-%d %H:%M} UTC)"
+    fig.update_layout(title=title, xaxis={"title": "time (UTC)"},
+                      yaxis={"title": "concurrent instances"})
+    return fig
