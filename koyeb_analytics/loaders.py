@@ -28,7 +28,7 @@ from .errors import (
     MalformedResponseError,
     NotFoundError,
 )
-from .names import add_names
+from .names import add_names, load_names
 from .pagination import MAX_LIMIT, Page, PageStats, count_pages, has_next_pages
 from .schema import (
     EVENT_COLUMNS,
@@ -242,10 +242,16 @@ def load_instances(
 
     pipelined = client.read_ahead == "pipelined" and client.concurrency > 1
     threads = client.concurrency if client.read_ahead == "threads" else 1
-    _collect(count_pages(fetch, "instances", concurrency=threads, stats=stats,
-                         progress=progress, desc="instances", seen=collector.count_new,
-                         fetch_each=fetch_each if pipelined else None),
-             collector, listed, "/v1/instances", stats)
+    # Names are listed while the instances are: on a remote API they then cost nothing.
+    namer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="koyeb-names")
+    found = namer.submit(load_names, client) if names else None
+    try:
+        _collect(count_pages(fetch, "instances", concurrency=threads, stats=stats,
+                             progress=progress, desc="instances", seen=collector.count_new,
+                             fetch_each=fetch_each if pipelined else None),
+                 collector, listed, "/v1/instances", stats)
+    finally:
+        namer.shutdown(wait=False)
     df = listed()
     if details:
         # The listing was already narrowed to the window, so fewer GETs; the exact
@@ -255,8 +261,8 @@ def load_instances(
         if keep is not None:
             df = df[keep].reset_index(drop=True)
         df = _attrs(df, client, query, stats, collector, fetched_at)
-    if names:
-        df = add_names(df, client)
+    if found is not None:
+        df = add_names(df, client, found.result())
     return df
 
 

@@ -8,34 +8,41 @@ with a note: names are a convenience, never a reason to lose the data.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import pandas as pd
 
-from .errors import KoyebError, NotFoundError, PaginationWarning, PermissionDeniedError
+from .errors import KoyebError, NotFoundError, PermissionDeniedError
 from .pagination import PageStats, count_pages
 from .schema import STRING_DTYPE
 
 __all__ = ["add_names", "load_names", "service_labels"]
 
 
+class _Quiet(PageStats):
+    """Paging notes kept, not warned: names are a convenience."""
+
+    def warn(self, message: str) -> None:
+        self.notes.append(message)
+
+
 def load_names(client: Any) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """``(app names, service names, notes)``, each name keyed by its id."""
     found: dict[str, dict[str, str]] = {"apps": {}, "services": {}}
     notes: list[str] = []
-    for key in ("apps", "services"):
+
+    def listing(key: str) -> None:
         path = f"/v1/{key}"
 
         def fetch(offset: int, limit: int, path: str = path) -> dict[str, Any]:
             reply: dict[str, Any] = client.get(path, {"limit": limit, "offset": offset})
             return reply
 
-        stats = PageStats()
+        stats = _Quiet()
+        threads = client.concurrency if getattr(client, "read_ahead", "") == "threads" else 1
         try:
-            with warnings.catch_warnings():  # kept in the notes instead
-                warnings.simplefilter("ignore", PaginationWarning)
-                pages = list(count_pages(fetch, key, stats=stats, progress=False, desc=key))
+            pages = list(count_pages(fetch, key, stats=stats, progress=False, desc=key,
+                                     concurrency=threads))
             for page in pages:
                 for row in page:
                     if isinstance(row, dict) and isinstance(row.get("id"), str) \
@@ -47,13 +54,27 @@ def load_names(client: Any) -> tuple[dict[str, str], dict[str, str], list[str]]:
         except KoyebError as exc:
             notes.append(f"names: {path} failed ({type(exc).__name__}); short ids stand "
                          f"in for {key[:-1]} names")
-        notes += [f"names: {n}" for n in stats.notes]
+        notes.extend(f"names: {n}" for n in stats.notes)
+
+    # Both listings at once: on a remote API they cost one round of requests, not two.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="koyeb-names") as pool:
+        list(pool.map(listing, ("apps", "services")))
     return found["apps"], found["services"], notes
 
 
-def add_names(df: pd.DataFrame, client: Any) -> pd.DataFrame:
-    """``df`` with ``app_name`` and ``service_name`` columns (short ids where unknown)."""
-    apps, services, notes = load_names(client) if len(df) else ({}, {}, [])
+def add_names(df: pd.DataFrame, client: Any,
+              found: tuple[dict[str, str], dict[str, str], list[str]] | None = None,
+              ) -> pd.DataFrame:
+    """``df`` with ``app_name`` and ``service_name`` columns (short ids where unknown).
+
+    ``found`` is what :func:`load_names` returned, when it was loaded beforehand (the
+    loaders list names while the instances are listed).
+    """
+    if found is None:
+        found = load_names(client) if len(df) else ({}, {}, [])
+    apps, services, notes = found[0], found[1], list(found[2])
     out = df.copy()
     for column, id_column, names in (("app_name", "app_id", apps),
                                      ("service_name", "service_id", services)):
