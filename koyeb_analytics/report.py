@@ -148,10 +148,9 @@ def _charts(a: Analysis) -> dict[str, str]:
         return fig, fig.subplots()
 
     def png(fig: Figure) -> str:
-        if simulated:  # every chart says so, also when copied out of the report
-            for ax in fig.axes:
-                if ax.get_title():
-                    ax.set_title(ax.get_title() + " (simulated data)")
+        if simulated and fig.axes:  # every chart says so, also copied out of the report
+            main = fig.axes[0]  # (not the colour bar's axes)
+            main.set_title(main.get_title() + " (simulated data)")
         return _png(fig)
 
     out = {}
