@@ -284,13 +284,19 @@ class ExecWidget(widgets.VBox):
     # ------------------------------------------------------------------ data
     @staticmethod
     def _table(instances: pd.DataFrame | Iterable[str]) -> pd.DataFrame:
-        df = instance_targets(instances, columns=("service_id", "region", "status"),
+        named = isinstance(instances, pd.DataFrame) and \
+            {"app_name", "service_name"} <= set(instances.columns)
+        df = instance_targets(instances, columns=("service_id", "region", "status",
+                                                  *(("app_name", "service_name")
+                                                    if named else ())),
                               defaults={"status": "HEALTHY"})
         return df.assign(status=df["status"].astype(object))
 
     @staticmethod
     def _label(row: pd.Series) -> str:
         svc = str(row["service_id"])[:8] if isinstance(row["service_id"], str) else "-"
+        if isinstance(row.get("service_name"), str):
+            svc = f"{row.get('app_name')}/{row['service_name']}"
         return f"{row['instance_id'][:8]} · {svc} · {row['region'] or '-'} · {row['status']}"
 
     @property

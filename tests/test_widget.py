@@ -189,3 +189,12 @@ def test_widget_in_a_real_kernel(wsim):
     last = nb.cells[-1].outputs
     text = "".join(o.get("text", "") for o in last)
     assert "transcript ok" in text, last
+
+
+def test_the_picker_names_services(exec_sim):
+    client = exec_sim.client()
+    inst = ka.load_instances(client, statuses="HEALTHY", progress=False).head(3)
+    w = ka.ExecWidget(client, inst)
+    labels = [label for label, _ in w._picker.options]
+    assert all(f"{r.app_name}/{r.service_name}" in label
+               for label, r in zip(labels, inst.itertuples(), strict=True))
