@@ -44,7 +44,7 @@ def measure(seed: int, vocabulary: str, days: float, services: int) -> dict[str,
     got_s, want_s = sequences(iv), sequences(want)
     exact = sum(got_s.get(i) == s for i, s in want_s.items()) / len(want_s)
     attrs = inst.set_index("id")[["service_id", "app_id", "region", "datacenter",
-                                  "replica_index", "type"]]
+                                  "replica_index", "type", "app_name", "service_name"]]
     truth_iv = want.join(attrs, on="instance_id").assign(
         status=lambda d: pd.Categorical(d["status"], categories=list(ka.STATUSES),
                                         ordered=True),

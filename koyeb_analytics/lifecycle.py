@@ -23,7 +23,8 @@ from .classify import Mapping_, check_mapping, classify_events, previous_status
 from .schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE, status_dtype
 from .timewindow import TimeLike, WindowLike, resolve_window, utcnow
 
-ATTRIBUTE_COLUMNS = ("service_id", "app_id", "region", "datacenter", "replica_index", "type")
+ATTRIBUTE_COLUMNS = ("service_id", "app_id", "region", "datacenter", "replica_index", "type",
+                     "app_name", "service_name")
 INTERVAL_COLUMNS = ("instance_id", *ATTRIBUTE_COLUMNS, "status", "start", "end", "duration",
                     "open_ended", "source")
 FINDING_COLUMNS = ("instance_id", "kind", "detail")

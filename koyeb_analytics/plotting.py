@@ -98,8 +98,8 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     lane_height
         Height of a lane, in lane units.
     labels
-        Names for the values of ``by`` (``names.service_labels(inst)``); short ids
-        otherwise.
+        Names for the values of ``by``; by default the intervals' own ``app/service``
+        names when they carry them, short ids otherwise.
 
     Returns
     -------
@@ -117,6 +117,11 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     iv = intervals
     _expect(iv, {"instance_id", "status", "start", "end"}, "plot_lifecycles",
             "ka.lifecycles()")
+    if labels is None and by == "service_id" and iv is not None:
+        from .names import service_labels
+
+        labels = service_labels(iv.dropna(subset=[c for c in ("service_name",) if c in iv]))
+
     ax = _axes(ax)
     if iv is None or len(iv) == 0:
         return ax

@@ -132,7 +132,7 @@ def test_opaque_lifecycles_meet_the_accuracy_targets(opaque):
     assert exact >= 0.99, (seed, exact)
     # Uptime per service and incident counts, against the same from the truth.
     attrs = inst.set_index("id")[["service_id", "app_id", "region", "datacenter",
-                                  "replica_index", "type"]]
+                                  "replica_index", "type", "app_name", "service_name"]]
     truth_iv = want.join(attrs, on="instance_id").assign(
         status=lambda d: pd.Categorical(d["status"], categories=list(ka.STATUSES),
                                         ordered=True),

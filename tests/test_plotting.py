@@ -211,3 +211,16 @@ def test_interactive_lifecycles_hover_what_a_user_asks():
     assert fig.layout.xaxis.type == "date"
     cap = capacity_figure(ka.capacity(iv, freq="1h"))
     assert "peak 2" in cap.layout.title.text and len(cap.data) >= 1
+
+
+def test_lifecycle_lanes_are_named_from_the_intervals_themselves(sim):
+    from .conftest import fast_client
+
+    w = ka.load_window(fast_client(sim), window="12h", progress=False)
+    iv = ka.lifecycles(w.instances, w.events)
+    assert iv["service_name"].notna().all()  # names ride along with the intervals
+    fig, ax = plt.subplots(figsize=(10, 40))
+    ka.plot_lifecycles(iv, ax=ax)
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks and all("/" in t for t in ticks)
+    plt.close("all")
