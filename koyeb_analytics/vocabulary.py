@@ -60,10 +60,6 @@ class EventVocabulary:
     real_messages: bool = False
     """Vary messages as real fleets do (both eras, ports, paths, codes, progress lines)."""
 
-    def type_to_status(self) -> dict[str, str]:
-        """Return the reverse table: event type to the status it announces."""
-        return {t: s for s, t in self.status_types.items()}
-
 
 DEFAULT_VOCABULARY = EventVocabulary()
 
