@@ -12,6 +12,7 @@ A listing that fails part way raises
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -417,11 +418,23 @@ def load_events(
     since_ts = tw.since
 
     def stop(page: Page) -> bool:
-        oldest = page[-1].get("when") if isinstance(page[-1], dict) else None
-        try:
-            return isinstance(oldest, str) and pd.Timestamp(oldest) < since_ts
-        except (ValueError, TypeError, OverflowError):
-            return False
+        oldest = _time(page[-1])
+        return oldest is not None and since_ts is not None and oldest < since_ts
+
+    span: list[pd.Timestamp] = []  # newest time seen, then the oldest so far
+    read = [0]
+
+    def left(page: Page) -> float:
+        """Pages still wanted after ``page``, from the time the pages so far covered."""
+        read[0] += 1
+        times = [t for t in (_time(page[0]), _time(page[-1])) if t is not None]
+        if not times or since_ts is None:
+            return math.nan
+        span[:] = [span[0] if span else times[0], times[-1]]
+        covered = (span[0] - span[1]) / read[0]
+        if covered <= pd.Timedelta(0):
+            return math.nan
+        return max(0.0, float((span[1] - since_ts) / covered))
 
     def select(cols: Mapping[str, pd.Series]) -> pd.Series | None:
         if tw.since is None and tw.until is None:
@@ -462,11 +475,26 @@ def load_events(
                 desc="events", stop=stop if since_ts is not None else None,
                 seen=collector.count_new,
                 fetch_each=fetch_each if pipelined else None,
-                concurrency=client.concurrency if client.read_ahead == "threads" else 1)
+                concurrency=client.concurrency if client.read_ahead == "threads" else 1,
+                left=left)
 
     pipelined = client.read_ahead == "pipelined" and client.concurrency > 1
     _collect(pages(), collector, finish, "/v1/instance_events", stats)
     return finish()
+
+
+def _time(row: Any) -> pd.Timestamp | None:
+    """An event's ``when``, or None when it is missing or unreadable."""
+    value = row.get("when") if isinstance(row, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if ts is pd.NaT or ts.tzinfo is None:
+        return None
+    return ts
 
 
 def _expand_metadata(df: pd.DataFrame) -> pd.DataFrame:

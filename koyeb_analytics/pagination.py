@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -279,7 +280,8 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                    stop: Callable[[Page], bool] | None = None,
                    seen: Callable[[Page], int] | None = None,
                    fetch_each: FetchEach | None = None,
-                   concurrency: int = 1) -> Iterator[Page]:
+                   concurrency: int = 1,
+                   left: Callable[[Page], float] | None = None) -> Iterator[Page]:
     """Yield the pages of a listing whose replies carry ``has_next``, in order.
 
     The next offset is the number of rows received so far. ``stop(page)`` returning
@@ -296,9 +298,13 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
       decoded and known not to be the last (full, ``has_next``, not ``stop``), so
       that none is wasted. The server handles
       these requests in order, so offsets hold;
-    * otherwise, with ``concurrency > 1`` and no ``stop``: up to ``concurrency``
-      pages ahead on worker threads, each page overlapping the previous one by a
-      row. Rows inserted at the head while paging shift later offsets; since
+    * otherwise, with ``concurrency > 1``: up to ``concurrency`` pages ahead on
+      worker threads, each page overlapping the previous one by a row. With ``stop``
+      (a window), ``left(page)`` estimates how many pages are still wanted after
+      ``page`` (from the times seen so far) and no more than that are in flight,
+      never more than ``concurrency``: at most ``concurrency - 1`` pages are requested
+      past the one that stops the listing. Without ``left``, a window is read plainly.
+      Rows inserted at the head while paging shift later offsets; since
       requests may then be handled out of order, a page that does not contain the
       previous page's last row (by ``id``) may have left a gap, and is read again in
       order from there.
@@ -316,7 +322,9 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
         # Overlapped pages are requested blindly, several past the end of a window:
         # only for listings read to their end.
         mode = (Mode.PIPELINED if fetch_each is not None else
-                Mode.OVERLAPPED if concurrency > 1 and stop is None else Mode.PLAIN)
+                Mode.OVERLAPPED if concurrency > 1 and (stop is None or left is not None)
+                else Mode.PLAIN)
+        ahead.wanted = concurrency
 
         def last(reply: dict[str, Any]) -> bool:
             """No page after this one is wanted, or its offset is not predictable."""
@@ -346,6 +354,10 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                 return
             if stop is not None and stop(page):
                 return
+            if stop is not None and left is not None:
+                estimate = left(page)
+                ahead.wanted = concurrency if estimate != estimate else \
+                    max(1, min(concurrency, math.ceil(estimate)))
             if has_next is False or (has_next is None and len(page) < limit):
                 return
             offset = page_at + len(page)  # where a plain read continues
@@ -359,9 +371,11 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                             offset, limit)
             elif not ahead.active and mode is Mode.OVERLAPPED and limit > 1 \
                     and last_id is not None:
-                ahead.start(functools.partial(_in_order, fetch, limit=limit,
-                                              concurrency=concurrency, unsent=ahead.unsend),
-                            offset - 1, limit - 1)
+                ahead.start(functools.partial(
+                    _in_order, fetch, limit=limit, concurrency=concurrency,
+                    unsent=ahead.unsend,
+                    wanted=(lambda: ahead.wanted) if stop is not None else None),
+                    offset - 1, limit - 1)
             next_reply = None
             candidate = None
             if ahead.active and (mode is Mode.OVERLAPPED or ahead.at == offset):
@@ -409,6 +423,8 @@ class _Ahead:
         self.stats = stats
         self.replies: Generator[dict[str, Any], None, None] | None = None
         self.at = self.step = self.sent = self.used = self.unsent = 0
+        self.wanted = 1
+        """How many requests a window's read-ahead may keep in flight (see ``left``)."""
 
     @property
     def active(self) -> bool:
@@ -453,14 +469,23 @@ def _holds(reply: dict[str, Any], key: str, row_id: Any) -> bool:
 
 
 def _in_order(fetch: Fetch, offsets: Iterator[int], limit: int, concurrency: int,
-              unsent: Callable[[int], None]) -> Generator[dict[str, Any], None, None]:
+              unsent: Callable[[int], None], wanted: Callable[[], int] | None = None,
+              ) -> Generator[dict[str, Any], None, None]:
     """Yield the replies for ``offsets`` in order, ``concurrency`` requests in flight.
 
-    On close, requests not yet started are cancelled and reported to ``unsent``.
+    With ``wanted`` (a window whose end is near), requests are topped up only when the
+    next reply is asked for, to ``wanted()`` in flight: none is sent while the reply
+    that may end the listing is being looked at. On close, requests not yet started
+    are cancelled and reported to ``unsent``.
     """
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="koyeb-page")
     pending: deque[Future[dict[str, Any]]] = deque()
     try:
+        if wanted is not None:
+            while True:
+                for at in itertools.islice(offsets, max(0, max(1, wanted()) - len(pending))):
+                    pending.append(pool.submit(fetch, at, limit))
+                yield pending.popleft().result()
         for at in itertools.islice(offsets, concurrency):
             pending.append(pool.submit(fetch, at, limit))
         while True:
