@@ -47,6 +47,8 @@ from .errors import (
     RateLimitError,
     ServerError,
     SnapshotError,
+    StoreError,
+    StoreLockedError,
     TransportError,
 )
 from .execute import (
@@ -66,6 +68,7 @@ from .plotting import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles
 from .redact import Redactor
 from .schema import STATUSES
 from .snapshot import load_snapshot, read_manifest, save_snapshot
+from .store import HistoryStore, SyncResult
 from .transcript import load_transcript, save_transcript
 
 __version__ = "0.1.0"
@@ -83,6 +86,7 @@ __all__ = [
     "ExecStream",
     "ExecWidget",
     "Headline",
+    "HistoryStore",
     "IncompleteListingError",
     "InstanceNotRunningError",
     "KoyebClient",
@@ -100,6 +104,9 @@ __all__ = [
     "ServerError",
     "Simulator",
     "SnapshotError",
+    "StoreError",
+    "StoreLockedError",
+    "SyncResult",
     "TransportError",
     "UptimePolicy",
     "Window",

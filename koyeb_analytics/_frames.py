@@ -329,3 +329,64 @@ def cyclic_gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def frame_from_arrow(table: pa.Table, schema: Mapping[str, str],
+                     json_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """The frame a loader would build, from an Arrow table of stored rows.
+
+    Known columns get the schema's dtypes (missing ones are filled), ``json_columns``
+    (lists and objects kept as JSON text) are decoded, extra columns follow in name
+    order. Equal JSON texts are decoded once and copied: a million events hold a few
+    thousand distinct metadata objects.
+    """
+    n = table.num_rows
+    data: dict[str, Any] = {}
+    names = set(table.column_names)
+    for name, kind in schema.items():
+        if name not in names:
+            data[name] = convert([None] * n, kind)
+            continue
+        col = table.column(name)
+        if name in json_columns:
+            data[name] = pd.Series(_json_values(col), dtype=object)
+        elif kind == "str":
+            data[name] = pd.Series(pd.array(col.cast(pa.large_string()), dtype=STRING_DTYPE))
+        elif kind == "time":
+            data[name] = pd.Series(col.cast(pa.timestamp("us", "UTC")).to_pandas(),
+                                   dtype=TIME_DTYPE)
+        elif kind == "int":
+            data[name] = pd.Series(pd.array(col.to_pylist(), dtype="Int64"))
+        elif kind == "status":
+            values = col.to_pandas()
+            data[name] = pd.Series(pd.Categorical(
+                values, dtype=status_dtype(v for v in values.dropna().unique())))
+        else:
+            data[name] = pd.Series(col.to_pylist(), dtype=object)
+    for name in sorted(names - schema.keys()):
+        col = table.column(name)
+        data[name] = pd.Series(_json_values(col), dtype=object) if name in json_columns \
+            else col.to_pandas()
+    return pd.DataFrame(data, index=pd.RangeIndex(n))
+
+
+def _json_values(col: pa.ChunkedArray) -> list[Any]:
+    import copy
+    import json
+
+    cache: dict[str, Any] = {}
+    out: list[Any] = []
+    append = out.append
+    for text in col.to_pylist():
+        if text is None:
+            append(None)
+            continue
+        value = cache.get(text)
+        if value is None:
+            value = cache[text] = json.loads(text)
+        # Each row gets its own object, as from a live listing.
+        append(value.copy() if isinstance(value, (dict, list)) and not any(
+            isinstance(v, (dict, list)) for v in (value.values() if isinstance(value, dict)
+                                                   else value))
+               else copy.deepcopy(value))
+    return out

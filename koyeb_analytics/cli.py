@@ -1,4 +1,8 @@
-"""The ``koyeb-analytics`` command."""
+"""The ``koyeb-analytics`` command.
+
+Long because each subcommand (demo, report, export, sync, simulate) is a few lines of
+wiring plus its own help text, and they share the error handling and the source
+options (API, simulator or history store)."""
 
 from __future__ import annotations
 
@@ -91,6 +95,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> tuple[Any, Any]:
+    if getattr(args, "store", None):
+        if getattr(args, "simulate", False):
+            raise ValueError("--store and --simulate are two sources: give one")
+        from .store import HistoryStore
+
+        store = HistoryStore(args.store)
+        store.manifest()  # a missing or foreign store fails before anything else
+        return store, None
+    return _api(args)
+
+
+def _api(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The real API, or a simulator started for this command."""
     from .client import KoyebClient
 
     if getattr(args, "simulate", False):
@@ -121,6 +138,9 @@ def _report(args: argparse.Namespace) -> int:
     finally:
         if sim is not None:
             sim.stop()
+    if getattr(args, "store", None):
+        _say(f"From the history store {args.store} (last sync "
+             f"{data.instances.attrs.get('fetched_at')})")
     if args.service and data.instances.empty:
         raise ValueError(f"--service {', '.join(args.service)} matches no instance in the "
                          f"last {args.window}: check the id (koyeb service list)")
@@ -132,28 +152,45 @@ def _report(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from .loaders import load_events, load_instances
+    from .store import HistoryStore
     from .timewindow import parse_duration
 
     parse_duration(args.window)
     client, sim = _client(args)
+    if isinstance(client, HistoryStore):
+        store = client
+
+        def instances(**kw: Any) -> pd.DataFrame:
+            kw.pop("names", None)
+            kw.pop("progress", None)
+            return store.instances(**kw)
+
+        def events(**kw: Any) -> pd.DataFrame:
+            kw.pop("progress", None)
+            return store.events(**kw)
+    else:
+        def instances(**kw: Any) -> pd.DataFrame:
+            return load_instances(client, **kw)
+
+        def events(**kw: Any) -> pd.DataFrame:
+            return load_events(client, **kw)
     try:
         if args.what == "instances" and args.service:
-            parts = [load_instances(client, window=args.window, service_id=svc,
-                                    progress=_progress(args)) for svc in args.service]
+            parts = [instances(window=args.window, service_id=svc, progress=_progress(args))
+                     for svc in args.service]
             df = pd.concat(parts, ignore_index=True)
             df.attrs = parts[0].attrs
         elif args.service:
-            ids = pd.concat([load_instances(client, window=args.window, service_id=svc,
-                                            names=False, progress=_progress(args))
+            ids = pd.concat([instances(window=args.window, service_id=svc, names=False,
+                                       progress=_progress(args))
                              for svc in args.service])["id"].tolist()
             if not ids:
                 raise ValueError(f"--service {', '.join(args.service)} matches no "
                                  f"instance in the last {args.window}")
-            df = load_events(client, window=args.window, instance_ids=ids,
-                             progress=_progress(args))
+            df = events(window=args.window, instance_ids=ids, progress=_progress(args))
         else:
-            load = load_instances if args.what == "instances" else load_events
-            df = load(client, window=args.window, progress=_progress(args))
+            load = instances if args.what == "instances" else events
+            df = load(window=args.window, progress=_progress(args))
     finally:
         if sim is not None:
             sim.stop()
@@ -218,9 +255,37 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _source_options(parser: argparse.ArgumentParser) -> None:
+def _sync(args: argparse.Namespace) -> int:
+    from .store import HistoryStore
+
+    store = HistoryStore(args.store, overlap=args.overlap)
+    client, sim = _api(args)
+    try:
+        _say(f"Syncing {store.path} from {client.base_url}...")
+        result = store.sync(client, progress=_progress(args))
+    finally:
+        if sim is not None:
+            sim.stop()
+    start = "the whole history" if result.since is None else \
+        f"events since {result.since:%Y-%m-%d %H:%M:%S} UTC"
+    print(f"Read {start}: {result.events_read} events, {result.events_added} new; "
+          f"{result.instances_listed} instances, {result.instance_records_added} new or "
+          "changed records.")
+    manifest = store.manifest()
+    print(f"The store holds {manifest['events']['rows']} events (newest "
+          f"{result.high_water}) and {manifest['instances']['rows']} instance records.")
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def _source_options(parser: argparse.ArgumentParser, store: bool = True) -> None:
     """Where the data comes from: the window, and the real API or the simulator."""
     parser.add_argument("--window", default="7d", help="e.g. 24h, 7d (default 7d)")
+    if store:
+        parser.add_argument("--store", metavar="PATH",
+                            help="read a history store (koyeb-analytics sync) instead of "
+                                 "the API; the window ends at its last sync")
     parser.add_argument("--simulate", action="store_true", help="use the simulator")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed")
     parser.add_argument("--vocabulary", choices=["invented", "opaque"], default="invented",
@@ -287,6 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file format")
     export.add_argument("--out", help="file path (default: <what>.<format>)")
     export.set_defaults(func=_export)
+
+    sync = sub.add_parser("sync", formatter_class=_Help,
+                          help="keep what is new from the API in a history store",
+                          description="Read the events newer than the store's newest one "
+                          "(less --overlap) and the instance listing, and append them to "
+                          "the store at --store (a directory, or an fsspec URL).")
+    sync.add_argument("--store", required=True, metavar="PATH",
+                      help="the store's directory or URL (made on the first sync)")
+    sync.add_argument("--overlap", default="10min",
+                      help="how far back each sync reads again, for events that arrive late")
+    _source_options(sync, store=False)
+    sync.set_defaults(func=_sync)
 
     sim = sub.add_parser("simulate", formatter_class=_Help,
                          help="serve the simulated Koyeb API until Ctrl-C")

@@ -186,3 +186,18 @@ class HandshakeRefused(TransportError):
 
 class SnapshotError(KoyebError):
     """A snapshot is missing, damaged or incomplete; the message names the file."""
+
+
+class StoreError(KoyebError):
+    """A history store cannot be read or written: damaged, foreign, or of another schema
+    version; the message names the store and what is wrong."""
+
+
+class StoreLockedError(StoreError):
+    """Another process is writing the history store (a sync or a compaction)."""
+
+    def __init__(self, store: str, waited: float) -> None:
+        super().__init__(f"the history store {store!r} is locked by another sync or "
+                         f"compaction (waited {waited:g} s); try again when it ends")
+        self.store = store
+        self.waited = waited

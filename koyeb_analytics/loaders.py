@@ -48,14 +48,16 @@ MAX_QUERY_CHARS = 6000
 _SHARED_EVENT_COLUMNS = frozenset({"organization_id", "instance_id", "type", "message"})
 
 
-def _check_client(client: Any) -> KoyebClient:
+def check_client(client: Any) -> KoyebClient:
+    """Return ``client``, or raise TypeError naming what was passed instead."""
     if not isinstance(client, KoyebClient):
         raise TypeError(f"client must be a KoyebClient (sim.client() for the simulator, "
                         f"KoyebClient.from_env() for the API), got {type(client).__name__}")
     return client
 
 
-def _check_str(name: str, value: Any) -> str | None:
+def check_str(name: str, value: Any) -> str | None:
+    """Return ``value`` (a non-empty string, or None), or raise TypeError naming ``name``."""
     if value is None:
         return None
     if not isinstance(value, str) or not value:
@@ -63,7 +65,8 @@ def _check_str(name: str, value: Any) -> str | None:
     return value
 
 
-def _check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
+def check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
+    """Return the statuses asked for, upper-cased and deduplicated (all eight for None)."""
     if statuses is None:
         return list(STATUSES)
     if isinstance(statuses, str):
@@ -81,7 +84,8 @@ def _check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _check_ids(name: str, values: Iterable[str] | str | None) -> list[str] | None:
+def check_ids(name: str, values: Iterable[str] | str | None) -> list[str] | None:
+    """Return ``values`` as a deduplicated list of non-empty strings (None stays None)."""
     if values is None:
         return None
     if isinstance(values, str):
@@ -96,7 +100,8 @@ def _check_ids(name: str, values: Iterable[str] | str | None) -> list[str] | Non
     return list(dict.fromkeys(out))
 
 
-def _check_bool(name: str, value: Any) -> bool:
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool, else raise TypeError naming ``name``."""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return value
@@ -190,19 +195,19 @@ def load_instances(
     >>> str(df["status"].dtype)
     'category'
     """
-    _check_client(client)
+    check_client(client)
     tw = resolve_window(since, until, window)
-    status_list = _check_statuses(statuses)
-    filters = {name: _check_str(name, value) for name, value in (
+    status_list = check_statuses(statuses)
+    filters = {name: check_str(name, value) for name, value in (
         ("app_id", app_id), ("service_id", service_id), ("deployment_id", deployment_id),
         ("regional_deployment_id", regional_deployment_id), ("allocation_id", allocation_id))}
     if replica_index is not None:
         if not isinstance(replica_index, int) or isinstance(replica_index, bool) \
                 or replica_index < 0:
             raise ValueError(f"replica_index must be a non-negative integer, got {replica_index!r}")
-    _check_bool("details", details)
-    _check_bool("names", names)
-    _check_bool("progress", progress)
+    check_bool("details", details)
+    check_bool("names", names)
+    check_bool("progress", progress)
 
     params: list[tuple[str, str]] = [(k, v) for k, v in filters.items() if v is not None]
     if replica_index is not None:
@@ -235,7 +240,7 @@ def load_instances(
 
     def listed() -> pd.DataFrame:
         df = collector.frame(order=("created_at", "id"), needs=("status", "updated_at"),
-                             select=lambda cols: _overlaps(cols, tw))
+                             select=lambda cols: overlapping(cols, tw))
         if details:
             df = pd.concat([df, build_frame({}, INSTANCE_DETAIL_COLUMNS).reindex(df.index)],
                            axis=1)
@@ -258,7 +263,7 @@ def load_instances(
         # The listing was already narrowed to the window, so fewer GETs; the exact
         # terminated_at may narrow it a little further.
         df = _hydrate(client, df.iloc[:, : len(INSTANCE_COLUMNS)], progress)
-        keep = _overlaps(df, tw)
+        keep = overlapping(df, tw)
         if keep is not None:
             df = df[keep].reset_index(drop=True)
         df = _attrs(df, client, query, stats, collector, fetched_at)
@@ -267,7 +272,7 @@ def load_instances(
     return df
 
 
-def _overlaps(cols: Mapping[str, pd.Series], tw: TimeWindow) -> pd.Series | None:
+def overlapping(cols: Mapping[str, pd.Series], tw: TimeWindow) -> pd.Series | None:
     """Mask of instances whose life overlaps the window (None: no window)."""
     if tw.since is None and tw.until is None:
         return None
@@ -396,12 +401,12 @@ def load_events(
     >>> list(ev.columns[:3])
     ['id', 'when', 'organization_id']
     """
-    _check_client(client)
+    check_client(client)
     tw = resolve_window(since, until, window)
-    ids = _check_ids("instance_ids", instance_ids)
-    type_list = _check_ids("types", types)
-    _check_bool("expand_metadata", expand_metadata)
-    _check_bool("progress", progress)
+    ids = check_ids("instance_ids", instance_ids)
+    type_list = check_ids("types", types)
+    check_bool("expand_metadata", expand_metadata)
+    check_bool("progress", progress)
     if ids is not None and not ids:
         raise ValueError("instance_ids is empty; pass None for every instance")
 
@@ -537,7 +542,7 @@ def get_instance(client: KoyebClient, instance_id: str) -> pd.Series:
         raise TypeError(f"instance_id must be a string, got {type(instance_id).__name__}")
     if not is_full_id(instance_id):
         raise ValueError(f"instance_id must be a full instance id (a UUID), got {instance_id!r}")
-    _check_client(client)
+    check_client(client)
     path = f"/v1/instances/{quote(instance_id, safe='')}"
     body = _instance_of(client.get(path), path)
     if body.get("id") != instance_id:

@@ -7,6 +7,7 @@ resolved ``since`` and ``until``, so nobody has to read ``attrs["query"]``;
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from .client import KoyebClient
 from .lifecycle import findings, lifecycles
 from .loaders import load_events, load_instances
 from .schema import EVENT_COLUMNS
+from .store import HistoryStore
 from .timewindow import TimeLike, WindowLike
 
 __all__ = ["Analysis", "Headline", "Window", "analyse", "headline", "load_window"]
@@ -51,8 +53,9 @@ class Window:
     until: pd.Timestamp
 
 
-def load_window(client: KoyebClient, *, window: WindowLike | None = None,
-                since: TimeLike | None = None, until: TimeLike | None = None,
+def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
+                window: WindowLike | None = None, since: TimeLike | None = None,
+                until: TimeLike | None = None,
                 service_id: str | Iterable[str] | None = None, details: bool = False,
                 progress: bool = True) -> Window:
     """Load every instance of a window and the events from its start to now.
@@ -63,7 +66,9 @@ def load_window(client: KoyebClient, *, window: WindowLike | None = None,
     Parameters
     ----------
     client
-        A :class:`~koyeb_analytics.KoyebClient`.
+        A :class:`~koyeb_analytics.KoyebClient`, or a
+        :class:`~koyeb_analytics.HistoryStore` (or its path) to read what it kept
+        (``window`` then ends at its last sync).
     window, since, until
         As for :func:`~koyeb_analytics.load_instances` (``window="7d"``: the last week).
     service_id
@@ -83,20 +88,30 @@ def load_window(client: KoyebClient, *, window: WindowLike | None = None,
     >>> (w.until - w.since) == pd.Timedelta("12h")
     True
     """
+    source = HistoryStore(client) if isinstance(client, (str, os.PathLike)) else client
     services = [service_id] if isinstance(service_id, str) else \
         list(service_id) if service_id is not None else [None]
-    parts = [load_instances(client, window=window, since=since, until=until, service_id=s,
-                            details=details, progress=progress) for s in services]
+    if isinstance(source, HistoryStore):
+        if details:
+            raise ValueError("details=True needs the API: a history store keeps listings, "
+                             "which lack the detail fields")
+        parts = [source.instances(window=window, since=since, until=until, service_id=s)
+                 for s in services]
+    else:
+        parts = [load_instances(source, window=window, since=since, until=until,
+                                service_id=s, details=details, progress=progress)
+                 for s in services]
     inst = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     inst.attrs = dict(parts[0].attrs)
     query = inst.attrs["query"]
     start = query.get("since")
-    if service_id is not None:
-        ids = inst["id"].tolist()
-        events = load_events(client, since=start, instance_ids=ids, progress=progress) \
-            if ids else build_frame({}, EVENT_COLUMNS)  # no instance: no event to ask for
+    ids = inst["id"].tolist() if service_id is not None else None
+    if ids == []:
+        events = build_frame({}, EVENT_COLUMNS)  # no instance: no event to ask for
+    elif isinstance(source, HistoryStore):
+        events = source.events(since=start, instance_ids=ids)
     else:
-        events = load_events(client, since=start, progress=progress)
+        events = load_events(source, since=start, instance_ids=ids, progress=progress)
     end = query.get("until") or inst.attrs["fetched_at"]
     return Window(inst, events, None if start is None else pd.Timestamp(start),
                   pd.Timestamp(end))

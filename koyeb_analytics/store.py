@@ -1,0 +1,672 @@
+"""A local history store: what was read from the API, kept as Parquet by day.
+
+``store.sync(client)`` reads only what is new (events newest first down to the store's
+high-water mark, less an overlap for events that arrive late), deduplicates by id and
+appends; each sync also records the instance listing. Queries run in process on DuckDB
+over the Parquet files and return the frames the live loaders return, so every stage
+downstream (lifecycles, analysis, plots, the report) works on a store as on the API.
+
+Layout (readable as-is by DuckDB, Polars, Spark or Trino)::
+
+    manifest.json                         schema version, high-water mark, files, syncs
+    events/date=YYYY-MM-DD/part-*.parquet one row per event, partitioned by its day
+    instances/date=YYYY-MM-DD/part-*.parquet  instance records, by the day observed
+
+Long because a store's one job (keep what was read, answer from it) spans the sync,
+the queries and the compaction, which share the manifest's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from ._frames import build_frame, frame_from_arrow
+from ._storage import TMP_PREFIX, Files
+from .errors import IncompleteListingError, StoreError
+from .loaders import (
+    check_bool,
+    check_client,
+    check_ids,
+    check_statuses,
+    check_str,
+    load_events,
+    load_instances,
+    overlapping,
+)
+from .schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STRING_DTYPE
+from .snapshot import json_columns, json_safe
+from .timewindow import TimeLike, WindowLike, parse_duration, resolve_window, utcnow
+
+__all__ = ["HistoryStore", "SyncResult"]
+
+SCHEMA_VERSION = 1
+"""The layout this code writes and reads; a store of another version is refused."""
+FORMAT = "koyeb-analytics history store"
+NAME_COLUMNS = ("app_name", "service_name")
+RECORD_KEYS = ("status", "updated_at", "messages", *NAME_COLUMNS)
+"""An instance record is written when one of these changed since the last one kept."""
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one :meth:`HistoryStore.sync` did.
+
+    Parameters
+    ----------
+    events_read, events_added
+        Events the API returned (the overlap included), and those new to the store.
+    instances_listed, instance_records_added
+        Instances in the listing, and records written (new instances or changes).
+    high_water
+        The newest event time the store now holds completely up to.
+    since
+        Where this sync started reading events (None: the whole history).
+    synced_at
+        When the sync started.
+    notes
+        What the loaders noticed (see the frames' ``attrs["notes"]``).
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=2, days=1, services=1) as sim:
+    ...     r = ka.HistoryStore("memory://doc-sync-result").sync(sim.client())
+    >>> r.events_added == r.events_read, r.since is None
+    (True, True)
+    """
+
+    events_read: int
+    events_added: int
+    instances_listed: int
+    instance_records_added: int
+    high_water: pd.Timestamp | None
+    since: pd.Timestamp | None
+    synced_at: pd.Timestamp
+    notes: list[str] = field(default_factory=list)
+
+
+class HistoryStore:
+    """Keep what was read from the API in Parquet files, and answer from them.
+
+    Parameters
+    ----------
+    path
+        A local directory (made on first sync) or an fsspec URL: ``memory://name`` for
+        tests, ``s3://bucket/prefix`` with ``pip install 'koyeb-analytics[s3]'``.
+    overlap
+        How far before the newest stored event each sync reads again, so that events
+        that reached the API late are not missed (default ten minutes).
+    lock_timeout
+        Seconds a sync or compaction waits for another one to finish before it raises
+        :class:`~koyeb_analytics.StoreLockedError`.
+    storage_options
+        Passed to fsspec for URLs (credentials, endpoint).
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> store = ka.HistoryStore("memory://doc-history")
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     first = store.sync(sim.client())
+    ...     again = store.sync(sim.client())
+    >>> first.events_added > 0, again.events_added
+    (True, 0)
+    >>> len(store.events()) == first.events_added
+    True
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, overlap: WindowLike = "10min",
+                 lock_timeout: float = 60.0,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        self.files = Files(path, storage_options)
+        self.overlap = parse_duration(overlap, "overlap")
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) \
+                or not 0 <= lock_timeout < float("inf"):
+            raise ValueError(f"lock_timeout must be a finite number of seconds >= 0, "
+                             f"got {lock_timeout!r}")
+        self.lock_timeout = float(lock_timeout)
+
+    def __repr__(self) -> str:
+        manifest = self._manifest(required=False)
+        if manifest is None:
+            return f"HistoryStore({self.files.url!r}, empty)"
+        return (f"HistoryStore({self.files.url!r}, {manifest['events']['rows']} events, "
+                f"{manifest['instances']['rows']} instance records, "
+                f"last sync {manifest.get('last_sync')})")
+
+    @property
+    def path(self) -> str:
+        """The store's location, as given."""
+        return self.files.url
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest: schema version, high-water mark, files, row counts, syncs."""
+        return self._manifest(required=True) or {}
+
+    # -- writing -----------------------------------------------------------------
+
+    def sync(self, client: Any, *, progress: bool = False) -> SyncResult:
+        """Read what is new from the API and append it.
+
+        Events are read newest first down to the high-water mark less ``overlap``
+        (the whole history on the first sync), deduplicated by id against the store
+        and written by day. The instance listing is read too; an instance's record is
+        written when it is new or its status, ``updated_at``, messages or names
+        changed, stamped with ``observed_at``. The manifest is replaced last: a sync
+        killed at any point leaves the store as it was, and the next one completes it.
+
+        Parameters
+        ----------
+        client
+            A :class:`~koyeb_analytics.KoyebClient`.
+        progress
+            Show the loaders' progress bars.
+
+        Returns
+        -------
+        SyncResult
+
+        Raises
+        ------
+        IncompleteListingError
+            A listing failed part way. What was received is kept; the high-water mark
+            does not move, so the next sync reads the gap again.
+        StoreLockedError
+            Another sync or compaction held the store for ``lock_timeout`` seconds.
+        """
+        client = check_client(client)
+        check_bool("progress", progress)
+        synced_at = utcnow()
+        with self.files.lock(self.lock_timeout):
+            manifest = self._manifest(required=False) or self._new_manifest()
+            self._remove_unlisted(manifest)
+            mark = manifest["high_water"]["events"]
+            since = None if mark is None else pd.Timestamp(mark) - self.overlap
+            failure: IncompleteListingError | None = None
+            try:
+                events = load_events(client, since=since, progress=progress)
+            except IncompleteListingError as exc:
+                events, failure = exc.partial, exc
+            added = self._append_events(manifest, events, since)
+            if failure is None and events["when"].notna().any():
+                newest = events["when"].max()
+                if mark is None or newest > pd.Timestamp(mark):
+                    manifest["high_water"]["events"] = newest.isoformat()
+            try:
+                instances = load_instances(client, progress=progress)
+            except IncompleteListingError as exc:
+                instances, failure = exc.partial, failure or exc
+            records = self._append_instances(manifest, instances)
+            notes = list(events.attrs.get("notes", [])) + \
+                list(instances.attrs.get("notes", []))
+            manifest.update({
+                "last_sync": synced_at.isoformat(),
+                "source": instances.attrs.get("source") or events.attrs.get("source"),
+                "simulated": bool(getattr(client, "simulated", False)),
+            })
+            if failure is None:
+                manifest["instances_listed_at"] = synced_at.isoformat()
+            manifest["syncs"] = (manifest["syncs"] + [{
+                "at": synced_at.isoformat(), "since": None if since is None else
+                since.isoformat(), "events_read": len(events), "events_added": added,
+                "instance_records_added": records, "complete": failure is None,
+            }])[-100:]
+            self.files.write_manifest(manifest)
+        if failure is not None:
+            failure.add_note(f"The history store kept the {added} new event(s) and "
+                             f"{records} instance record(s) received; its high-water mark "
+                             "did not move, so the next sync reads the rest.")
+            raise failure
+        mark = manifest["high_water"]["events"]
+        return SyncResult(events_read=len(events), events_added=added,
+                          instances_listed=len(instances), instance_records_added=records,
+                          high_water=None if mark is None else pd.Timestamp(mark),
+                          since=since, synced_at=synced_at, notes=notes)
+
+    def compact(self) -> dict[str, int]:
+        """Merge each day's files into one (many syncs leave many small files).
+
+        Returns
+        -------
+        dict
+            ``{"files_before": n, "files_after": m}``.
+        """
+        with self.files.lock(self.lock_timeout):
+            manifest = self._manifest(required=True) or {}
+            self._remove_unlisted(manifest)
+            before = after = 0
+            obsolete: list[str] = []
+            for table in ("events", "instances"):
+                files: dict[str, dict[str, Any]] = manifest[table]["files"]
+                before += len(files)
+                by_day: dict[str, list[str]] = {}
+                for name, entry in files.items():
+                    by_day.setdefault(entry["date"], []).append(name)
+                for day, names in sorted(by_day.items()):
+                    if len(names) > 1:
+                        merged = self._read_table(names)
+                        order = ["when", "id"] if table == "events" else ["observed_at", "id"]
+                        merged = merged.sort_by([(c, "ascending") for c in order])
+                        entry = self._write_part(table, day, merged)
+                        for name in names:
+                            del files[name]
+                        files[entry.pop("file")] = entry
+                        obsolete += names
+                after += len(files)
+            self.files.write_manifest(manifest)
+            for name in obsolete:  # unlisted now: a crash here leaves only garbage
+                self.files.remove(name)
+        return {"files_before": before, "files_after": after}
+
+    # -- reading ----------------------------------------------------------------
+
+    def events(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
+               window: WindowLike | None = None,
+               instance_ids: Iterable[str] | str | None = None,
+               types: Iterable[str] | str | None = None) -> pd.DataFrame:
+        """The stored events of a window, as ``load_events`` returns them.
+
+        ``window="7d"`` means the seven days before the last sync (what the store
+        knows), not before now.
+
+        Parameters
+        ----------
+        since, until, window
+            Keep events with ``since <= when < until``.
+        instance_ids, types
+            Only these instances' events, only these types.
+
+        Returns
+        -------
+        DataFrame
+            Same columns, dtypes and ``attrs`` keys as ``load_events``; ``attrs["store"]``
+            names the store and ``fetched_at`` is the last sync.
+        """
+        manifest = self._manifest(required=True) or {}
+        tw = resolve_window(since, until, window, now=self._now(manifest))
+        ids = check_ids("instance_ids", instance_ids)
+        type_list = check_ids("types", types)
+        if ids is not None and not ids:
+            raise ValueError("instance_ids is empty; pass None for every instance")
+        names = self._files_for(manifest, "events", tw.since, tw.until)
+        where, params = [], []
+        if tw.since is not None:
+            where.append('"when" >= ?')
+            params.append(tw.since.to_pydatetime())
+        if tw.until is not None:
+            where.append('"when" < ?')
+            params.append(tw.until.to_pydatetime())
+        if ids is not None:
+            where.append("instance_id IN (SELECT unnest(?))")
+            params.append(ids)
+        if type_list is not None:
+            where.append("type IN (SELECT unnest(?))")
+            params.append(type_list)
+        df = self._events_frame(self._query(names, where, params), manifest) if names \
+            else build_frame({}, EVENT_COLUMNS)
+        query: dict[str, Any] = {k: v for k, v in tw.as_dict().items() if v is not None}
+        if ids is not None:
+            query["instance_ids"] = ids
+        if type_list is not None:
+            query["types"] = type_list
+        notes = []
+        oldest = manifest["events"].get("oldest")
+        if tw.since is not None and oldest is not None and tw.since < pd.Timestamp(oldest):
+            notes.append(f"the store holds events from {oldest} on; the window starts "
+                         f"at {tw.since.isoformat()}")
+        return self._attrs(df, manifest, query, notes)
+
+    def instances(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
+                  window: WindowLike | None = None,
+                  statuses: Iterable[str] | str | None = None,
+                  app_id: str | None = None, service_id: str | None = None,
+                  regional_deployment_id: str | None = None,
+                  allocation_id: str | None = None) -> pd.DataFrame:
+        """The latest record of each stored instance, as ``load_instances`` returns them.
+
+        Parameters
+        ----------
+        since, until, window
+            Keep instances whose life overlaps the window (``window`` ends at the last
+            sync).
+        statuses, app_id, service_id, regional_deployment_id, allocation_id
+            As for ``load_instances``.
+
+        Returns
+        -------
+        DataFrame
+            Same columns, dtypes and ``attrs`` keys as ``load_instances`` (names
+            included); every record, with ``observed_at``, is in ``store.sql``'s
+            ``instance_records`` table.
+        """
+        manifest = self._manifest(required=True) or {}
+        tw = resolve_window(since, until, window, now=self._now(manifest))
+        status_list = check_statuses(statuses)
+        filters = {name: check_str(name, value) for name, value in (
+            ("app_id", app_id), ("service_id", service_id),
+            ("regional_deployment_id", regional_deployment_id),
+            ("allocation_id", allocation_id))}
+        df = self._latest_instances(manifest)
+        keep = df["status"].astype(object).isin(status_list)
+        for name, value in filters.items():
+            if value is not None:
+                keep &= df[name] == value
+        window_keep = overlapping(df, tw)
+        if window_keep is not None:
+            keep &= window_keep
+        df = df[keep.fillna(False).astype(bool)]
+        df = df.sort_values(["created_at", "id"], kind="stable").reset_index(drop=True)
+        query = {**{k: v for k, v in filters.items() if v is not None},
+                 "statuses": status_list,
+                 **{k: v for k, v in tw.as_dict().items() if v is not None}}
+        listed = manifest.get("instances_listed_at") or manifest.get("last_sync")
+        return self._attrs(df, manifest, query, [], fetched_at=listed)
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run a DuckDB query over the store's tables and return a DataFrame.
+
+        Tables: ``events`` (every event; ``metadata`` as JSON text),
+        ``instance_records`` (every instance record, with ``observed_at``) and
+        ``instances`` (the latest record of each instance).
+
+        Parameters
+        ----------
+        query
+            One SQL statement, e.g.
+            ``"select type, count(*) as n from events group by type order by n desc"``.
+
+        Returns
+        -------
+        DataFrame
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise TypeError(f"query must be a non-empty SQL string, got {query!r}")
+        import duckdb
+
+        manifest = self._manifest(required=True) or {}
+        con = self._connect()
+        try:
+            for table, view in (("events", "events"), ("instances", "instance_records")):
+                names = sorted(manifest[table]["files"])
+                if names:
+                    con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
+                                f"{self._paths_sql(names)}, union_by_name=true, "
+                                "hive_partitioning=false)")
+                else:
+                    schema = EVENT_COLUMNS if table == "events" else INSTANCE_COLUMNS
+                    cols = ", ".join(f'NULL::VARCHAR AS "{c}"' for c in schema)
+                    con.execute(f"CREATE VIEW {view} AS SELECT {cols} WHERE false")
+            if manifest["instances"]["files"]:
+                con.execute("CREATE VIEW instances AS SELECT * EXCLUDE (rn) FROM ("
+                            "SELECT *, row_number() OVER (PARTITION BY id ORDER BY "
+                            "observed_at DESC) AS rn FROM instance_records) WHERE rn = 1")
+            else:
+                con.execute("CREATE VIEW instances AS SELECT * FROM instance_records")
+            return con.sql(query).df()
+        except duckdb.Error as exc:
+            raise StoreError(f"store.sql: {exc}") from None
+        finally:
+            con.close()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _new_manifest(self) -> dict[str, Any]:
+        from . import __version__
+
+        return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "version": __version__,
+                "created_at": utcnow().isoformat(), "last_sync": None, "source": None,
+                "simulated": False, "high_water": {"events": None},
+                "events": {"files": {}, "rows": 0, "json_columns": ["metadata"],
+                           "oldest": None},
+                "instances": {"files": {}, "rows": 0, "json_columns": ["messages"]},
+                "syncs": []}
+
+    def _manifest(self, required: bool) -> dict[str, Any] | None:
+        manifest = self.files.read_manifest()
+        if manifest is None:
+            if required:
+                raise StoreError(f"{self.files.url!r} holds no history store yet: "
+                                 "run store.sync(client) (or koyeb-analytics sync) first")
+            return None
+        if manifest.get("format") != FORMAT:
+            raise StoreError(f"{self.files.url!r} is not a koyeb-analytics history store "
+                             f"(its manifest's format is {manifest.get('format')!r})")
+        version = manifest.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"the history store {self.files.url!r} has schema version "
+                             f"{version!r}; this koyeb-analytics reads and writes version "
+                             f"{SCHEMA_VERSION}")
+        return manifest
+
+    def _now(self, manifest: dict[str, Any]) -> pd.Timestamp:
+        last = manifest.get("last_sync")
+        return pd.Timestamp(last) if last else utcnow()
+
+    def _remove_unlisted(self, manifest: dict[str, Any]) -> None:
+        """Remove what a killed writer left: files the manifest does not list."""
+        for name in self.files.fs.ls(self.files.root, detail=False):
+            if str(name).rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+                self.files.fs.rm(name)
+        for table in ("events", "instances"):
+            listed = manifest[table]["files"]
+            for name in self.files.data_files(table):
+                if name not in listed:
+                    self.files.remove(name)
+
+    def _write_part(self, table: str, day: str, data: pa.Table) -> dict[str, Any]:
+        name = f"{table}/date={day}/part-{utcnow().strftime('%Y%m%dT%H%M%S')}-" \
+               f"{uuid.uuid4().hex[:8]}.parquet"
+        self.files.write_table(name, data)
+        return {"file": name, "date": day, "rows": data.num_rows}
+
+    def _arrow(self, df: pd.DataFrame, json_cols: list[str]) -> pa.Table:
+        out = {}
+        for col in df.columns:
+            values = df[col]
+            if col in json_cols:
+                values = pd.Series([None if v is None or v is pd.NA or
+                                    (isinstance(v, float) and v != v) else
+                                    json.dumps(json_safe(v), sort_keys=True) for v in values],
+                                   dtype=object)
+            elif isinstance(values.dtype, pd.CategoricalDtype):
+                values = values.astype(object).where(values.notna(), None)
+            out[col] = values
+        return pa.Table.from_pandas(pd.DataFrame(out), preserve_index=False)
+
+    def _append_events(self, manifest: dict[str, Any], events: pd.DataFrame,
+                       since: pd.Timestamp | None) -> int:
+        if events.empty:
+            return 0
+        entry = manifest["events"]
+        existing = self._stored_ids(manifest, since)
+        new = events[~events["id"].isin(existing)] if existing else events
+        new = new[new["id"].notna()]
+        if new.empty:
+            return 0
+        json_cols = sorted(set(entry["json_columns"]) | set(json_columns(new)))
+        entry["json_columns"] = json_cols
+        day = new["when"].dt.strftime("%Y-%m-%d").fillna("unknown")
+        for value, part in new.groupby(day, sort=True):
+            data = self._arrow(part.reset_index(drop=True), json_cols)
+            written = self._write_part("events", str(value), data)
+            name = written.pop("file")
+            entry["files"][name] = written
+        entry["rows"] += len(new)
+        oldest = new["when"].min()
+        if pd.notna(oldest) and (entry["oldest"] is None or
+                                 oldest < pd.Timestamp(entry["oldest"])):
+            entry["oldest"] = oldest.isoformat()
+        return len(new)
+
+    def _stored_ids(self, manifest: dict[str, Any], since: pd.Timestamp | None) -> set[str]:
+        names = self._files_for(manifest, "events", since, None, columns_only=True)
+        if not names:
+            return set()
+        where, params = [], []
+        if since is not None:
+            where.append('("when" >= ? OR "when" IS NULL)')
+            params.append(since.to_pydatetime())
+        table = self._query(names, where, params, columns="id")
+        return set(table.column("id").to_pylist())
+
+    def _append_instances(self, manifest: dict[str, Any], instances: pd.DataFrame) -> int:
+        if instances.empty:
+            return 0
+        entry = manifest["instances"]
+        observed = pd.Timestamp(instances.attrs.get("fetched_at") or utcnow())
+        current = instances[instances["id"].notna()].copy()
+        if entry["files"]:
+            latest = self._latest_instances(manifest)
+            keys = [c for c in RECORD_KEYS if c in current and c in latest]
+            before = latest.set_index("id")[keys]
+            now = current.set_index("id")[keys]
+            known = now.index.isin(before.index)
+            changed = ~known
+            if known.any():
+                old = before.reindex(now.index[known]).astype(object).map(repr)
+                new = now[known].astype(object).map(repr)
+                changed[known] = (old.to_numpy() != new.to_numpy()).any(axis=1)
+            current = current[changed].reset_index(drop=True)
+        if current.empty:
+            return 0
+        current["observed_at"] = pd.Series(observed, index=current.index).astype(
+            "datetime64[us, UTC]")
+        json_cols = sorted(set(entry["json_columns"]) | set(json_columns(current)))
+        entry["json_columns"] = json_cols
+        written = self._write_part("instances", observed.strftime("%Y-%m-%d"),
+                                   self._arrow(current, json_cols))
+        entry["files"][written.pop("file")] = written
+        entry["rows"] += len(current)
+        return len(current)
+
+    def _latest_instances(self, manifest: dict[str, Any]) -> pd.DataFrame:
+        names = sorted(manifest["instances"]["files"])
+        schema = {**INSTANCE_COLUMNS, **{c: "str" for c in NAME_COLUMNS}}
+        if not names:
+            df = build_frame({}, schema)
+        else:
+            import duckdb
+
+            con = self._connect()
+            try:
+                table = con.sql(
+                    f"SELECT * EXCLUDE (rn, observed_at) FROM (SELECT *, row_number() OVER "
+                    f"(PARTITION BY id ORDER BY observed_at DESC) AS rn FROM read_parquet("
+                    f"{self._paths_sql(names)}, union_by_name=true, hive_partitioning=false))"
+                    " WHERE rn = 1").to_arrow_table()
+            except duckdb.Error as exc:
+                raise StoreError(f"the history store {self.files.url!r} cannot be read: "
+                                 f"{exc}") from None
+            finally:
+                con.close()
+            df = frame_from_arrow(table, schema, manifest["instances"]["json_columns"])
+        # Names last, as load_instances adds them.
+        order = [c for c in df.columns if c not in NAME_COLUMNS] + list(NAME_COLUMNS)
+        df = df[order]
+        for col in NAME_COLUMNS:
+            df[col] = df[col].astype(STRING_DTYPE)
+        return df
+
+    def _files_for(self, manifest: dict[str, Any], table: str, since: pd.Timestamp | None,
+                   until: pd.Timestamp | None, columns_only: bool = False) -> list[str]:
+        """The files of days that can hold rows of ``[since, until)``, oldest day first."""
+        first = None if since is None else since.strftime("%Y-%m-%d")
+        last = None if until is None else until.strftime("%Y-%m-%d")
+        chosen = []
+        for name, entry in manifest[table]["files"].items():
+            day = entry["date"]
+            if day == "unknown":
+                # Rows whose time was unreadable: only a query without a window, or the
+                # dedupe of a sync (which must see every id), can match them.
+                if (since is None and until is None) or columns_only:
+                    chosen.append((day, name))
+                continue
+            if (first is None or day >= first) and (last is None or day <= last):
+                chosen.append((day, name))
+        return [name for _, name in sorted(chosen)]
+
+    def _connect(self) -> Any:
+        import duckdb
+
+        con = duckdb.connect()
+        if not self.files.local:
+            con.register_filesystem(self.files.fs)
+        return con
+
+    def _paths_sql(self, names: list[str]) -> str:
+        paths = [self.files.url_of(n).replace("'", "''") for n in names]
+        return "[" + ", ".join(f"'{p}'" for p in paths) + "]"
+
+    def _read_table(self, names: list[str]) -> pa.Table:
+        return self._query(sorted(names), [], [])
+
+    def _query(self, names: list[str], where: list[str], params: list[Any],
+               columns: str = "*") -> pa.Table:
+        import duckdb
+
+        con = self._connect()
+        try:
+            sql = (f"SELECT {columns} FROM read_parquet({self._paths_sql(names)}, "
+                   "union_by_name=true, hive_partitioning=false)")
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            return con.sql(sql, params=params or None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"the history store {self.files.url!r} cannot be read: "
+                             f"{exc}") from None
+        finally:
+            con.close()
+
+    def _events_frame(self, table: pa.Table, manifest: dict[str, Any]) -> pd.DataFrame:
+        if table.num_rows == 0 and not table.column_names:
+            return build_frame({}, EVENT_COLUMNS)
+        if table.num_rows > 1:
+            # Days are read in order and each file is sorted; sort only when syncs
+            # interleaved (late events within the overlap).
+            import pyarrow.compute as pc
+
+            when = table.column("when")
+            ordered = pc.all(pc.greater_equal(when.slice(1), when.slice(0, table.num_rows - 1))
+                             ).as_py() if when.null_count == 0 else False
+            if not ordered or not _unique_ties(table):
+                table = table.sort_by([("when", "ascending"), ("id", "ascending")])
+        return frame_from_arrow(table, EVENT_COLUMNS, manifest["events"]["json_columns"])
+
+    def _attrs(self, df: pd.DataFrame, manifest: dict[str, Any], query: dict[str, Any],
+               notes: list[str], fetched_at: str | None = None) -> pd.DataFrame:
+        stamp = fetched_at or manifest.get("last_sync")
+        df.attrs = {
+            "source": manifest.get("source"),
+            "simulated": bool(manifest.get("simulated")),
+            "query": query,
+            "fetched_at": pd.Timestamp(stamp) if stamp else None,
+            "pages": 0,
+            "pages_discarded": 0,
+            "rows_received": len(df),
+            "duplicates_dropped": 0,
+            "notes": notes,
+            "store": self.files.url,
+        }
+        return df
+
+
+def _unique_ties(table: pa.Table) -> bool:
+    """True when rows with equal times are already ordered by id."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    when, ids = table.column("when"), table.column("id")
+    same = pc.equal(when.slice(1), when.slice(0, n - 1))
+    if not pc.any(same).as_py():
+        return True
+    later = pc.greater(ids.slice(1), ids.slice(0, n - 1))
+    return bool(pc.all(pc.or_(pc.invert(same), later)).as_py())
