@@ -27,6 +27,7 @@ column for the frame's ``attrs["notes"]``.
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -371,22 +372,18 @@ def frame_from_arrow(table: pa.Table, schema: Mapping[str, str],
 
 
 def _json_values(col: pa.ChunkedArray) -> list[Any]:
+    """Decode a column of JSON texts, each distinct text once (Arrow's dictionary
+    encoding finds them), every row getting its own copy, as from a live listing."""
     import copy
     import json
 
-    cache: dict[str, Any] = {}
-    out: list[Any] = []
-    append = out.append
-    for text in col.to_pylist():
-        if text is None:
-            append(None)
-            continue
-        value = cache.get(text)
-        if value is None:
-            value = cache[text] = json.loads(text)
-        # Each row gets its own object, as from a live listing.
-        append(value.copy() if isinstance(value, (dict, list)) and not any(
+    encoded = pc.dictionary_encode(col).combine_chunks()
+    makers: list[Callable[[], Any]] = []
+    for text in encoded.dictionary.to_pylist():
+        value = json.loads(text)
+        flat = isinstance(value, (dict, list)) and not any(
             isinstance(v, (dict, list)) for v in (value.values() if isinstance(value, dict)
                                                    else value))
-               else copy.deepcopy(value))
-    return out
+        makers.append(value.copy if flat else functools.partial(copy.deepcopy, value))
+    makers.append(lambda: None)  # index -1: a missing value
+    return [makers[i]() for i in encoded.indices.fill_null(-1).to_numpy().tolist()]
