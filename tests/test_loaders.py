@@ -174,7 +174,9 @@ def test_rows_arriving_during_paging_are_read_once(fresh_sim):
     assert inst["id"].is_unique and before_inst <= set(inst["id"])
     ev = ka.load_events(client, progress=False)
     assert ev["id"].is_unique and before_ev <= set(ev["id"])
-    assert ev.attrs["duplicates_dropped"] > 0  # new rows on top shifted the offsets
+    # Overlapping pages repeat one row each; only rows added on top while paging
+    # (which shift later offsets) can make more repeats than that.
+    assert ev.attrs["duplicates_dropped"] > ev.attrs["pages"] - 1
 
 
 def test_retries_make_faults_invisible(fresh_sim):
@@ -227,7 +229,16 @@ def test_pipelined_and_plain_paging_read_the_same_rows(fresh_sim, fast):
     paths = [r.path for r in sim.requests[n:]]
     assert len(paths) == inst.attrs["pages"] + 2
     assert paths.count("/v1/apps") == 1 and paths.count("/v1/services") == 1
-    assert max(r.in_flight for r in sim.requests[n:]) == 1 or not fast
+    if fast:  # pipelined: one connection, handled in order
+        assert max(r.in_flight for r in sim.requests[n:]) == 1
+    else:  # threads: several pages in flight once the server takes a moment
+        sim.add_instances(250 - len(sim.fleet.inst["id"]))  # three pages: two ahead
+        sim.faults.latency = 0.005
+        n = len(sim.requests)
+        again = ka.load_instances(client, names=False, progress=False)
+        sim.faults.latency = 0
+        assert sorted(again["id"]) == sorted(sim.fleet.inst["id"])
+        assert 1 < max(r.in_flight for r in sim.requests[n:]) <= client.concurrency
 
 
 def test_slow_server_events_concurrently_with_events_arriving(fresh_sim):
