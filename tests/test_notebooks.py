@@ -19,7 +19,8 @@ NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 VOCABULARIES = pytest.mark.parametrize("vocabulary", ["invented", "opaque"])
 
 
-def execute(name: str, probe: str, tmp_path: Path, vocabulary: str = "invented") -> dict:
+def execute(name: str, probe: str, tmp_path: Path, vocabulary: str = "invented",
+            env: dict[str, str] | None = None) -> dict:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
         "notebooks are stored without outputs"
@@ -27,11 +28,14 @@ def execute(name: str, probe: str, tmp_path: Path, vocabulary: str = "invented")
     nb.cells.append(nbformat.v4.new_code_cell(f"import json\nprint(json.dumps({probe}))"))
     env_token = os.environ.pop("KOYEB_TOKEN", None)
     os.environ["KOYEB_SIM_VOCABULARY"] = vocabulary
+    os.environ.update(env or {})
     try:
         NotebookClient(nb, timeout=300, kernel_name="python3",
                        resources={"metadata": {"path": str(tmp_path)}}).execute()
     finally:
         del os.environ["KOYEB_SIM_VOCABULARY"]
+        for key in env or {}:
+            del os.environ[key]
         if env_token is not None:
             os.environ["KOYEB_TOKEN"] = env_token
     for cell in nb.cells[:own]:
@@ -77,3 +81,20 @@ def test_capacity_uptime_report(vocabulary, tmp_path):
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_notebooks_validate(name):
     nbformat.validate(nbformat.read(NOTEBOOKS / name, as_version=4))
+
+
+def test_a_notebook_runs_offline_from_a_history_store(tmp_path):
+    import koyeb_analytics as ka
+
+    path = tmp_path / "history"
+    store = ka.HistoryStore(path)
+    with ka.simulate(seed=7, days=7, services=12, outages=2) as sim:
+        store.sync(sim.client())
+    out = execute("03-capacity-uptime-report.ipynb",
+                  '{"store": w.instances.attrs.get("store"), "instances": len(inst), '
+                  '"events": len(ev), "since": str(w.since), "services": len(up)}',
+                  tmp_path, env={"KOYEB_ANALYTICS_STORE": str(path)})
+    window = ka.load_window(store, window="7d")
+    assert out["store"] == str(path) and out["services"] == 12
+    assert out["instances"] == len(window.instances) and out["events"] == len(window.events)
+    assert out["since"] == str(window.since)
