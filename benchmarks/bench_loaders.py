@@ -7,7 +7,10 @@ round by round, so machine noise hits them alike):
   sequential offset loop with requests, limit 100, DataFrame at the end), (b) the
   official ``koyeb-sdk`` (``InstancesApi.list_instances`` page by page, DataFrame from
   ``to_dict()``) and (c) the floor of this stack: bare requests + json +
-  ``DataFrame.from_records`` at the same concurrency; at 0 ms and 50 ms of latency.
+  ``DataFrame.from_records`` at the same concurrency, and (d) a stronger in-order
+  baseline than the CLI's, urllib3 on one connection doing the same work; at 0 ms and
+  50 ms of latency. Every contender is warmed at every latency and must return the
+  same rows in every round (one that skipped pages would look faster).
 * A 1-hour window of ``load_events`` out of 30 days: pages read against the bound.
 * Peak memory while loading every event, against the final frame's size.
 
@@ -86,6 +89,26 @@ def floor_loop(url: str, token: str, concurrency: int) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
 
 
+def urllib3_in_order(url: str, token: str) -> pd.DataFrame:
+    """A stronger baseline than the CLI's: urllib3, one connection, pages in order, the
+    same work (json + one DataFrame), nothing of requests' per-call overhead."""
+    import urllib3
+
+    pool = urllib3.PoolManager(maxsize=1)
+    headers = {"Authorization": f"Bearer {token}"}
+    rows: list[dict] = []
+    offset = 0
+    while True:
+        reply = json.loads(pool.request(
+            "GET", f"{url}/v1/instances?limit={LIMIT}&offset={offset}", headers=headers,
+            timeout=60).data)
+        rows.extend(reply["instances"])
+        offset += LIMIT
+        if offset >= reply["count"]:
+            break
+    return pd.DataFrame.from_records(rows)
+
+
 def ours(url: str, token: str, concurrency: int, read_ahead: str) -> pd.DataFrame:
     client = ka.KoyebClient(token, base_url=url, concurrency=concurrency,
                             read_ahead=read_ahead)
@@ -140,21 +163,27 @@ def main() -> None:
             how = "pipelined" if latency == 0 else "threads"
             contenders = {"load_instances": lambda how=how: ours(url, token, c, how),
                           "floor": lambda: floor_loop(url, token, c),
+                          "urllib3 in order": lambda: urllib3_in_order(url, token),
                           "cli loop": lambda: cli_loop(url, token)}
             if latency == 0:
                 contenders["koyeb-sdk"] = lambda: sdk_loop(url, token)
-            # Warm-up: imports (the SDK's take seconds), server caches.
-            for name, fn in contenders.items():
-                if latency == 0 or name == "load_instances":
-                    fn()
+            # Warm-up, every contender at every latency: imports (the SDK's take
+            # seconds), connection pools, server caches.
+            for fn in contenders.values():
+                fn()
             runs: dict[str, list[float]] = {k: [] for k in contenders}
-            n = 0
+            rows: dict[str, set[int]] = {k: set() for k in contenders}
             for _ in range(args.rounds):
                 for name, fn in contenders.items():
                     times, df = timed(fn, 1)
                     runs[name] += times
-                    n = len(df)  # type: ignore[arg-type]
-            print(f"-- {latency} ms latency, {n} instances")
+                    rows[name].add(len(df))  # type: ignore[arg-type]
+            # A contender that skipped pages would look faster: every one must return
+            # every row, every time.
+            counts = {n for found in rows.values() for n in found}
+            assert len(counts) == 1, f"contenders disagree on the rows: {rows}"
+            n = counts.pop()
+            print(f"-- {latency} ms latency, {n} instances (every contender, every round)")
             for name, times in runs.items():
                 print(f"   {name:15s} {describe(times)}")
                 results[f"{name}@{latency}"] = times
@@ -170,6 +199,10 @@ def main() -> None:
          ">= 4")
     show("load_instances time / floor time, 0 ms", "load_instances@0", "floor@0", "<= 1.25")
     show("load_instances time / floor time, 50 ms", "load_instances@50", "floor@50", "<= 1.25")
+    show("urllib3 in order time / load_instances time, 0 ms", "urllib3 in order@0",
+         "load_instances@0", "(stronger baseline)")
+    show("urllib3 in order time / load_instances time, 50 ms", "urllib3 in order@50",
+         "load_instances@50", "(stronger baseline)")
 
     with simulator_process(seed=1, days=7, services=100, latency_ms=50) as (url, token):
         # A whole event history (no count in the API): pages in order (concurrency 1,
@@ -178,10 +211,15 @@ def main() -> None:
         ahead = ka.KoyebClient(token, base_url=url, concurrency=4, read_ahead="threads")
         ev_runs: dict[str, list[float]] = {"in order": [], "4 ahead": []}
         ev = pd.DataFrame()
+        ev_rows: set[int] = set()
+        for client in (plain, ahead):
+            ka.load_events(client, window="1h", progress=False)  # warm both
         for _ in range(args.rounds):
             for name, client in (("in order", plain), ("4 ahead", ahead)):
                 times, ev = timed(lambda c=client: ka.load_events(c, progress=False), 1)
                 ev_runs[name] += times
+                ev_rows.add(len(ev))
+        assert len(ev_rows) == 1, f"in order and ahead disagree on the events: {ev_rows}"
         print(f"\n-- load_events() of a 7-day, 100-service fleet at 50 ms: {len(ev)} events, "
               f"{ev.attrs['pages']} pages, {ev.attrs['pages_discarded']} discarded")
         for name, times in ev_runs.items():

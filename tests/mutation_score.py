@@ -1,0 +1,99 @@
+"""Mutation score per core module, with mutmut: run by hand, outside CI (hours on 2 cores).
+
+    python tests/mutation_score.py                 # every core module
+    python tests/mutation_score.py pagination.py   # some of them
+    python tests/mutation_score.py --report DIR    # print the scores of a finished run
+
+The repository is copied to a scratch directory (``--work``, default a temporary one)
+and mutmut runs there with the whole suite available for its test selection, except the
+tests that only reach the package through subprocesses (the notebooks, the CLI, the
+browser suite): those import the installed package, never the mutant. Prints, per
+module, the mutants killed (a test failed or timed out) over all mutants, and the names
+of those that survived (``mutmut show NAME`` in the work directory shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ["client.py", "pagination.py", "loaders.py", "lifecycle.py", "classify.py",
+        "analysis.py", "execute/codec.py", "execute/stream.py", "execute/run.py",
+        "execute/fanout.py"]
+SUBPROCESS_ONLY = ["tests/browser", "tests/test_notebooks.py", "tests/test_cli.py"]
+KILLED = {"killed", "timeout"}
+LINE = re.compile(r"^\s*(koyeb_analytics\.[\w.]+?)\.x_?\w*__mutmut_\d+: (.+)$")
+
+
+def config(modules: list[str]) -> str:
+    paths = ", ".join(f'"koyeb_analytics/{m}"' for m in modules)
+    ignore = ", ".join(f'"--ignore={p}"' for p in SUBPROCESS_ONLY)
+    return (f"\n[tool.mutmut]\nsource_paths = [{paths}]\n"
+            f'pytest_add_cli_args_test_selection = ["tests/"]\n'
+            f'also_copy = ["koyeb_analytics", "tests", "notebooks"]\n'
+            f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-o", "addopts=", '
+            f'"-m", "not browser", {ignore}]\n')
+
+
+def prepare(work: Path, modules: list[str]) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "mutants", "__pycache__", ".coverage*", "test-artifacts"))
+    pyproject = work / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().split("\n[tool.mutmut]")[0] + config(modules))
+
+
+def scores(work: Path) -> str:
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
+                         cwd=work, capture_output=True, text=True, check=True).stdout
+    by_module: dict[str, Counter[str]] = defaultdict(Counter)
+    survivors: dict[str, list[str]] = defaultdict(list)
+    for line in out.splitlines():
+        m = LINE.match(line)
+        if not m:
+            continue
+        module, status = m.group(1), m.group(2).strip()
+        by_module[module][status] += 1
+        if status not in KILLED:
+            survivors[module].append(f"{line.split(':')[0].strip()} ({status})")
+    lines = [f"{'module':40} {'killed':>7} {'total':>6} {'score':>7}"]
+    for module in sorted(by_module):
+        counts = by_module[module]
+        total = sum(counts.values())
+        killed = sum(counts[s] for s in KILLED)
+        lines.append(f"{module:40} {killed:7d} {total:6d} {killed / total:7.1%}")
+    for module in sorted(survivors):
+        lines.append(f"\nsurvived in {module}:")
+        lines += [f"  {name}" for name in survivors[module]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", default=CORE,
+                        help="paths under koyeb_analytics/ (default: the core modules)")
+    parser.add_argument("--work", type=Path, help="scratch directory (default: temporary)")
+    parser.add_argument("--children", type=int, default=2, help="mutmut --max-children")
+    parser.add_argument("--report", type=Path, help="only print the scores of a run in DIR")
+    args = parser.parse_args()
+    if args.report:
+        print(scores(args.report))
+        return
+    work = args.work or Path(tempfile.mkdtemp(prefix="koyeb-mutation-"))
+    prepare(work, args.modules)
+    print(f"mutmut in {work} on {', '.join(args.modules)}", flush=True)
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children",
+                    str(args.children)], cwd=work, stdout=subprocess.DEVNULL, check=False)
+    print(scores(work))
+
+
+if __name__ == "__main__":
+    main()
