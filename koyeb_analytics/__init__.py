@@ -91,6 +91,7 @@ __all__ = [
     "InstanceNotRunningError",
     "KoyebClient",
     "KoyebError",
+    "LiveView",
     "MalformedListingError",
     "MalformedResponseError",
     "Network",
@@ -122,6 +123,7 @@ __all__ = [
     "exec_stream",
     "exec_table",
     "findings",
+    "follow",
     "get_instance",
     "group_outputs",
     "headline",
@@ -155,6 +157,10 @@ def __getattr__(name: str) -> Any:
         from . import simulator
 
         return getattr(simulator, name)
+    if name in ("follow", "LiveView"):
+        from . import liveview
+
+        return getattr(liveview, name)
     if name == "ExecWidget":
         # ipywidgets is imported by the widget module only.
         from . import widget

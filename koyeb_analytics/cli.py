@@ -113,8 +113,9 @@ def _api(args: argparse.Namespace) -> tuple[Any, Any]:
     if getattr(args, "simulate", False):
         from .simulator import simulate
 
+        live = getattr(args, "command", None) == "watch"  # a fleet that keeps changing
         sim = simulate(seed=args.seed, days=max(7, _days(args.window)), services=12,
-                       vocabulary=args.vocabulary).start()
+                       vocabulary=args.vocabulary, live=live, speed=60).start()
         return sim.client(), sim
     return KoyebClient.from_env(), None
 
@@ -279,6 +280,71 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _service_id(client: Any, given: str | None) -> str | None:
+    """A service id from an id or a name (``app/service``, or a unique service name)."""
+    from .loaders import load_instances
+    from .names import service_labels
+    from .schema import is_full_id
+
+    if given is None or is_full_id(given):
+        return given
+    inst = load_instances(client, progress=False)
+    labels = service_labels(inst)
+    names = dict(zip(inst["service_id"], inst["service_name"], strict=True))
+    found = sorted({sid for sid, label in labels.items()
+                    if given in (label, names.get(sid))})
+    if len(found) != 1:
+        raise ValueError(f"--service {given}: {'no' if not found else 'more than one'} "
+                         "service by that name; give its id")
+    return found[0]
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .live import Poller, format_change
+    from .timewindow import parse_duration
+
+    every = parse_duration(args.every, "--every").total_seconds()
+    client, sim = _api(args)
+    colour = sys.stdout.isatty()
+    seen = polls = 0
+    try:
+        poller = Poller(client, window=args.window, every=args.every,
+                        service_id=_service_id(client, args.service))
+        first = poller.poll()
+        polls += 1
+        board = poller.board()
+        print(f"Watching {len(poller.instances)} instances of {len(board)} services "
+              f"from {client.base_url}; polling every {every:g} s. Ctrl-C to stop.",
+              flush=True)
+        if first.error:
+            print(f"  poll failed: {first.error}; backing off {first.delay:g} s", flush=True)
+        summary_at = time.monotonic() + 60
+        delay = first.delay
+        while True:
+            time.sleep(delay)
+            result = poller.poll()
+            polls += 1
+            for _, row in result.changes.iterrows():
+                print(format_change(row, colour=colour), flush=True)
+            seen += len(result.changes)
+            if result.error:
+                print(f"  poll failed: {result.error}; backing off {result.delay:g} s",
+                      flush=True)
+            if time.monotonic() >= summary_at:
+                counts = poller.instances["status"].astype(str).value_counts()
+                print(f"[{pd.Timestamp.now(tz='UTC'):%H:%M} UTC] " + ", ".join(
+                    f"{n} {s}" for s, n in counts.items()) + f"; {seen} change(s) so far",
+                    flush=True)
+                summary_at = time.monotonic() + 60
+            delay = result.delay
+    except KeyboardInterrupt:
+        print(f"\nStopped: {seen} status change(s) in {polls} poll(s).", flush=True)
+        return 0
+    finally:
+        if sim is not None:
+            sim.stop()
+
+
 def _source_options(parser: argparse.ArgumentParser, store: bool = True) -> None:
     """Where the data comes from: the window, and the real API or the simulator."""
     parser.add_argument("--window", default="7d", help="e.g. 24h, 7d (default 7d)")
@@ -365,6 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
     _source_options(sync, store=False)
     sync.set_defaults(func=_sync)
 
+    watch = sub.add_parser("watch", formatter_class=_Help,
+                           help="print status changes as they happen, until Ctrl-C",
+                           description="Poll the API for new events (one request when "
+                           "nothing happened) and print one line per status change; a "
+                           "summary every minute.")
+    watch.add_argument("--service", help="only this service (its id, or app/service)")
+    watch.add_argument("--every", default="15s", help="polling interval")
+    _source_options(watch, store=False)
+    watch.set_defaults(func=_watch, window="2h")
     sim = sub.add_parser("simulate", formatter_class=_Help,
                          help="serve the simulated Koyeb API until Ctrl-C")
     sim.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")

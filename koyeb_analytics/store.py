@@ -232,6 +232,56 @@ class HistoryStore:
                           high_water=None if mark is None else pd.Timestamp(mark),
                           since=since, synced_at=synced_at, notes=notes)
 
+    def append(self, *, events: pd.DataFrame | None = None,
+               instances: pd.DataFrame | None = None,
+               read_since: pd.Timestamp | None = None, complete: bool = True,
+               simulated: bool = False) -> tuple[int, int]:
+        """Keep frames read elsewhere (the live view's polls): new events, changed records.
+
+        The high-water mark moves only when ``events`` holds every event from
+        ``read_since`` on (``complete``) and the store already reaches back to
+        ``read_since``, so that no gap is ever marked as read.
+
+        Parameters
+        ----------
+        events, instances
+            Frames as the loaders return them.
+        read_since
+            Where the events' read started (None: the whole history).
+        complete
+            False when the read stopped part way.
+        simulated
+            The frames came from the simulator.
+
+        Returns
+        -------
+        tuple of int
+            Events added, instance records added.
+        """
+        with self.files.lock(self.lock_timeout):
+            manifest = self._manifest(required=False) or self._new_manifest()
+            self._remove_unlisted(manifest)
+            added = records = 0
+            if events is not None and len(events):
+                mark = manifest["high_water"]["events"]
+                added = self._append_events(manifest, events, read_since)
+                gapless = read_since is None or (mark is not None and
+                                                 pd.Timestamp(mark) >= read_since)
+                if complete and gapless and events["when"].notna().any():
+                    newest = events["when"].max()
+                    if mark is None or newest > pd.Timestamp(mark):
+                        manifest["high_water"]["events"] = newest.isoformat()
+                manifest["source"] = manifest.get("source") or events.attrs.get("source")
+            if instances is not None and len(instances):
+                records = self._append_instances(manifest, instances)
+                manifest["source"] = manifest.get("source") or instances.attrs.get("source")
+                manifest["instances_listed_at"] = pd.Timestamp(
+                    instances.attrs.get("fetched_at") or utcnow()).isoformat()
+            manifest["simulated"] = bool(manifest.get("simulated")) or simulated
+            manifest["last_sync"] = utcnow().isoformat()
+            self.files.write_manifest(manifest)
+        return added, records
+
     def compact(self) -> dict[str, int]:
         """Merge each day's files into one (many syncs leave many small files).
 

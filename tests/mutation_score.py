@@ -6,8 +6,7 @@
 
 The repository is copied to a scratch directory (``--work``, default a temporary one)
 and mutmut runs there with the whole suite available for its test selection, except the
-tests that only reach the package through subprocesses (the notebooks, the CLI, the
-browser suite): those import the installed package, never the mutant. Prints, per
+tests that cannot see a mutant (see ``SKIPPED``). Prints, per
 module, the mutants killed (a test failed or timed out) over all mutants, and the names
 of those that survived (``mutmut show NAME`` in the work directory shows one).
 """
@@ -27,14 +26,17 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE = ["client.py", "pagination.py", "loaders.py", "lifecycle.py", "classify.py",
         "analysis.py", "execute/codec.py", "execute/stream.py", "execute/run.py",
         "execute/fanout.py"]
-SUBPROCESS_ONLY = ["tests/browser", "tests/test_notebooks.py", "tests/test_cli.py"]
+SKIPPED = ["tests/browser", "tests/test_notebooks.py", "tests/test_cli.py",
+           "tests/test_package.py"]
+"""Tests that cannot kill a mutant: they reach the package through subprocesses (which
+import the installed package), or read its source text (which mutmut rewrites)."""
 KILLED = {"killed", "timeout"}
 LINE = re.compile(r"^\s*(koyeb_analytics\.[\w.]+?)\.x_?\w*__mutmut_\d+: (.+)$")
 
 
 def config(modules: list[str]) -> str:
     paths = ", ".join(f'"koyeb_analytics/{m}"' for m in modules)
-    ignore = ", ".join(f'"--ignore={p}"' for p in SUBPROCESS_ONLY)
+    ignore = ", ".join(f'"--ignore={p}"' for p in SKIPPED)
     return (f"\n[tool.mutmut]\nsource_paths = [{paths}]\n"
             f'pytest_add_cli_args_test_selection = ["tests/"]\n'
             f'also_copy = ["koyeb_analytics", "tests", "notebooks"]\n'

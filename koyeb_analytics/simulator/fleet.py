@@ -443,6 +443,30 @@ class Fleet:
         self._rebuild()
         return idx
 
+    def continue_slot(self, idx: int, when_us: int, status: str) -> int:
+        """Append a new instance in the slot of instance ``idx``, first ``status`` at
+        ``when_us`` (the replacement after a crash). The caller rebuilds."""
+        i = self._i
+        svc = next(s for s in self.services if s.service_id == i["service"][idx])
+        ctx = (svc, i["deployment"][idx], i["regional_deployment"][idx], i["region"][idx],
+               i["datacenter"][idx])
+        new = self._new_instance(ctx, i["replica_index"][idx])
+        when_us = max(when_us, self.now_us)  # after every recorded event: ids stay put
+        self._transitions[new].append((when_us, S[status]))
+        self.now_us = when_us + 1
+        return new
+
+    def change(self, idx: int, when_us: int, status: str) -> None:
+        """Append a status change of instance ``idx`` at ``when_us`` (not earlier than
+        any event already recorded). The caller rebuilds."""
+        when_us = max(when_us, self.now_us)  # after every recorded event: ids stay put
+        self._transitions[idx].append((when_us, S[status]))
+        self.now_us = when_us + 1
+
+    def rebuild(self) -> None:
+        """Derive the columns again after :meth:`change` or :meth:`continue_slot`."""
+        self._rebuild()
+
     # ------------------------------------------------------------------ views
     def truth_intervals(self) -> pd.DataFrame:
         """Return the ground truth: one row per status span of every instance.

@@ -35,6 +35,7 @@ from ..vocabulary import STATUS_MESSAGES, STATUSES, VOCABULARIES, info_message, 
 from .exec import ExecEndpoint, ExecFaults
 from .faults import FaultPlan, Faults
 from .fleet import Fleet, FleetConfig, to_us
+from .live import Incident, LiveFleet
 
 _EPOCH = datetime(1970, 1, 1)
 _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
@@ -117,6 +118,10 @@ class Simulator:
     ssl_context
         An ``ssl.SSLContext`` to serve HTTPS and WSS with (tests of certificate
         authorities and proxies); ``url`` then starts with ``https://``.
+    live, speed
+        Keep the fleet evolving after its history, on the wall clock (flaps, crashes;
+        ``inject_incident`` forces one); ``speed`` makes that ``speed`` times as frequent
+        and short (see :mod:`koyeb_analytics.simulator.live`).
 
     Notes
     -----
@@ -149,6 +154,8 @@ class Simulator:
         exec_faults: ExecFaults | None = None,
         ssl_context: Any = None,
         time_digits: str = "auto",
+        live: bool = False,
+        speed: float = 1.0,
         **fleet_options: Any,
     ) -> None:
         try:
@@ -203,6 +210,9 @@ class Simulator:
         self._selections: dict[tuple[Any, ...], np.ndarray] = {}
         self._clock_us = self.fleet.now_us
         self._lock = threading.Lock()
+        if not isinstance(live, bool):
+            raise TypeError(f"live must be True or False, got {live!r}")
+        self.live: LiveFleet | None = LiveFleet(self, speed, seed) if live else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -274,10 +284,40 @@ class Simulator:
                 self._clock_us = max(self._clock_us + 1_000, self.fleet.now_us)
                 idx = self.fleet.add_instance(self._clock_us)
                 ids.append(self.fleet.inst["id"][idx])
-            self._index = None
-            self._item_cache.clear()
-            self._selections.clear()
+            self.invalidate()
         return ids
+
+    def invalidate(self) -> None:
+        """Forget what was derived from the fleet (call with the lock held)."""
+        self._index = None
+        self._item_cache.clear()
+        self._selections.clear()
+
+    def inject_incident(self, service_id: str, kind: str = "crash_loop",
+                        duration: str | pd.Timedelta = "5min") -> Incident:
+        """Force an incident on a service of a live simulator, starting now.
+
+        Parameters
+        ----------
+        service_id
+            A service id, or ``"app/service"`` by name.
+        kind
+            ``"crash_loop"`` (instances fail and their replacements fail to start until
+            the end), ``"unhealthy"`` (health checks fail until the end) or
+            ``"scale_to_zero"`` (asleep until the end).
+        duration
+            How long, before ``speed`` compresses it (``"5min"`` at ``speed=60`` lasts
+            five seconds).
+
+        Returns
+        -------
+        Incident
+            The service, kind, start, end and the instances hit.
+        """
+        if self.live is None:
+            raise RuntimeError("inject_incident needs a live simulator: "
+                               "simulate(..., live=True)")
+        return self.live.inject_incident(service_id, kind, duration)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Simulator:
@@ -308,10 +348,14 @@ class Simulator:
         if errors:
             self._thread = None
             raise errors[0]
+        if self.live is not None:
+            self.live.start()
         return self
 
     def stop(self) -> None:
         """Stop the server and its thread."""
+        if self.live is not None:
+            self.live.stop()
         if self._thread is None or self._loop is None:
             return
         if self._exec is not None:

@@ -1,0 +1,267 @@
+"""Following the fleet as it changes: one poller for the notebook view and the terminal.
+
+Koyeb offers no event feed, so :class:`Poller` polls, politely: each poll reads only the
+events newer than the newest one seen (less a small overlap, deduplicated by id), which
+costs one request when nothing happened, and lists the instances again only when new
+events show a change. On a failure it keeps everything already received and backs off,
+from the polling interval up to 30 s; it never stops by itself.
+
+:func:`~koyeb_analytics.follow` (the notebook's live view) and ``koyeb-analytics watch``
+are both built on it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ._frames import build_frame
+from .classify import classify_events
+from .errors import IncompleteListingError, KoyebError
+from .lifecycle import lifecycles
+from .loaders import check_client, check_str, load_events, load_instances
+from .names import service_labels
+from .schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STATUSES
+from .timewindow import WindowLike, parse_duration, utcnow
+
+MAX_BACKOFF = 30.0
+"""Seconds: the longest wait between polls while the API fails (as the console does)."""
+CHANGE_COLUMNS = ("when", "service", "service_id", "instance_id", "old", "new", "message",
+                  "event_id")
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll brought: the new status changes, or the failure it met."""
+
+    changes: pd.DataFrame
+    new_events: int
+    error: str | None
+    delay: float
+    """Seconds until the next poll (the interval, or longer while backing off)."""
+
+
+class Poller:
+    """Keep a window's instances and events up to date, reading only what is new.
+
+    Parameters
+    ----------
+    client
+        A :class:`~koyeb_analytics.KoyebClient`.
+    window
+        How far back the frames reach (``"2h"``); older events are dropped as time
+        passes.
+    every
+        The polling interval (``"15s"``), the first step of the backoff.
+    service_id, app_id
+        Only this service's (or app's) instances and their events.
+    store
+        A :class:`~koyeb_analytics.HistoryStore` that every poll also appends to.
+    overlap
+        How far before the newest event seen each poll reads again.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> from koyeb_analytics.live import Poller
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     p = Poller(sim.client(), window="6h", every="5s")
+    ...     first = p.poll()
+    ...     again = p.poll()
+    >>> first.new_events > 0, again.new_events
+    (True, 0)
+    """
+
+    def __init__(self, client: Any, *, window: WindowLike = "2h", every: WindowLike = "15s",
+                 service_id: str | None = None, app_id: str | None = None,
+                 store: Any = None, overlap: WindowLike = "2min") -> None:
+        self.client = check_client(client)
+        self.window = parse_duration(window, "window")
+        self.every = parse_duration(every, "every").total_seconds()
+        self.overlap = parse_duration(overlap, "overlap")
+        self.service_id = check_str("service_id", service_id)
+        self.app_id = check_str("app_id", app_id)
+        if store is not None:
+            from .store import HistoryStore
+
+            if not isinstance(store, HistoryStore):
+                raise TypeError(f"store must be a HistoryStore, got {type(store).__name__}")
+        self.store = store
+        self.instances = load_instances_empty()
+        self.events = build_frame({}, EVENT_COLUMNS)
+        self.changes = pd.DataFrame({c: pd.Series(dtype=object) for c in CHANGE_COLUMNS})
+        self.polls = 0
+        self.failures = 0
+        self.last_success: pd.Timestamp | None = None
+        self.last_error: str | None = None
+        self.delay = self.every
+        self._newest: pd.Timestamp | None = None
+        self._status: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def backing_off(self) -> bool:
+        """True while polls fail and the interval is stretched."""
+        return self.failures > 0
+
+    def intervals(self) -> pd.DataFrame:
+        """The window's status intervals (:func:`~koyeb_analytics.lifecycles`)."""
+        with self._lock:
+            inst, ev = self.instances, self.events
+        now = utcnow()
+        return lifecycles(inst, ev, since=now - self.window, until=now)
+
+    def poll(self) -> PollResult:
+        """Read what is new; return the status changes it brought (or the failure)."""
+        self.polls += 1
+        now = utcnow()
+        since = now - self.window if self._newest is None else \
+            max(self._newest - self.overlap, now - self.window)
+        received: pd.DataFrame | None = None
+        error: str | None = None
+        complete = True
+        try:
+            received = load_events(self.client, since=since, progress=False)
+        except IncompleteListingError as exc:
+            # Keep the newest pages; the mark does not move, so the next poll reads the
+            # rest again.
+            received, error, complete = exc.partial, self.client.scrub(str(exc)), False
+        except KoyebError as exc:
+            error = self.client.scrub(str(exc))
+        new = self._merge(received, complete) if received is not None else \
+            build_frame({}, EVENT_COLUMNS)
+        if (len(new) or self.polls == 1 or self._unknown(new)) and error is None:
+            try:
+                self._list_instances()
+            except KoyebError as exc:
+                error = self.client.scrub(str(exc))
+        changes = self._changes(new)
+        if self.store is not None and (len(new) or self.polls == 1):
+            try:
+                self.store.append(events=received if received is not None else None,
+                                  instances=self.instances if error is None else None,
+                                  read_since=since, complete=complete and error is None,
+                                  simulated=bool(getattr(self.client, "simulated", False)))
+            except (KoyebError, OSError) as exc:
+                error = f"history store: {exc}"
+        if error is None:
+            self.failures, self.last_error = 0, None
+            self.last_success = now
+            self.delay = self.every
+        else:
+            self.failures += 1
+            self.last_error = error
+            self.delay = min(MAX_BACKOFF, max(self.every, self.every * 2 ** self.failures))
+        return PollResult(changes, len(new), error, self.delay)
+
+    def _merge(self, received: pd.DataFrame, complete: bool) -> pd.DataFrame:
+        known = set(self.events["id"])
+        new = received[~received["id"].isin(known) & received["id"].notna()]
+        with self._lock:
+            horizon = utcnow() - self.window
+            both = pd.concat([self.events, new], ignore_index=True) if len(new) else \
+                self.events
+            both = both[~(both["when"] < horizon)]
+            both = both.sort_values(["when", "id"], kind="stable").reset_index(drop=True)
+            both.attrs = dict(received.attrs)
+            self.events = both
+        if complete and received["when"].notna().any():
+            newest = received["when"].max()
+            if self._newest is None or newest > self._newest:
+                self._newest = newest
+        return new.reset_index(drop=True)
+
+    def _unknown(self, new: pd.DataFrame) -> bool:
+        return bool(len(new)) and not set(new["instance_id"].dropna()) <= set(
+            self.instances["id"])
+
+    def _list_instances(self) -> None:
+        inst = load_instances(self.client, window=self.window, service_id=self.service_id,
+                              app_id=self.app_id, progress=False)
+        with self._lock:
+            self.instances = inst
+            if self.service_id is not None or self.app_id is not None:
+                ids = set(inst["id"])
+                self.events = self.events[self.events["instance_id"].isin(ids)].reset_index(
+                    drop=True)
+
+    def _changes(self, new: pd.DataFrame) -> pd.DataFrame:
+        """Status changes in ``new``, in time order: old -> new per instance."""
+        if not len(new):
+            return self.changes.iloc[0:0]
+        ids = set(self.instances["id"])
+        new = new[new["instance_id"].isin(ids)].sort_values(["when", "id"], kind="stable")
+        status = classify_events(new)["status"]
+        labels = service_labels(self.instances)
+        service_of = dict(zip(self.instances["id"], self.instances["service_id"],
+                              strict=True))
+        rows = []
+        for (_, ev), st in zip(new.iterrows(), status, strict=True):
+            if not isinstance(st, str):
+                continue
+            iid = ev["instance_id"]
+            old = self._status.get(iid)
+            self._status[iid] = st
+            if old == st:
+                continue
+            svc = service_of.get(iid)
+            label = labels.get(svc, str(svc)[:8]) if isinstance(svc, str) else "?"
+            rows.append({"when": ev["when"], "service": label,
+                         "service_id": svc, "instance_id": iid, "old": old, "new": st,
+                         "message": ev["message"], "event_id": ev["id"]})
+        found = pd.DataFrame(rows, columns=list(CHANGE_COLUMNS))
+        if self.polls == 1:
+            return found.iloc[0:0]  # the history of the window is not news
+        with self._lock:
+            self.changes = pd.concat([self.changes, found], ignore_index=True) if len(
+                self.changes) else found
+        return found
+
+    def board(self) -> pd.DataFrame:
+        """Per service: instances per status now, and the time of the last change."""
+        with self._lock:
+            inst, ev = self.instances, self.events
+        if inst.empty:
+            return pd.DataFrame(columns=["service", *STATUSES, "last_change"])
+        labels = service_labels(inst)
+        counts = pd.crosstab(inst["service_id"], inst["status"].astype(str))
+        counts = counts.reindex(columns=list(STATUSES), fill_value=0)
+        last = ev.merge(inst[["id", "service_id"]], left_on="instance_id",
+                        right_on="id").groupby("service_id")["when"].max()
+        out = counts.assign(last_change=last.reindex(counts.index))
+        out.insert(0, "service", [labels.get(s, s[:8]) for s in out.index])
+        return out.sort_values("service").reset_index(drop=True)
+
+
+def load_instances_empty() -> pd.DataFrame:
+    """An empty instance frame (the columns load_instances returns, names included)."""
+    df = build_frame({}, INSTANCE_COLUMNS)
+    df["app_name"] = pd.Series(dtype=df["id"].dtype)
+    df["service_name"] = pd.Series(dtype=df["id"].dtype)
+    return df
+
+
+def format_change(row: Any, colour: bool = False) -> str:
+    """One status change as a terminal line: time, service, instance, old -> new, message."""
+    colours = {"HEALTHY": "32", "ERROR": "31", "UNHEALTHY": "33", "STOPPED": "90",
+               "SLEEPING": "36"}
+    new = str(row["new"])
+    if colour and new in colours:
+        new = f"\x1b[{colours[new]}m{new}\x1b[0m"
+    when = pd.Timestamp(row["when"]).strftime("%Y-%m-%d %H:%M:%S")
+    message = " ".join(str(row["message"]).split())[:120]
+    return (f"{when}  {row['service']:<24} {str(row['instance_id'])[:8]}  "
+            f"{row['old'] or '-'} -> {new}  {message}")
+
+
+def wait(stop: threading.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds`` or until ``stop`` is set; True if it was set."""
+    return stop.wait(max(0.0, seconds))
+
+
+def now_text() -> str:
+    return time.strftime("%H:%M:%S")

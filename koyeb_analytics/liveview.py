@@ -1,0 +1,292 @@
+"""LiveView: the incident in progress, in the notebook, updating in place.
+
+A board of services (instances per status now, time since the last change), the
+lifecycle chart of the window (redrawn into an image widget, so it changes without
+flicker), a feed of the latest status changes (escaped text, newest first) and the
+times of the last and next poll. A daemon thread polls through
+:class:`~koyeb_analytics.live.Poller`; it holds the view only weakly, so it ends with
+the view, with :meth:`LiveView.stop`, or with the kernel.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import threading
+import weakref
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+
+from .live import Poller, PollResult
+from .schema import STATUSES
+from .timewindow import WindowLike, utcnow
+
+FEED_LINES = 50
+
+
+class LiveView(widgets.VBox):
+    """A live view of a fleet: board, lifecycle chart, change feed (see :func:`follow`).
+
+    Parameters
+    ----------
+    poller
+        The :class:`~koyeb_analytics.live.Poller` that reads the API.
+    start
+        Start polling at once.
+
+    Examples
+    --------
+    >>> view = ka.follow(client, window="2h", every="15s")   # doctest: +SKIP
+    >>> view.stop()                                          # doctest: +SKIP
+    """
+
+    def __init__(self, poller: Poller, *, start: bool = True) -> None:
+        self.poller = poller
+        self.status = widgets.HTML()
+        self.board_html = widgets.HTML()
+        self.chart = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
+        self.feed = widgets.HTML()
+        self.start_button = widgets.Button(description="Start", icon="play")
+        self.pause_button = widgets.Button(description="Pause", icon="pause")
+        self.stop_button = widgets.Button(description="Stop", icon="stop")
+        self.start_button.on_click(self._on_start)
+        self.pause_button.on_click(self._on_pause)
+        self.stop_button.on_click(self._on_stop)
+        super().__init__([
+            widgets.HBox([self.start_button, self.pause_button, self.stop_button,
+                          self.status]),
+            self.board_html, self.chart, self.feed])
+        self.add_class("koyeb-live-view")
+        self._paused = threading.Event()
+        self._stopped = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._drawn_events = -1
+        self.last: PollResult | None = None
+        self._render_status("not started")
+        if start:
+            self.start()
+
+    # -- the frames, as the loaders return them -----------------------------------
+
+    @property
+    def instances(self) -> pd.DataFrame:
+        """The window's instances (as :func:`~koyeb_analytics.load_instances`)."""
+        return self.poller.instances
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """The window's events (as :func:`~koyeb_analytics.load_events`)."""
+        return self.poller.events
+
+    @property
+    def intervals(self) -> pd.DataFrame:
+        """The window's status intervals (as :func:`~koyeb_analytics.lifecycles`)."""
+        return self.poller.intervals()
+
+    @property
+    def changes(self) -> pd.DataFrame:
+        """Every status change seen since the view started, oldest first."""
+        return self.poller.changes
+
+    @property
+    def running(self) -> bool:
+        """True while the polling thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- control -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start polling (or resume after :meth:`pause`)."""
+        self._paused.clear()
+        if self._stopped.is_set() or self.running:
+            self._wake.set()
+            return
+        thread = threading.Thread(target=_loop, args=(weakref.ref(self),),
+                                  name="koyeb-live-view", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def pause(self) -> None:
+        """Stop polling for now; :meth:`start` resumes."""
+        self._paused.set()
+        self._render_status("paused")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop polling for good and wait (up to ``timeout`` s) for the thread to end."""
+        self._stopped.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        try:
+            self._render_status("stopped")
+        except Exception:  # noqa: BLE001 - the interpreter may be shutting down
+            pass
+
+    def close(self) -> None:
+        """Stop polling, then close the widget."""
+        self.stop()
+        super().close()
+
+    def _on_start(self, _: Any = None) -> None:
+        self.start()
+
+    def _on_pause(self, _: Any = None) -> None:
+        self.pause()
+
+    def _on_stop(self, _: Any = None) -> None:
+        self.stop()
+
+    # -- one step, called by the thread --------------------------------------------
+
+    def poll_once(self) -> PollResult:
+        """Poll now and redraw what changed (the thread does this every interval)."""
+        result = self.poller.poll()
+        self.last = result
+        self._render_board()
+        self._render_feed()
+        if len(self.poller.events) != self._drawn_events or result.new_events:
+            self._render_chart()
+        self._render_status()
+        return result
+
+    def _render_status(self, state: str | None = None) -> None:
+        p = self.poller
+        if state is None:
+            state = (f"backing off after {p.failures} failed poll(s): "
+                     f"{html.escape(p.last_error or '')}" if p.backing_off else "live")
+        last = "never" if p.last_success is None else f"{p.last_success:%H:%M:%S} UTC"
+        nxt = (utcnow() + pd.Timedelta(seconds=p.delay)).strftime("%H:%M:%S")
+        colour = "#b30000" if p.backing_off else "#555"
+        self.status.value = (f"<span style='color:{colour}'><b>{html.escape(state)}</b>"
+                             f" · last poll {last} · next {nxt} UTC · every "
+                             f"{p.every:g} s</span>")
+
+    def _render_board(self) -> None:
+        board = self.poller.board()
+        if board.empty:
+            self.board_html.value = "<i>No instance in the window.</i>"
+            return
+        now = utcnow()
+        shown = [s for s in STATUSES if s in board and board[s].sum() > 0]
+        head = "".join(f"<th>{s}</th>" for s in ["service", *shown, "last change"])
+        rows = []
+        for _, r in board.iterrows():
+            since = "—" if pd.isna(r["last_change"]) else _ago(now - r["last_change"])
+            cells = [html.escape(str(r["service"]))] + [str(int(r[s])) for s in shown] + [
+                since]
+            bad = any(r[s] for s in ("ERROR", "UNHEALTHY") if s in board)
+            style = " style='background:#fde0dd'" if bad else ""
+            rows.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        self.board_html.value = (f"<table class='koyeb-live-board'><tr>{head}</tr>"
+                                 + "".join(rows) + "</table>")
+
+    def _render_feed(self) -> None:
+        from .live import format_change
+
+        changes = self.poller.changes.tail(FEED_LINES).iloc[::-1]
+        if changes.empty:
+            self.feed.value = "<i>No status change since the view started.</i>"
+            return
+        lines = [html.escape(format_change(r)) for _, r in changes.iterrows()]
+        self.feed.value = ("<pre class='koyeb-live-feed' style='max-height:16em;"
+                           "overflow:auto'>" + "\n".join(lines) + "</pre>")
+
+    def _render_chart(self) -> None:
+        from matplotlib.figure import Figure
+
+        from .plotting import plot_lifecycles
+
+        iv = self.poller.intervals()
+        self._drawn_events = len(self.poller.events)
+        fig = Figure(figsize=(11, 4.5), dpi=80)
+        ax = fig.add_subplot()
+        if len(iv):
+            plot_lifecycles(iv, ax=ax)
+            now = utcnow()
+            ax.set_xlim(now - self.poller.window, now)  # the newest edge at the right
+        ax.set_title(f"Last {_ago(self.poller.window)} (updated {utcnow():%H:%M:%S} UTC)")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+        self.chart.value = buf.getvalue()
+
+
+def _ago(delta: pd.Timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _loop(ref: weakref.ref[LiveView]) -> None:
+    """The polling thread: holds the view only between polls."""
+    while True:
+        view = ref()
+        if view is None or view._stopped.is_set():
+            return
+        if not view._paused.is_set():
+            try:
+                result = view.poll_once()
+                delay = result.delay
+            except Exception as exc:  # never die silently: show it and keep going
+                view.poller.failures += 1
+                view.poller.last_error = f"{type(exc).__name__}: {exc}"
+                view.poller.delay = min(30.0, view.poller.every * 2 ** view.poller.failures)
+                view._render_status()
+                delay = view.poller.delay
+        else:
+            delay = 0.5
+        wake = view._wake
+        stopped = view._stopped
+        del view  # let the view go while we wait
+        wake.wait(delay)
+        wake.clear()
+        if stopped.is_set():
+            return
+
+
+def follow(client: Any, *, window: WindowLike = "2h", every: WindowLike = "15s",
+           service_id: str | None = None, app_id: str | None = None, store: Any = None,
+           start: bool = True) -> LiveView:
+    """Follow the fleet live in the notebook: board, lifecycle chart, change feed.
+
+    Each poll reads only the events newer than the last seen (one request when nothing
+    happened) and lists the instances only when events show a change; failures back off
+    from ``every`` up to 30 s, shown on the view. ``view.instances``, ``view.events``
+    and ``view.intervals`` are the loaders' frames: pause, and analyse them.
+
+    Parameters
+    ----------
+    client
+        A :class:`~koyeb_analytics.KoyebClient`.
+    window
+        How much history the view shows (``"2h"``).
+    every
+        The polling interval (``"15s"``).
+    service_id, app_id
+        Only this service or app.
+    store
+        A :class:`~koyeb_analytics.HistoryStore` that every poll also appends to.
+    start
+        Start polling at once (else press Start, or call ``view.start()``).
+
+    Returns
+    -------
+    LiveView
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+    ...     view = ka.follow(sim.client(), window="6h", every="1s", start=False)
+    ...     result = view.poll_once()
+    >>> result.error is None and len(view.instances) > 0
+    True
+    """
+    return LiveView(Poller(client, window=window, every=every, service_id=service_id,
+                           app_id=app_id, store=store), start=start)
