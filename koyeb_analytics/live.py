@@ -215,7 +215,11 @@ class Poller:
                          "message": ev["message"], "event_id": ev["id"]})
         found = pd.DataFrame(rows, columns=list(CHANGE_COLUMNS))
         if self.polls == 1:
-            return found.iloc[0:0]  # the history of the window is not news
+            # The window's history is not news; what the listing says now is where each
+            # instance stands (also those whose last event is older than the window).
+            self._status.update(zip(self.instances["id"],
+                                    self.instances["status"].astype(str), strict=True))
+            return found.iloc[0:0]
         with self._lock:
             self.changes = pd.concat([self.changes, found], ignore_index=True) if len(
                 self.changes) else found

@@ -82,6 +82,7 @@ def test_an_injected_incident_is_on_the_board_within_two_polls(live_sim, kind, s
     hit = seen[seen["instance_id"].isin(incident.instance_ids)]
     assert set(hit["instance_id"]) == set(incident.instance_ids)
     assert set(hit["new"]) == {status} and set(hit["service"]) == {label}
+    assert set(hit["old"]) == {"HEALTHY"}  # where each stood, even with no recent event
     board = poller.board().set_index("service")
     assert board.loc[label, status] == len(incident.instance_ids)
     assert set(incident.instance_ids) <= set(poller.events["instance_id"])

@@ -63,7 +63,8 @@ def lab(tmp_path_factory):
     if shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None:
         pytest.fail("JupyterLab is missing: pip install -e '.[browser]'")
     root = tmp_path_factory.mktemp("lab")
-    shutil.copy(HERE / "widget_ui.ipynb", root / "widget_ui.ipynb")
+    for name in ("widget_ui.ipynb", "live_ui.ipynb"):
+        shutil.copy(HERE / name, root / name)
     port, token = _free_port(), secrets.token_hex(16)
     log = open(root / "lab.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
@@ -153,6 +154,40 @@ def test_exec_widget_in_jupyterlab(page, lab):
     cancelled.wait_for(timeout=15_000)
     assert cancelled.inner_text().strip() == "cancelled"
     page.screenshot(path=str(ARTIFACTS / "widget-after-stop.png"))
+
+
+def test_live_view_in_jupyterlab_shows_an_injected_incident(page, lab):
+    url, token = lab
+    page.goto(f"{url}/lab/tree/live_ui.ipynb?token={token}")
+    page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=120_000)
+    board = page.locator(".koyeb-live-board")
+    for attempt in range(2):
+        page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+        page.keyboard.press("Shift+Enter")  # run the view's cell
+        try:
+            board.wait_for(timeout=60_000)
+            break
+        except PlaywrightTimeout:
+            page.screenshot(path=str(ARTIFACTS / f"live-not-rendered-{attempt}.png"))
+            if attempt:
+                raise
+    page.wait_for_function("""() => [...document.querySelectorAll('.koyeb-live-view')]
+        .some(e => e.innerText.includes('live'))""", timeout=30_000)
+    assert page.locator(".koyeb-live-view img").count() == 1  # the chart
+    page.screenshot(path=str(ARTIFACTS / "live-view-before.png"))
+    # Run the next cell, which injects the incident, and time its arrival on screen.
+    page.locator(".jp-Cell .jp-InputArea-editor").nth(1).click()
+    page.keyboard.press("Shift+Enter")
+    started = time.monotonic()
+    page.wait_for_function("""() => [...document.querySelectorAll('.koyeb-live-feed')]
+        .some(e => e.innerText.includes('-> UNHEALTHY'))""", timeout=30_000)
+    elapsed = time.monotonic() - started
+    page.screenshot(path=str(ARTIFACTS / "live-view-incident.png"))
+    # Two polls of 1 s, plus the cell's own run and the round trip to the browser.
+    assert elapsed < 2 * 1.0 + 3.0, elapsed
+    header = page.locator(".koyeb-live-board tr").first.inner_text()
+    assert "UNHEALTHY" in header  # the board counts them
 
 
 def test_report_in_a_browser(browser, tmp_path):
