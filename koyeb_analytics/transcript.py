@@ -40,7 +40,9 @@ def transcript_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["redacted"] = pd.array(pd.to_numeric(df["redacted"]), dtype="Int64")
     for col in ("exited", "timed_out"):
         df[col] = df[col].astype(bool)
-    df["parsed"] = df["parsed"].fillna("")  # the parsed rows as JSON, when asked for
+    # The parsed rows as JSON, when asked for ("" otherwise; an all-missing column is
+    # float, so the text goes in as objects).
+    df["parsed"] = df["parsed"].astype(object).where(df["parsed"].notna(), "")
     for col in ("instance_id", "service_id", "command", "stdout", "stderr", "error",
                 "parsed"):
         df[col] = df[col].astype("str")
