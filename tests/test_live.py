@@ -209,3 +209,28 @@ def test_watch_prints_an_injected_change_and_exits_cleanly_on_ctrl_c(live_sim):
     assert "Stopped:" in out and "status change(s)" in out
     assert sim.token not in "".join(lines) + out + err
     assert "\x1b[" not in "".join(lines)  # piped: plain text
+
+
+def test_closing_the_widget_ends_its_thread(live_sim):
+    view = ka.follow(fast_client(live_sim), window="1h", every="0.1s")
+    deadline = time.monotonic() + 10
+    while view.poller.polls < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    thread = view._thread
+    assert thread is not None and thread.is_alive()
+    view.close()  # what the front end does when the output goes away
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_bad_arguments_fail_before_any_request(live_sim):
+    n = len(live_sim.requests)
+    with pytest.raises(ValueError, match="every"):
+        ka.follow(live_sim.client(), every="often")
+    with pytest.raises(TypeError, match="client must be a KoyebClient"):
+        ka.follow("http://127.0.0.1:1")
+    with pytest.raises(TypeError, match="store must be a HistoryStore"):
+        ka.follow(live_sim.client(), store="/tmp/x")
+    with pytest.raises(ValueError, match="speed"):
+        ka.simulate(live=True, speed=0)
+    assert len(live_sim.requests) == n
