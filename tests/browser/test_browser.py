@@ -162,8 +162,11 @@ def test_live_view_in_jupyterlab_shows_an_injected_incident(page, lab):
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=120_000)
     board = page.locator(".koyeb-live-board")
+    # JupyterLab may reopen the other test's notebook beside this one: only the
+    # visible panel's cells are this notebook's.
+    cells = page.locator(".jp-NotebookPanel:visible .jp-Cell .jp-InputArea-editor")
     for attempt in range(2):
-        page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+        cells.first.click()
         page.keyboard.press("Shift+Enter")  # run the view's cell
         try:
             board.wait_for(timeout=60_000)
@@ -177,7 +180,7 @@ def test_live_view_in_jupyterlab_shows_an_injected_incident(page, lab):
     assert page.locator(".koyeb-live-view img").count() == 1  # the chart
     page.screenshot(path=str(ARTIFACTS / "live-view-before.png"))
     # Run the next cell, which injects the incident, and time its arrival on screen.
-    page.locator(".jp-Cell .jp-InputArea-editor").nth(1).click()
+    cells.nth(1).click()
     page.keyboard.press("Shift+Enter")
     started = time.monotonic()
     page.wait_for_function("""() => [...document.querySelectorAll('.koyeb-live-feed')]
