@@ -168,7 +168,7 @@ def test_rows_arriving_during_paging_are_read_once(fresh_sim):
     before_inst = set(sim.fleet.inst["id"])
     before_ev = set(sim.fleet.event_ids())
     sim.faults.churn_per_request = 3
-    sim.faults.latency = 0.01  # slow enough that the pages are fetched concurrently
+    sim.faults.latency = 0.05  # slow enough that the pages are fetched concurrently
     client = fast_client(sim, concurrency=3)
     inst = ka.load_instances(client, progress=False)
     assert inst["id"].is_unique and before_inst <= set(inst["id"])
@@ -233,7 +233,7 @@ def test_pipelined_and_plain_paging_read_the_same_rows(fresh_sim, fast):
         assert max(r.in_flight for r in sim.requests[n:]) == 1
     else:  # threads: several pages in flight once the server takes a moment
         sim.add_instances(250 - len(sim.fleet.inst["id"]))  # three pages: two ahead
-        sim.faults.latency = 0.005
+        sim.faults.latency = 0.2  # long enough that a loaded machine still overlaps them
         n = len(sim.requests)
         again = ka.load_instances(client, names=False, progress=False)
         sim.faults.latency = 0
@@ -247,7 +247,7 @@ def test_slow_server_events_concurrently_with_events_arriving(fresh_sim):
     # before the call is missed, nothing is kept twice.
     sim = fresh_sim
     before = set(sim.fleet.event_ids())
-    sim.faults.latency = 0.01
+    sim.faults.latency = 0.05
     sim.faults.churn_per_request = 2
     client = fast_client(sim, concurrency=4, read_ahead="threads")
     n = len(sim.requests)
@@ -270,7 +270,7 @@ def test_window_read_ahead_on_threads_with_events_arriving(fresh_sim, concurrenc
     when = sim.fleet.ev["when"]
     since = pd.to_datetime(when[len(when) // 2], unit="us", utc=True)
     before = expected_events(sim, since)
-    sim.faults.latency = 0.005
+    sim.faults.latency = 0.05  # long enough that a loaded machine still overlaps them
     sim.faults.churn_per_request = 2
     client = fast_client(sim, concurrency=concurrency, read_ahead="threads")
     n = len(sim.requests)
