@@ -168,3 +168,87 @@ def test_the_report_runs_on_opaque_events(tmp_path):
     assert "Data quality" in html and 'id="vocabulary-table"' in html
     # Opaque types, every one understood from its message texts.
     assert "instance.event." in html and "0 of " in html and "(0.0%)" in html
+
+
+# -- each rule, each edge, with exact expectations (mutation testing found these) -----
+
+def frame(types, messages=None, metadata=None, index=None):
+    n = len(types)
+    data = {"type": pd.Series(types, dtype=object)}
+    if messages is not None:
+        data["message"] = pd.Series(messages, dtype=object)
+    if metadata is not None:
+        data["metadata"] = pd.Series(metadata, dtype=object)
+    df = pd.DataFrame(data)
+    df.index = index if index is not None else range(n)
+    return df
+
+
+def test_classify_events_rules_dtypes_and_index_exactly(monkeypatch):
+    from koyeb_analytics import classify
+
+    monkeypatch.setattr(classify, "KNOWN_TYPES", {"known.crash": "ERROR"})
+    ev = frame(["mapped", None, "known.crash", "odd", "odd", "meta"],
+               ["", "", "", "Instance is healthy. All health checks are passing.",
+                "who knows", ""],
+               [{}, {}, {}, {}, {}, {"status": "stopping"}], index=[10, 20, 30, 40, 50, 60])
+    got = classify_events(ev, {"mapped": "sleeping"})
+    assert list(got.index) == [10, 20, 30, 40, 50, 60]
+    assert [s if isinstance(s, str) else None for s in got["status"]] == [
+        "SLEEPING", None, "ERROR", "HEALTHY", None, "STOPPING"]
+    assert got["rule"].tolist() == ["mapping", "unclassified", "type", "message",
+                                    "unclassified", "metadata"]
+    assert got["status"].dtype.ordered
+    assert list(got["status"].dtype.categories) == list(ka.STATUSES)
+    assert list(got["rule"].dtype.categories) == list(classify.RULES)
+
+
+def test_a_mapping_to_none_means_no_change_and_missing_types_are_not_mapped():
+    ev = frame(["a", None, "b"], ["", "", "Instance stopped."], [{}, {}, {}])
+    got = classify_events(ev, {"a": None, "b": "healthy"})
+    assert got["rule"].tolist() == ["mapping", "unclassified", "mapping"]
+    assert [s if isinstance(s, str) else None for s in got["status"]] == [
+        None, None, "HEALTHY"]
+    called = classify_events(ev, lambda row: None if row["type"] == "a" else ...)
+    assert called["rule"].tolist() == ["mapping", "unclassified", "message"]
+    assert pd.isna(called["status"].iloc[0]) and called["status"].iloc[2] == "STOPPED"
+
+
+def test_frames_without_the_optional_columns_are_classified_as_far_as_possible():
+    bare = pd.DataFrame({"id": ["x", "y"]})
+    got = classify_events(bare)
+    assert got["rule"].tolist() == ["unclassified", "unclassified"]
+    only_meta = pd.DataFrame({"metadata": [{"new_status": "ERROR"}, None]})
+    assert classify_events(only_meta)["rule"].tolist() == ["metadata", "unclassified"]
+    only_message = pd.DataFrame({"message": ["Instance stopped.", "?"]})
+    assert classify_events(only_message)["rule"].tolist() == ["message", "unclassified"]
+
+
+def test_event_vocabulary_on_nothing_keeps_its_columns_and_dtypes():
+    for empty in (None, frame([], [], [])):
+        voc = ka.event_vocabulary(empty)
+        assert list(voc.columns) == ["type", "example_message", "count", "share",
+                                     "status", "rule"]
+        assert str(voc["count"].dtype) == "int64" and str(voc["share"].dtype) == "float64"
+        assert voc["type"].dtype == object and voc.attrs["unclassified_share"] == 0.0
+
+
+def test_event_vocabulary_counts_shares_and_the_mapping_exactly():
+    ev = frame(["x", "x", None, "y", "x"],
+               ["Instance stopped.", "Instance stopped.", "m?", "q", "Instance stopped."],
+               [{}, {}, {}, {}, {}])
+    voc = ka.event_vocabulary(ev)
+    assert voc["type"].tolist() == ["x", "<none>", "y"]
+    assert voc["count"].tolist() == [3, 1, 1]
+    assert voc["share"].tolist() == [0.6, 0.2, 0.2]
+    assert voc["status"].tolist()[0] == "STOPPED" and voc["status"].isna().tolist() == [
+        False, True, True]
+    assert voc["rule"].tolist() == ["message", "unclassified", "unclassified"]
+    assert voc["example_message"].tolist() == ["Instance stopped.", "m?", "q"]
+    assert voc.attrs["unclassified_share"] == 0.4
+    mapped = ka.event_vocabulary(ev, {"y": "error"})
+    assert mapped.loc[mapped["type"] == "y", "rule"].item() == "mapping"
+    assert mapped.loc[mapped["type"] == "y", "status"].item() == "ERROR"
+    assert mapped.attrs["unclassified_share"] == 0.2
+    no_message = ka.event_vocabulary(ev.drop(columns="message"))
+    assert no_message["example_message"].isna().all() and no_message["count"].sum() == 5
