@@ -265,3 +265,75 @@ def test_overlapped_pages_under_random_inserts_miss_nothing(seed):
     got = {r["id"] for p in pages for r in p}
     assert original <= got
     assert len(requests) == stats.pages + stats.discarded
+
+
+# -- a window read ahead on threads, and the small checks (mutation testing found these)
+
+@given(n=st.integers(150, 900), stop_at=st.integers(0, 899), concurrency=st.integers(2, 6))
+@settings(max_examples=40, deadline=None)
+def test_a_window_read_ahead_stops_near_its_start(n, stop_at, concurrency):
+    # Rows newest first, one a second; the window reaches back to row ``stop_at``.
+    stop_at = min(stop_at, n - 1)
+    rows = [{"id": str(i), "t": n - i} for i in range(n)]
+    asked: list[int] = []
+
+    def fetch(offset, limit):
+        asked.append(offset)
+        return {"items": rows[offset:offset + limit], "has_next": offset + limit < n}
+
+    since = n - stop_at
+    stats = PageStats()
+    seen: set[str] = set()
+
+    def count_new(page):
+        new = sum(r["id"] not in seen for r in page)
+        seen.update(r["id"] for r in page)
+        return new
+
+    read = [0]
+
+    def left(page):
+        read[0] += 1
+        per_page = (rows[0]["t"] - page[-1]["t"]) / read[0]
+        return (page[-1]["t"] - since) / per_page if per_page > 0 else float("nan")
+
+    pages = list(has_next_pages(fetch, "items", stats=stats, progress=False,
+                                stop=lambda p: p[-1]["t"] < since, seen=count_new,
+                                concurrency=concurrency, left=left))
+    got = {r["id"] for p in pages for r in p}
+    assert {str(i) for i in range(stop_at + 1)} <= got  # the whole window
+    assert stats.discarded <= concurrency - 1
+    assert len(asked) == stats.pages + stats.discarded
+    # Pages overlap by a row (99 new rows each): never more than the window needs.
+    assert stats.pages <= -(-(stop_at + 1) // 99) + 1
+
+
+def test_without_an_estimate_a_window_is_read_plainly():
+    asked: list[int] = []
+
+    def fetch(offset, limit):
+        asked.append(offset)
+        return {"items": [{"id": str(i)} for i in range(offset, offset + limit)],
+                "has_next": True}
+
+    pages = list(has_next_pages(fetch, "items", progress=False, concurrency=4,
+                                stop=lambda p: int(p[-1]["id"]) >= 399))
+    assert asked == [0, 100, 200, 300] and len(pages) == 4
+
+
+def test_the_small_checks_exactly():
+    from koyeb_analytics.pagination import _echoed_limit, _holds, _items, _new_rows
+
+    assert _echoed_limit({"limit": 100}, 100) == 100
+    assert _echoed_limit({"limit": 7}, 100) == 7
+    assert _echoed_limit({"limit": 0}, 100) == 100
+    assert _echoed_limit({"limit": True}, 100) == 100
+    assert _new_rows([{"id": "a"}, {"id": 3}, "x", {"id": "b"}]) == 2
+    assert _holds({"items": [{"id": "a"}, {"id": "b"}]}, "items", "b")
+    assert not _holds({"items": [{"uid": "b"}]}, "items", "b")
+    assert not _holds({"items": None}, "items", "b")
+    with pytest.raises(Exception, match="null") as err:
+        _items({"items": None}, "items", "rows")
+    assert "rows" in str(err.value)
+    with pytest.raises(Exception, match="str"):
+        _items({"items": "oops"}, "items", "rows")
