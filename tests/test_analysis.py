@@ -277,3 +277,86 @@ def test_attrs_hold_json_safe_provenance_only(sim):
     for frame in (ka.uptime(iv), ka.incidents(iv), ka.timeline(iv)):
         json.dumps(json_safe(frame.attrs))
         assert not any(hasattr(v, "__dataclass_fields__") for v in frame.attrs.values())
+
+
+# -- the window arguments, the policy's checks and words, MTTR/MTBF exactly -----------
+
+def one_hour_up():
+    # One instance HEALTHY from T0 to T0+1h; the frame says it covers T0 to T0+2h.
+    iv = make_iv([("i1", "s1", 0, "HEALTHY", 0, 60)], until=T0 + 2 * H)
+    return iv
+
+
+def test_uptime_windows_come_from_the_arguments_then_the_frame():
+    # The group exists from T0 to T0+1h; after that it has no instance, which is not
+    # its downtime: the rest of each window is excluded time.
+    iv = one_hour_up()
+
+    def spans(**kw):
+        row = ka.uptime(iv, **kw).iloc[0]
+        return row["observed_time"], row["excluded_time"], row["up_time"]
+
+    assert spans() == (H, H, H)  # the frame's own since/until: T0 to T0+2h
+    assert spans(until=T0 + H) == (H, 0 * H, H)
+    assert spans(since=T0 + 30 * M, until=T0 + 90 * M) == (30 * M, 30 * M, 30 * M)
+    assert spans(window="30min", until=T0 + 75 * M) == (15 * M, 15 * M, 15 * M)
+    assert spans(window="1h") == (0 * H, H, 0 * H)  # the frame's last hour
+    assert pd.isna(ka.uptime(iv, window="1h")["availability"].item())
+    bare = iv.copy()
+    bare.attrs = {}
+    assert ka.uptime(bare).iloc[0]["excluded_time"] == 0 * H  # from the spans themselves
+    with pytest.raises(ValueError, match="either window or since"):
+        ka.uptime(iv, window="1h", since=T0)
+    with pytest.raises(ValueError, match="until"):
+        ka.uptime(iv, until="not a time")
+    with pytest.raises(ValueError, match="since"):
+        ka.uptime(iv, since="not a time")
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"target": 1.0}, "target must be a fraction"),
+    ({"target": True}, "target must be a fraction"),
+    ({"target": 0}, "target must be a fraction"),
+    ({"up_statuses": ()}, "up_statuses: unknown or empty"),
+    ({"up_statuses": ("HEALTHY", "RUNNING")}, "up_statuses: unknown or empty ['RUNNING']"),
+    ({"sleeping": "maybe"}, "sleeping must be one of"),
+    ({"combine": "most"}, "combine must be one of"),
+    ({"no_data": "skip"}, "no_data must be one of"),
+    ({"exclude": [(T0 + H, T0)]}, "must start before it ends"),
+])
+def test_uptime_policy_names_what_is_wrong(kwargs, words):
+    with pytest.raises(ValueError) as err:
+        ka.UptimePolicy(**kwargs)
+    assert words in str(err.value)
+
+
+def test_uptime_policy_describes_its_method_in_words():
+    policy = ka.UptimePolicy(up_statuses=["HEALTHY", "UNHEALTHY"], sleeping="excluded",
+                             combine="all", no_data="excluded", target=0.99,
+                             exclude=[("2026-11-01T00:00Z", "2026-11-01T01:00Z")])
+    assert policy.up_statuses == ("HEALTHY", "UNHEALTHY")
+    assert policy.exclude == ((T0, T0 + H),)
+    text = policy.describe()
+    assert text.startswith("Time-weighted: HEALTHY/UNHEALTHY counts as up; SLEEPING "
+                           "counts as excluded; a group is up only while all its "
+                           "instances are up; time with no instance counts as excluded")
+    assert text.endswith("target 99.000%.")
+    fraction = ka.UptimePolicy(combine="fraction").describe()
+    assert "time-weighted share of its instances that are up" in fraction
+    assert ka.UptimePolicy().as_dict()["target"] == 0.999
+
+
+def test_incident_summary_mttr_and_mtbf_exactly():
+    inc = pd.DataFrame({
+        "service_id": ["a", "a", "a", "b"],
+        "start": [T0, T0 + 2 * H, T0 + 5 * H, T0 + H],
+        "end": [T0 + 10 * M, T0 + 2 * H + 20 * M, T0 + 5 * H + 30 * M, T0 + H + 40 * M],
+    })
+    inc["duration"] = inc["end"] - inc["start"]
+    got = ka.incident_summary(inc)
+    assert got["mttr"]["count"] == 4 and got["mttr"]["median"] == 25 * M
+    assert got["mttr"]["mean"] == 25 * M
+    assert got["mttr"]["p90"] == inc["duration"].quantile(0.9)
+    # Within service a: 10 min -> 2 h (110 min), 2 h 20 -> 5 h (160 min); b has one.
+    assert got["mtbf"]["count"] == 2 and got["mtbf"]["median"] == 135 * M
+    assert got["mtbf"]["mean"] == 135 * M
