@@ -337,3 +337,79 @@ def test_the_small_checks_exactly():
     assert "rows" in str(err.value)
     with pytest.raises(Exception, match="str"):
         _items({"items": "oops"}, "items", "rows")
+
+
+def test_counts_pages_rows_and_words_exactly():
+    stats = PageStats()
+    pages = list(count_pages(count_server(250), "items", stats=stats, progress=False,
+                             desc="rows"))
+    assert [len(p) for p in pages] == [100, 100, 50]
+    assert (stats.pages, stats.rows, stats.notes) == (3, 250, [])
+    stats = PageStats()
+    list(has_next_pages(has_next_server(250), "items", stats=stats, progress=False))
+    assert (stats.pages, stats.rows) == (3, 250)
+    # A server ignoring offset: the warning says so, and names the listing.
+    same = {"items": [{"id": "a"}, {"id": "b"}], "count": 10}
+    stats = PageStats()
+    with pytest.warns(PaginationWarning, match="rows: the page at offset [0-9]+ repeats rows"):
+        list(count_pages(lambda o, n: same, "items", limit=2, stats=stats, progress=False,
+                         desc="rows", seen=_counting_new()))
+    assert "ignore offset" in stats.notes[0]
+    # An empty first page: a warning only when the count says there were rows.
+    with pytest.warns(PaginationWarning, match="claims 1 rows but sent none"):
+        assert list(count_pages(lambda o, n: {"items": [], "count": 1}, "items",
+                                progress=False)) == [[]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(count_pages(lambda o, n: {"items": [], "count": 0}, "items",
+                                progress=False)) == [[]]
+
+
+def _counting_new():
+    seen: set[str] = set()
+
+    def count_new(page):
+        new = sum(r["id"] not in seen for r in page)
+        seen.update(r["id"] for r in page)
+        return new
+    return count_new
+
+
+@pytest.mark.parametrize("concurrency", [2, 3, 5])
+def test_concurrent_pages_never_exceed_the_concurrency(concurrency):
+    import threading
+    import time as _time
+
+    lock = threading.Lock()
+    now = [0]
+    peak = [0]
+    server = count_server(1500)
+
+    def fetch(offset, limit):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        _time.sleep(0.01)
+        with lock:
+            now[0] -= 1
+        return server(offset, limit)
+
+    pages = list(count_pages(fetch, "items", concurrency=concurrency, progress=False))
+    assert sum(map(len, pages)) == 1500
+    assert peak[0] == concurrency
+
+
+def test_a_failed_page_among_concurrent_ones_is_raised_after_the_good_ones():
+    server = count_server(800)
+
+    def fetch(offset, limit):
+        if offset == 300:
+            raise RuntimeError("page 300 failed")
+        return server(offset, limit)
+
+    got = []
+    with pytest.raises(RuntimeError, match="page 300 failed"):
+        for page in count_pages(fetch, "items", concurrency=3, progress=False):
+            got.append(page)
+    offsets = sorted(int(p[0]["id"]) for p in got)
+    assert 300 not in offsets and offsets[:3] == [0, 100, 200]
