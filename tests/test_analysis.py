@@ -360,3 +360,48 @@ def test_incident_summary_mttr_and_mtbf_exactly():
     # Within service a: 10 min -> 2 h (110 min), 2 h 20 -> 5 h (160 min); b has one.
     assert got["mtbf"]["count"] == 2 and got["mtbf"]["median"] == 135 * M
     assert got["mtbf"]["mean"] == 135 * M
+
+
+def test_incident_summary_of_nothing():
+    empty = ka.incident_summary(pd.DataFrame({"service_id": [], "start": [], "end": [],
+                                              "duration": []}))
+    nothing = {"count": 0, "median": pd.NaT, "p90": pd.NaT, "mean": pd.NaT}
+    assert set(empty) == {"mttr", "mtbf"}
+    for part in empty.values():
+        assert part["count"] == 0 and set(part) == set(nothing)
+        assert all(part[k] is pd.NaT for k in ("median", "p90", "mean"))
+
+
+def test_the_policy_as_a_dict_keeps_its_exclusions():
+    policy = ka.UptimePolicy(exclude=[(T0, T0 + H)])
+    assert policy.as_dict()["exclude"] == [(T0.isoformat(), (T0 + H).isoformat())]
+
+
+def test_intervals_and_arguments_are_checked_with_clear_words():
+    iv = one_hour_up()
+    with pytest.raises(TypeError, match=r"expected the intervals DataFrame from "
+                                        r"ka\.lifecycles\(\)"):
+        ka.uptime(iv.drop(columns="status"))
+    with pytest.raises(TypeError, match="expected the intervals DataFrame"):
+        ka.uptime(iv.to_dict())
+    with pytest.raises(ValueError, match="by='team' is not a column of the intervals"):
+        ka.uptime(iv, by="team")
+    with pytest.raises(ValueError, match=r"freq='soon' is not a fixed frequency like "
+                                         r"'5min', '1h' or '1D'"):
+        ka.uptime(iv, freq="soon")
+    with pytest.raises(ValueError, match="merge_gap"):
+        ka.incidents(iv, merge_gap="a while")
+
+
+@pytest.mark.parametrize("zero", [None, 0, "0", 0.0])
+def test_zero_gaps_are_accepted_in_every_spelling(zero):
+    iv = make_iv([("i1", "s1", 0, "HEALTHY", 0, 60), ("i1", "s1", 0, "ERROR", 60, 60),
+                  ("i2", "s1", 0, "HEALTHY", 61, None)])
+    got = ka.incidents(iv, merge_gap=zero, min_duration=zero)
+    assert len(got) == 1 and got["duration"].item() == M
+
+
+def test_empty_results_keep_the_group_column_and_its_dtype():
+    iv = one_hour_up().iloc[0:0]
+    assert str(ka.uptime(iv)["service_id"].dtype) == str(one_hour_up()["service_id"].dtype)
+    assert ka.uptime(iv, by=None).empty
