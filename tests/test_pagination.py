@@ -332,11 +332,13 @@ def test_the_small_checks_exactly():
     assert _holds({"items": [{"id": "a"}, {"id": "b"}]}, "items", "b")
     assert not _holds({"items": [{"uid": "b"}]}, "items", "b")
     assert not _holds({"items": None}, "items", "b")
-    with pytest.raises(Exception, match="null") as err:
+    with pytest.raises(Exception) as err:
         _items({"items": None}, "items", "rows")
-    assert "rows" in str(err.value)
-    with pytest.raises(Exception, match="str"):
+    assert str(err.value) == "rows: 'items' is null, not a list"
+    with pytest.raises(Exception) as err:
         _items({"items": "oops"}, "items", "rows")
+    assert str(err.value) == "rows: 'items' is str, not a list"
+    assert _items({}, "items", "rows") == []  # protojson omits empty lists
 
 
 def test_counts_pages_rows_and_words_exactly():
@@ -413,3 +415,49 @@ def test_a_failed_page_among_concurrent_ones_is_raised_after_the_good_ones():
             got.append(page)
     offsets = sorted(int(p[0]["id"]) for p in got)
     assert 300 not in offsets and offsets[:3] == [0, 100, 200]
+
+
+class RecordingBar:
+    """Stands in for tqdm: what a progress bar was asked to show."""
+
+    made: list[RecordingBar] = []
+
+    def __init__(self, total=None, desc=None, unit=None, leave=None):
+        self.total, self.desc, self.unit, self.leave = total, desc, unit, leave
+        self.n = 0
+        self.closed = False
+        RecordingBar.made.append(self)
+
+    def update(self, k):
+        self.n += k
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    import tqdm.auto
+
+    RecordingBar.made = []
+    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    return RecordingBar.made
+
+
+def test_a_progress_bar_appears_only_for_long_listings(bars):
+    list(count_pages(count_server(250), "items", progress=True, desc="rows"))
+    assert bars == []  # three pages: no bar
+    list(count_pages(count_server(1000), "items", progress=True))
+    (bar,) = bars
+    assert (bar.total, bar.desc, bar.unit, bar.leave) == (10, "pages", "page", False)
+    assert bar.n == 11 and bar.closed  # and the page read past a full last page
+    bars.clear()
+    list(count_pages(count_server(1000), "items", progress=False))
+    assert bars == []
+    # Without a count, the bar appears after the fourth page and counts them all.
+    list(has_next_pages(has_next_server(950), "items", progress=True, desc="events"))
+    (bar,) = bars
+    assert (bar.total, bar.desc, bar.n, bar.closed) == (None, "events", 10, True)
+    bars.clear()
+    list(has_next_pages(has_next_server(350), "items", progress=True))
+    assert bars == []
