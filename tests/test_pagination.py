@@ -459,5 +459,5 @@ def test_a_progress_bar_appears_only_for_long_listings(bars):
     (bar,) = bars
     assert (bar.total, bar.desc, bar.n, bar.closed) == (None, "events", 10, True)
     bars.clear()
-    list(has_next_pages(has_next_server(350), "items", progress=True))
+    list(has_next_pages(has_next_server(300), "items", progress=True))  # 3 pages
     assert bars == []
