@@ -110,24 +110,34 @@ def page(browser, request):
     page.close()
 
 
-def test_exec_widget_in_jupyterlab(page, lab):
-    url, token = lab
-    page.goto(f"{url}/lab/tree/widget_ui.ipynb?token={token}")
+# JupyterLab may reopen another test's notebook beside this one: only the visible
+# panel's cells are the open notebook's.
+VISIBLE_CELLS = ".jp-NotebookPanel:visible .jp-Cell .jp-InputArea-editor"
+
+
+def _open_and_run_first_cell(page, url: str, token: str, notebook: str, rendered,
+                             name: str) -> None:
+    """Open ``notebook``, run its first cell as a user would, wait for ``rendered``."""
+    page.goto(f"{url}/lab/tree/{notebook}?token={token}")
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     # The kernel is ready when the status bar says so.
     page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=120_000)
-    run = _run_button(page)
     for attempt in range(2):
-        page.locator(".jp-Cell .jp-InputArea-editor").first.click()
-        page.keyboard.press("Shift+Enter")  # run the cell, as a user would
+        page.locator(VISIBLE_CELLS).first.click()
+        page.keyboard.press("Shift+Enter")
         try:
-            run.wait_for(timeout=60_000)
-            break
+            rendered.wait_for(timeout=60_000)
+            return
         except PlaywrightTimeout:
             # A first start of a fresh environment can miss the keypress; try once more.
-            page.screenshot(path=str(ARTIFACTS / f"widget-not-rendered-{attempt}.png"))
+            page.screenshot(path=str(ARTIFACTS / f"{name}-not-rendered-{attempt}.png"))
             if attempt:
                 raise
+
+
+def test_exec_widget_in_jupyterlab(page, lab):
+    run = _run_button(page)
+    _open_and_run_first_cell(page, *lab, "widget_ui.ipynb", run, "widget")
     page.screenshot(path=str(ARTIFACTS / "widget-rendered.png"))
 
     run.click()
@@ -157,24 +167,9 @@ def test_exec_widget_in_jupyterlab(page, lab):
 
 
 def test_live_view_in_jupyterlab_shows_an_injected_incident(page, lab):
-    url, token = lab
-    page.goto(f"{url}/lab/tree/live_ui.ipynb?token={token}")
-    page.wait_for_selector(".jp-Notebook", timeout=60_000)
-    page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=120_000)
-    board = page.locator(".koyeb-live-board")
-    # JupyterLab may reopen the other test's notebook beside this one: only the
-    # visible panel's cells are this notebook's.
-    cells = page.locator(".jp-NotebookPanel:visible .jp-Cell .jp-InputArea-editor")
-    for attempt in range(2):
-        cells.first.click()
-        page.keyboard.press("Shift+Enter")  # run the view's cell
-        try:
-            board.wait_for(timeout=60_000)
-            break
-        except PlaywrightTimeout:
-            page.screenshot(path=str(ARTIFACTS / f"live-not-rendered-{attempt}.png"))
-            if attempt:
-                raise
+    _open_and_run_first_cell(page, *lab, "live_ui.ipynb",
+                             page.locator(".koyeb-live-board"), "live")
+    cells = page.locator(VISIBLE_CELLS)
     page.wait_for_function("""() => [...document.querySelectorAll('.koyeb-live-view')]
         .some(e => e.innerText.includes('live'))""", timeout=30_000)
     assert page.locator(".koyeb-live-view img").count() == 1  # the chart
