@@ -13,7 +13,6 @@ are both built on it.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,10 +152,14 @@ class Poller:
             self.last_success = now
             self.delay = self.every
         else:
-            self.failures += 1
-            self.last_error = error
-            self.delay = min(MAX_BACKOFF, max(self.every, self.every * 2 ** self.failures))
+            self.failed(error)
         return PollResult(changes, len(new), error, self.delay)
+
+    def failed(self, error: str) -> None:
+        """Count a failed poll and stretch the interval (doubling, up to 30 s)."""
+        self.failures += 1
+        self.last_error = error
+        self.delay = min(MAX_BACKOFF, max(self.every, self.every * 2 ** self.failures))
 
     def _merge(self, received: pd.DataFrame, complete: bool) -> pd.DataFrame:
         known = set(self.events["id"])
@@ -260,12 +263,3 @@ def format_change(row: Any, colour: bool = False) -> str:
     message = " ".join(str(row["message"]).split())[:120]
     return (f"{when}  {row['service']:<24} {str(row['instance_id'])[:8]}  "
             f"{row['old'] or '-'} -> {new}  {message}")
-
-
-def wait(stop: threading.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds`` or until ``stop`` is set; True if it was set."""
-    return stop.wait(max(0.0, seconds))
-
-
-def now_text() -> str:
-    return time.strftime("%H:%M:%S")

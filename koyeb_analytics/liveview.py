@@ -234,9 +234,7 @@ def _loop(ref: weakref.ref[LiveView]) -> None:
                 result = view.poll_once()
                 delay = result.delay
             except Exception as exc:  # never die silently: show it and keep going
-                view.poller.failures += 1
-                view.poller.last_error = f"{type(exc).__name__}: {exc}"
-                view.poller.delay = min(30.0, view.poller.every * 2 ** view.poller.failures)
+                view.poller.failed(f"{type(exc).__name__}: {exc}")
                 view._render_status()
                 delay = view.poller.delay
         else:

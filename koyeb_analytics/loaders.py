@@ -426,21 +426,6 @@ def load_events(
         oldest = _time(page[-1])
         return oldest is not None and since_ts is not None and oldest < since_ts
 
-    span: list[pd.Timestamp] = []  # newest time seen, then the oldest so far
-    read = [0]
-
-    def left(page: Page) -> float:
-        """Pages still wanted after ``page``, from the time the pages so far covered."""
-        read[0] += 1
-        times = [t for t in (_time(page[0]), _time(page[-1])) if t is not None]
-        if not times or since_ts is None:
-            return math.nan
-        span[:] = [span[0] if span else times[0], times[-1]]
-        covered = (span[0] - span[1]) / read[0]
-        if covered <= pd.Timedelta(0):
-            return math.nan
-        return max(0.0, float((span[1] - since_ts) / covered))
-
     def select(cols: Mapping[str, pd.Series]) -> pd.Series | None:
         if tw.since is None and tw.until is None:
             return None
@@ -481,11 +466,30 @@ def load_events(
                 seen=collector.count_new,
                 fetch_each=fetch_each if pipelined else None,
                 concurrency=client.concurrency if client.read_ahead == "threads" else 1,
-                left=left)
+                left=_pages_left(since_ts))  # one estimate per listing
 
     pipelined = client.read_ahead == "pipelined" and client.concurrency > 1
     _collect(pages(), collector, finish, "/v1/instance_events", stats)
     return finish()
+
+
+def _pages_left(since: pd.Timestamp | None) -> Callable[[Page], float]:
+    """An estimate of the pages a newest-first listing still needs to reach ``since``:
+    the time left divided by the time each page covered so far (NaN: no idea)."""
+    span: list[pd.Timestamp] = []  # newest time seen, then the oldest so far
+    read = [0]
+
+    def left(page: Page) -> float:
+        read[0] += 1
+        times = [t for t in (_time(page[0]), _time(page[-1])) if t is not None]
+        if not times or since is None:
+            return math.nan
+        span[:] = [span[0] if span else times[0], times[-1]]
+        covered = (span[0] - span[1]) / read[0]
+        if covered <= pd.Timedelta(0):
+            return math.nan
+        return max(0.0, float((span[1] - since) / covered))
+    return left
 
 
 def _time(row: Any) -> pd.Timestamp | None:

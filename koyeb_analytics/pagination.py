@@ -356,7 +356,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                 return
             if stop is not None and left is not None:
                 estimate = left(page)
-                ahead.wanted = concurrency if estimate != estimate else \
+                ahead.wanted = concurrency if math.isnan(estimate) else \
                     max(1, min(concurrency, math.ceil(estimate)))
             if has_next is False or (has_next is None and len(page) < limit):
                 return

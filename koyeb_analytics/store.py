@@ -197,10 +197,7 @@ class HistoryStore:
             except IncompleteListingError as exc:
                 events, failure = exc.partial, exc
             added = self._append_events(manifest, events, since)
-            if failure is None and events["when"].notna().any():
-                newest = events["when"].max()
-                if mark is None or newest > pd.Timestamp(mark):
-                    manifest["high_water"]["events"] = newest.isoformat()
+            self._advance_mark(manifest, events, since, complete=failure is None)
             try:
                 instances = load_instances(client, progress=progress)
             except IncompleteListingError as exc:
@@ -263,14 +260,8 @@ class HistoryStore:
             self._remove_unlisted(manifest)
             added = records = 0
             if events is not None and len(events):
-                mark = manifest["high_water"]["events"]
                 added = self._append_events(manifest, events, read_since)
-                gapless = read_since is None or (mark is not None and
-                                                 pd.Timestamp(mark) >= read_since)
-                if complete and gapless and events["when"].notna().any():
-                    newest = events["when"].max()
-                    if mark is None or newest > pd.Timestamp(mark):
-                        manifest["high_water"]["events"] = newest.isoformat()
+                self._advance_mark(manifest, events, read_since, complete=complete)
                 manifest["source"] = manifest.get("source") or events.attrs.get("source")
             if instances is not None and len(instances):
                 records = self._append_instances(manifest, instances)
@@ -511,6 +502,20 @@ class HistoryStore:
             for name in self.files.data_files(table):
                 if name not in listed:
                     self.files.remove(name)
+
+    def _advance_mark(self, manifest: dict[str, Any], events: pd.DataFrame,
+                      read_since: pd.Timestamp | None, *, complete: bool) -> None:
+        """Move the high-water mark to the newest event, if nothing before it can be
+        missing: the read was complete and reached back to the mark (or was the whole
+        history)."""
+        mark = manifest["high_water"]["events"]
+        gapless = read_since is None or (mark is not None and
+                                         pd.Timestamp(mark) >= read_since)
+        if not (complete and gapless) or not events["when"].notna().any():
+            return
+        newest = events["when"].max()
+        if mark is None or newest > pd.Timestamp(mark):
+            manifest["high_water"]["events"] = newest.isoformat()
 
     def _write_part(self, table: str, day: str, data: pa.Table) -> dict[str, Any]:
         name = f"{table}/date={day}/part-{utcnow().strftime('%Y%m%dT%H%M%S')}-" \

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -241,10 +241,3 @@ class LiveFleet:
                             pd.Timestamp(end * 1000, tz="UTC"), ids)
         self.incidents.append(incident)
         return incident
-
-
-def describe(incident: Incident) -> dict[str, Any]:
-    """An incident as plain values (for logs and tests)."""
-    return {"service_id": incident.service_id, "kind": incident.kind,
-            "start": incident.start.isoformat(), "end": incident.end.isoformat(),
-            "instances": len(incident.instance_ids)}
