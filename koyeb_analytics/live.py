@@ -100,6 +100,7 @@ class Poller:
         self.delay = self.every
         self._newest: pd.Timestamp | None = None
         self._status: dict[str, str] = {}
+        self._primed = False  # where each instance stands is known (a listing succeeded)
         self._lock = threading.Lock()
 
     @property
@@ -133,13 +134,13 @@ class Poller:
             error = self.client.scrub(str(exc))
         new = self._merge(received, complete) if received is not None else \
             build_frame({}, EVENT_COLUMNS)
-        if (len(new) or self.polls == 1 or self._unknown(new)) and error is None:
+        if (len(new) or not self._primed or self._unknown(new)) and error is None:
             try:
                 self._list_instances()
             except KoyebError as exc:
                 error = self.client.scrub(str(exc))
-        changes = self._changes(new)
-        if self.store is not None and (len(new) or self.polls == 1):
+        changes = self._changes(new, prime=error is None and not self._primed)
+        if self.store is not None and (len(new) or not self._primed):
             try:
                 self.store.append(events=received if received is not None else None,
                                   instances=self.instances if error is None else None,
@@ -172,8 +173,10 @@ class Poller:
             both = both.sort_values(["when", "id"], kind="stable").reset_index(drop=True)
             both.attrs = dict(received.attrs)
             self.events = both
+        complete = complete and bool(received.attrs.get("complete", True))
         if complete and received["when"].notna().any():
-            newest = received["when"].max()
+            # Never past our own clock: a server clock ahead would hide what follows.
+            newest = min(received["when"].max(), utcnow())
             if self._newest is None or newest > self._newest:
                 self._newest = newest
         return new.reset_index(drop=True)
@@ -192,9 +195,16 @@ class Poller:
                 self.events = self.events[self.events["instance_id"].isin(ids)].reset_index(
                     drop=True)
 
-    def _changes(self, new: pd.DataFrame) -> pd.DataFrame:
-        """Status changes in ``new``, in time order: old -> new per instance."""
-        if not len(new):
+    def _changes(self, new: pd.DataFrame, prime: bool = False) -> pd.DataFrame:
+        """Status changes in ``new``, in time order: old -> new per instance.
+
+        ``prime``: the first successful poll, whose events are the window's history,
+        not news; the listing then says where each instance stands."""
+        if prime:
+            self._primed = True
+        if not len(new) or not self._primed:
+            if prime:
+                self._stand()
             return self.changes.iloc[0:0]
         ids = set(self.instances["id"])
         new = new[new["instance_id"].isin(ids)].sort_values(["when", "id"], kind="stable")
@@ -217,16 +227,19 @@ class Poller:
                          "service_id": svc, "instance_id": iid, "old": old, "new": st,
                          "message": ev["message"], "event_id": ev["id"]})
         found = pd.DataFrame(rows, columns=list(CHANGE_COLUMNS))
-        if self.polls == 1:
-            # The window's history is not news; what the listing says now is where each
-            # instance stands (also those whose last event is older than the window).
-            self._status.update(zip(self.instances["id"],
-                                    self.instances["status"].astype(str), strict=True))
+        if prime:
+            self._stand()
             return found.iloc[0:0]
         with self._lock:
             self.changes = pd.concat([self.changes, found], ignore_index=True) if len(
                 self.changes) else found
         return found
+
+    def _stand(self) -> None:
+        """Where each instance stands now, from the listing (also those whose last
+        event is older than the window): the old status of the next changes."""
+        self._status.update(zip(self.instances["id"], self.instances["status"].astype(str),
+                                strict=True))
 
     def board(self) -> pd.DataFrame:
         """Per service: instances per status now, and the time of the last change."""

@@ -118,6 +118,9 @@ def _attrs(df: pd.DataFrame, client: KoyebClient, query: dict[str, Any], stats: 
         "pages_discarded": stats.discarded,
         "rows_received": stats.rows,
         "duplicates_dropped": collector.duplicates,
+        # False when the listing ended on a warning (rows may be missing): a caller
+        # keeping a high-water mark must not move it past a possible gap.
+        "complete": stats.complete,
         "notes": list(stats.notes) + collector.notes(),
     })
     return df

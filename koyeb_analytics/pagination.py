@@ -56,9 +56,12 @@ class PageStats:
     discarded: int = 0
     """Pages requested ahead (pipelined) that the listing turned out not to need."""
     notes: list[str] = field(default_factory=list)
+    complete: bool = True
+    """False once a warning said rows may be missing."""
 
     def warn(self, message: str) -> None:
         """Keep ``message`` and warn with it: rows may be missing."""
+        self.complete = False
         self.notes.append(message)
         warnings.warn(message, PaginationWarning, stacklevel=4)
 

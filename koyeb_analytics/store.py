@@ -511,9 +511,13 @@ class HistoryStore:
         mark = manifest["high_water"]["events"]
         gapless = read_since is None or (mark is not None and
                                          pd.Timestamp(mark) >= read_since)
+        complete = complete and bool(events.attrs.get("complete", True))
         if not (complete and gapless) or not events["when"].notna().any():
             return
-        newest = events["when"].max()
+        # A server clock ahead of ours must not put the mark in the future: later
+        # syncs would read nothing before it.
+        newest = min(events["when"].max(),
+                     pd.Timestamp(events.attrs.get("fetched_at") or utcnow()))
         if mark is None or newest > pd.Timestamp(mark):
             manifest["high_water"]["events"] = newest.isoformat()
 
@@ -708,6 +712,7 @@ class HistoryStore:
             "pages_discarded": 0,
             "rows_received": len(df),
             "duplicates_dropped": 0,
+            "complete": True,
             "notes": notes,
             "store": self.files.url,
         }

@@ -234,3 +234,17 @@ def test_bad_arguments_fail_before_any_request(live_sim):
     with pytest.raises(ValueError, match="speed"):
         ka.simulate(live=True, speed=0)
     assert len(live_sim.requests) == n
+
+
+def test_a_failed_first_poll_does_not_replay_the_window_as_news(live_sim):
+    sim = live_sim
+    poller = Poller(fast_client(sim, max_retries=0), window="30h", every="0.1s")
+    sim.inject("503", times=1, path="/v1/instance_events")
+    assert poller.poll().error is not None
+    second = poller.poll()
+    assert second.error is None and second.changes.empty  # history, not news
+    svc = running_service(sim)
+    incident = sim.inject_incident(svc, "unhealthy", "1h")
+    seen = pd.concat([poller.poll().changes for _ in range(2)])
+    hit = seen[seen["instance_id"].isin(incident.instance_ids)]
+    assert set(hit["old"]) == {"HEALTHY"} and set(hit["new"]) == {"UNHEALTHY"}

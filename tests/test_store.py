@@ -454,3 +454,45 @@ def test_the_cli_syncs_and_reports_from_a_store(tmp_path):
     both = subprocess.run(run + ["report", "--store", str(path), "--simulate"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert both.returncode == 2 and "two sources" in both.stderr
+
+
+def test_a_listing_that_may_miss_rows_does_not_move_the_mark(tmp_path):
+    # A server that ignores offset: the listing stops with a warning, rows may be
+    # missing, so the store keeps what came but does not mark the history as read.
+    api = Scripted()
+    t0 = pd.Timestamp("2026-11-01T00:00:00Z")
+    for k in range(250):
+        api.add(1, t0 + pd.Timedelta(minutes=k))
+    fixed = api.route
+
+    def ignoring_offset(req, srv):
+        if req.path == "/v1/instance_events":
+            req.query["offset"] = "0"
+        return fixed(req, srv)
+
+    store = ka.HistoryStore(tmp_path / "h")
+    with HostileServer(rest(ignoring_offset)) as srv:
+        client = ka.KoyebClient(TOKEN, base_url=srv.url, read_ahead="none")
+        with pytest.warns(ka.PaginationWarning, match="repeated rows"):
+            first = store.sync(client)
+    assert first.events_added == 100 and first.high_water is None
+    with HostileServer(rest(fixed)) as srv:
+        client = ka.KoyebClient(TOKEN, base_url=srv.url, read_ahead="none")
+        second = store.sync(client)
+    assert second.since is None  # the whole history again, not from a false mark
+    assert second.events_added == 150 and len(store.events()) == 250
+
+
+def test_a_server_clock_ahead_of_ours_cannot_hide_later_events(tmp_path):
+    api = Scripted()
+    now = pd.Timestamp.now(tz="UTC")
+    api.add(3, now - pd.Timedelta("1h"))
+    api.add(1, now + pd.Timedelta("1D"))  # a clock a day ahead
+    with HostileServer(rest(api.route)) as srv:
+        client = ka.KoyebClient(TOKEN, base_url=srv.url, read_ahead="none")
+        store = ka.HistoryStore(tmp_path / "h", overlap="10min")
+        first = store.sync(client)
+        assert first.high_water <= first.synced_at + pd.Timedelta("1min")
+        api.add(1, pd.Timestamp.now(tz="UTC"))  # arrives after the first sync
+        assert store.sync(client).events_added == 1
+    assert len(store.events()) == 5
