@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import StoreError, StoreLockedError
 
@@ -108,6 +107,8 @@ class Files:
 
     def write_table(self, relative: str, table: pa.Table) -> None:
         """Write ``table`` as Parquet at ``relative``, under a temporary name first."""
+        import pyarrow.parquet as pq  # only when writing: not at package import
+
         tmp = self._tmp_name(relative)
         self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
         with self.fs.open(tmp, "wb") as fh:
