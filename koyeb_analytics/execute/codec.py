@@ -134,10 +134,10 @@ def decode_frame(text: str | bytes) -> list[Event]:
         if isinstance(part, dict) and isinstance(part.get("data"), str) and part["data"]:
             events.append(Output(stream, base64.b64decode(part["data"])))
     if result.get("exited") is True:
-        code = _int32(result.get("exit_code", 0) if result.get("exit_code") is not None else 0)
+        raw = result.get("exit_code")
+        code = 0 if raw is None else _int32(raw)
         if code is None:
-            raise ValueError(f"exit code {str(result.get('exit_code'))[:40]} is not one a "
-                             "process can have")
+            raise ValueError(f"exit code {str(raw)[:40]} is not one a process can have")
         events.append(Exit(code))
     return events
 

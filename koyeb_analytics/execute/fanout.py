@@ -186,6 +186,7 @@ def group_outputs(runs: pd.DataFrame) -> pd.DataFrame:
             fromfile=f"majority ({major['instances']})",
             tofile=f"{g['instance_ids'][0][:8]} ({g['instances']})"))
     out = pd.DataFrame(groups)
+    out["exit_code"] = out["exit_code"].astype("Int64")  # not float when one is missing
     n = len(runs)
     differ = n - major["instances"]
     out.attrs["summary"] = (f"{n} instances: identical" if differ == 0 else

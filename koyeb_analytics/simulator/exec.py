@@ -68,6 +68,21 @@ class ExecFaults:
     split_utf8: bool = False
 
 
+async def close_process(proc: asyncio.subprocess.Process) -> None:
+    """Wait for a killed process, then close its transport while the loop runs.
+
+    A transport left to the garbage collector closes its pipes through the loop, which
+    may be closed by then ("Event loop is closed" at interpreter exit).
+    """
+    if proc.returncode is None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
+    transport = getattr(proc, "_transport", None)  # asyncio keeps it private
+    if transport is not None:
+        transport.close()
+    await asyncio.sleep(0)  # let the pipes' connection_lost callbacks run
+
+
 def _split_points(data: bytes) -> list[bytes]:
     """Cut ``data`` inside the first multi-byte character, if there is one."""
     for i, b in enumerate(data):
@@ -307,9 +322,8 @@ class _Run:
     async def reap(self) -> None:
         """Kill the process and wait for it, so no transport outlives the loop."""
         self.kill()
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self.proc.wait()), 5)
+        if self.proc is not None:
+            await close_process(self.proc)
 
     async def pump(self, pipe: asyncio.StreamReader | None, stream: str) -> None:
         assert pipe is not None

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from ..execute import EXEC_PATH
 from ..vocabulary import STATUS_MESSAGES, STATUSES, VOCABULARIES, info_message, real_message
-from .exec import ExecEndpoint, ExecFaults
+from .exec import ExecEndpoint, ExecFaults, close_process
 from .faults import FaultPlan, Faults
 from .fleet import Fleet, FleetConfig, to_us
 from .live import Incident, LiveFleet
@@ -339,8 +339,10 @@ class Simulator:
                 return
             ready.set()
             loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
-            loop.close()
+            try:
+                loop.run_until_complete(self._shutdown())
+            finally:
+                loop.close()
 
         self._thread = threading.Thread(target=run, name="koyeb-simulator", daemon=True)
         self._thread.start()
@@ -374,6 +376,18 @@ class Simulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    async def _shutdown(self) -> None:
+        """End every connection and task on the loop, so nothing outlives it."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._exec is not None:
+            for proc in list(self._exec.processes.values()):
+                await close_process(proc)
 
     async def _serve(self) -> None:
         app = self.make_app()
