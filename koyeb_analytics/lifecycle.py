@@ -212,9 +212,9 @@ def lifecycles(
         decided = classify_events(events, mapping)
         status = decided["status"].cat.codes.to_numpy().astype(np.int8)
         code = ids.get_indexer(events["instance_id"].astype(object))
-        keep = np.flatnonzero((code >= 0) & (status >= 0))
-        findings += _ignored_events(events, decided["rule"].to_numpy(), code)
         when = _us(events["when"])
+        keep = np.flatnonzero((code >= 0) & (status >= 0) & (when != _NAT))
+        findings += _ignored_events(events, decided["rule"].to_numpy(), code, when)
         # by instance, then time, then position in the input (stable for ties)
         order = keep[np.lexsort((keep, when[keep], code[keep]))]
         code, status, when = code[order], status[order], when[order]
@@ -299,15 +299,15 @@ def _join_records(inst: pd.DataFrame, ids: pd.Index, spans: _Spans, first: np.nd
                             strict=True):
         findings.append({"instance_id": ids[p], "kind": "record_disagrees",
                          "detail": f"the record says {STATUSES[st]} since its last update, "
-                                   f"the last event {STATUSES[ev_st] if ev_st >= 0 else '?'}"})
-    n = int(fix.sum())
+                                   f"the last event {STATUSES[ev_st]}"})
     return [_Spans(pos[fix], record[fix], ended[fix], ended[fix],
-                   np.full(n, "timestamps", object))] if n else []
+                   np.full(int(fix.sum()), "timestamps", object))]
 
 
-def _ignored_events(events: pd.DataFrame, rule: np.ndarray,
-                    code: np.ndarray) -> list[dict[str, Any]]:
-    """Findings for events that could not be used: unclassified, unknown instances."""
+def _ignored_events(events: pd.DataFrame, rule: np.ndarray, code: np.ndarray,
+                    when: np.ndarray) -> list[dict[str, Any]]:
+    """Findings for events that could not be used: unclassified, unknown instances, no
+    readable time."""
     out: list[dict[str, Any]] = []
     unknown = rule == "unclassified"
     if unknown.any():
@@ -325,6 +325,11 @@ def _ignored_events(events: pd.DataFrame, rule: np.ndarray,
         out.append({"instance_id": "", "kind": "events_without_instance",
                     "detail": f"{orphans} events belong to instances missing from the "
                               "instance listing; they were left out"})
+    timeless = int((when == _NAT).sum())
+    if timeless:
+        out.append({"instance_id": "", "kind": "events_without_time",
+                    "detail": f"{timeless} events have no readable time; they were left "
+                              "out"})
     return out
 
 
@@ -401,7 +406,8 @@ def findings(intervals: pd.DataFrame) -> pd.DataFrame:
     ``terminal_from_record`` (the end taken from the instance record),
     ``record_disagrees`` (the record's status is not the last event's),
     ``event_after_terminal``, ``simultaneous_events``, ``unknown_event_types`` (events
-    no rule maps to a status), ``events_without_instance``, ``unknown_status`` (a
+    no rule maps to a status), ``events_without_instance``, ``events_without_time``
+    (events whose time could not be read, left out), ``unknown_status`` (a
     stretch whose status nothing tells).
 
     Parameters

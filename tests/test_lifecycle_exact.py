@@ -286,3 +286,108 @@ def test_duplicate_instances_and_bad_arguments():
     empty = ka.lifecycles(inst.iloc[:0], None, until=UNTIL)
     assert len(empty) == 0 and list(empty.columns) == list(INTERVAL_COLUMNS)
     assert list(ka.findings(empty).columns) == ["instance_id", "kind", "detail"]
+
+
+def test_timestamps_edge_cases():
+    inst = instances([
+        ("j", "HEALTHY", 0, 2, None, 2, None),       # no started_at: allocating until healthy
+        ("k", "ALLOCATING", 0, 3, None, None, None),  # two allocating stretches: one span
+        ("l", "PAUSED", 0, 4, 1, None, None),        # a status this package does not know
+    ])
+    assert spans(ka.lifecycles(inst, None, until=UNTIL)) == [
+        ("j", "ALLOCATING", 0, 2, False, "timestamps"),
+        ("j", "HEALTHY", 2, 60, True, "timestamps"),
+        ("k", "ALLOCATING", 0, 60, True, "timestamps"),
+        ("l", "ALLOCATING", 0, 1, False, "timestamps"),
+        ("l", "STARTING", 1, 4, False, "timestamps"),
+        ("l", None, 4, 60, True, "timestamps")]
+    # started_at without succeeded_at is not the detail columns: the record alone
+    partial = instances([("a", "HEALTHY", 0, 5, 1, 3, None)]).drop(columns="succeeded_at")
+    assert spans(ka.lifecycles(partial, None, until=UNTIL)) == [
+        ("a", None, 0, 5, False, "timestamps"), ("a", "HEALTHY", 5, 60, True, "timestamps")]
+
+
+def test_events_with_the_fewest_columns_and_no_creation_time():
+    inst = instances([("a", "HEALTHY", 0, 3, 1, 3, None)]).drop(columns="created_at")
+    ev = events([("a", 1, "start"), ("a", 3, "up")])[["instance_id", "when", "type"]]
+    assert spans(ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING)) == [
+        ("a", "STARTING", 1, 3, False, "events"), ("a", "HEALTHY", 3, 60, True, "events")]
+    with pytest.raises(ValueError, match="mapping"):
+        ka.lifecycles(instances([("a", "HEALTHY", 0, 3, 1, 3, None)]), None,
+                      mapping={"x": "RUNNING"})
+
+
+def test_which_silent_instances_are_said_to_lack_events():
+    inst = instances([("a", "HEALTHY", 0, 3, 1, 3, None),
+                      ("born-at-until", "HEALTHY", 60, 60, 60, 60, None),
+                      ("born-before", "HEALTHY", 59, 59, 59, 59, None),
+                      ("quiet-before", "HEALTHY", 0, 9, 1, 2, None),
+                      ("changed-at-since", "HEALTHY", 0, 10, 1, 2, None)])
+    ev = events([("a", 0, "alloc")])
+    iv = ka.lifecycles(inst, ev, since=m(10), until=UNTIL, mapping=MAPPING)
+    assert [i for i, k in kinds(iv) if k == "no_events"] == ["born-before",
+                                                              "changed-at-since"]
+    iv = ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING)
+    assert [i for i, k in kinds(iv) if k == "no_events"] == [
+        "born-before", "changed-at-since", "quiet-before"]
+
+
+def test_odd_metadata_before_the_first_event():
+    inst = instances([("a", "HEALTHY", 0, 3, 1, 3, None), ("b", "HEALTHY", 0, 3, 1, 3, None)])
+    ev = events([("a", 10, "sick", None), ("b", 10, "sick", "previousStatus=HEALTHY")])
+    for key in (None, "before"):
+        iv = ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING, previous_key=key)
+        assert [s[:4] for s in spans(iv)] == [("a", None, 0, 10), ("a", "UNHEALTHY", 10, 60),
+                                              ("b", None, 0, 10), ("b", "UNHEALTHY", 10, 60)]
+
+
+def test_the_record_at_the_very_time_of_the_last_event():
+    inst = instances([("a", "STOPPED", 0, 5, 1, 2, 5), ("b", "ALLOCATING", 0, 9, None, None,
+                                                         None),
+                      ("c", "HEALTHY", 0, 9, 1, 2, None)])
+    ev = events([("a", 0, "alloc"), ("a", 5, "up"), ("b", 0, "alloc"), ("b", 2, "start"),
+                 ("c", 0, "alloc")])
+    iv = ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING)
+    assert [s for s in spans(iv) if s[0] == "a"] == [
+        ("a", "ALLOCATING", 0, 5, False, "events"), ("a", "HEALTHY", 5, 5, False, "both"),
+        ("a", "STOPPED", 5, 5, False, "timestamps")]
+    found = ka.findings(iv)
+    assert list(zip(found["instance_id"], found["detail"], strict=True)) == [
+        ("a", "the events stop before the instance's end; STOPPED taken from its record"),
+        ("b", "the record says ALLOCATING since its last update, the last event STARTING"),
+        ("c", "the record says HEALTHY since its last update, the last event ALLOCATING")]
+
+
+def test_ten_unknown_types_are_all_named():
+    inst = instances([("a", "HEALTHY", 0, 3, 1, 3, None)])
+    for n, more in ((10, ""), (11, " and 1 more")):
+        ev = events([("a", i, f"t{i:02d}") for i in range(n)])
+        detail = ka.findings(ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING)).set_index(
+            "kind").loc["unknown_event_types", "detail"]
+        shown = ", ".join(f"t{i:02d} (1)" for i in range(10))
+        assert detail.startswith(f"{n} of {n} events (100.0%) match no rule, by type: "
+                                 f"{shown}{more}; ")
+
+
+def test_events_without_a_time_are_left_out_and_said_so():
+    inst = instances([("a", "HEALTHY", 0, 3, 1, 3, None)])
+    ev = events([("a", None, "alloc"), ("a", 1, "start"), ("a", 3, "up"), ("a", None, "up")])
+    iv = ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING)
+    assert spans(iv) == [("a", None, 0, 1, False, "events"),    # what came first is lost
+                         ("a", "STARTING", 1, 3, False, "events"),
+                         ("a", "HEALTHY", 3, 60, True, "events")]
+    found = ka.findings(iv)
+    assert list(zip(found["kind"], found["detail"], strict=True))[0] == (
+        "events_without_time", "2 events have no readable time; they were left out")
+    assert kinds(iv) == [("", "events_without_time"), ("a", "unknown_status")]
+    only = ka.lifecycles(inst, events([("a", None, "up")]), until=UNTIL, mapping=MAPPING)
+    assert [s[1] for s in spans(only)] == ["ALLOCATING", "STARTING", "HEALTHY"]
+    assert kinds(only) == [("", "events_without_time"), ("a", "no_events")]
+
+
+def test_windows_finer_than_a_microsecond_are_cut_to_whole_microseconds():
+    inst = instances([("a", "HEALTHY", 0, 3, 1, 3, None)])
+    iv = ka.lifecycles(inst, None, since=m(2) + pd.Timedelta(nanoseconds=999),
+                       until=m(30) + pd.Timedelta(nanoseconds=999))
+    assert iv["start"].tolist()[0] == m(2) and iv["end"].tolist()[-1] == m(30)
+    assert iv["start"].dtype == "datetime64[us, UTC]"
