@@ -380,8 +380,8 @@ def _clip(spans: _Spans, since: pd.Timestamp | None, until: pd.Timestamp) -> _Sp
 
 def _build(spans: _Spans, inst: pd.DataFrame) -> pd.DataFrame:
     spans = spans.take(np.lexsort((spans.end, spans.start, spans.code)))
-    open_ended = spans.open_ended if spans.open_ended is not None else \
-        np.zeros(len(spans.code), bool)
+    open_ended = spans.open_ended
+    assert open_ended is not None, "spans are clipped before they are built"
     out: dict[str, Any] = {"instance_id": inst["id"].take(spans.code).reset_index(drop=True)}
     for col in ATTRIBUTE_COLUMNS:
         if col in inst:

@@ -94,7 +94,13 @@ def test_timestamps_path_with_details_span_by_span():
     ]
     assert iv["duration"].tolist() == (iv["end"] - iv["start"]).tolist()
     assert iv["service_id"].tolist() == [f"svc-{i}" for i in iv["instance_id"]]
-    assert set(iv["region"]) == {"fra"} and iv["app_id"].isna().all()
+    assert set(iv["region"]) == {"fra"}
+    assert iv["app_id"].dtype == object and iv["app_id"].isna().all()
+    assert iv["source"].cat.categories.tolist() == ["events", "timestamps", "both"]
+    assert iv["open_ended"].dtype == bool
+    bare = iv.copy()
+    bare.attrs = {}
+    assert ka.findings(bare).empty
     assert iv.attrs["since"] is None and iv.attrs["until"] == UNTIL
     assert kinds(iv) == []   # no events were given: no event findings
 
