@@ -103,8 +103,8 @@ def _times(values: list[Any], bad: list[int]) -> pd.Series:
         if stamp is pd.NaT and v is not None:
             bad[0] += 1
         out.append(stamp)
-    return pd.Series(pd.DatetimeIndex(out).as_unit("us") if out else [],
-                     dtype=TIME_DTYPE)
+    # tz given: a column of nothing but NaT would otherwise be naive, and refused
+    return pd.Series(pd.DatetimeIndex(out, tz="UTC").as_unit("us"), dtype=TIME_DTYPE)
 
 
 def _ints(values: list[Any], bad: list[int]) -> pd.Series:
