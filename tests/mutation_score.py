@@ -41,8 +41,8 @@ CORE: dict[str, list[str]] = {
                           "test_hostile_promises.py"],
     "execute/stream.py": ["test_exec_units.py", "test_execute.py", "test_hostile_data.py",
                           "test_hostile_deadlines.py"],
-    "client.py": ["test_client.py", "test_hostile_token.py", "test_network.py",
-                  "test_hostile_deadlines.py"],
+    "client.py": ["test_client_units.py", "test_client.py", "test_hostile_token.py",
+                  "test_network.py", "test_hostile_deadlines.py"],
 }
 SKIPPED = ["tests/browser", "tests/test_notebooks.py", "tests/test_cli.py",
            "tests/test_package.py"]
