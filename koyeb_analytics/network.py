@@ -39,6 +39,11 @@ class Watchdog:
     """
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        # Also run in a forked child: the thread did not come along, and its lock may
+        # have been held at the fork. The child's own requests start a new thread.
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, socket.socket]] = []
         self._live: set[int] = set()
@@ -99,6 +104,7 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
+os.register_at_fork(after_in_child=WATCHDOG._reset)
 
 
 def _port(parts: object, scheme: str) -> int:

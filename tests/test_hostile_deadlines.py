@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 
 import pytest
@@ -59,6 +60,35 @@ def test_a_dripping_reply_ends_at_the_deadline(handler):
         elapsed = time.monotonic() - start
     # Two attempts of one second each, not the 20 s the server would drip for.
     assert 1.9 < elapsed < 4
+
+
+def _get_in_child(url: str, out) -> None:
+    client = ka.KoyebClient(TOKEN, base_url=url, timeout=1.0, max_retries=0)
+    start = time.monotonic()
+    try:
+        client.get("/v1/instances")
+        out.send(("answered", time.monotonic() - start))
+    except ka.KoyebError as exc:
+        out.send((type(exc).__name__, time.monotonic() - start))
+
+
+def test_deadlines_hold_in_a_forked_process():
+    # The deadline thread runs in this process already; a fork does not copy it, and
+    # the child must not count on it.
+    with HostileServer(dripping_body) as srv:
+        with pytest.raises(ka.DeadlineExceeded):
+            client_for(srv, timeout=0.5).get("/v1/instances")
+        ctx = multiprocessing.get_context("fork")
+        here, there = ctx.Pipe()
+        child = ctx.Process(target=_get_in_child, args=(srv.url, there))
+        child.start()
+        finished = here.poll(15)
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+    assert finished, "the forked child's request did not end at its deadline"
+    what, elapsed = here.recv()
+    assert what == "DeadlineExceeded" and 0.9 < elapsed < 3
 
 
 def test_retry_after_is_capped_and_garbage_is_no_hint():
