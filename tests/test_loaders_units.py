@@ -4,6 +4,7 @@ server that is not the simulator), attrs, id chunks, read-ahead estimates, metad
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from urllib.parse import parse_qs, urlsplit
 
@@ -388,3 +389,87 @@ def test_a_listing_whose_every_time_is_unreadable_is_kept_with_a_note():
     assert df["id"].tolist() == [rows[0]["id"]] and df["created_at"].isna().all()
     assert str(df["created_at"].dtype) == "datetime64[us, UTC]"
     assert any("created_at" in n for n in df.attrs["notes"])
+
+
+def test_progress_bars_appear_only_when_asked_and_say_what_they_count(capfd):
+    rows = [instance(k) for k in range(401)]      # 5 pages, 401 instances to detail
+    with listing(rows) as srv:
+        ka.load_instances(client_for(srv), details=True, names=False, progress=False)
+        assert capfd.readouterr().err == ""
+        ka.load_instances(client_for(srv), details=True, names=False)   # progress: default
+        err = capfd.readouterr().err
+    # leave=False: each bar is wiped when done; its first drawing says what it counts
+    assert "\rinstances:   0%|          | 0/5 [00:00<?, ?page/s]" in err
+    assert "\rinstance details:   0%|          | 0/401 [00:00<?, ?instance/s]" in err
+    with listing(rows[:100]) as srv:            # 100 details: no bar
+        ka.load_instances(client_for(srv), details=True, names=False)
+        assert "instance details" not in capfd.readouterr().err
+
+
+def test_details_columns_and_a_detail_reply_that_is_not_an_instance():
+    rows = [instance(k) for k in range(3)]
+    with listing(rows) as srv:
+        df = ka.load_instances(client_for(srv), details=True, names=False, progress=False)
+    assert list(df.columns) == [*ka.schema.INSTANCE_COLUMNS, *ka.schema.INSTANCE_DETAIL_COLUMNS]
+    assert list(df.index) == [0, 1, 2]
+
+    def route(req, srv):
+        if req.path == "/v1/instances":
+            return 200, {"instances": rows, "count": 3}, {}
+        return 200, {"instance": None}, {}
+    with HostileServer(rest(route)) as srv, pytest.raises(ka.IncompleteListingError) as info:
+        ka.load_instances(client_for(srv, concurrency=1), details=True, names=False,
+                          progress=False)
+    assert str(info.value).startswith("listing /v1/instances/{id} stopped after 1 page(s); "
+                                      "3 row(s) received are kept in .partial. Cause: GET "
+                                      f"/v1/instances/{rows[0]['id']}: 'instance' is null")
+    assert info.value.pages == 1
+
+
+def test_ids_from_a_listing_are_quoted_in_detail_paths():
+    rows = [{**instance(0), "id": "a/../b c"}]
+    with listing(rows) as srv:
+        ka.load_instances(client_for(srv), details=True, names=False, progress=False)
+        paths = [r.target for r in srv.requests if r.path != "/v1/instances"]
+    assert paths == ["/v1/instances/a%2F..%2Fb%20c"]
+
+
+def test_a_listing_that_fails_part_way_names_itself():
+    rows = [instance(k) for k in range(250)]
+
+    def route(req, srv):
+        offset = int(req.query.get("offset", 0))
+        if offset >= 100:
+            return 500, {"code": "internal", "message": "boom"}, {}
+        return 200, {"instances": rows[:100], "count": 250}, {}
+    with HostileServer(rest(route)) as srv, pytest.raises(ka.IncompleteListingError) as info:
+        ka.load_instances(client_for(srv, read_ahead="none"), names=False, progress=False)
+    assert str(info.value).startswith("listing /v1/instances stopped after 1 page(s); 100 "
+                                      "row(s) received are kept in .partial. Cause: ")
+    assert len(info.value.partial) == 100 and info.value.pages == 1
+
+
+@pytest.mark.parametrize("read_ahead, most", [("none", 1), ("pipelined", 1), ("threads", 4)])
+def test_requests_in_flight_follow_read_ahead(read_ahead, most):
+    rows = [instance(k) for k in range(500)]
+    state = {"now": 0, "most": 0}
+
+    def route(req, srv):
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        time.sleep(0.2)
+        state["now"] -= 1
+        offset, limit = int(req.query["offset"]), int(req.query["limit"])
+        return 200, {"instances": rows[offset:offset + limit], "count": 500}, {}
+    with HostileServer(rest(route)) as srv:
+        df = ka.load_instances(client_for(srv, read_ahead=read_ahead, concurrency=4),
+                               names=False, progress=False)
+    assert len(df) == 500 and state["most"] == most
+
+
+def test_metadata_that_is_not_an_object_expands_to_nothing():
+    evs = [event(0, metadata="text"), event(1, metadata=[1, 2]), event(2, metadata={"k": 1})]
+    with listing(events=evs) as srv:
+        df = ka.load_events(client_for(srv), expand_metadata=True, progress=False)
+    assert df["metadata_k"].isna().tolist() == [True, True, False]
+    assert [c for c in df.columns if c.startswith("metadata_")] == ["metadata_k"]
