@@ -427,3 +427,94 @@ def test_a_cancelled_token_returns_before_connecting():
         warnings.simplefilter("error")
         result = ka.exec_command(client, ["id"], instance_id=IID, cancel=token)
     assert (result.error, result.exited, result.started_at) == ("cancelled", False, None)
+
+
+def frame(stdout=None, stderr=None, *, exited=False, code=0):
+    from koyeb_analytics.execute import result_frame as encode
+    return ws_frame(encode(stdout, stderr, exited=exited, exit_code=code))
+
+
+def test_callbacks_spill_check_and_redaction(tmp_path):
+    replies = [frame(b"API_TOKEN=abc123\n"), frame(None, b"e1"), frame(b"x" * 50, b"e2"),
+               frame(exited=True, code=3)]
+    seen = []
+    with scripted(replies) as srv:
+        result = ka.exec_command(client_for(srv), ["env"], instance_id=IID, timeout=5,
+                                 on_stdout=lambda b: seen.append(("out", b)),
+                                 on_stderr=lambda b: seen.append(("err", b)),
+                                 spill_to=tmp_path / "out", max_output=20)
+    assert seen == [("out", b"API_TOKEN=abc123\n"), ("err", b"e1"), ("out", b"x" * 50),
+                    ("err", b"e2")]
+    assert (tmp_path / "out").read_bytes() == b"API_TOKEN=abc123\n" + b"x" * 50
+    assert (tmp_path / "out.stderr").read_bytes() == b"e1e2"
+    # kept: the first 10 bytes and the last 10, the middle counted; then redacted
+    assert (result.stdout, result.stdout_dropped) == (b"API_TOKEN=[redacted]", 47)
+    assert (result.stderr, result.stderr_dropped) == (b"e1e2", 0)
+    assert (result.exit_code, result.exited, result.status, result.error) == (3, True,
+                                                                              "exit 3", None)
+    assert (result.instance_id, result.service_id, result.command, result.tty) == (
+        IID, None, ("env",), False)
+    assert result.redacted == 1 and result.started_at <= result.ended_at
+    with scripted(replies) as srv:
+        secret = ka.exec_command(client_for(srv), ["env"], instance_id=IID, timeout=5)
+        raw = ka.exec_command(client_for(srv), ["env"], instance_id=IID, timeout=5,
+                              redact=False)
+    assert secret.stdout.startswith(b"API_TOKEN=[redacted]\n") and secret.redacted == 1
+    assert raw.stdout.startswith(b"API_TOKEN=abc123\n") and raw.redacted is None
+    with scripted(replies) as srv, pytest.raises(ka.ExecFailedError) as info:
+        ka.exec_command(client_for(srv), ["env"], instance_id=IID, timeout=5, check=True)
+    assert info.value.result.exit_code == 3
+    ok = [frame(b"fine"), frame(exited=True, code=0)]
+    with scripted(ok) as srv:
+        assert ka.exec_command(client_for(srv), "true", service_id=OTHER, timeout=5,
+                               check=True, tty=True).stdout == b"fine"
+        first = json.loads(srv.state["frames"][0][1])
+    assert first == {"id": OTHER, "idType": "SERVICE_ID",
+                     "body": {"command": ["sh", "-c", "true"], "disableTty": False}}
+
+
+def test_exec_many_rows_hold_each_result():
+    answers = {IID: [frame(b"one\n"), frame(exited=True, code=0)],
+               OTHER: [frame(None, b"PASSWORD=x\n"), frame(exited=True, code=2)]}
+
+    def handler(conn, srv):
+        req = srv.next_request(conn)
+        if req is None:
+            return
+        ws_accept(conn, req)
+        conn.settimeout(5)
+        first = read_client_frame(conn)
+        if first is None:
+            return
+        conn.sendall(b"".join(answers[json.loads(first[1])["id"]]))
+        time.sleep(0.3)
+    with HostileServer(handler) as srv:
+        runs = ka.exec_many(client_for(srv), pd.DataFrame({
+            "id": [OTHER, IID], "service_id": ["s2", "s1"], "region": ["was", "fra"]}),
+            ["id"], timeout=5, concurrency=2)
+    assert list(runs.columns) == list(ka.execute.MANY_COLUMNS)
+    assert runs.attrs["command"] == ["id"]
+    assert runs[["instance_id", "service_id", "region", "stdout", "stderr"]].values.tolist() == [
+        [OTHER, "s2", "was", "", "PASSWORD=[redacted]\n"], [IID, "s1", "fra", "one\n", ""]]
+    assert runs["exit_code"].tolist() == [2, 0] and str(runs["exit_code"].dtype) == "Int64"
+    assert runs["redacted"].tolist() == [1, 0] and str(runs["redacted"].dtype) == "Int64"
+    assert runs["exited"].tolist() == [True, True]
+    assert runs["timed_out"].tolist() == [False, False]
+    assert runs["error"].isna().all() and runs["duration"].dtype == "timedelta64[us]"
+    assert (runs["duration"] >= pd.Timedelta(0)).all()
+
+
+def test_exec_many_turns_any_exception_into_an_error_row(monkeypatch):
+    from koyeb_analytics.execute import fanout
+
+    def boom(client, argv, **kwargs):
+        if kwargs["instance_id"] == IID:
+            raise RuntimeError(f"bad {TOKEN}")
+        raise ka.NotFoundError(404, "not_found", "gone", path="/x")
+    monkeypatch.setattr(fanout, "exec_command", boom)
+    client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9")
+    runs = ka.exec_many(client, [IID, OTHER], ["id"])
+    assert runs["error"].tolist() == ["RuntimeError: bad <hidden>", "404 on /x: gone (not_found)"]
+    assert runs["exit_code"].isna().all() and not runs["exited"].any()
+    assert (runs["duration"] == pd.Timedelta(0)).all()
+    assert runs["stdout"].tolist() == ["", ""]
