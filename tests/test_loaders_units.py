@@ -335,8 +335,10 @@ def test_id_chunks_fill_the_query_and_no_more():
     assert _id_chunks([huge, "a"]) == [[huge], ["a"]]
 
 
-def page(*minutes):
-    return [{"when": (BASE + pd.Timedelta(minutes=m)).isoformat()} for m in minutes]
+def page(newest, oldest):
+    """A page of three events, newest first (the middle one halfway)."""
+    return [{"when": (BASE + pd.Timedelta(minutes=m)).isoformat()}
+            for m in (newest, (newest + oldest) / 2, oldest)]
 
 
 def test_pages_left_estimates_from_the_time_each_page_covered():
@@ -351,7 +353,7 @@ def test_pages_left_estimates_from_the_time_each_page_covered():
     assert fresh(page(40, 20)) == 2.0     # 3 pages read for 30 min: 10 a page, 20 to go
     assert math.isnan(_pages_left(None)(page(10, 0)))
     newest_only = _pages_left(BASE)
-    assert math.isnan(newest_only([{"when": "bad"}] + page(30)))   # one time: no span
+    assert math.isnan(newest_only([{"when": "bad"}, page(30, 30)[0]]))  # one time: no span
     assert newest_only(page(30, 10)) == 1.0
 
 
@@ -473,3 +475,98 @@ def test_metadata_that_is_not_an_object_expands_to_nothing():
         df = ka.load_events(client_for(srv), expand_metadata=True, progress=False)
     assert df["metadata_k"].isna().tolist() == [True, True, False]
     assert [c for c in df.columns if c.startswith("metadata_")] == ["metadata_k"]
+
+
+def test_a_failed_listing_is_typed_by_its_cause():
+    def route(req, srv):
+        if req.path == "/v1/instance_events":
+            return 200, b"[not an object", {}
+        return 503, {"code": "unavailable"}, {}
+    with HostileServer(rest(route)) as srv:
+        with pytest.raises(ka.IncompleteListingError) as info:
+            ka.load_instances(client_for(srv), names=False, progress=False)
+        assert type(info.value) is ka.IncompleteListingError
+        assert str(info.value).startswith("listing /v1/instances stopped after 0 page(s)")
+        with pytest.raises(ka.MalformedListingError) as info:
+            ka.load_events(client_for(srv), progress=False)
+        assert str(info.value).startswith("listing /v1/instance_events stopped after 0 "
+                                          "page(s); 0 row(s) received")
+
+
+def test_an_events_window_stops_at_the_first_page_reaching_past_since():
+    evs = [event(k) for k in range(300)]          # pages of 100, newest first
+    with listing(events=evs) as srv:
+        df = ka.load_events(client_for(srv, read_ahead="none"),
+                            since=BASE + pd.Timedelta(minutes=250), progress=False)
+        assert (len(df), df.attrs["pages"]) == (50, 1)
+        assert isinstance(df.attrs["fetched_at"], pd.Timestamp)
+        # the oldest event of page one is exactly at since: the next page may hold more
+        # events of that very time, so it is read
+        df = ka.load_events(client_for(srv, read_ahead="none"),
+                            since=BASE + pd.Timedelta(minutes=200), progress=False)
+        assert (len(df), df.attrs["pages"]) == (100, 2)
+
+
+def test_a_short_window_read_ahead_on_threads_wastes_no_page():
+    evs = [event(k) for k in range(1000)]
+    with listing(events=evs) as srv:
+        df = ka.load_events(client_for(srv, read_ahead="threads", concurrency=4),
+                            since=BASE + pd.Timedelta(minutes=850), progress=False)
+        asked = len(queries(srv, "/v1/instance_events"))
+    assert len(df) == 150 and (df.attrs["pages"], df.attrs["pages_discarded"], asked) == (
+        2, 0, 2)
+
+
+def test_events_progress_bar_and_requests_in_flight(capfd):
+    evs = [event(k) for k in range(450)]
+    with listing(events=evs) as srv:
+        ka.load_events(client_for(srv), progress=False)
+        assert capfd.readouterr().err == ""
+        ka.load_events(client_for(srv))
+        assert "\revents: " in capfd.readouterr().err
+    state = {"now": 0, "most": 0}
+
+    def route(req, srv):
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        time.sleep(0.1)
+        state["now"] -= 1
+        offset, limit = int(req.query["offset"]), int(req.query["limit"])
+        return 200, {"events": evs[::-1][offset:offset + limit], "count": 450}, {}
+    for read_ahead, most in (("none", 1), ("threads", 4)):
+        state["most"] = 0
+        with HostileServer(rest(route)) as srv:
+            df = ka.load_events(client_for(srv, read_ahead=read_ahead, concurrency=4),
+                                progress=False)
+        assert len(df) == 450 and state["most"] == most, read_ahead
+
+
+def test_details_narrow_the_window_by_the_exact_end():
+    rows = [instance(0, status="STOPPED", updated_at="2026-11-20T05:00:00Z"),
+            instance(1, status="STOPPED", updated_at="2026-11-20T05:00:00Z"),
+            instance(2)]
+    ends = {rows[0]["id"]: "2026-11-20T02:00:00Z", rows[1]["id"]: "2026-11-20T04:30:00Z"}
+
+    def route(req, srv):
+        if req.path == "/v1/instances":
+            return 200, {"instances": rows, "count": 3}, {}
+        iid = req.path.rsplit("/", 1)[1]
+        body = next(r for r in rows if r["id"] == iid)
+        return 200, {"instance": {**body, "terminated_at": ends.get(iid)}}, {}
+    since = BASE + pd.Timedelta(hours=4)
+    with HostileServer(rest(route)) as srv:
+        df = ka.load_instances(client_for(srv), since=since, details=True, names=False,
+                               progress=False)
+    assert df["id"].tolist() == [rows[1]["id"], rows[2]["id"]]
+    assert list(df.index) == [0, 1]
+    assert list(df.columns) == [*ka.schema.INSTANCE_COLUMNS, *ka.schema.INSTANCE_DETAIL_COLUMNS]
+    assert df.attrs["query"]["since"] == "2026-11-20T04:00:00+00:00"
+    assert isinstance(df.attrs["fetched_at"], pd.Timestamp)
+
+
+def test_frames_from_the_simulator_say_so():
+    with ka.simulate(seed=3, days=1, services=1) as sim:
+        inst = ka.load_instances(sim.client(), progress=False)
+        ev = ka.load_events(sim.client(), window="1h", progress=False)
+    assert inst.attrs["simulated"] is True and ev.attrs["simulated"] is True
+    assert inst["service_name"].notna().all()
