@@ -518,3 +518,60 @@ def test_exec_many_turns_any_exception_into_an_error_row(monkeypatch):
     assert runs["exit_code"].isna().all() and not runs["exited"].any()
     assert (runs["duration"] == pd.Timedelta(0)).all()
     assert runs["stdout"].tolist() == ["", ""]
+
+
+def silent_after(replies):
+    """Sends ``replies`` after the first frame, then keeps the socket open, silent."""
+    def handler(conn, srv):
+        req = srv.next_request(conn)
+        if req is None:
+            return
+        ws_accept(conn, req)
+        conn.settimeout(5)
+        if read_client_frame(conn) is None:
+            return
+        conn.sendall(b"".join(replies))
+        time.sleep(10)
+    return HostileServer(handler)
+
+
+def test_a_cancel_from_another_thread_ends_the_runs_with_what_came():
+    import threading
+    token = CancelToken()
+    with silent_after([frame(b"partial")]) as srv:
+        client = client_for(srv)
+        threading.Timer(0.5, token.cancel).start()
+        start = time.monotonic()
+        runs = ka.exec_many(client, [IID, OTHER], ["sleep", "100"], timeout=8, cancel=token)
+        elapsed = time.monotonic() - start
+    assert runs["error"].tolist() == ["cancelled", "cancelled"]
+    assert runs["stdout"].tolist() == ["partial", "partial"]
+    assert not runs["timed_out"].any() and runs["exit_code"].isna().all()
+    assert elapsed < 4
+
+
+def test_an_interrupt_keeps_the_output_so_far():
+    def interrupt(data):
+        if data == b"second":
+            raise KeyboardInterrupt
+    with silent_after([frame(b"first"), frame(b"second")]) as srv, \
+            pytest.raises(ka.ExecInterrupted) as info:
+        ka.exec_command(client_for(srv), ["top"], instance_id=IID, timeout=8,
+                        on_stdout=interrupt)
+    result = info.value.result
+    assert (result.stdout, result.error, result.exited) == (b"firstsecond", "interrupted",
+                                                            False)
+
+
+def test_a_session_that_ends_before_stdin_is_sent_is_a_result():
+    def handler(conn, srv):
+        req = srv.next_request(conn)
+        if req is None:
+            return
+        ws_accept(conn, req)
+        conn.shutdown(socket.SHUT_RDWR)
+    with HostileServer(handler) as srv:
+        result = ka.exec_command(client_for(srv), ["cat"], instance_id=IID, timeout=5,
+                                 stdin=b"x" * 100_000)
+    assert result.error == "connection dropped before the command's exit"
+    assert (result.exit_code, result.stdout) == (None, b"")
