@@ -173,7 +173,7 @@ def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: 
             if count > 0:
                 stats.warn(f"{desc}: the server claims {count} rows but sent none; stopping")
             return
-        planned = range(limit, count, limit) if len(page) >= limit else range(0)
+        planned = range(limit, count, limit)  # empty after a short page: count <= its rows
         bar.start(len(planned) + 1)
         bar.update(True)
         latest, end, last_full = count, len(page), len(page) >= limit

@@ -28,7 +28,8 @@ CORE: dict[str, list[str]] = {
     # module: the tests that exercise it (running the whole suite for each of several
     # thousand mutants would take days on 2 cores)
     "classify.py": ["test_classify.py", "test_lifecycle.py", "test_hostile_inputs.py"],
-    "pagination.py": ["test_pagination.py", "test_hostile_listings.py", "test_loaders.py"],
+    "pagination.py": ["test_pagination_units.py", "test_pagination.py",
+                      "test_hostile_listings.py", "test_loaders.py"],
     "analysis.py": ["test_analysis.py"],
     "execute/codec.py": ["test_codec.py", "test_hostile_data.py"],
     "lifecycle.py": ["test_lifecycle_exact.py", "test_lifecycle.py", "test_hostile_inputs.py",
