@@ -575,3 +575,49 @@ def test_a_session_that_ends_before_stdin_is_sent_is_a_result():
                                  stdin=b"x" * 100_000)
     assert result.error == "connection dropped before the command's exit"
     assert (result.exit_code, result.stdout) == (None, b"")
+
+
+def test_handshakes_that_fail():
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    client = ka.KoyebClient(TOKEN, base_url=f"http://127.0.0.1:{port}", timeout=2)
+    with pytest.raises(ka.TransportError) as info:
+        ka.exec_command(client, ["id"], instance_id=IID, timeout=5)
+    assert type(info.value) is ka.TransportError
+    assert str(info.value).startswith("exec connection failed: ")
+
+    def answer(status, body):
+        def handler(conn, srv):
+            if srv.next_request(conn) is None:
+                return
+            from .hostile import http_reply
+            http_reply(conn, status, body)
+        return HostileServer(handler)
+    with answer(404, {"code": "not_found", "message": f"no {TOKEN}"}) as srv, \
+            pytest.raises(ka.NotFoundError) as info:
+        ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
+    assert (info.value.status, info.value.message, info.value.path) == (
+        404, "no <hidden>", "/v1/streams/instances/exec")
+    with answer(200, {"ok": True}) as srv, pytest.raises(ka.TransportError) as info:
+        ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
+    assert not isinstance(info.value, ka.APIError) and TOKEN not in str(info.value)
+
+
+def test_a_stalled_handshake_ends_at_the_run_timeout_when_it_is_shorter():
+    def handler(conn, srv):
+        srv.next_request(conn)
+        time.sleep(5)   # never answers
+    with HostileServer(handler) as srv:
+        start = time.monotonic()
+        with pytest.raises(ka.DeadlineExceeded):
+            ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=0.5)
+        assert time.monotonic() - start < 2          # not the client's 5 s
+        s = ExecStream(client_for(srv), IID, ["id"], timeout=30, connect_timeout=0.5)
+        start = time.monotonic()
+        with pytest.raises(ka.DeadlineExceeded):
+            s.open()
+        assert time.monotonic() - start < 2
+        assert s.deadline is not None and s.deadline - time.monotonic() > 25
+        assert s.started_at is not None
