@@ -47,7 +47,7 @@ def _read_cli_config(path: Path) -> dict[str, str]:
     """Read the flat ``key: value`` YAML the Koyeb CLI writes (token, url, …)."""
     values: dict[str, str] = {}
     for line in path.read_text().splitlines():
-        if ":" not in line or line.lstrip().startswith("#") or line.startswith((" ", "\t")):
+        if ":" not in line or line.startswith(("#", " ", "\t")):
             continue
         key, _, value = line.partition(":")
         values[key.strip()] = value.strip().strip("'\"")
@@ -72,7 +72,7 @@ def discover_credentials() -> tuple[str, str | None]:
     if config_path.is_file():
         try:
             config = _read_cli_config(config_path)
-            config_note = "no 'token' key" if not config.get("token") else "found"
+            config_note = "no 'token' key"  # said only when no token was found
         except (OSError, UnicodeDecodeError) as exc:
             config_note = f"unreadable ({type(exc).__name__})"
     token = (os.environ.get("KOYEB_TOKEN") or os.environ.get("KOYEB_API_TOKEN")
@@ -349,7 +349,7 @@ class KoyebClient:
     # -- what exec needs ----------------------------------------------------------
     def scrub(self, text: str) -> str:
         """``text`` with the token replaced by ``<hidden>``."""
-        return text.replace(self._token, "<hidden>") if self._token else text
+        return text.replace(self._token, "<hidden>")  # never empty: checked at init
 
     def websocket_url(self, path: str) -> str:
         """The ws(s):// URL of ``path`` on this API."""
@@ -574,12 +574,11 @@ class KoyebClient:
         code, message = "", ""
         fields: list[Any] = []
         try:
-            body = json.loads(content) if content else None
+            body = json.loads(content)
         except (ValueError, RecursionError):
             body = None
         if isinstance(body, dict):
-            raw_code = body.get("code", "")
-            code = raw_code if isinstance(raw_code, str) else str(raw_code)
+            code = str(body.get("code", ""))
             message = str(body.get("message") or "")[:500]
             raw_fields = body.get("fields")
             fields = [f for f in raw_fields if isinstance(f, dict)][:50] \

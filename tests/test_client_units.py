@@ -39,10 +39,10 @@ def no_env(monkeypatch, tmp_path):
 # -- credentials --------------------------------------------------------------------
 def test_cli_config_is_read_as_flat_key_values(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("# a comment\ntoken: 'abc'\nurl: \"https://x\"\n  nested: no\n"
-                    "\tnested2: no\nplain line\nempty:\nkey : spaced : value\n")
+    path.write_text("# token: commented\ntoken: 'abc'\nurl: \"https://x\"\n  nested: no\n"
+                    "\tnested2: no\nplain line\nempty:\nkey : spaced : value\nx: Xy\n")
     assert _read_cli_config(path) == {"token": "abc", "url": "https://x", "empty": "",
-                                      "key": "spaced : value"}
+                                      "key": "spaced : value", "x": "Xy"}
 
 
 def test_credentials_in_order(no_env, monkeypatch):
@@ -65,6 +65,7 @@ def test_credentials_in_order(no_env, monkeypatch):
 
 @pytest.mark.parametrize("content, note", [
     (None, "not found"), ("url: https://x\n", "no 'token' key"),
+    ("token: ''\n", "no 'token' key"),
     (b"\xff\xfe", "unreadable (UnicodeDecodeError)")])
 def test_no_token_says_where_it_looked(no_env, monkeypatch, content, note):
     cfg = no_env / "k.yaml"
@@ -174,6 +175,7 @@ def test_what_exec_needs():
     assert c.scrub("a tok-1 b tok-1") == "a <hidden> b <hidden>"
     err = c.error_from_reply(404, b'{"code": "not_found", "message": "tok-1 gone"}', "/p")
     assert isinstance(err, ka.NotFoundError) and err.message == "<hidden> gone"
+    assert (err.path, err.status, err.code) == ("/p", 404, "not_found")
 
 
 def test_is_loopback():
@@ -226,7 +228,7 @@ def test_gzip_and_deflate_bodies_are_decoded():
     payload = json.dumps({"ok": 1, "pad": "x" * 1000}).encode()
     for encoding, body in (("gzip", gzip.compress(payload)), ("deflate", zlib.compress(payload)),
                            ("x-gzip", gzip.compress(payload)), ("identity", payload),
-                           (" GZIP ", gzip.compress(payload))):
+                           (" GZIP ", gzip.compress(payload)), ("", payload)):
         with one_reply(200, body, {"Content-Encoding": encoding}) as srv:
             assert client_for(srv).get("/p") == {"ok": 1, "pad": "x" * 1000}, encoding
 
@@ -257,6 +259,7 @@ def test_caps_hold_for_declared_chunked_and_decoded_sizes():
         client_for(srv, max_response_bytes=100).get("/p")
     assert str(info.value) == ("GET /p: the reply holds more than the 100-byte cap "
                                "(max_response_bytes); stopped reading")
+    assert info.value.status == 200
     with HostileServer(lambda c, s: chunked(c, s, pieces)) as srv:
         assert client_for(srv, max_response_bytes=129).get("/p") == {"a": "x" * 120}
     bomb = gzip.compress(b'{"a": "' + b"0" * 100_000 + b'"}')
@@ -265,6 +268,7 @@ def test_caps_hold_for_declared_chunked_and_decoded_sizes():
         client_for(srv, max_response_bytes=1000).get("/p")
     assert str(info.value) == ("GET /p: the reply decoded from gzip holds more than the "
                                "1000-byte cap (max_response_bytes); stopped reading")
+    assert info.value.status == 200
 
 
 def test_bodies_that_cannot_be_decoded():
@@ -272,10 +276,12 @@ def test_bodies_that_cannot_be_decoded():
             pytest.raises(ka.MalformedResponseError) as info:
         client_for(srv).get("/p")
     assert str(info.value).startswith("GET /p: the gzip body is corrupt (")
+    assert info.value.status == 200
     with one_reply(200, b"{}", {"Content-Encoding": "br"}) as srv, \
             pytest.raises(ka.MalformedResponseError) as info:
         client_for(srv).get("/p")
     assert str(info.value) == "GET /p: unsupported Content-Encoding 'br'"
+    assert info.value.status == 200
     for body, start in ((b"[1, 2]", "[1, 2]"), (b"\xff" + TOKEN.encode(), "\ufffd<hidden>"),
                         (b"x" * 300, "x" * 200)):
         with one_reply(200, body) as srv, pytest.raises(ka.MalformedResponseError) as info:
@@ -292,6 +298,9 @@ def test_bodies_that_cannot_be_decoded():
     (429, b"", ka.RateLimitError, "rate_limit_exceeded", "Rate limit exceeded"),
     (500, b"<html>oops</html>  ", ka.ServerError, "", "non-JSON error body: <html>oops</html>"),
     (502, b"", ka.ServerError, "", ""),
+    (500, b"\xff" + b"y" * 300, ka.ServerError, "", "non-JSON error body: \ufffd" + "y" * 119),
+    (400, {"message": "no code"}, ka.BadRequestError, "", "no code"),
+    (400, {"code": None}, ka.BadRequestError, "None", ""),
     (403, {"code": "c" * 150, "message": "m" * 600}, ka.PermissionDeniedError, "c" * 100,
      "m" * 500),
     (401, {"code": "unauth", "message": f"bad {TOKEN}"}, ka.AuthenticationError, "unauth",
@@ -315,13 +324,14 @@ def test_fields_are_capped_and_scrubbed():
     assert info.value.fields[0] == {"field": "f0", "description": "<hidden>"}
 
 
-@pytest.mark.parametrize("status", [301, 302, 307, 308, 399])
+@pytest.mark.parametrize("status", [300, 301, 302, 307, 308, 399])
 def test_redirects_are_an_error_naming_why(status):
     with one_reply(status, b"", {"Location": "http://elsewhere.example/"}) as srv, \
             pytest.raises(ka.MalformedResponseError) as info:
         client_for(srv).get("/p")
     assert str(info.value) == (f"GET /p answered {status} (a redirect): not followed, so that "
                                "the token never goes to another host")
+    assert info.value.status == status
 
 
 # -- retries ------------------------------------------------------------------------
@@ -361,10 +371,12 @@ def test_transport_failures_are_retried_then_raised(caplog):
             conn.shutdown(socket.SHUT_RDWR)  # no answer at all
             return
         http_reply(conn, 200, {"ok": True})
-    with HostileServer(handler) as srv, caplog.at_level(logging.INFO, "koyeb_analytics"):
+    with HostileServer(handler) as srv, caplog.at_level(logging.DEBUG, "koyeb_analytics"):
         c = client_for(srv, max_retries=2, backoff_factor=0, backoff_max=0)
         assert c.get("/p") == {"ok": True}
     assert len(calls) == 3
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG][:2] == [
+        "GET /p failed: TransportError", "GET /p failed: TransportError"]
     assert sum("retrying in 0.0 s" in r.getMessage() for r in caplog.records) == 2
     calls.clear()
     with HostileServer(handler) as srv, pytest.raises(ka.TransportError) as info:
@@ -402,5 +414,103 @@ def test_query_parameters_repeat_list_values():
         headers = srv.requests[0].headers
     assert targets == ["/v1/x?a=1&a=2&b=c+d", "/v1/y?k=v&k=w", "/v1/z"]
     assert headers["authorization"] == f"Bearer {TOKEN}"
+    assert headers["host"] == f"127.0.0.1:{srv.port}"
     assert (headers["accept"], headers["accept-encoding"], headers["user-agent"]) == (
         "application/json", "gzip", "koyeb-analytics")
+
+
+def test_a_refused_connection_names_its_cause():
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    c = ka.KoyebClient(TOKEN, base_url=f"http://127.0.0.1:{port}", max_retries=0, timeout=2)
+    with pytest.raises(ka.TransportError) as info:
+        c.get("/p")
+    assert str(info.value) == f"GET /p failed: cannot connect to 127.0.0.1:{port}: " \
+                              "Connection refused"
+
+    def garbage(conn, srv):
+        if srv.next_request(conn) is not None:
+            conn.sendall(b"SPAM/9 nonsense\r\n\r\n")
+    with HostileServer(garbage) as srv, pytest.raises(ka.TransportError) as info:
+        client_for(srv).get("/p")
+    assert str(info.value) == "GET /p failed: BadStatusLine: SPAM/9 nonsense\r\n"
+
+
+def test_connections_are_pooled_up_to_the_pool_size():
+    import concurrent.futures
+    import threading
+
+    gate = threading.Barrier(11, timeout=10)
+
+    def route(req, srv):
+        gate.wait()          # eleven requests in flight at once: eleven connections
+        return 200, {}, {}
+    with HostileServer(rest(route)) as srv:
+        c = client_for(srv, concurrency=1)
+        with concurrent.futures.ThreadPoolExecutor(11) as pool:
+            list(pool.map(lambda _: c.get("/p"), range(11)))
+        assert srv.connections == 11 and len(c._idle) == 10   # max(concurrency, 10)
+    with one_reply(200, {}, {"Connection": "close"}) as srv:
+        c = client_for(srv)
+        c.get("/p")
+        c.get("/p")
+        assert len(c._idle) == 0 and srv.connections == 2
+
+
+def test_get_each_pipelines_on_one_connection_in_order():
+    def route(req, srv):
+        return 200, {"q": req.query.get("n")}, {}
+    with HostileServer(rest(route)) as srv:
+        c = client_for(srv)
+        assert [r["q"] for r in c.get_each("/p", [{"n": i} for i in range(5)])] == [
+            "0", "1", "2", "3", "4"]
+        assert srv.connections == 1 and len(srv.requests) == 5
+        assert list(c.get_each("/p", [])) == [] and len(srv.requests) == 5
+
+
+def test_get_each_with_last_sends_nothing_after_the_last():
+    def route(req, srv):
+        return 200, {"q": int(req.query["n"])}, {}
+    with HostileServer(rest(route)) as srv:
+        c = client_for(srv)
+        got = list(c.get_each("/p", ({"n": i} for i in range(10)),
+                              last=lambda reply: reply["q"] == 3))
+        time.sleep(0.2)
+        assert [r["q"] for r in got] == [0, 1, 2, 3]
+        assert [r.query["n"] for r in srv.requests] == ["0", "1", "2", "3"]
+        assert srv.connections == 1
+        assert list(c.get_each("/p", [{"n": 7}], last=lambda reply: False)) == [{"q": 7}]
+
+
+def test_get_each_sends_again_what_failed_on_the_way():
+    def handler(conn, srv):
+        # one answer per connection, and a 503 for n=2 the first time
+        req = srv.next_request(conn)
+        if req is None:
+            return
+        if req.query["n"] == "2" and not srv.state.get("failed"):
+            srv.state["failed"] = True
+            http_reply(conn, 503, {"code": "unavailable"})
+            return
+        http_reply(conn, 200, {"q": req.query["n"]}, {"Connection": "close"})
+    with HostileServer(handler) as srv:
+        c = client_for(srv, max_retries=2, backoff_factor=0, backoff_max=0)
+        got = [r["q"] for r in c.get_each("/p", [{"n": i} for i in range(4)])]
+    assert got == ["0", "1", "2", "3"]
+    assert sorted(r.query["n"] for r in srv.requests).count("2") == 2
+
+
+def test_a_decompression_bomb_never_inflates_past_the_cap():
+    import tracemalloc
+
+    bomb = gzip.compress(b"0" * (64 * 2**20))
+    with one_reply(200, bomb, {"Content-Encoding": "gzip"}) as srv:
+        c = client_for(srv, max_response_bytes=2**20)
+        tracemalloc.start()
+        with pytest.raises(ka.MalformedResponseError, match="decoded from gzip"):
+            c.get("/p")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 16 * 2**20     # a few times the cap, never the 64 MiB inside
