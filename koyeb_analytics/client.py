@@ -373,6 +373,10 @@ class KoyebClient:
 
     def _connection(self, deadline: float) -> http.client.HTTPConnection:
         conn = http.client.HTTPConnection(self._host, self._port)
+        # Never let http.client reconnect by itself (after a "Connection: close" reply):
+        # its own socket would skip TLS, the proxy and the deadline, and an https token
+        # would go out in the clear. A closed connection raises; the caller opens anew.
+        conn.auto_open = 0
         conn.sock = self.network.open(self._scheme, self._host, self._port, deadline=deadline)
         return conn
 

@@ -349,8 +349,8 @@ def test_each_retry_status_is_retried_and_others_are_not(caplog):
     with flaky([429, 502, 503, 504]) as srv, caplog.at_level(logging.INFO, "koyeb_analytics"):
         assert client_for(srv, max_retries=4).get("/p") == {"n": 5}
     retried = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
-    assert len(retried) == 4 and "(retry 4 of 4)" in retried[-1]
-    assert "answered 429 to GET /p; retrying in 0.0 s (retry 1 of 4)" in retried[0]
+    assert retried == [f"127.0.0.1 answered {s} to GET /p; retrying in 0.0 s (retry {k} of 4)"
+                       for k, s in enumerate((429, 502, 503, 504), start=1)]
     for status in (500, 501, 400):
         with flaky([status]) as srv, pytest.raises(ka.APIError):
             client_for(srv, max_retries=3).get("/p")
@@ -378,11 +378,35 @@ def test_transport_failures_are_retried_then_raised(caplog):
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG][:2] == [
         "GET /p failed: TransportError", "GET /p failed: TransportError"]
     assert sum("retrying in 0.0 s" in r.getMessage() for r in caplog.records) == 2
+    info_lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert info_lines[0].startswith("127.0.0.1: GET /p failed: ")
+    assert [line.rsplit("; ", 1)[1] for line in info_lines] == [
+        "retrying in 0.0 s (retry 1 of 2)", "retrying in 0.0 s (retry 2 of 2)"]
     calls.clear()
     with HostileServer(handler) as srv, pytest.raises(ka.TransportError) as info:
         client_for(srv, max_retries=1, backoff_factor=0, backoff_max=0).get("/p")
     assert str(info.value).startswith("GET /p failed: ")
     assert len(calls) == 2
+
+    def never(conn, srv):
+        if srv.next_request(conn) is not None:
+            calls.append(1)
+            conn.shutdown(socket.SHUT_RDWR)
+    calls.clear()
+    with HostileServer(never) as srv, pytest.raises(ka.TransportError):
+        client_for(srv, max_retries=3, backoff_factor=0, backoff_max=0).get("/p")
+    assert len(calls) == 4      # the first attempt and three retries, no more
+
+
+def test_each_reply_is_logged_with_its_time(caplog):
+    def route(req, srv):
+        time.sleep(0.05)
+        return 200, {"ok": 1}, {}
+    with HostileServer(rest(route)) as srv, caplog.at_level(logging.DEBUG, "koyeb_analytics"):
+        client_for(srv).get("/p")
+    (line,) = [r.getMessage() for r in caplog.records if "->" in r.getMessage()]
+    head, ms = line.rsplit(", ", 1)
+    assert head == "GET /p -> 200 (9 bytes" and 45 <= float(ms.removesuffix(" ms)")) < 5000
 
 
 def test_a_kept_alive_connection_closed_by_the_server_is_replaced():
@@ -514,3 +538,24 @@ def test_a_decompression_bomb_never_inflates_past_the_cap():
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert peak < 16 * 2**20     # a few times the cap, never the 64 MiB inside
+
+
+def test_every_connection_goes_through_the_network_layer():
+    # A "Connection: close" reply closes the socket; http.client would then open a plain
+    # one by itself on the next request: no TLS (an https token in the clear), no proxy,
+    # no deadline. Every connection must come from Network.open instead.
+    def route(req, srv):
+        return 200, {"q": req.query.get("n")}, {"Connection": "close"}
+    with HostileServer(rest(route)) as srv:
+        c = client_for(srv)
+        opened = []
+        real_open = c.network.open
+
+        def counting_open(*args, **kwargs):
+            opened.append(args)
+            return real_open(*args, **kwargs)
+        c.network.open = counting_open
+        assert [r["q"] for r in c.get_each("/p", [{"n": i} for i in range(3)])] == [
+            "0", "1", "2"]
+        assert [c.get("/p", {"n": 9})["q"] for _ in range(2)] == ["9", "9"]
+        assert len(opened) == srv.connections == 5
