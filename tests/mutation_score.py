@@ -29,7 +29,7 @@ CORE: dict[str, list[str]] = {
     # thousand mutants would take days on 2 cores)
     "classify.py": ["test_classify.py", "test_lifecycle.py", "test_hostile_inputs.py"],
     "pagination.py": ["test_pagination_units.py", "test_pagination.py",
-                      "test_hostile_listings.py", "test_loaders.py"],
+                      "test_hostile_listings.py"],
     "analysis.py": ["test_analysis.py"],
     "execute/codec.py": ["test_codec.py", "test_hostile_data.py"],
     "lifecycle.py": ["test_lifecycle_exact.py", "test_lifecycle.py", "test_hostile_inputs.py",
