@@ -59,6 +59,9 @@ def config(module: str, tests: list[str]) -> str:
     return (f"\n[tool.mutmut]\nsource_paths = [\"koyeb_analytics/{module}\"]\n"
             f"pytest_add_cli_args_test_selection = [{selection}]\n"
             f'also_copy = ["koyeb_analytics", "tests", "notebooks"]\n'
+            # A mutant that loops (a paging bound broken) is stopped after twice the
+            # CPU time its tests take plus a second, not mutmut's default of 15 times.
+            f"timeout_multiplier = 2.0\n"
             f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-o", "addopts=", '
             f'"-m", "not browser", {ignore}]\n')
 
