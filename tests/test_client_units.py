@@ -559,3 +559,45 @@ def test_every_connection_goes_through_the_network_layer():
             "0", "1", "2"]
         assert [c.get("/p", {"n": 9})["q"] for _ in range(2)] == ["9", "9"]
         assert len(opened) == srv.connections == 5
+
+
+def test_options_reach_the_network_and_the_url(tmp_path, monkeypatch):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "NO_PROXY",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    c = ka.KoyebClient("aXb", base_url="http://127.0.0.1:9/apiX/", client_cert="c.pem",
+                       client_key="k.pem", proxy="http://proxy.example:3128",
+                       no_proxy="skip.example")
+    assert c.base_url == "http://127.0.0.1:9/apiX" and c.scrub("aXb") == "<hidden>"
+    assert c.network._client_cert == ("c.pem", "k.pem")
+    assert c.network.proxy_for("https", "skip.example", 443) is None
+    route = c.network.proxy_for("https", "app.koyeb.com", 443)
+    assert (route.host, route.port) == ("proxy.example", 3128)
+    assert ka.KoyebClient("t", base_url="http://[::1]:9").read_ahead == "pipelined"
+
+
+def test_the_deprecated_session_warns_at_the_callers_line(monkeypatch):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    class Pool:
+        connection_pool_kw: dict = {}          # no proxy attribute at all
+    with pytest.warns(DeprecationWarning) as record:
+        c = ka.KoyebClient("t", session=Pool())
+    assert record[0].filename == __file__
+    assert c.network.proxy_for("https", "app.koyeb.com", 443) is None
+
+
+def test_a_plain_http_api_through_a_proxy_with_credentials():
+    def proxy(conn, srv):
+        if srv.next_request(conn) is not None:
+            http_reply(conn, 200, {"via": "proxy"})
+    with HostileServer(proxy) as srv:
+        c = ka.KoyebClient(TOKEN, base_url="http://api.example:8000/base", max_retries=0,
+                           timeout=5, proxy=f"http://user:pa%20ss@127.0.0.1:{srv.port}",
+                           no_proxy="")
+        assert c.get("/v1/x", {"a": 1}) == {"via": "proxy"}
+        req = srv.requests[0]
+    assert req.target == "http://api.example:8000/base/v1/x?a=1"    # the absolute form
+    assert req.headers["proxy-authorization"] == "Basic dXNlcjpwYSBzcw=="  # user:pa ss
+    assert req.headers["host"] == "api.example:8000"
