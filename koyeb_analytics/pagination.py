@@ -166,7 +166,8 @@ def count_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT, concurrency: 
         stats.rows += len(page)
         yield page
         if count is None:
-            # No usable count: read until a short page.
+            # No usable count: read until a short page (the bar counts the first one too).
+            bar.update(False)
             yield from _sequential(fetch, key, len(page), limit, stats, bar, desc, seen)
             return
         if not page:

@@ -243,3 +243,51 @@ def test_the_read_ahead_budget_follows_the_estimate(estimate, in_flight):
     got = list(has_next_pages(fetch, "items", progress=False, concurrency=3, stats=stats,
                               stop=newest_first_stop(1000), left=lambda page: estimate))
     assert sum(len(p) for p in got) >= 1000 and state["most"] == in_flight
+
+
+def test_a_listing_without_count_ends_at_a_page_of_repeats(bars):  # noqa: F811
+    same = {"items": [{"id": str(i)} for i in range(100)]}       # offset ignored, no count
+    stats = PageStats()
+    kept: set[str] = set()      # what the consumer holds, as the loaders' collector does
+    got = []
+    with pytest.warns(PaginationWarning):
+        for page in count_pages(lambda o, n: same, "items", stats=stats, desc="rows",
+                                seen=lambda page: sum(r["id"] not in kept for r in page)):
+            got.append(page)
+            kept.update(r["id"] for r in page)
+    assert len(got) == 2 and stats.complete is False
+    assert stats.notes == ["rows: the page at offset 100 repeats rows already received (the "
+                           "server seems to ignore offset); stopping"]
+    list(count_pages(Server(950).fetch, "items"))           # no count: a bar after page 4
+    assert [(b.total, b.desc, b.n, b.closed) for b in bars] == [(None, "pages", 10, True)]
+
+
+def test_planned_pages_keep_the_concurrency_busy_on_worker_threads():
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0, "workers": 0}
+    srv = Server(1000, count=1000)
+
+    def fetch(offset, limit):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+            state["workers"] += threading.current_thread().name.startswith("koyeb-page")
+        threading.Event().wait(0.02)
+        with lock:
+            state["now"] -= 1
+        return srv.reply(offset, limit)
+    stats = PageStats()
+    got = list(count_pages(fetch, "items", stats=stats, concurrency=2, progress=False))
+    assert sorted(len(p) for p in got) == [100] * 10 + [0] * (len(got) - 10)
+    assert (state["most"], state["workers"]) == (2, 9)   # every planned page, two at a time
+    assert stats.complete is True
+
+
+def test_overlapped_reading_wastes_at_most_the_concurrency():
+    srv = Server(1000)
+    stats = PageStats()
+    rows = [r["id"] for p in has_next_pages(srv.fetch, "items", stats=stats, concurrency=3,
+                                            progress=False) for r in p]
+    assert len(set(rows)) == 1000
+    assert stats.discarded <= 3 and len(srv.requests) <= stats.pages + 3
+    assert stats.pages == 11     # 100, then 99 new rows a page (each overlaps by one)
