@@ -621,3 +621,32 @@ def test_a_stalled_handshake_ends_at_the_run_timeout_when_it_is_shorter():
         assert time.monotonic() - start < 2
         assert s.deadline is not None and s.deadline - time.monotonic() > 25
         assert s.started_at is not None
+
+
+def test_exec_many_passes_every_option_to_each_run():
+    def handler(conn, srv):
+        req = srv.next_request(conn)
+        if req is None:
+            return
+        ws_accept(conn, req)
+        conn.settimeout(5)
+        frames = srv.state.setdefault("frames", [])
+        while True:
+            got = read_client_frame(conn)
+            if got is None:
+                return
+            frames.append(json.loads(got[1]))
+            if frames[-1].get("body", {}).get("stdin", {}).get("close"):
+                break
+        conn.sendall(frame(b"API_TOKEN=abc123 " + b"x" * 50)
+                     + frame(exited=True, code=0))
+        time.sleep(0.3)
+    with HostileServer(handler) as srv:
+        runs = ka.exec_many(client_for(srv), [IID], ["cat"], stdin=b"hi", tty=True,
+                            max_output=20, redact=False, timeout=5)
+        frames = srv.state["frames"]
+    assert frames == [
+        {"id": IID, "idType": "INSTANCE_ID", "body": {"command": ["cat"], "disableTty": False}},
+        {"body": {"stdin": {"data": "aGk="}}}, {"body": {"stdin": {"close": True}}}]
+    assert runs["stdout"].tolist() == ["API_TOKEN=" + "x" * 10]   # head and tail, raw
+    assert runs["redacted"].isna().tolist() == [True]
