@@ -650,3 +650,16 @@ def test_exec_many_passes_every_option_to_each_run():
         {"body": {"stdin": {"data": "aGk="}}}, {"body": {"stdin": {"close": True}}}]
     assert runs["stdout"].tolist() == ["API_TOKEN=" + "x" * 10]   # head and tail, raw
     assert runs["redacted"].isna().tolist() == [True]
+
+
+def test_result_fields_from_the_run():
+    replies = [frame(None, b"e" * 30), frame(b"out"), frame(exited=True, code=0)]
+    token = CancelToken()
+    with scripted(replies) as srv:
+        result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5,
+                                 tty=True, max_output=10, cancel=token)
+    assert (result.stderr, result.stderr_dropped, result.stdout_dropped) == (b"e" * 10, 20, 0)
+    assert result.tty is True and token._streams == set() and not token.cancelled
+    closed = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", timeout=2, max_retries=0)
+    with pytest.raises(ka.TransportError):      # two bytes is a cap: accepted, then connect
+        ka.exec_command(closed, ["id"], instance_id=IID, max_output=2)
