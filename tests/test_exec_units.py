@@ -663,3 +663,75 @@ def test_result_fields_from_the_run():
     closed = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", timeout=2, max_retries=0)
     with pytest.raises(ka.TransportError):      # two bytes is a cap: accepted, then connect
         ka.exec_command(closed, ["id"], instance_id=IID, max_output=2)
+
+
+def test_stream_arguments_and_the_old_call_form():
+    client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", timeout=5)
+    s = ka.exec_stream(client, ["id"], service_id=OTHER, timeout=7)
+    assert (s.service_id, s.instance_id, s.id_type, s.timeout, s.tty) == (
+        OTHER, None, "SERVICE_ID", 7.0, False)
+    assert ExecStream(client, IID, ["id"]).tty is False
+    with pytest.warns(DeprecationWarning, match=r"^exec_stream\(client, instance_id, "
+                                                r"command\) is deprecated") as record:
+        old = ka.exec_stream(client, IID, ["id"])
+    assert record[0].filename == __file__ and old.instance_id == IID
+    with pytest.raises(ValueError, match="^connect_timeout must be a finite positive"):
+        ExecStream(client, IID, ["id"], connect_timeout=0)
+
+    class HalfClient:
+        def websocket_url(self, path):
+            return "ws://127.0.0.1:9" + path
+    with pytest.raises(TypeError, match="got HalfClient$"):
+        ExecStream(HalfClient(), IID, ["id"])
+
+
+def test_how_a_stream_ends_and_that_it_stays_ended():
+    cases = [
+        ([ws_frame(struct.pack(">H", 4000) + b"\xffbye", 0x8)], Closed(4000, "\ufffdbye")),
+        ([ws_frame(b"not json")],
+         ErrorFrame(-1, "malformed exec frame: Expecting value: line 1 column 1 (char 0)")),
+        ([frame(exited=True, code=0)], Exit(0)),
+    ]
+    for replies, last in cases:
+        with scripted(replies) as srv, ExecStream(client_for(srv), IID, ["id"],
+                                                  timeout=5) as s:
+            assert list(s) == [last]
+            assert list(s) == []          # ended: iterating again reads nothing more
+
+    def drop(conn, srv):
+        req = srv.next_request(conn)
+        if req is not None:
+            ws_accept(conn, req)
+            conn.shutdown(socket.SHUT_RDWR)
+    with HostileServer(drop) as srv, ExecStream(client_for(srv), IID, ["id"], timeout=5) as s:
+        assert list(s) == [Closed(None, "connection dropped")]
+        assert list(s) == []
+
+
+def test_a_stream_closed_by_the_client_says_so():
+    import threading
+    with silent_after([frame(b"x")]) as srv, ExecStream(client_for(srv), IID, ["id"],
+                                                        timeout=8) as s:
+        threading.Timer(0.3, s.close).start()
+        start = time.monotonic()
+        events = list(s)
+    assert events == [Output("stdout", b"x"), Closed(1000, "closed by the client")]
+    assert time.monotonic() - start < 3 and not s.timed_out
+
+
+def test_a_handshake_refused_with_400_is_the_apis_error():
+    def handler(conn, srv):
+        if srv.next_request(conn) is not None:
+            from .hostile import http_reply
+            http_reply(conn, 400, {"code": "invalid_argument", "message": "bad id"})
+    with HostileServer(handler) as srv, pytest.raises(ka.BadRequestError) as info:
+        ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
+    assert info.value.message == "bad id"
+
+    def ok(conn, srv):
+        if srv.next_request(conn) is not None:
+            from .hostile import http_reply
+            http_reply(conn, 200, {"token": TOKEN}, reason="OK")
+    with HostileServer(ok) as srv, pytest.raises(ka.TransportError) as info:
+        ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
+    assert "200" in str(info.value) and TOKEN not in str(info.value)
