@@ -47,7 +47,7 @@ CORE: dict[str, list[str]] = {
 }
 SKIPPED = ["tests/browser", "tests/test_notebooks.py", "tests/test_cli.py",
            "tests/test_package.py",
-           "tests/test_exec_units.py::test_stream_arguments_and_the_old_call_form",
+           "tests/test_exec_units.py::test_the_old_call_form_warns_at_the_callers_line",
            "tests/test_client_units.py::test_the_deprecated_session_warns_at_the_callers_line"]
 """Tests that cannot kill a mutant: they reach the package through subprocesses (which
 import the installed package), read its source text (which mutmut rewrites), or check

@@ -583,8 +583,18 @@ def test_the_deprecated_session_warns_at_the_callers_line(monkeypatch):
     class Pool:
         connection_pool_kw: dict = {}          # no proxy attribute at all
     with pytest.warns(DeprecationWarning) as record:
-        c = ka.KoyebClient("t", session=Pool())
+        ka.KoyebClient("t", session=Pool())
     assert record[0].filename == __file__
+
+
+def test_a_session_without_a_proxy_adds_none(monkeypatch):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    class Pool:
+        connection_pool_kw: dict = {}          # no proxy attribute at all
+    with pytest.warns(DeprecationWarning):
+        c = ka.KoyebClient("t", session=Pool())
     assert c.network.proxy_for("https", "app.koyeb.com", 443) is None
 
 

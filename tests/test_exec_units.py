@@ -665,6 +665,13 @@ def test_result_fields_from_the_run():
         ka.exec_command(closed, ["id"], instance_id=IID, max_output=2)
 
 
+def test_the_old_call_form_warns_at_the_callers_line():
+    client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", timeout=5)
+    with pytest.warns(DeprecationWarning) as record:
+        ka.exec_stream(client, IID, ["id"])
+    assert record[0].filename == __file__
+
+
 def test_stream_arguments_and_the_old_call_form():
     client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", timeout=5)
     s = ka.exec_stream(client, ["id"], service_id=OTHER, timeout=7)
@@ -672,9 +679,9 @@ def test_stream_arguments_and_the_old_call_form():
         OTHER, None, "SERVICE_ID", 7.0, False)
     assert ExecStream(client, IID, ["id"]).tty is False
     with pytest.warns(DeprecationWarning, match=r"^exec_stream\(client, instance_id, "
-                                                r"command\) is deprecated") as record:
+                                                r"command\) is deprecated"):
         old = ka.exec_stream(client, IID, ["id"])
-    assert record[0].filename == __file__ and old.instance_id == IID
+    assert old.instance_id == IID
     with pytest.raises(ValueError, match="^connect_timeout must be a finite positive"):
         ExecStream(client, IID, ["id"], connect_timeout=0)
 
