@@ -296,15 +296,25 @@ def read_client_frame(conn: socket.socket) -> tuple[int, bytes] | None:
     return b1 & 0x0F, payload
 
 
-def scripted(replies, *, read=1):
-    """Accept, read ``read`` client frames, send ``replies``; record every frame read."""
+def upgraded(then):
+    """An exec endpoint that accepts the upgrade, then does ``then(conn, srv)``."""
     def handler(conn, srv):
         req = srv.next_request(conn)
-        if req is None:
-            return
-        ws_accept(conn, req)
+        if req is not None:
+            ws_accept(conn, req)
+            conn.settimeout(5)
+            then(conn, srv)
+    return HostileServer(handler)
+
+
+def dropped(conn, srv):
+    conn.shutdown(socket.SHUT_RDWR)
+
+
+def scripted(replies, *, read=1):
+    """Accept, read ``read`` client frames, send ``replies``; record every frame read."""
+    def then(conn, srv):
         frames = srv.state.setdefault("frames", [])
-        conn.settimeout(5)
         for _ in range(read):
             frame = read_client_frame(conn)
             if frame is None:
@@ -318,7 +328,7 @@ def scripted(replies, *, read=1):
             if frame is None:
                 return
             frames.append(frame)
-    return HostileServer(handler)
+    return upgraded(then)
 
 
 def client_for(srv):
@@ -353,14 +363,10 @@ def test_how_a_session_ends(replies, last):
 
 
 def test_a_dropped_connection_is_closed_without_a_code():
-    def handler(conn, srv):
-        req = srv.next_request(conn)
-        if req is None:
-            return
-        ws_accept(conn, req)
+    def partial_then_drop(conn, srv):
         conn.sendall(result_frame(b"partial"))
-        conn.shutdown(socket.SHUT_RDWR)
-    with HostileServer(handler) as srv:
+        dropped(conn, srv)
+    with upgraded(partial_then_drop) as srv:
         result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
     assert result.stdout == b"partial" and result.exit_code is None
     assert result.error == "connection dropped before the command's exit"
@@ -477,18 +483,12 @@ def test_exec_many_rows_hold_each_result():
     answers = {IID: [frame(b"one\n"), frame(exited=True, code=0)],
                OTHER: [frame(None, b"PASSWORD=x\n"), frame(exited=True, code=2)]}
 
-    def handler(conn, srv):
-        req = srv.next_request(conn)
-        if req is None:
-            return
-        ws_accept(conn, req)
-        conn.settimeout(5)
+    def answer(conn, srv):
         first = read_client_frame(conn)
-        if first is None:
-            return
-        conn.sendall(b"".join(answers[json.loads(first[1])["id"]]))
-        time.sleep(0.3)
-    with HostileServer(handler) as srv:
+        if first is not None:
+            conn.sendall(b"".join(answers[json.loads(first[1])["id"]]))
+            time.sleep(0.3)
+    with upgraded(answer) as srv:
         runs = ka.exec_many(client_for(srv), pd.DataFrame({
             "id": [OTHER, IID], "service_id": ["s2", "s1"], "region": ["was", "fra"]}),
             ["id"], timeout=5, concurrency=2)
@@ -522,17 +522,11 @@ def test_exec_many_turns_any_exception_into_an_error_row(monkeypatch):
 
 def silent_after(replies):
     """Sends ``replies`` after the first frame, then keeps the socket open, silent."""
-    def handler(conn, srv):
-        req = srv.next_request(conn)
-        if req is None:
-            return
-        ws_accept(conn, req)
-        conn.settimeout(5)
-        if read_client_frame(conn) is None:
-            return
-        conn.sendall(b"".join(replies))
-        time.sleep(10)
-    return HostileServer(handler)
+    def then(conn, srv):
+        if read_client_frame(conn) is not None:
+            conn.sendall(b"".join(replies))
+            time.sleep(10)
+    return upgraded(then)
 
 
 def test_a_cancel_from_another_thread_ends_the_runs_with_what_came():
@@ -564,13 +558,7 @@ def test_an_interrupt_keeps_the_output_so_far():
 
 
 def test_a_session_that_ends_before_stdin_is_sent_is_a_result():
-    def handler(conn, srv):
-        req = srv.next_request(conn)
-        if req is None:
-            return
-        ws_accept(conn, req)
-        conn.shutdown(socket.SHUT_RDWR)
-    with HostileServer(handler) as srv:
+    with upgraded(dropped) as srv:
         result = ka.exec_command(client_for(srv), ["cat"], instance_id=IID, timeout=5,
                                  stdin=b"x" * 100_000)
     assert result.error == "connection dropped before the command's exit"
@@ -624,12 +612,7 @@ def test_a_stalled_handshake_ends_at_the_run_timeout_when_it_is_shorter():
 
 
 def test_exec_many_passes_every_option_to_each_run():
-    def handler(conn, srv):
-        req = srv.next_request(conn)
-        if req is None:
-            return
-        ws_accept(conn, req)
-        conn.settimeout(5)
+    def then(conn, srv):
         frames = srv.state.setdefault("frames", [])
         while True:
             got = read_client_frame(conn)
@@ -641,7 +624,7 @@ def test_exec_many_passes_every_option_to_each_run():
         conn.sendall(frame(b"API_TOKEN=abc123 " + b"x" * 50)
                      + frame(exited=True, code=0))
         time.sleep(0.3)
-    with HostileServer(handler) as srv:
+    with upgraded(then) as srv:
         runs = ka.exec_many(client_for(srv), [IID], ["cat"], stdin=b"hi", tty=True,
                             max_output=20, redact=False, timeout=5)
         frames = srv.state["frames"]
@@ -705,12 +688,7 @@ def test_how_a_stream_ends_and_that_it_stays_ended():
             assert list(s) == [last]
             assert list(s) == []          # ended: iterating again reads nothing more
 
-    def drop(conn, srv):
-        req = srv.next_request(conn)
-        if req is not None:
-            ws_accept(conn, req)
-            conn.shutdown(socket.SHUT_RDWR)
-    with HostileServer(drop) as srv, ExecStream(client_for(srv), IID, ["id"], timeout=5) as s:
+    with upgraded(dropped) as srv, ExecStream(client_for(srv), IID, ["id"], timeout=5) as s:
         assert list(s) == [Closed(None, "connection dropped")]
         assert list(s) == []
 
