@@ -4,6 +4,7 @@ server that is not the simulator), attrs, id chunks, read-ahead estimates, metad
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from urllib.parse import parse_qs, urlsplit
@@ -451,18 +452,27 @@ def test_a_listing_that_fails_part_way_names_itself():
     assert len(info.value.partial) == 100 and info.value.pages == 1
 
 
-@pytest.mark.parametrize("read_ahead, most", [("none", 1), ("pipelined", 1), ("threads", 4)])
-def test_requests_in_flight_follow_read_ahead(read_ahead, most):
-    rows = [instance(k) for k in range(500)]
+def in_flight(key, rows, pause):
+    """A listing route answering after ``pause`` seconds; ``state["most"]`` is the most
+    requests it held at once."""
+    lock = threading.Lock()
     state = {"now": 0, "most": 0}
 
     def route(req, srv):
-        state["now"] += 1
-        state["most"] = max(state["most"], state["now"])
-        time.sleep(0.2)
-        state["now"] -= 1
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(pause)
+        with lock:
+            state["now"] -= 1
         offset, limit = int(req.query["offset"]), int(req.query["limit"])
-        return 200, {"instances": rows[offset:offset + limit], "count": 500}, {}
+        return 200, {key: rows[offset:offset + limit], "count": len(rows)}, {}
+    return route, state
+
+
+@pytest.mark.parametrize("read_ahead, most", [("none", 1), ("pipelined", 1), ("threads", 4)])
+def test_requests_in_flight_follow_read_ahead(read_ahead, most):
+    route, state = in_flight("instances", [instance(k) for k in range(500)], 0.2)
     with HostileServer(rest(route)) as srv:
         df = ka.load_instances(client_for(srv, read_ahead=read_ahead, concurrency=4),
                                names=False, progress=False)
@@ -524,17 +534,8 @@ def test_events_progress_bar_and_requests_in_flight(capfd):
         assert capfd.readouterr().err == ""
         ka.load_events(client_for(srv))
         assert "\revents: " in capfd.readouterr().err
-    state = {"now": 0, "most": 0}
-
-    def route(req, srv):
-        state["now"] += 1
-        state["most"] = max(state["most"], state["now"])
-        time.sleep(0.1)
-        state["now"] -= 1
-        offset, limit = int(req.query["offset"]), int(req.query["limit"])
-        return 200, {"events": evs[::-1][offset:offset + limit], "count": 450}, {}
     for read_ahead, most in (("none", 1), ("threads", 4)):
-        state["most"] = 0
+        route, state = in_flight("events", evs[::-1], 0.1)
         with HostileServer(rest(route)) as srv:
             df = ka.load_events(client_for(srv, read_ahead=read_ahead, concurrency=4),
                                 progress=False)
