@@ -14,7 +14,15 @@ rules are tried in order, and the first that decides wins:
    and in instance ``messages``, both eras (:data:`MESSAGE_RULES`);
 5. ``informational``: texts known to carry no status change (download progress,
    network and mesh propagation);
-6. otherwise ``unclassified``.
+6. ``learned``: a message nobody has catalogued, on an event whose ``type`` is, in the
+   same data, almost always (:data:`LEARN_PURITY`, at least :data:`LEARN_MIN` events)
+   decided by the rules above to one status: the type is taken to mean that status;
+7. otherwise ``unclassified``.
+
+Messages also say something about the status *before* them
+(:data:`TRANSITIONS`): "Instance is unhealthy" follows a state that was up, "Instance
+stopped." follows "Instance is stopping.". :func:`previous_from_message` reads it, for
+the stretch before a window's first event when nothing better is known.
 
 :func:`event_vocabulary` shows, per type, what was decided and by which rule: review
 it before trusting figures computed from events of a new source.
@@ -42,7 +50,13 @@ PREVIOUS_KEYS: tuple[str, ...] = ("previousStatus", "previous_status", "from",
 KNOWN_TYPES: dict[str, str] = {}
 """Event types whose status is known from evidence. None is public yet."""
 
-RULES = ("mapping", "metadata", "type", "message", "informational", "unclassified")
+RULES = ("mapping", "metadata", "type", "message", "informational", "learned",
+         "unclassified")
+
+LEARN_PURITY = 0.98
+"""Share of a type's decided events that must agree before the type is learned."""
+LEARN_MIN = 10
+"""Decided events of a type needed before it is learned."""
 
 MESSAGE_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(p, re.IGNORECASE), s) for p, s in (
@@ -71,6 +85,52 @@ INFORMATIONAL: re.Pattern[str] = re.compile(
 """Texts that carry no status change."""
 
 Mapping_ = Mapping[str, Any] | Callable[[pd.Series], Any] | None
+
+WAKE: re.Pattern[str] = re.compile(r"\bwak(e|es|ing) up\b|\bwoken\b", re.IGNORECASE)
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    # Written from the lifecycle (koyeb-api-facts.md §7) and the message families
+    # (§5, §15); checked against the invented vocabulary's truth, not fitted to it.
+    "ALLOCATING": (),                                   # an instance's first status
+    "STARTING": ("ALLOCATING",),                        # "Instance is starting..."
+    "HEALTHY": ("STARTING", "UNHEALTHY"),               # checks pass: after a start or a flap
+    "UNHEALTHY": ("HEALTHY",),                          # "Instance is unhealthy": it was up
+    "STOPPING": ("ALLOCATING", "STARTING", "HEALTHY", "UNHEALTHY", "SLEEPING"),
+    "STOPPED": ("STOPPING",),                           # "Instance stopped." ends a stop
+    "ERROR": ("ALLOCATING", "STARTING", "HEALTHY", "UNHEALTHY"),
+    "SLEEPING": ("HEALTHY",),                           # scaled to zero while idle
+}
+"""For each status an event announces, the statuses that can come just before it (a
+start that wakes from sleep follows SLEEPING: see :func:`previous_from_message`)."""
+
+
+def possible_previous(status: str, message: Any = None) -> tuple[str, ...]:
+    """The statuses that can precede an event announcing ``status`` with ``message``.
+
+    Examples
+    --------
+    >>> possible_previous("STOPPED")
+    ('STOPPING',)
+    >>> possible_previous("STARTING", "Instance is waking up. Waiting for health checks.")
+    ('SLEEPING',)
+    """
+    if status == "STARTING" and isinstance(message, str) and WAKE.search(message):
+        return ("SLEEPING",)
+    return TRANSITIONS.get(status, ())
+
+
+def previous_from_message(status: str, message: Any = None) -> str | None:
+    """The status just before an event, when its status and message leave one choice.
+
+    Examples
+    --------
+    >>> previous_from_message("UNHEALTHY", "TCP health check failed on port 8000.")
+    'HEALTHY'
+    >>> previous_from_message("HEALTHY") is None
+    True
+    """
+    choices = possible_previous(status, message)
+    return choices[0] if len(choices) == 1 else None
 
 
 def _status_of(value: Any) -> str | None:
@@ -184,10 +244,35 @@ def classify_events(events: pd.DataFrame, mapping: Mapping_ = None) -> pd.DataFr
                    else status_from_message(m) for t, m in uniques]
         status[rows] = np.array([d[0] for d in decided] + [None], dtype=object)[codes]
         rule[rows] = np.array([d[1] for d in decided] + ["unclassified"], dtype=object)[codes]
+    _learn_types(types, status, rule)
     return pd.DataFrame({"status": pd.Categorical(status, categories=list(STATUSES),
                                                   ordered=True),
                          "rule": pd.Categorical(rule, categories=list(RULES))},
                         index=events.index)
+
+
+def _learn_types(types: np.ndarray, status: np.ndarray, rule: np.ndarray) -> None:
+    """Give unclassified events the status their type almost always means (in place)."""
+    todo = rule == "unclassified"
+    if not todo.any() or todo.all():
+        return
+    decided = (rule != "unclassified") & (rule != "informational") & (rule != "mapping")
+    frame = pd.DataFrame({"type": pd.Series(types, dtype=object),
+                          "status": pd.Series(status, dtype=object)})
+    counts = frame[decided & pd.notna(frame["status"]).to_numpy()].value_counts()
+    if counts.empty:
+        return
+    totals = frame[decided].groupby("type", dropna=True).size()
+    learned: dict[Any, str] = {}
+    for (etype, st), n in counts.items():
+        total = int(totals.get(etype, 0))
+        if n >= LEARN_MIN and n >= LEARN_PURITY * total:
+            learned[etype] = str(st)
+    if not learned:
+        return
+    mapped = frame["type"].map(learned).to_numpy()
+    hit = todo & pd.notna(mapped)
+    status[hit], rule[hit] = mapped[hit], "learned"
 
 
 def previous_status(metadata: Any) -> str | None:
@@ -219,7 +304,7 @@ def event_vocabulary(events: pd.DataFrame, mapping: Mapping_ = None) -> pd.DataF
     >>> with ka.simulate(seed=1, days=1, services=2, vocabulary="opaque") as sim:
     ...     ev = ka.load_events(sim.client(), progress=False)
     >>> voc = ka.event_vocabulary(ev)
-    >>> set(voc["rule"]) <= {"message", "informational", "unclassified"}
+    >>> set(voc["rule"]) <= {"message", "informational", "learned", "unclassified"}
     True
     """
     columns = ["type", "example_message", "count", "share", "status", "rule"]

@@ -9,6 +9,17 @@ status is decided in :mod:`koyeb_analytics.classify`.
 
 A terminal status (STOPPED or ERROR) is a zero-length span at the moment the instance
 ended; a span still running at ``until`` ends there and is flagged ``open_ended``.
+
+A window almost always opens in the middle of instances' lives. The status of each
+instance from ``since`` to its first event in the window comes, in this order, from the
+first event's own metadata (``events``), from ``start_status`` (what
+:func:`~koyeb_analytics.load_window` found by reading events before ``since``,
+``lookbehind``, or in the instance record, ``record``), from what the first event's
+message implies about the status before it (``transition``,
+:data:`~koyeb_analytics.classify.TRANSITIONS`), and only then is it unknown. Two
+consecutive events that cannot follow each other betray a lost event: the steady status
+(HEALTHY, SLEEPING) the second one implies fills the gap after the first one's median
+duration (``gap``).
 """
 
 from __future__ import annotations
@@ -19,7 +30,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .classify import Mapping_, check_mapping, classify_events, previous_status
+from .classify import (
+    Mapping_,
+    check_mapping,
+    classify_events,
+    possible_previous,
+    previous_from_message,
+    previous_status,
+)
 from .schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE, status_dtype
 from .timewindow import TimeLike, WindowLike, resolve_window, utcnow
 
@@ -28,11 +46,17 @@ ATTRIBUTE_COLUMNS = ("service_id", "app_id", "region", "datacenter", "replica_in
 INTERVAL_COLUMNS = ("instance_id", *ATTRIBUTE_COLUMNS, "status", "start", "end", "duration",
                     "open_ended", "source")
 FINDING_COLUMNS = ("instance_id", "kind", "detail")
+SOURCES = ("events", "timestamps", "both", "lookbehind", "record", "transition", "gap")
+"""Where an interval's status comes from (see the module's docstring)."""
+START_STATUS_COLUMNS = ("instance_id", "status", "source", "evidence_at")
+STEADY = ("HEALTHY", "SLEEPING")
 
 
 _NAT = np.iinfo(np.int64).min
 _CODE = {s: i for i, s in enumerate(STATUSES)}
 _TERMINAL_CODES = np.array([_CODE[s] for s in TERMINAL_STATUSES])
+_STEADY_CODES = np.array([_CODE[s] for s in STEADY])
+HOUR_US = 3_600_000_000
 
 
 def _us(series: pd.Series) -> np.ndarray:
@@ -148,6 +172,7 @@ def lifecycles(
     window: WindowLike | None = None,
     mapping: Mapping_ = None,
     previous_key: str | None = None,
+    start_status: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Rebuild the status intervals of every instance, one row per span.
 
@@ -168,16 +193,23 @@ def lifecycles(
     previous_key
         A metadata key giving the status before an event, besides those in
         :data:`~koyeb_analytics.classify.PREVIOUS_KEYS`; used for the stretch before
-        the first event inside a window. To rebuild a window exactly, load events from
-        ``since`` to now: the first event after a quiet stretch tells what it was.
+        the first event inside a window.
+    start_status
+        Each instance's status at ``since`` as evidence showed it: ``instance_id,
+        status, source, evidence_at`` (``Window.start_status`` from
+        :func:`~koyeb_analytics.load_window`). Without it, the stretch before an
+        instance's first event in the window is known only from that event (its
+        metadata, or what its message implies).
 
     Returns
     -------
     DataFrame
         Columns ``instance_id, service_id, app_id, region, datacenter, replica_index,
         type, status, start, end, duration, open_ended, source``, sorted by instance
-        (in the order of ``instances``) and start. Data-quality findings are in
-        ``attrs["findings"]`` (see :func:`findings`).
+        (in the order of ``instances``) and start; ``source`` is one of
+        :data:`SOURCES`. Data-quality findings are in ``attrs["findings"]`` (see
+        :func:`findings`), among them ``start_status``: how the status at ``since``
+        was found, instance by instance counted per source.
 
     Examples
     --------
@@ -200,9 +232,14 @@ def lifecycles(
     tw = resolve_window(since, until, window, now=now)
     until_ts = tw.until if tw.until is not None else now
     check_mapping(mapping)
+    if start_status is not None and (not isinstance(start_status, pd.DataFrame) or not {
+            "instance_id", "status", "source"} <= set(start_status.columns)):
+        raise TypeError("start_status must be a DataFrame with instance_id, status and "
+                        "source (Window.start_status), or None")
 
     inst = instances.drop_duplicates("id").reset_index(drop=True)
     ids = pd.Index(inst["id"].astype(object))
+    start_code, start_source = _start_codes(ids, start_status)
     created = _us(inst["created_at"]) if "created_at" in inst else np.full(len(inst), _NAT)
     findings: list[dict[str, Any]] = []
     parts: list[_Spans] = []
@@ -220,12 +257,24 @@ def lifecycles(
         code, status, when = code[order], status[order], when[order]
         findings += _event_findings(ids, code, status, when)
         first = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else code
+        messages = events["message"].astype(object).to_numpy()[order] \
+            if "message" in events else np.full(len(order), None, object)
         spans_ev = _from_events(code, status, when)
+        spans_ev, lost = _fill_gaps(spans_ev, messages)
         parts.append(spans_ev)
-        parts += _join_records(inst, ids, spans_ev, first, findings)
+        first_span = np.flatnonzero(np.r_[True, spans_ev.code[1:] != spans_ev.code[:-1]]) \
+            if len(spans_ev.code) else np.empty(0, np.int64)
+        parts += _join_records(inst, ids, spans_ev, first_span, findings)
+        if lost:
+            findings.append({"instance_id": "", "kind": "missing_events",
+                             "detail": f"{lost} times, two consecutive status events cannot "
+                                       "follow each other: an event between them never "
+                                       "arrived (a steady status they imply fills the "
+                                       "gap, source 'gap')"})
         has_events[code[first]] = True
         parts.append(_lead_in(events, order[first], code[first], when[first], created,
-                              previous_key))
+                              previous_key, status[first], messages[first], start_code,
+                              start_source))
     rest = np.flatnonzero(~has_events)
     if len(rest):
         sub = inst.iloc[rest]
@@ -237,31 +286,145 @@ def lifecycles(
             findings += [{"instance_id": i, "kind": "no_events",
                           "detail": "no status events; spans rebuilt from timestamps"}
                          for i in sub.loc[touched, "id"]]
-        parts.append(_from_timestamps(sub, rest))
+        stamped = _from_timestamps(sub, rest)
+        # A stretch the listing cannot tell (no start or health timestamps) takes the
+        # status found at the window's start, when there is one.
+        fill = (stamped.status < 0) & (start_code[stamped.code] >= 0)
+        stamped.status[fill] = start_code[stamped.code[fill]]
+        stamped.source[fill] = start_source[stamped.code[fill]]
+        parts.append(stamped)
     spans = _Spans.concat(parts)
     findings += _terminal_findings(inst, spans)
     out = _build(_clip(spans, tw.since, until_ts), inst)
+    if tw.since is not None:
+        findings.append(_start_finding(out, tw.since))
     out.attrs = {"since": tw.since, "until": until_ts, "findings": findings}
     return out
 
 
+def _start_codes(ids: pd.Index, start_status: pd.DataFrame | None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per instance position: the status code at the window's start (-1: none) and its
+    source."""
+    code = np.full(len(ids), -1, np.int8)
+    source = np.full(len(ids), "events", object)
+    if start_status is None or not len(start_status):
+        return code, source
+    pos = ids.get_indexer(start_status["instance_id"].astype(object))
+    st = _status_codes(start_status["status"].astype(object))
+    ok = (pos >= 0) & (st >= 0)
+    code[pos[ok]] = st[ok]
+    source[pos[ok]] = start_status["source"].astype(object).to_numpy()[ok]
+    return code, source
+
+
+def _start_finding(out: pd.DataFrame, since: pd.Timestamp) -> dict[str, Any]:
+    """How the status at ``since`` was found: instances counted per source."""
+    at = out[out["start"] == since].drop_duplicates("instance_id")
+    known = at["status"].notna()
+    counts = at.loc[known, "source"].astype(str).value_counts()
+    names = {"events": "the first event's metadata", "timestamps": "timestamps",
+             "both": "timestamps", "lookbehind": "look-behind", "record":
+             "the instance record", "transition": "message transitions", "gap": "gaps"}
+    parts = [f"{int(n)} from {names.get(k, k)}" for k, n in counts.items()]
+    parts.append(f"{int((~known).sum())} unknown")
+    return {"instance_id": "", "kind": "start_status",
+            "detail": f"status at the window's start of {len(at)} instances: "
+                      + ", ".join(parts),
+            **{f"n_{k}": int(n) for k, n in counts.items()},
+            "n_unknown": int((~known).sum())}
+
+
 def _lead_in(events: pd.DataFrame, rows: np.ndarray, code: np.ndarray, when: np.ndarray,
-             created: np.ndarray, previous_key: str | None) -> _Spans:
+             created: np.ndarray, previous_key: str | None, first_status: np.ndarray,
+             first_message: np.ndarray, start_code: np.ndarray,
+             start_source: np.ndarray) -> _Spans:
     """The stretch between an instance's creation and its first status event.
 
     When events were loaded for a window only, the first one is not the instance's
-    creation: its metadata's previous status (if any) tells what came before.
+    creation: its metadata's previous status tells what came before; else the status
+    found at the window's start; else what the first message implies.
     """
     born = created[code]
     gap = np.flatnonzero((born != _NAT) & (born < when))
     status = np.full(len(gap), -1, np.int8)
+    source = np.full(len(gap), "events", object)
     if "metadata" in events and len(gap):
         meta = events["metadata"].to_numpy()[rows[gap]]
         status = _status_codes([
             (m.get(previous_key) if previous_key and isinstance(m, dict) else None)
             or previous_status(m) for m in meta])
-    return _Spans(code[gap], status, born[gap], when[gap],
-                  np.full(len(gap), "events", object))
+    found = start_code[code[gap]]
+    use = (status < 0) & (found >= 0)
+    status[use], source[use] = found[use], start_source[code[gap]][use]
+    todo = np.flatnonzero(status < 0)
+    if len(todo):
+        implied = _status_codes([
+            previous_from_message(STATUSES[first_status[gap[i]]], first_message[gap[i]])
+            for i in todo])
+        hit = implied >= 0
+        status[todo[hit]], source[todo[hit]] = implied[hit], "transition"
+    return _Spans(code[gap], status, born[gap], when[gap], source)
+
+
+def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
+    """Find where an event between two status events was lost, and fill the gap.
+
+    Two consecutive events betray a lost one when the second cannot follow the first
+    (:func:`~koyeb_analytics.classify.possible_previous`), or when a starting status
+    (ALLOCATING, STARTING) outlasts a hundred times its median and an hour before an
+    event that a steady status can precede. The first status keeps its median duration
+    (over the spans that end normally); the rest of the gap is the steady status the
+    second event implies (HEALTHY before SLEEPING), with source ``gap``. Where the
+    first status is itself steady it simply lasts until the second event.
+    """
+    n = len(spans.code)
+    if n < 2:
+        return spans, 0
+    same = spans.code[1:] == spans.code[:-1]
+    a, b = spans.status[:-1], spans.status[1:]
+    prev_of: dict[tuple[int, Any], tuple[str, ...]] = {}
+
+    def previous(i: int) -> tuple[str, ...]:
+        key = (int(b[i]), messages[i + 1] if b[i] == _CODE["STARTING"] else None)
+        if key not in prev_of:
+            prev_of[key] = possible_previous(STATUSES[key[0]], key[1])
+        return prev_of[key]
+
+    live = np.flatnonzero(same & ~np.isin(a, _TERMINAL_CODES))
+    bad = np.zeros(n - 1, bool)
+    for i in live:
+        bad[i] = STATUSES[int(a[i])] not in previous(int(i))
+    durations = spans.end - spans.start
+    normal = np.r_[same & ~bad, False] & (spans.end != _NAT)
+    medians = {int(c): int(np.median(durations[normal & (spans.status == c)]))
+               for c in np.unique(spans.status[normal])}
+    starting = np.isin(a, [_CODE["ALLOCATING"], _CODE["STARTING"]])
+    for i in live[starting[live] & ~bad[live]]:
+        limit = max(HOUR_US, 100 * medians.get(int(a[i]), HOUR_US))
+        bad[i] = durations[i] > limit and any(s in STEADY for s in previous(int(i)))
+    lost = int(bad.sum())
+    if not lost:
+        return spans, 0
+    extra: list[tuple[int, int, int, int]] = []
+    for i in np.flatnonzero(bad):
+        if int(a[i]) in _STEADY_CODES:
+            continue
+        steady = [c for c in STEADY if c in previous(int(i))]
+        if not steady:
+            continue
+        cut = min(spans.start[i] + medians.get(int(a[i]), 0), spans.end[i])
+        if cut >= spans.end[i]:
+            continue
+        extra.append((int(spans.code[i]), _CODE[steady[0]], cut, int(spans.end[i])))
+        spans.end[i] = cut
+    if extra:
+        arr = np.array(extra, np.int64)
+        filled = _Spans(arr[:, 0], arr[:, 1].astype(np.int8), arr[:, 2], arr[:, 3],
+                        np.full(len(arr), "gap", object))
+        spans = _Spans.concat([spans, filled])
+        spans = spans.take(np.lexsort((spans.start, spans.code)))
+    return spans, lost
 
 
 def _join_records(inst: pd.DataFrame, ids: pd.Index, spans: _Spans, first: np.ndarray,
@@ -394,8 +557,7 @@ def _build(spans: _Spans, inst: pd.DataFrame) -> pd.DataFrame:
     out["end"] = _times(spans.end)
     out["duration"] = out["end"] - out["start"]
     out["open_ended"] = pd.Series(np.asarray(open_ended, bool))
-    out["source"] = pd.Series(pd.Categorical(spans.source,
-                                             categories=["events", "timestamps", "both"]))
+    out["source"] = pd.Series(pd.Categorical(spans.source, categories=list(SOURCES)))
     return pd.DataFrame(out)
 
 
@@ -436,3 +598,76 @@ def findings(intervals: pd.DataFrame) -> pd.DataFrame:
         rows += [{"instance_id": i, "kind": "unknown_status",
                   "detail": "a stretch before the first known status"} for i in unknown]
     return pd.DataFrame(rows, columns=list(FINDING_COLUMNS)).astype("str")
+
+
+def alive_at(instances: pd.DataFrame, since: pd.Timestamp) -> pd.Series:
+    """Mask of instances created before ``since`` and not ended before it."""
+    created = instances["created_at"]
+    ended = instances["updated_at"].where(instances["status"].isin(TERMINAL_STATUSES))
+    if "terminated_at" in instances:
+        ended = instances["terminated_at"].fillna(ended)
+    return ((created < since) & ~(ended < since)).fillna(False).astype(bool)
+
+
+def start_status(instances: pd.DataFrame, before: pd.DataFrame | None,
+                 since: TimeLike, *, mapping: Mapping_ = None) -> pd.DataFrame:
+    """Each instance's status at ``since``, from evidence, with the evidence named.
+
+    For every instance alive at ``since``: its record, when it has not changed since
+    before ``since`` (``updated_at < since``: the status it lists held then; exact);
+    else the last event before ``since`` that announces a status (``lookbehind``).
+    Instances neither tells are left out (:func:`lifecycles` then reads what the first
+    event in the window implies, or says the status is unknown).
+
+    Parameters
+    ----------
+    instances
+        From :func:`~koyeb_analytics.load_instances`.
+    before
+        Events before ``since`` (a look-behind), or None.
+    since
+        The window's start.
+    mapping
+        As for :func:`lifecycles`.
+
+    Returns
+    -------
+    DataFrame
+        ``instance_id, status, source, evidence_at`` (the time of the evidence), one
+        row per instance whose status at ``since`` is known.
+
+    Examples
+    --------
+    >>> inst = pd.DataFrame({"id": ["a", "b"], "status": ["HEALTHY", "HEALTHY"],
+    ...     "created_at": pd.to_datetime(["2026-01-01", "2026-01-01"], utc=True),
+    ...     "updated_at": pd.to_datetime(["2026-01-02", "2026-01-09"], utc=True)})
+    >>> start_status(inst, None, "2026-01-05")[["instance_id", "source"]].values.tolist()
+    [['a', 'record']]
+    """
+    from .timewindow import parse_time
+
+    since_ts = parse_time(since, "since")
+    alive = instances[alive_at(instances, since_ts).to_numpy()].drop_duplicates("id")
+    quiet = alive[(alive["updated_at"] < since_ts).fillna(False).to_numpy()
+                  & alive["status"].notna().to_numpy()]
+    rows = [pd.DataFrame({"instance_id": quiet["id"].astype(object).to_numpy(),
+                          "status": quiet["status"].astype(object).to_numpy(),
+                          "source": "record",
+                          "evidence_at": quiet["updated_at"].to_numpy()})]
+    if before is not None and len(before):
+        ev = before[(before["when"] < since_ts).to_numpy()]
+        decided = classify_events(ev, mapping)
+        ev = ev.assign(_status=decided["status"].astype(object))
+        ev = ev[ev["_status"].notna() & ev["instance_id"].isin(alive["id"])
+                & ~ev["instance_id"].isin(quiet["id"])]
+        last = ev.sort_values(["when", "id"], kind="stable").drop_duplicates(
+            "instance_id", keep="last")
+        rows.append(pd.DataFrame({"instance_id": last["instance_id"].astype(object).to_numpy(),
+                                  "status": last["_status"].to_numpy(),
+                                  "source": "lookbehind",
+                                  "evidence_at": last["when"].to_numpy()}))
+    out = pd.concat(rows, ignore_index=True)
+    out["evidence_at"] = pd.to_datetime(out["evidence_at"], utc=True).astype(TIME_DTYPE)
+    out["status"] = pd.Categorical(out["status"], categories=list(STATUSES), ordered=True)
+    out["source"] = out["source"].astype(object)
+    return out.sort_values("instance_id", kind="stable").reset_index(drop=True)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from ._frames import Collector, build_frame, cyclic_gc_paused
+from .classify import KNOWN_TYPES, status_from_message, status_from_metadata
 from .client import KoyebClient
 from .errors import (
     IncompleteListingError,
@@ -412,7 +413,23 @@ def load_events(
     check_bool("progress", progress)
     if ids is not None and not ids:
         raise ValueError("instance_ids is empty; pass None for every instance")
+    return read_events(client, tw, ids=ids, types=type_list,
+                       expand_metadata=expand_metadata, progress=progress)
 
+
+def read_events(client: KoyebClient, tw: TimeWindow, *, ids: list[str] | None = None,
+                types: list[str] | None = None, expand_metadata: bool = False,
+                progress: bool = False, reach: pd.Timestamp | None = None,
+                wanted: set[str] | None = None) -> pd.DataFrame:
+    """The events of ``tw`` (arguments already checked), and with ``reach`` those
+    before ``tw.since`` back to ``reach`` too (a look-behind).
+
+    A look-behind stops early, at the first page that reaches before ``tw.since`` once
+    every instance in ``wanted`` has shown an event with a status before ``tw.since``
+    (``wanted`` is emptied as they are found). ``attrs["lookbehind_pages"]`` counts the
+    pages read for it.
+    """
+    type_list = types
     base: list[tuple[str, str]] = [("types", t) for t in type_list or []]
     base.append(("order", "desc"))
     query: dict[str, Any] = {**_window_query(tw)}
@@ -424,18 +441,30 @@ def load_events(
     stats = PageStats()
     fetched_at = utcnow()
     since_ts = tw.since
+    read_to = reach if reach is not None and since_ts is not None and reach < since_ts \
+        else since_ts
+    pages_before = [0]
 
     def stop(page: Page) -> bool:
         oldest = _time(page[-1])
-        return oldest is not None and since_ts is not None and oldest < since_ts
+        if oldest is None or read_to is None:
+            return False
+        if since_ts is None or read_to is since_ts or oldest >= since_ts:
+            return bool(oldest < read_to)
+        if wanted is not None:
+            for row in page:
+                t = _time(row)
+                if t is not None and t < since_ts and _announces_status(row):
+                    wanted.discard(row.get("instance_id"))
+        return bool(oldest < read_to or not wanted)
 
     def select(cols: Mapping[str, pd.Series]) -> pd.Series | None:
-        if tw.since is None and tw.until is None:
+        if read_to is None and tw.until is None:
             return None
         when = cols["when"]
         keep = pd.Series(True, index=when.index)
-        if tw.since is not None:
-            keep &= when >= tw.since
+        if read_to is not None:
+            keep &= when >= read_to
         if tw.until is not None:
             keep &= when < tw.until
         return keep
@@ -444,7 +473,17 @@ def load_events(
         df = collector.frame(order=("when", "id"), select=select)
         if expand_metadata:
             df = _expand_metadata(df)
-        return _attrs(df, client, query, stats, collector, fetched_at)
+        df = _attrs(df, client, query, stats, collector, fetched_at)
+        if read_to is not since_ts:
+            df.attrs["lookbehind_pages"] = pages_before[0]
+        return df
+
+    def counted(pages: Iterator[Page]) -> Iterator[Page]:
+        for page in pages:
+            newest = _time(page[0]) if page else None
+            if newest is not None and since_ts is not None and newest < since_ts:
+                pages_before[0] += 1
+            yield page
 
     def pages() -> Iterator[Page]:
         for chunk in _id_chunks(ids) if ids is not None else [None]:
@@ -463,17 +502,34 @@ def load_events(
                     params + [("limit", str(limit)), ("offset", str(offset))]
                     for offset in offsets), last=last)
 
-            yield from has_next_pages(
+            yield from counted(has_next_pages(
                 fetch, "events", limit=MAX_LIMIT, stats=stats, progress=progress,
-                desc="events", stop=stop if since_ts is not None else None,
+                desc="events", stop=stop if read_to is not None else None,
                 seen=collector.count_new,
                 fetch_each=fetch_each if pipelined else None,
                 concurrency=client.concurrency if client.read_ahead == "threads" else 1,
-                left=_pages_left(since_ts))  # one estimate per listing
+                left=_pages_left(read_to)))  # one estimate per listing
 
     pipelined = client.read_ahead == "pipelined" and client.concurrency > 1
     _collect(pages(), collector, finish, "/v1/instance_events", stats)
     return finish()
+
+
+_STATUS_CACHE: dict[tuple[Any, Any], bool] = {}
+
+
+def _announces_status(row: dict[str, Any]) -> bool:
+    """Whether a raw event row tells a status (by its metadata or its message)."""
+    if status_from_metadata(row.get("metadata")) is not None:
+        return True
+    key = (row.get("type"), row.get("message"))
+    hit = _STATUS_CACHE.get(key)
+    if hit is None:
+        hit = bool((isinstance(key[0], str) and key[0] in KNOWN_TYPES)
+                   or status_from_message(key[1])[0] is not None)
+        if len(_STATUS_CACHE) < 10_000:
+            _STATUS_CACHE[key] = hit
+    return hit
 
 
 def _pages_left(since: pd.Timestamp | None) -> Callable[[Page], float]:

@@ -17,11 +17,19 @@ import pandas as pd
 from ._frames import build_frame
 from .analysis import UptimePolicy, capacity, incidents, uptime
 from .client import KoyebClient
-from .lifecycle import findings, lifecycles
-from .loaders import load_events, load_instances
-from .schema import EVENT_COLUMNS
+from .lifecycle import START_STATUS_COLUMNS, alive_at, findings, lifecycles, start_status
+from .loaders import load_instances, read_events
+from .schema import EVENT_COLUMNS, STATUSES, TIME_DTYPE
 from .store import HistoryStore
-from .timewindow import TimeLike, WindowLike
+from .timewindow import TimeLike, TimeWindow, WindowLike, parse_duration
+
+DEFAULT_LOOKBEHIND = "1d"
+"""How far before a window's start :func:`load_window` reads events by default (see the
+README's "Where a window starts"; chosen on ``benchmarks/bench_window.py``)."""
+MAX_PER_INSTANCE = 500
+"""Instances whose status at ``since`` the look-behind did not reach, read one by one
+(the events endpoint filters by instance); beyond this many, the rest are left to the
+message transitions."""
 
 __all__ = ["Analysis", "Headline", "Window", "analyse", "headline", "load_window"]
 
@@ -37,6 +45,12 @@ class Window:
         :func:`~koyeb_analytics.load_events`.
     since, until
         The window, resolved (``until`` is when the data was fetched when not given).
+    start_status
+        Each instance's status at ``since`` and the evidence for it (``instance_id,
+        status, source, evidence_at``; see :func:`~koyeb_analytics.start_status`).
+    lookbehind
+        How far before ``since`` events were read for it, and what that cost
+        (``{"duration", "pages", "per_instance", "requests"}``).
 
     Examples
     --------
@@ -44,24 +58,42 @@ class Window:
     >>> with ka.simulate(seed=1, days=1, services=1) as sim:
     ...     w = ka.load_window(sim.client(), window="6h", progress=False)
     >>> sorted(vars(w))
-    ['events', 'instances', 'since', 'until']
+    ['events', 'instances', 'lookbehind', 'since', 'start_status', 'until']
     """
 
     instances: pd.DataFrame
     events: pd.DataFrame
     since: pd.Timestamp | None
     until: pd.Timestamp
+    start_status: pd.DataFrame = field(default_factory=lambda: _empty_start())
+    lookbehind: dict[str, Any] = field(default_factory=dict)
+
+
+def _empty_start() -> pd.DataFrame:
+    return pd.DataFrame({"instance_id": pd.Series(dtype=object),
+                         "status": pd.Categorical([], categories=list(STATUSES), ordered=True),
+                         "source": pd.Series(dtype=object),
+                         "evidence_at": pd.Series(dtype=TIME_DTYPE)})[
+                             list(START_STATUS_COLUMNS)]
 
 
 def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
                 window: WindowLike | None = None, since: TimeLike | None = None,
                 until: TimeLike | None = None,
                 service_id: str | Iterable[str] | None = None, details: bool = False,
-                progress: bool = True) -> Window:
-    """Load every instance of a window and the events from its start to now.
+                progress: bool = True, lookbehind: WindowLike | int = DEFAULT_LOOKBEHIND,
+                ) -> Window:
+    """Load every instance of a window, the events from its start to now, and each
+    instance's status at its start.
 
     Events after ``until`` are loaded too: the event that ends a quiet stretch tells
-    what the instance was doing during it.
+    what the instance was doing during it. The status at ``since`` comes from evidence
+    (``Window.start_status``): the instance record when the instance has not changed
+    since before ``since``; else its last event before ``since``, read by a
+    look-behind: the newest-first listing goes on past ``since`` until every instance
+    alive then has shown one, or ``lookbehind`` is reached, and the instances still
+    missing are read one by one (at most :data:`MAX_PER_INSTANCE`). A history store
+    answers the look-behind from what it holds, with no request.
 
     Parameters
     ----------
@@ -75,6 +107,10 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
         One service id or several; None for every service.
     details, progress
         As for :func:`~koyeb_analytics.load_instances`.
+    lookbehind
+        How far before ``since`` to read events for the status at ``since`` (a
+        duration, default :data:`DEFAULT_LOOKBEHIND`); ``0`` reads none (the record
+        and the message transitions still apply).
 
     Returns
     -------
@@ -88,6 +124,8 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     >>> (w.until - w.since) == pd.Timedelta("12h")
     True
     """
+    lb = pd.Timedelta(0) if lookbehind == 0 or lookbehind == "0" else \
+        parse_duration(lookbehind, "lookbehind")
     source = HistoryStore(client) if isinstance(client, (str, os.PathLike)) else client
     services = [service_id] if isinstance(service_id, str) else \
         list(service_id) if service_id is not None else [None]
@@ -106,15 +144,62 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     query = inst.attrs["query"]
     start = query.get("since")
     ids = inst["id"].tolist() if service_id is not None else None
+    begin = None if start is None else pd.Timestamp(start)
+    reach = begin - lb if begin is not None and lb > pd.Timedelta(0) else None
+    cost = {"duration": lb, "pages": 0, "per_instance": 0, "requests": 0}
+    before: pd.DataFrame | None = None
     if ids == []:
         events = build_frame({}, EVENT_COLUMNS)  # no instance: no event to ask for
     elif isinstance(source, HistoryStore):
-        events = source.events(since=start, instance_ids=ids)
+        events = source.events(since=reach or begin, instance_ids=ids)
     else:
-        events = load_events(source, since=start, instance_ids=ids, progress=progress)
+        wanted = None
+        if begin is not None:
+            alive = inst[alive_at(inst, begin).to_numpy()]
+            wanted = set(alive.loc[~(alive["updated_at"] < begin).to_numpy(), "id"])
+        events = read_events(source, TimeWindow(begin, None), ids=ids, progress=progress,
+                             reach=reach, wanted=wanted if reach is not None else None)
+        cost["pages"] = int(events.attrs.get("lookbehind_pages", 0))
+        if reach is not None and wanted:
+            extra, cost["per_instance"], cost["requests"] = _per_instance(
+                source, begin, sorted(wanted)[:MAX_PER_INSTANCE])
+            if len(extra):
+                attrs = events.attrs
+                events = pd.concat([events, extra], ignore_index=True)
+                events.attrs = attrs
+    if begin is not None and len(events):
+        early = (events["when"] < begin).to_numpy()
+        if early.any():
+            attrs = events.attrs
+            before = events[early]
+            events = events[~early].sort_values(["when", "id"], kind="stable").drop_duplicates(
+                "id").reset_index(drop=True)
+            events.attrs = attrs
+    start_frame = start_status(inst, before, begin) if begin is not None else _empty_start()
     end = query.get("until") or inst.attrs["fetched_at"]
-    return Window(inst, events, None if start is None else pd.Timestamp(start),
-                  pd.Timestamp(end))
+    return Window(inst, events, begin, pd.Timestamp(end), start_frame,
+                  {**cost, "pages_total": int(events.attrs.get("pages", 0))})
+
+
+def _per_instance(client: KoyebClient, since: pd.Timestamp, ids: list[str],
+                  ) -> tuple[pd.DataFrame, int, int]:
+    """Each instance's events back to its last one before ``since`` that announces a
+    status, one listing per instance, ``client.concurrency`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+
+    def one(iid: str) -> pd.DataFrame:
+        return read_events(client, TimeWindow(since, None), ids=[iid], reach=epoch,
+                           wanted={iid})
+
+    with ThreadPoolExecutor(max_workers=client.concurrency) as pool:
+        frames = list(pool.map(one, ids))
+    requests = sum(int(f.attrs.get("pages", 0)) for f in frames)
+    early = [f[(f["when"] < since).to_numpy()] for f in frames]
+    early = [f for f in early if len(f)]
+    out = pd.concat(early, ignore_index=True) if early else build_frame({}, EVENT_COLUMNS)
+    return out, len(ids), requests
 
 
 @dataclass
@@ -195,7 +280,8 @@ def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
         if events is None:
             raise TypeError("analyse() needs events: pass a Window, or instances and events")
     policy = policy or UptimePolicy()
-    iv = lifecycles(instances, events, since=since, until=until)
+    start = data.start_status if isinstance(data, Window) else None
+    iv = lifecycles(instances, events, since=since, until=until, start_status=start)
     lo, hi = iv.attrs["since"] or (iv["start"].min() if len(iv) else None), iv.attrs["until"]
     return Analysis(
         instances=instances, events=events, intervals=iv,

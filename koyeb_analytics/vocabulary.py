@@ -5,9 +5,12 @@ Koyeb does not publish the ``type`` values or ``metadata`` shapes of instance ev
 place so that a run can swap in another vocabulary, and so that the toolkit's
 lifecycle code can read the same table to rebuild status intervals from events.
 
-Every status change produces one event whose ``metadata`` carries the new status
-(``status``) and the previous one (``previousStatus``; camelCase follows the style of
-the console's activity metadata). A few informational events carry no status.
+Every status change produces one event. In the invented vocabulary its ``metadata``
+carries the new status (``status``) and the previous one (``previousStatus``; camelCase
+follows the style of the console's activity metadata). The opaque vocabulary has the
+real API's shape instead: types nobody has seen, empty ``metadata``, real message texts,
+a share of messages from no known family and a share of events that never arrive. A
+few informational events carry no status.
 """
 
 from __future__ import annotations
@@ -59,6 +62,18 @@ class EventVocabulary:
     """Put the status (and the previous one) in each status event's metadata."""
     real_messages: bool = False
     """Vary messages as real fleets do (both eras, ports, paths, codes, progress lines)."""
+    unknown_share: float = 0.0
+    """Share of status events whose message belongs to no known family (real fleets
+    print texts nobody has catalogued)."""
+    missing_share: float = 0.0
+    """Share of events that are never served (the ground truth keeps them)."""
+
+    def __post_init__(self) -> None:
+        for name in ("unknown_share", "missing_share"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < 1:
+                raise ValueError(f"{name} must be a fraction in [0, 1), got {value!r}")
 
 
 DEFAULT_VOCABULARY = EventVocabulary()
@@ -94,6 +109,20 @@ INFO_MESSAGES: tuple[str, ...] = (
 )
 
 
+# Texts of no known family: what a real fleet prints that nobody has catalogued yet.
+UNKNOWN_MESSAGES: tuple[str, ...] = (
+    "Reconciling instance state (generation {n}).",
+    "Placement updated: host group {n:04x}.",
+    "Lifecycle hook completed with result {n}.",
+    "Instance state synchronised by the control plane.",
+)
+
+
+def unknown_message(k: int) -> str:
+    """A message of no known family, varied by ``k`` (deterministic)."""
+    return UNKNOWN_MESSAGES[k % len(UNKNOWN_MESSAGES)].format(n=k % 9973)
+
+
 def real_message(status: str, k: int, previous: str | None = None) -> str:
     """A message of ``status``'s family, varied by ``k`` (deterministic)."""
     if status == "STARTING" and previous == "SLEEPING":
@@ -115,8 +144,10 @@ def info_message(k: int) -> str:
 OPAQUE_VOCABULARY = EventVocabulary(
     status_types={s: f"instance.event.{i:02d}{chr(97 + i)}" for i, s in enumerate(STATUSES)},
     info_types={"instance.event.notice": "Download progress: 100%"},
-    metadata=False, real_messages=True)
-"""Types the toolkit has never seen, empty metadata, real message texts: a simulator
-that does not flatter the client."""
+    metadata=False, real_messages=True, unknown_share=0.05, missing_share=0.01)
+"""Types the toolkit has never seen, empty metadata, real message texts, 5 % of status
+messages from no known family and 1 % of events never served: a simulator that does not
+flatter the client. ``dataclasses.replace(OPAQUE_VOCABULARY, missing_share=0)`` and the
+like make it milder."""
 
 VOCABULARIES = {"invented": DEFAULT_VOCABULARY, "opaque": OPAQUE_VOCABULARY}

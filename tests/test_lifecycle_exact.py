@@ -96,7 +96,9 @@ def test_timestamps_path_with_details_span_by_span():
     assert iv["service_id"].tolist() == [f"svc-{i}" for i in iv["instance_id"]]
     assert set(iv["region"]) == {"fra"}
     assert iv["app_id"].dtype == object and iv["app_id"].isna().all()
-    assert iv["source"].cat.categories.tolist() == ["events", "timestamps", "both"]
+    assert iv["source"].cat.categories.tolist() == ["events", "timestamps", "both",
+                                                     "lookbehind", "record", "transition",
+                                                     "gap"]
     assert iv["open_ended"].dtype == bool
     bare = iv.copy()
     bare.attrs = {}
@@ -176,10 +178,11 @@ def test_events_path_span_by_span():
         ("c", "ALLOCATING", 0, 1, False, "timestamps"),
         ("c", "HEALTHY", 1, 60, True, "timestamps")]
     # a's record says HEALTHY since 3 but its last event says UNHEALTHY at 20: the record
-    # is older than the event, so no disagreement; c has no events at all
-    assert kinds(iv) == [("c", "no_events")]
-    assert ka.findings(iv)["detail"].tolist() == [
-        "no status events; spans rebuilt from timestamps"]
+    # is older than the event, so no disagreement; c has no events at all; b went from
+    # ALLOCATING to HEALTHY: its STARTING event never arrived
+    assert kinds(iv) == [("", "missing_events"), ("c", "no_events")]
+    assert ka.findings(iv)["detail"].tolist()[-1] == \
+        "no status events; spans rebuilt from timestamps"
 
 
 def test_the_record_ends_what_the_events_leave_open():
@@ -206,7 +209,11 @@ def test_the_record_ends_what_the_events_leave_open():
         ("b", "terminal_from_record",
          "the events stop before the instance's end; STOPPED taken from its record"),
         ("c", "record_disagrees",
-         "the record says UNHEALTHY since its last update, the last event HEALTHY")]
+         "the record says UNHEALTHY since its last update, the last event HEALTHY"),
+        ("", "missing_events",
+         "4 times, two consecutive status events cannot follow each other: an event "
+         "between them never arrived (a steady status they imply fills the gap, source "
+         "'gap')")]
 
 
 def test_a_record_ending_before_the_last_event_is_not_used():
@@ -215,9 +222,9 @@ def test_a_record_ending_before_the_last_event_is_not_used():
     iv = ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING)
     assert spans(iv) == [("a", "ALLOCATING", 0, 5, False, "events"),
                          ("a", "HEALTHY", 5, 60, True, "events")]
-    assert kinds(iv) == [("a", "missing_terminal_event")]
-    assert ka.findings(iv)["detail"].tolist() == [
-        "the instance is STOPPED/ERROR but no span records its end"]
+    assert kinds(iv) == [("", "missing_events"), ("a", "missing_terminal_event")]
+    assert ka.findings(iv)["detail"].tolist()[-1] == \
+        "the instance is STOPPED/ERROR but no span records its end"
 
 
 def test_the_stretch_before_the_first_event():
@@ -231,15 +238,24 @@ def test_the_stretch_before_the_first_event():
     assert spans(iv) == [
         ("a", "HEALTHY", 0, 10, False, "events"), ("a", "UNHEALTHY", 10, 60, True, "events"),
         ("b", "STARTING", 0, 10, False, "events"), ("b", "UNHEALTHY", 10, 60, True, "events"),
-        ("c", None, 0, 10, False, "events"), ("c", "UNHEALTHY", 10, 60, True, "events"),
+        # nothing in c's metadata: UNHEALTHY follows a state that was up
+        ("c", "HEALTHY", 0, 10, False, "transition"),
+        ("c", "UNHEALTHY", 10, 60, True, "events"),
         ("d", "HEALTHY", 10, 60, True, "events")]   # created at its first event: no gap
-    assert kinds(iv) == [("c", "unknown_status")]   # the records predate the events
+    assert kinds(iv) == []
     # without previous_key, b's "before" is not read
     iv2 = ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING)
-    assert [s for s in spans(iv2) if s[0] == "b"][0] == ("b", None, 0, 10, False, "events")
-    # without a metadata column nothing tells the stretch before
+    assert [s for s in spans(iv2) if s[0] == "b"][0] == \
+        ("b", "HEALTHY", 0, 10, False, "transition")
+    # without a metadata column only the transitions tell the stretch before
     iv3 = ka.lifecycles(inst, ev.drop(columns="metadata"), until=UNTIL, mapping=MAPPING)
-    assert [s[1] for s in spans(iv3) if s[2] == 0] == [None, None, None]
+    assert [s[1:] for s in spans(iv3) if s[2] == 0] == [
+        ("HEALTHY", 0, 10, False, "transition")] * 3
+    # a status that more than one can precede leaves the stretch unknown
+    up = events([("a", 10, "up", {})])
+    iv4 = ka.lifecycles(inst.iloc[:1], up, until=UNTIL, mapping=MAPPING)
+    assert spans(iv4)[0] == ("a", None, 0, 10, False, "events")
+    assert kinds(iv4) == [("a", "unknown_status")]
 
 
 def test_event_findings_exactly():
@@ -261,7 +277,8 @@ def test_event_findings_exactly():
     assert by_kind["event_after_terminal"] == ("a", "a status event follows STOPPED or ERROR")
     assert by_kind["simultaneous_events"] == (
         "b", "two status events share a timestamp; their order is a guess")
-    assert len(found) == 4
+    assert by_kind["missing_events"][0] == ""
+    assert len(found) == 5
     # ties keep the input's order: b is UNHEALTHY from 3 (the later row), HEALTHY for 0 s
     assert [s for s in spans(iv) if s[0] == "b"] == [
         ("b", "ALLOCATING", 0, 3, False, "events"), ("b", "HEALTHY", 3, 3, False, "events"),
@@ -343,8 +360,11 @@ def test_odd_metadata_before_the_first_event():
     ev = events([("a", 10, "sick", None), ("b", 10, "sick", "previousStatus=HEALTHY")])
     for key in (None, "before"):
         iv = ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING, previous_key=key)
-        assert [s[:4] for s in spans(iv)] == [("a", None, 0, 10), ("a", "UNHEALTHY", 10, 60),
-                                              ("b", None, 0, 10), ("b", "UNHEALTHY", 10, 60)]
+        # unreadable metadata: what the message implies (UNHEALTHY follows HEALTHY)
+        assert [s[:4] for s in spans(iv)] == [
+            ("a", "HEALTHY", 0, 10), ("a", "UNHEALTHY", 10, 60),
+            ("b", "HEALTHY", 0, 10), ("b", "UNHEALTHY", 10, 60)]
+        assert set(iv.loc[iv["start"] == T0, "source"]) == {"transition"}
 
 
 def test_the_record_at_the_very_time_of_the_last_event():
@@ -361,7 +381,10 @@ def test_the_record_at_the_very_time_of_the_last_event():
     assert list(zip(found["instance_id"], found["detail"], strict=True)) == [
         ("a", "the events stop before the instance's end; STOPPED taken from its record"),
         ("b", "the record says ALLOCATING since its last update, the last event STARTING"),
-        ("c", "the record says HEALTHY since its last update, the last event ALLOCATING")]
+        ("c", "the record says HEALTHY since its last update, the last event ALLOCATING"),
+        ("", "1 times, two consecutive status events cannot follow each other: an event "
+             "between them never arrived (a steady status they imply fills the gap, source "
+             "'gap')")]
 
 
 def test_ten_unknown_types_are_all_named():
@@ -379,13 +402,14 @@ def test_events_without_a_time_are_left_out_and_said_so():
     inst = instances([("a", "HEALTHY", 0, 3, 1, 3, None)])
     ev = events([("a", None, "alloc"), ("a", 1, "start"), ("a", 3, "up"), ("a", None, "up")])
     iv = ka.lifecycles(inst, ev, until=UNTIL, mapping=MAPPING)
-    assert spans(iv) == [("a", None, 0, 1, False, "events"),    # what came first is lost
+    # what came first is lost, but a start follows an allocation
+    assert spans(iv) == [("a", "ALLOCATING", 0, 1, False, "transition"),
                          ("a", "STARTING", 1, 3, False, "events"),
                          ("a", "HEALTHY", 3, 60, True, "events")]
     found = ka.findings(iv)
     assert list(zip(found["kind"], found["detail"], strict=True))[0] == (
         "events_without_time", "2 events have no readable time; they were left out")
-    assert kinds(iv) == [("", "events_without_time"), ("a", "unknown_status")]
+    assert kinds(iv) == [("", "events_without_time")]
     only = ka.lifecycles(inst, events([("a", None, "up")]), until=UNTIL, mapping=MAPPING)
     assert [s[1] for s in spans(only)] == ["ALLOCATING", "STARTING", "HEALTHY"]
     assert kinds(only) == [("", "events_without_time"), ("a", "no_events")]

@@ -67,6 +67,10 @@ class FleetConfig:
     autoscale_share: float = 0.3
     scale_to_zero_share: float = 0.25
     outages: int = 1
+    prehistory_share: float = 0.0
+    """Share of services whose instances were created long before the history's first
+    day (1 to 60 days before, quiet since); their events before that day are never
+    served, as an API's retention would have dropped them."""
     vocabulary: EventVocabulary = field(default_factory=lambda: DEFAULT_VOCABULARY)
 
 
@@ -99,6 +103,7 @@ class _Service:
     scale_to_zero: bool
     autoscale: bool
     outages: list[tuple[int, int]] = field(default_factory=list)
+    prehistoric: bool = False
 
 
 class Fleet:
@@ -175,6 +180,9 @@ class Fleet:
             svc = rng.choice(self.services)
             a = self.start_us + int(span * rng.uniform(0.3, 0.9))
             svc.outages.append((a, a + rng.randint(5 * MINUTE, 40 * MINUTE)))
+        if cfg.prehistory_share > 0:
+            for svc in self.services:
+                svc.prehistoric = rng.random() < cfg.prehistory_share
         for svc in self.services:
             self._generate_service(svc)
 
@@ -184,8 +192,10 @@ class Fleet:
         first = self.start_us + (
             rng.randint(0, 2 * HOUR) if rng.random() < 0.8 else rng.randint(0, span // 2)
         )
+        if svc.prehistoric:
+            first = self.start_us - rng.randint(DAY, 60 * DAY)
         deploys = [first]
-        t = first
+        t = max(first, self.start_us)
         while cfg.redeploys_per_day > 0:
             t += int(rng.expovariate(cfg.redeploys_per_day) * DAY)
             if t >= self.now_us:
@@ -199,7 +209,7 @@ class Fleet:
             epochs.append((d, end))
         episodes: list[tuple[int, int, int]] = []  # (start, end, extra slots)
         if svc.autoscale:
-            t = first
+            t = max(first, self.start_us)
             while True:
                 t += int(rng.expovariate(1.0) * DAY)
                 if t >= self.now_us:
@@ -293,6 +303,9 @@ class Fleet:
                 return
             status = "HEALTHY"
             ended = False
+            if t < self.start_us:
+                # Created long before the history: quiet until shortly before it opens.
+                t = self.start_us - rng.randint(0, 6 * HOUR)
             while not ended:
                 waits = {"crash": rng.expovariate(1 / cfg.crash_mtbf_hours) * HOUR}
                 if status == "HEALTHY":
@@ -408,7 +421,20 @@ class Fleet:
             extra[:, 6] = (extra[:, 6] & 0x0F) | 0x40
             extra[:, 8] = (extra[:, 8] & 0x3F) | 0x80
             self._event_uuids = np.concatenate([self._event_uuids, extra])
+        # Which events the API serves: none before the history's first day (retention),
+        # and not the vocabulary's share of lost ones; which status events carry a
+        # message of no known family. Both drawn from the event's id, so they are stable.
+        uuid32 = self._event_uuids[: m + k, :4].astype(np.uint32)
+        draw = ((uuid32[:, 0] << 24) | (uuid32[:, 1] << 16) | (uuid32[:, 2] << 8)
+                | uuid32[:, 3]) / 2.0 ** 32
+        uuid32 = self._event_uuids[: m + k, 4:8].astype(np.uint32)
+        draw2 = ((uuid32[:, 0] << 24) | (uuid32[:, 1] << 16) | (uuid32[:, 2] << 8)
+                 | uuid32[:, 3]) / 2.0 ** 32
+        sorted_when = when[order]
         self.ev = {
+            "served": (sorted_when >= self.start_us)
+            & (draw >= self.vocabulary.missing_share),
+            "unknown": draw2 < self.vocabulary.unknown_share,
             "uuid": self._event_uuids,
             "instance": ev_inst[order],
             "when": when[order],

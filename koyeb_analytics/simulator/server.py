@@ -31,7 +31,14 @@ import pandas as pd
 from aiohttp import web
 
 from ..execute import EXEC_PATH
-from ..vocabulary import STATUS_MESSAGES, STATUSES, VOCABULARIES, info_message, real_message
+from ..vocabulary import (
+    STATUS_MESSAGES,
+    STATUSES,
+    VOCABULARIES,
+    info_message,
+    real_message,
+    unknown_message,
+)
 from .exec import ExecEndpoint, ExecFaults, close_process
 from .faults import FaultPlan, Faults
 from .fleet import Fleet, FleetConfig, to_us
@@ -128,7 +135,11 @@ class Simulator:
     Simulated exec runs the requested commands as **real local processes**, as the
     user running the simulator, in a scratch directory per instance.
     **fleet_options
-        More :class:`FleetConfig` fields (rates, outages, vocabulary).
+        More :class:`FleetConfig` fields (rates, outages, vocabulary,
+        ``prehistory_share``). ``vocabulary="opaque"`` is the real API's shape:
+        opaque types, empty metadata, real texts, 5 % of status messages from no known
+        family, 1 % of events never served, and (unless ``prehistory_share`` says
+        otherwise) 30 % of services created 1 to 60 days before the history opens.
 
     Examples
     --------
@@ -183,6 +194,9 @@ class Simulator:
                 raise ValueError(f"vocabulary must be one of {sorted(VOCABULARIES)} or an "
                                  f"EventVocabulary, got {vocabulary!r}")
             fleet_options["vocabulary"] = VOCABULARIES[vocabulary]
+            if vocabulary == "opaque":
+                # The real API's shape includes fleets older than the history it serves.
+                fleet_options.setdefault("prehistory_share", 0.3)
         start: datetime | None = None
         if now is not None:
             ts = pd.Timestamp(now)
@@ -632,7 +646,8 @@ class Simulator:
                     metadata[vocab.status_key] = status
                     if prev >= 0:
                         metadata[vocab.previous_key] = STATUSES[prev]
-                message = real_message(status, j, STATUSES[prev] if prev >= 0 else None) \
+                message = (unknown_message(j) if ev["unknown"][j] else
+                           real_message(status, j, STATUSES[prev] if prev >= 0 else None)) \
                     if vocab.real_messages else STATUS_MESSAGES[status]
                 etype = vocab.status_types[status]
             else:
@@ -747,11 +762,13 @@ class Simulator:
 
     def _event_mask(self, q: Any) -> np.ndarray | None:
         ev = self.fleet.ev
-        mask: np.ndarray | None = None
+        served = ev["served"]
+        mask: np.ndarray | None = None if served.all() else served
         ids = q.getall("instance_ids", [])
         if ids:
             index = self._id_index()
-            mask = np.isin(ev["instance"], [index[i] for i in ids if i in index])
+            m = np.isin(ev["instance"], [index[i] for i in ids if i in index])
+            mask = m if mask is None else mask & m
         types = q.getall("types", [])
         if types:
             codes = [k for k, t in enumerate(self.fleet.event_types) if t in types]
