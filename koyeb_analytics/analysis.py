@@ -56,7 +56,8 @@ class UptimePolicy:
     --------
     >>> print(UptimePolicy(sleeping="down").describe())  # doctest: +NORMALIZE_WHITESPACE
     Time-weighted: HEALTHY counts as up; SLEEPING counts as down; a group is up while
-    any instance is up; time with no instance counts as down; target 99.900%.
+    any instance is up; time with no instance counts as down; time whose status is
+    unknown is left out and stated as coverage; target 99.900%.
     """
 
     up_statuses: tuple[str, ...] = ("HEALTHY",)
@@ -96,7 +97,8 @@ class UptimePolicy:
                    "fraction": "a group's availability is the time-weighted share of its "
                                "instances that are up"}[self.combine]
         text = (f"Time-weighted: {up} counts as up; SLEEPING counts as {self.sleeping}; "
-                f"{combine}; time with no instance counts as {self.no_data}")
+                f"{combine}; time with no instance counts as {self.no_data}; time whose "
+                "status is unknown is left out and stated as coverage")
         if self.exclude:
             text += f"; {len(self.exclude)} maintenance window(s) excluded"
         return text + f"; target {self.target:.3%}."
@@ -192,7 +194,10 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     DataFrame
         ``group, start, end, duration, present, up, upness, state`` where ``upness``
         is in [0, 1] and ``state`` is ``"up"``, ``"down"``, ``"degraded"`` (fraction
-        policy, some replicas down) or ``"excluded"``. With ``freq``, segments are also
+        policy, some replicas down), ``"excluded"`` or ``"unknown"`` (the outcome
+        depends on instances whose status nothing tells: left out of availability, like
+        excluded time, and counted against coverage). ``present`` counts instances of
+        known status. With ``freq``, segments are also
         cut at period edges and a ``period`` column is added.
 
     Examples
@@ -218,6 +223,7 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     sleeping = status.eq("SLEEPING")
     asleep = sleeping & (policy.sleeping == "excluded")
     present = status.notna() & ~asleep
+    unknown = status.isna()
     up = status.isin(policy.up_statuses) | (sleeping & (policy.sleeping == "up"))
     group = spans[by].astype(object) if by is not None else pd.Series("all", index=spans.index)
     keys = group.to_numpy()
@@ -227,6 +233,7 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
         "dp": np.concatenate([present.to_numpy(int), -present.to_numpy(int)]),
         "du": np.concatenate([(present & up).to_numpy(int), -(present & up).to_numpy(int)]),
         "ds": np.concatenate([asleep.to_numpy(int), -asleep.to_numpy(int)]),
+        "dk": np.concatenate([unknown.to_numpy(int), -unknown.to_numpy(int)]),
     })
     life = pd.DataFrame({"group": keys, "start": spans["start"].array,
                          "end": spans["end"].array}).groupby("group").agg(
@@ -239,13 +246,14 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     cuts = pd.DataFrame({"group": np.repeat(life.index.to_numpy(), len(edges)),
                          "t": np.tile(_naive(pd.Series(pd.DatetimeIndex(edges).as_unit("us"))),
                                       len(life)),
-                         "dp": 0, "du": 0, "ds": 0})
+                         "dp": 0, "du": 0, "ds": 0, "dk": 0})
     d = pd.concat([deltas, cuts], ignore_index=True)
     d["t"] = d["t"].astype("datetime64[us]").dt.tz_localize("UTC")
-    d = d.groupby(["group", "t"], sort=True)[["dp", "du", "ds"]].sum().reset_index()
+    d = d.groupby(["group", "t"], sort=True)[["dp", "du", "ds", "dk"]].sum().reset_index()
     d["present"] = d.groupby("group")["dp"].cumsum()
     d["up"] = d.groupby("group")["du"].cumsum()
     d["asleep"] = d.groupby("group")["ds"].cumsum()
+    d["unknown"] = d.groupby("group")["dk"].cumsum()
     d["end"] = d.groupby("group")["t"].shift(-1)
     seg = d.dropna(subset=["end"]).rename(columns={"t": "start"})
     seg = seg[(seg["start"] >= lo) & (seg["end"] <= hi)].copy()
@@ -258,21 +266,27 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     for a, b in policy.exclude:
         maint |= (seg["start"] >= a) & (seg["end"] <= b)
     n, u = seg["present"].to_numpy(), seg["up"].to_numpy()
+    k = seg["unknown"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         if policy.combine == "any":
             upness = (u > 0).astype(float)
+            # Nobody known is up: the outcome hangs on the unknown ones.
+            undecided = (u == 0) & (k > 0)
         elif policy.combine == "all":
             upness = ((u == n) & (n > 0)).astype(float)
+            undecided = (u == n) & (k > 0)
         else:
             upness = np.where(n > 0, u / np.maximum(n, 1), 0.0)
-    only_asleep = (n == 0) & (seg["asleep"].to_numpy() > 0)
-    no_data = (n == 0) & ~only_asleep
+            undecided = (n == 0) & (k > 0)
+    only_asleep = (n == 0) & (seg["asleep"].to_numpy() > 0) & (k == 0)
+    no_data = (n == 0) & ~only_asleep & (k == 0)
     upness = np.where(no_data, 1.0 if policy.no_data == "up" else 0.0, upness)
     excluded = (outside.to_numpy() | maint.to_numpy() | only_asleep
                 | (no_data & (policy.no_data == "excluded")))
-    state = np.where(excluded, "excluded",
-                     np.where(upness >= 1, "up", np.where(upness <= 0, "down", "degraded")))
-    seg["upness"] = np.where(excluded, np.nan, upness)
+    undecided &= ~excluded
+    state = np.where(excluded, "excluded", np.where(undecided, "unknown",
+                     np.where(upness >= 1, "up", np.where(upness <= 0, "down", "degraded"))))
+    seg["upness"] = np.where(excluded | undecided, np.nan, upness)
     seg["state"] = state
     out = seg[cols].reset_index(drop=True)
     if freq is not None:
@@ -306,9 +320,12 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
     Returns
     -------
     DataFrame
-        ``availability, up_time, down_time, observed_time, excluded_time, incidents`` per
-        group (and ``period``). ``attrs`` carries ``policy``, ``method`` (a sentence) and
-        ``overall`` (availability over all groups together).
+        ``availability, up_time, down_time, observed_time, excluded_time, unknown_time,
+        coverage, incidents`` per group (and ``period``). Time whose status is unknown
+        is left out of ``observed_time`` (so of availability) and said by ``coverage``
+        (observed over observed plus unknown). ``attrs`` carries ``policy``, ``method``
+        (a sentence), ``overall`` (availability over all groups together) and
+        ``coverage``.
 
     Examples
     --------
@@ -331,15 +348,19 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
                       **({"period": TIME_DTYPE} if freq is not None else {}),
                       "availability": "float64", "up_time": DURATION_DTYPE,
                       "down_time": DURATION_DTYPE, "observed_time": DURATION_DTYPE,
-                      "excluded_time": DURATION_DTYPE, "incidents": "int64"})
+                      "excluded_time": DURATION_DTYPE, "unknown_time": DURATION_DTYPE,
+                      "coverage": "float64", "incidents": "int64"})
     else:
         seg = seg.assign(
-            observed=seg["duration"].where(seg["state"] != "excluded", zero),
+            observed=seg["duration"].where(~seg["state"].isin(["excluded", "unknown"]),
+                                           zero),
             excluded=seg["duration"].where(seg["state"] == "excluded", zero),
+            unknown=seg["duration"].where(seg["state"] == "unknown", zero),
             up_part=seg["duration"] * seg["upness"].fillna(0))
         out = seg.groupby(keys, sort=True).agg(
             up_time=("up_part", "sum"), observed_time=("observed", "sum"),
-            excluded_time=("excluded", "sum")).reset_index()
+            excluded_time=("excluded", "sum"), unknown_time=("unknown", "sum")
+        ).reset_index()
         out["down_time"] = out["observed_time"] - out["up_time"]
         out["availability"] = out["up_time"] / out["observed_time"].where(
             out["observed_time"] > zero)
@@ -354,12 +375,17 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
                 ["group", "period"]).size() if len(inc) else pd.Series(dtype=int)
             out["incidents"] = [int(per.get((g, p), 0)) for g, p in
                                 zip(out["group"], out["period"], strict=True)]
+        known = out["observed_time"] + out["unknown_time"]
+        out["coverage"] = out["observed_time"] / known.where(known > zero)
         out = out[[*keys, "availability", "up_time", "down_time", "observed_time",
-                   "excluded_time", "incidents"]]
+                   "excluded_time", "unknown_time", "coverage", "incidents"]]
     out = out.rename(columns={"group": by or "group"})
     observed = out["observed_time"].sum() if len(out) else zero
+    unknown = out["unknown_time"].sum() if len(out) else zero
     out.attrs = {"policy": policy.as_dict(), "method": policy.describe(), "by": by,
-                 "overall": (out["up_time"].sum() / observed) if observed > zero else np.nan}
+                 "overall": (out["up_time"].sum() / observed) if observed > zero else np.nan,
+                 "coverage": float(observed / (observed + unknown))
+                 if observed + unknown > zero else np.nan}
     return out
 
 

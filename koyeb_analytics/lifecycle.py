@@ -371,9 +371,12 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     """Find where an event between two status events was lost, and fill the gap.
 
     Two consecutive events betray a lost one when the second cannot follow the first
-    (:func:`~koyeb_analytics.classify.possible_previous`), or when a starting status
-    (ALLOCATING, STARTING) outlasts a hundred times its median and an hour before an
-    event that a steady status can precede. The first status keeps its median duration
+    (:func:`~koyeb_analytics.classify.possible_previous`), or when a passing status
+    (ALLOCATING, STARTING, UNHEALTHY) outlasts a hundred times its median in the same
+    data and an hour before an event that a steady status can precede (a crash after
+    a health-check flap whose recovery never arrived). A genuinely long passing status
+    is then read as a lost recovery: the spans say so (source ``gap``) and the
+    findings count them. The first status keeps its median duration
     (over the spans that end normally); the rest of the gap is the steady status the
     second event implies (HEALTHY before SLEEPING), with source ``gap``. Where the
     first status is itself steady it simply lasts until the second event.
@@ -399,7 +402,7 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     normal = np.r_[same & ~bad, False] & (spans.end != _NAT)
     medians = {int(c): int(np.median(durations[normal & (spans.status == c)]))
                for c in np.unique(spans.status[normal])}
-    starting = np.isin(a, [_CODE["ALLOCATING"], _CODE["STARTING"]])
+    starting = np.isin(a, [_CODE["ALLOCATING"], _CODE["STARTING"], _CODE["UNHEALTHY"]])
     for i in live[starting[live] & ~bad[live]]:
         limit = max(HOUR_US, 100 * medians.get(int(a[i]), HOUR_US))
         bad[i] = durations[i] > limit and any(s in STEADY for s in previous(int(i)))
@@ -462,9 +465,16 @@ def _join_records(inst: pd.DataFrame, ids: pd.Index, spans: _Spans, first: np.nd
                             strict=True):
         findings.append({"instance_id": ids[p], "kind": "record_disagrees",
                          "detail": f"the record says {STATUSES[st]} since its last update, "
-                                   f"the last event {STATUSES[ev_st]}"})
+                                   f"the last event {STATUSES[ev_st]}; the record's status "
+                                   "is used from then on"})
+    # The event of the last change never arrived: the record says what and when.
+    rows = last[differs & ~np.isin(spans.status[last], _TERMINAL_CODES)]
+    keep = differs & ~np.isin(spans.status[last], _TERMINAL_CODES)
+    spans.end[rows] = updated[keep]
     return [_Spans(pos[fix], record[fix], ended[fix], ended[fix],
-                   np.full(int(fix.sum()), "timestamps", object))]
+                   np.full(int(fix.sum()), "timestamps", object)),
+            _Spans(pos[keep], record[keep], updated[keep], np.full(int(keep.sum()), _NAT),
+                   np.full(int(keep.sum()), "record", object))]
 
 
 def _ignored_events(events: pd.DataFrame, rule: np.ndarray, code: np.ndarray,

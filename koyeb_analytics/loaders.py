@@ -454,7 +454,7 @@ def read_events(client: KoyebClient, tw: TimeWindow, *, ids: list[str] | None = 
         if wanted is not None:
             for row in page:
                 t = _time(row)
-                if t is not None and t < since_ts and _announces_status(row):
+                if t is not None and read_to <= t < since_ts and _announces_status(row):
                     wanted.discard(row.get("instance_id"))
         return bool(oldest < read_to or not wanted)
 

@@ -23,6 +23,8 @@ from .schema import EVENT_COLUMNS, STATUSES, TIME_DTYPE
 from .store import HistoryStore
 from .timewindow import TimeLike, TimeWindow, WindowLike, parse_duration
 
+UNKNOWN_THRESHOLD = 0.01
+"""An unknown share of service-time above this is said in a report's headline."""
 DEFAULT_LOOKBEHIND = "1d"
 """How far before a window's start :func:`load_window` reads events by default (see the
 README's "Where a window starts"; chosen on ``benchmarks/bench_window.py``)."""
@@ -317,6 +319,12 @@ class Headline:
         How many data-quality findings.
     simulated, source
         Whether the data is the simulator's, and the API host it came from.
+    coverage, unknown_time
+        The share of service-time whose state is known, and the time whose state is
+        not (left out of ``availability`` and the budget).
+    coverage_note
+        A sentence for the headline when the unknown share passes
+        :data:`UNKNOWN_THRESHOLD`, else None.
 
     Examples
     --------
@@ -350,6 +358,19 @@ class Headline:
     findings: int
     simulated: bool
     source: str
+    coverage: float = 1.0
+    unknown_time: pd.Timedelta = pd.Timedelta(0)
+    coverage_note: str | None = None
+
+    def availability_text(self) -> str:
+        """``"99.930 % over 98.7 % of service-time; 1.3 % unknown"``."""
+        if self.availability != self.availability:  # NaN: nothing observed
+            return "no observed time"
+        text = f"{self.availability:.3%}".replace("%", " %")
+        if self.coverage < 1:
+            text += (f" over {self.coverage:.1%} of service-time; "
+                     f"{1 - self.coverage:.1%} unknown").replace("%", " %")
+        return text
 
 
 def headline(a: Analysis) -> Headline:
@@ -382,6 +403,13 @@ def headline(a: Analysis) -> Headline:
     zero = pd.Timedelta(0)
     observed = a.uptime["observed_time"].sum() if len(a.uptime) else zero
     down = a.uptime["down_time"].sum() if len(a.uptime) else zero
+    unknown = a.uptime["unknown_time"].sum() if len(a.uptime) else zero
+    coverage = float(observed / (observed + unknown)) if observed + unknown > zero else 1.0
+    note = None
+    if 1 - coverage > UNKNOWN_THRESHOLD:
+        note = (f"The state of {1 - coverage:.1%} of service-time is unknown (nothing "
+                "told it): availability and the budget are over the rest. See the "
+                "findings.").replace("%", " %")
     value = float((observed - down) / observed) if observed > zero else float("nan")
     allowed = observed * (1 - a.policy.target)
     by = a.uptime.attrs.get("by") or "service_id"
@@ -409,4 +437,5 @@ def headline(a: Analysis) -> Headline:
         else (),
         peak_instances=peak.instances, peak_at=peak.at, findings=len(a.findings),
         simulated=bool(a.instances.attrs.get("simulated", False)),
-        source=urlsplit(source).netloc or source)
+        source=urlsplit(source).netloc or source, coverage=coverage, unknown_time=unknown,
+        coverage_note=note)

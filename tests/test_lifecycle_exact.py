@@ -199,8 +199,10 @@ def test_the_record_ends_what_the_events_leave_open():
     assert [r for r in rows if r[0] == "b"] == [
         ("b", "ALLOCATING", 0, 2, False, "events"), ("b", "HEALTHY", 2, 30, False, "both"),
         ("b", "STOPPED", 30, 30, False, "timestamps")]
-    # c: the record (UNHEALTHY since 40) disagrees with its last event: a finding only
-    assert [r for r in rows if r[0] == "c"][-1] == ("c", "HEALTHY", 2, 60, True, "events")
+    # c: the record (UNHEALTHY since 40) disagrees with its last event: the event of
+    # that change never arrived, the record says what and when
+    assert [r for r in rows if r[0] == "c"][-2:] == [("c", "HEALTHY", 2, 40, False, "events"),
+                                                    ("c", "UNHEALTHY", 40, 60, True, "record")]
     # d: the record (HEALTHY, updated at 1) is older than its last event: no finding
     found = ka.findings(iv)
     assert list(zip(found["instance_id"], found["kind"], found["detail"], strict=True)) == [
@@ -209,7 +211,8 @@ def test_the_record_ends_what_the_events_leave_open():
         ("b", "terminal_from_record",
          "the events stop before the instance's end; STOPPED taken from its record"),
         ("c", "record_disagrees",
-         "the record says UNHEALTHY since its last update, the last event HEALTHY"),
+         "the record says UNHEALTHY since its last update, the last event HEALTHY; the "
+         "record's status is used from then on"),
         ("", "missing_events",
          "4 times, two consecutive status events cannot follow each other: an event "
          "between them never arrived (a steady status they imply fills the gap, source "
@@ -380,8 +383,10 @@ def test_the_record_at_the_very_time_of_the_last_event():
     found = ka.findings(iv)
     assert list(zip(found["instance_id"], found["detail"], strict=True)) == [
         ("a", "the events stop before the instance's end; STOPPED taken from its record"),
-        ("b", "the record says ALLOCATING since its last update, the last event STARTING"),
-        ("c", "the record says HEALTHY since its last update, the last event ALLOCATING"),
+        ("b", "the record says ALLOCATING since its last update, the last event STARTING; "
+              "the record's status is used from then on"),
+        ("c", "the record says HEALTHY since its last update, the last event ALLOCATING; "
+              "the record's status is used from then on"),
         ("", "1 times, two consecutive status events cannot follow each other: an event "
              "between them never arrived (a steady status they imply fills the gap, source "
              "'gap')")]
