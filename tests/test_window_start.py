@@ -1,0 +1,210 @@
+"""A window that opens in the middle of instances' lives, on the real API's shape.
+
+Each rule of the window's start has its test: the status at ``since`` from the
+instance record and from a bounded look-behind (and the store's, with no request),
+message transitions, unknown time left out of availability with the coverage said, no
+incident at the window's start because the status before it was unknown, and the
+figures of 24-hour and 7-day windows of 21-day opaque histories against the truth.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import koyeb_analytics as ka
+from koyeb_analytics.classify import TRANSITIONS, possible_previous, previous_from_message
+from koyeb_analytics.lifecycle import start_status
+
+from .conftest import fast_client
+from .window_truth import compare, truth_intervals
+
+NOW = pd.Timestamp("2026-11-20T12:00:00Z")
+T0 = pd.Timestamp("2026-11-20T00:00:00Z")
+
+
+def m(minutes: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(minutes=minutes)
+
+
+@pytest.fixture(scope="module")
+def opaque21():
+    with ka.simulate(seed=2, days=21, services=12, now=NOW, vocabulary="opaque") as sim:
+        yield sim
+
+
+def _window(sim, length, **options):
+    since = NOW - pd.Timedelta(length)
+    return since, ka.load_window(fast_client(sim), since=since, until=NOW, progress=False,
+                                 **options)
+
+
+@pytest.mark.parametrize("length", ["24h", "7D"])
+def test_window_figures_match_the_truth(opaque21, length):
+    since, win = _window(opaque21, length)
+    a = ka.analyse(win)
+    got = compare(a.intervals, truth_intervals(opaque21, win.instances, since, NOW),
+                  since, NOW)
+    assert got["availability_pp"] <= 0.02, got
+    n, want = got["incidents"], got["incidents_truth"]
+    assert abs(n - want) <= max(1, 0.1 * want), got
+    assert got["unknown_share"] <= 0.01, got
+    # every event loaded is in the window; what came before travels on its own
+    assert (win.events["when"] >= since).all()
+    assert (win.start_status["evidence_at"] < since).all()
+
+
+def test_without_the_start_status_the_numbers_are_wrong(opaque21):
+    # What the evidence buys: the same window with none of it.
+    since, win = _window(opaque21, "24h", lookbehind=0)
+    bare = ka.lifecycles(win.instances.assign(updated_at=NOW), win.events, since=since,
+                         until=NOW)
+    with_it = ka.analyse(_window(opaque21, "24h")[1]).intervals
+    share = lambda iv: float(((iv["end"] - iv["start"])[iv["status"].isna()]).sum()  # noqa: E731
+                             / (iv["end"] - iv["start"]).sum())
+    assert share(bare) > 0.05 > 0.01 >= share(with_it)
+
+
+def test_look_behind_stops_at_its_bound_and_reads_quiet_instances_one_by_one(opaque21):
+    since, win = _window(opaque21, "24h")
+    cost = win.lookbehind
+    assert cost["duration"] == pd.Timedelta("1D") and cost["pages"] > 0
+    sources = set(win.start_status["source"])
+    assert {"record", "lookbehind"} <= sources
+    look = win.start_status[win.start_status["source"] == "lookbehind"]
+    # within the bound, except those read one by one (quiet for longer than the bound)
+    far = look[look["evidence_at"] < since - pd.Timedelta("1D")]
+    assert len(far) == cost["per_instance"] >= 1
+    # a shorter bound reads fewer pages and leaves more to the per-instance reads
+    _, short = _window(opaque21, "24h", lookbehind="2h")
+    assert short.lookbehind["pages"] < cost["pages"]
+    assert short.lookbehind["per_instance"] > cost["per_instance"]
+    # lookbehind=0 reads nothing before since
+    _, none = _window(opaque21, "24h", lookbehind=0)
+    assert none.lookbehind["pages"] == none.lookbehind["per_instance"] == 0
+    assert "lookbehind" not in set(none.start_status["source"])
+    with pytest.raises(ValueError, match="lookbehind"):
+        _window(opaque21, "24h", lookbehind="soon")
+
+
+@pytest.mark.parametrize("length", ["24h", "7D"])
+def test_the_start_status_is_the_truth_at_since(opaque21, length):
+    since, win = _window(opaque21, length)
+    truth = opaque21.truth_intervals()
+    end = truth["end"].fillna(NOW + pd.Timedelta("1D"))
+    at = truth[(truth["start"] <= since) & (end > since)].drop_duplicates(
+        "instance_id", keep="last").set_index("instance_id")["status"].astype(str)
+    got = win.start_status.set_index("instance_id")
+    assert "lookbehind" in set(got["source"])
+    for source in set(got["source"]):
+        part = got[got["source"] == source]
+        agree = (part["status"].astype(str) == at.reindex(part.index)).mean()
+        # the record is exact; a look-behind misses only where an event was lost
+        assert agree == 1.0 if source == "record" else agree >= 0.97, (source, agree)
+
+
+def test_a_history_store_answers_the_look_behind_with_no_request(opaque21, tmp_path):
+    store = ka.HistoryStore(tmp_path / "h")
+    store.sync(fast_client(opaque21))
+    before = len(opaque21.requests)
+    since = NOW - pd.Timedelta("24h")
+    win = ka.load_window(store, since=since, until=NOW, progress=False)
+    assert len(opaque21.requests) == before
+    assert "lookbehind" in set(win.start_status["source"])
+    api = _window(opaque21, "24h")[1]
+    both = win.start_status.merge(api.start_status, on="instance_id")
+    assert len(both) >= 0.9 * len(api.start_status)
+    assert (both["status_x"].astype(str) == both["status_y"].astype(str)).mean() >= 0.98
+
+
+def test_record_start_status_rules():
+    inst = pd.DataFrame({
+        "id": ["quiet", "busy", "born-later", "ended-before", "ended-after"],
+        "status": ["HEALTHY", "HEALTHY", "HEALTHY", "STOPPED", "ERROR"],
+        "created_at": [m(0), m(0), m(20), m(0), m(0)],
+        "updated_at": [m(5), m(15), m(25), m(8), m(12)]})
+    before = pd.DataFrame({"id": ["e1", "e2", "e3"], "instance_id": ["busy", "busy", "quiet"],
+                           "when": [m(2), m(6), m(3)], "type": ["x", "x", "x"],
+                           "message": ["Instance is starting", "Instance is sleeping.",
+                                       "Instance is stopping."], "metadata": [{}, {}, {}]})
+    got = start_status(inst, before, m(10))
+    rows = {r.instance_id: (str(r.status), r.source, r.evidence_at) for r in got.itertuples()}
+    # quiet: its record holds since 5 (the record wins over a look-behind event);
+    # busy: changed after since, so its last event before since tells; the others were
+    # not alive at since
+    assert rows == {"quiet": ("HEALTHY", "record", m(5)),
+                    "busy": ("SLEEPING", "lookbehind", m(6))}
+    assert list(got.columns) == ["instance_id", "status", "source", "evidence_at"]
+    # the lifecycle uses it for the stretch before each instance's first event
+    ev = pd.DataFrame({"id": ["w1"], "instance_id": ["busy"], "when": [m(15)], "type": ["x"],
+                       "message": ["Instance is waking up."], "metadata": [{}]})
+    iv = ka.lifecycles(inst, ev, since=m(10), until=m(30), start_status=got)
+    busy = iv[iv["instance_id"] == "busy"]
+    assert [(str(s), src) for s, src in zip(busy["status"], busy["source"], strict=True)] == [
+        ("SLEEPING", "lookbehind"), ("STARTING", "events")]
+    start = [f for f in iv.attrs["findings"] if f["kind"] == "start_status"][0]
+    # quiet's record holds (its listing's timestamps say as much); ended-after changed
+    # after since and nothing tells what it was before: unknown, and said so
+    assert (start["n_lookbehind"], start["n_timestamps"], start["n_unknown"]) == (1, 1, 1)
+    assert start["detail"].startswith("status at the window's start of 3 instances: 1 from ")
+    assert start["detail"].endswith(", 1 unknown")
+    with pytest.raises(TypeError, match="start_status"):
+        ka.lifecycles(inst, ev, since=m(10), start_status=[("busy", "HEALTHY")])
+
+
+def test_transitions_match_the_invented_vocabulary_truth():
+    # The table was written from the lifecycle and the message families; here it meets
+    # every transition the invented vocabulary's metadata states.
+    with ka.simulate(seed=3, days=7, services=12, now=NOW) as sim:
+        ev = ka.load_events(fast_client(sim), progress=False)
+    st = ev["metadata"].map(lambda d: d.get("status"))
+    prev = ev["metadata"].map(lambda d: d.get("previousStatus"))
+    pairs = pd.DataFrame({"status": st, "previous": prev}).dropna()
+    wake = (pairs["status"] == "STARTING") & (pairs["previous"] == "SLEEPING")
+    allowed = pairs[~wake].apply(lambda r: r["previous"] in TRANSITIONS[r["status"]], axis=1)
+    assert len(pairs) > 500 and allowed.all()
+    single = pairs[pairs["status"].map(lambda s: len(TRANSITIONS[s]) == 1) & ~wake]
+    assert (single["status"].map(previous_from_message) == single["previous"]).all()
+    assert possible_previous("STARTING", "Instance is waking up. Waiting for health checks "
+                             "to pass.") == ("SLEEPING",)
+
+
+def intervals(rows):
+    return pd.DataFrame(rows, columns=["instance_id", "service_id", "status", "start", "end"]
+                        ).assign(status=lambda d: pd.Categorical(
+                            d["status"], categories=list(ka.STATUSES), ordered=True))
+
+
+def test_unknown_time_is_left_out_and_the_coverage_said():
+    iv = intervals([("a", "s", None, m(0), m(10)), ("a", "s", "HEALTHY", m(10), m(50)),
+                    ("a", "s", "UNHEALTHY", m(50), m(60))])
+    up = ka.uptime(iv, since=m(0), until=m(60))
+    row = up.iloc[0]
+    assert row["unknown_time"] == pd.Timedelta(minutes=10)
+    assert row["observed_time"] == pd.Timedelta(minutes=50)
+    assert row["availability"] == pytest.approx(40 / 50)
+    assert row["coverage"] == pytest.approx(50 / 60)
+    assert up.attrs["coverage"] == pytest.approx(50 / 60)
+    # no incident at the window's start because the status before was unknown
+    inc = ka.incidents(iv, since=m(0), until=m(60))
+    assert inc["start"].tolist() == [m(50)]
+    # beside a healthy replica an unknown one changes nothing (any); alone it is unknown
+    two = intervals([("a", "s", None, m(0), m(60)), ("b", "s", "HEALTHY", m(0), m(30)),
+                     ("b", "s", "UNHEALTHY", m(30), m(60))])
+    for combine, unknown, avail in (("any", 30, 1.0), ("all", 30, 0.0),
+                                    ("fraction", 0, 0.5)):
+        got = ka.uptime(two, since=m(0), until=m(60),
+                        policy=ka.UptimePolicy(combine=combine)).iloc[0]
+        assert got["unknown_time"] == pd.Timedelta(minutes=unknown), combine
+        assert got["availability"] == pytest.approx(avail), combine
+
+
+def test_the_headline_states_the_coverage(opaque21):
+    since, win = _window(opaque21, "24h", lookbehind=0)
+    a = ka.analyse(ka.Window(win.instances, win.events, since, NOW))
+    h = ka.headline(a)
+    assert h.coverage < 0.99 and h.unknown_time > pd.Timedelta(0)
+    assert h.coverage_note is not None and "unknown" in h.coverage_note
+    assert f"{1 - h.coverage:.1%}".replace("%", " %") in h.availability_text()
+    full = ka.headline(ka.analyse(_window(opaque21, "24h")[1]))
+    assert full.coverage >= 0.99 and full.coverage_note is None
