@@ -10,17 +10,19 @@ instance beside every row. :func:`diagnostics` lists the named ones.
 from __future__ import annotations
 
 import shlex
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from .execute import exec_many, instance_targets
+from .execute import DEFAULT_MAX_OUTPUT, ExecResult, instance_targets
+from .execute.fanout import check_command, run_each
 from .redact import Redactor
 
 __all__ = ["DIAGNOSTICS", "PARSERS", "Diagnostic", "diagnostics", "exec_table",
-           "parse_output", "parser_for"]
+           "parse_output", "parser_for", "whole_lines"]
 
 PARSERS: dict[str, str] = {
     "ps": "ps", "df": "df", "free": "free", "uptime": "uptime", "env": "env",
@@ -121,6 +123,35 @@ def parse_output(text: str, diagnostic: Diagnostic) -> pd.DataFrame:
     return _typed(pd.DataFrame(_parse(text, diagnostic)), diagnostic.kib, diagnostic)
 
 
+def whole_lines(result: ExecResult) -> str:
+    """A run's stdout as text to parse: without the lines cut by a dropped middle.
+
+    When ``max_output`` dropped the middle of the output, the line the head ends in
+    and the line the tail begins with are each only part of a line, and they are not
+    one line together: both are left out, and the head's whole lines are followed by
+    the tail's. Otherwise the whole stdout. Raises ``ValueError`` when the place of the
+    cut is unknown (a redacted secret spans it).
+
+    Examples
+    --------
+    >>> from koyeb_analytics.execute import ExecResult
+    >>> r = ExecResult(None, ("seq",), stdout=b"1\\n2\\n3" + b"97\\n98\\n99\\n",
+    ...                stdout_dropped=9, stdout_cut=5)
+    >>> whole_lines(r)
+    '1\\n2\\n98\\n99\\n'
+    """
+    if not result.stdout_dropped:
+        return result.stdout_text
+    if result.stdout_cut is None:
+        raise ValueError(f"the output passed max_output and {result.stdout_dropped} bytes "
+                         "were dropped where a redacted secret hides the cut; pass a "
+                         "larger max_output=")
+    head, tail = result.stdout[:result.stdout_cut], result.stdout[result.stdout_cut:]
+    head = head[:head.rfind(b"\n") + 1]
+    tail = tail[tail.find(b"\n") + 1:] if b"\n" in tail else b""
+    return (head + tail).decode("utf-8", "replace")
+
+
 def _parse(text: str, diagnostic: Diagnostic) -> list[dict[str, Any]]:
     import jc
 
@@ -211,7 +242,8 @@ def _typed(df: pd.DataFrame, kib: Iterable[str], diagnostic: Diagnostic | None =
 def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
                command: str | Sequence[str], *, parser: str | None = None,
                timeout: float | None = 30, concurrency: int = 8,
-               redact: Redactor | bool = True) -> pd.DataFrame:
+               redact: Redactor | bool = True,
+               max_output: int = DEFAULT_MAX_OUTPUT) -> pd.DataFrame:
     """Run a diagnostic on each instance and parse every output into one frame.
 
     Parameters
@@ -226,8 +258,11 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
         ``"cat /proc/meminfo"``).
     parser
         A ``jc`` parser name, to force one.
-    timeout, concurrency, redact
+    timeout, concurrency, redact, max_output
         As for :func:`~koyeb_analytics.exec_many` (secrets are redacted before parsing).
+        An output longer than ``max_output`` keeps its head and tail: only their whole
+        lines are parsed (see :func:`whole_lines`), and a ``UserWarning`` says how many
+        bytes were dropped.
 
     Returns
     -------
@@ -236,6 +271,9 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
         has them), then the parsed columns: numbers as numbers, KiB turned into bytes
         (``*_bytes``). Instances whose command failed or whose output did not parse
         are in ``attrs["failed"]`` with the reason; they never sink the others.
+        ``attrs["truncated"]`` says whether any output passed ``max_output``;
+        ``attrs["bytes_dropped"]`` and ``attrs["truncated_runs"]`` say how much, and
+        from how many instances.
 
     Examples
     --------
@@ -246,41 +284,54 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
     ...     mem = ka.exec_table(c, running, "memory")
     >>> sorted(set(mem["type"])), bool((mem.loc[mem["type"] == "Mem", "total"] > 0).all())
     (['Mem', 'Swap'], True)
+    >>> mem.attrs["truncated"], mem.attrs["bytes_dropped"]
+    (False, 0)
     """
+    check_command(command, "exec_table")
     to_run, diag = _choose(command, parser)
     extra = [c for c in ("app_name", "service_name") if isinstance(instances, pd.DataFrame)
              and c in instances]
     targets = instance_targets(instances, columns=("service_id", "region", *extra))
 
-    runs = exec_many(client, targets, to_run, timeout=timeout, concurrency=concurrency,
-                     redact=redact)
+    _, results = run_each(client, targets, to_run, timeout=timeout, concurrency=concurrency,
+                          redact=redact, max_output=max_output, fn="exec_table")
     frames: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     info_of = targets.set_index("instance_id")
-    for row in runs.itertuples(index=False):
+    for res in results:
         reason = None
-        if row.error is not None and not pd.isna(row.error):
-            reason = str(row.error)
-        elif row.timed_out:
+        if res.error is not None:
+            reason = res.error
+        elif res.timed_out:
             reason = "timed out"
-        elif pd.isna(row.exit_code) or row.exit_code != 0:
-            reason = f"exit {row.exit_code}: {row.stderr.strip()[:200]}"
+        elif not res.ok:
+            reason = f"{res.status}: {res.stderr_text.strip()[:200]}"
         if reason is None:
             try:
-                parsed = _parse(row.stdout, diag)
+                parsed = _parse(whole_lines(res), diag)
             except ValueError as exc:
                 reason = str(exc)
             else:
-                info = info_of.loc[row.instance_id]
-                head = {"instance_id": row.instance_id,
+                info = info_of.loc[res.instance_id]
+                head = {"instance_id": res.instance_id,
                         **{c: info[c] for c in ("service_id", "region", *extra)}}
                 frames.extend({**head, **r} for r in parsed)
         if reason is not None:
-            failed.append({"instance_id": row.instance_id, "reason": reason})
+            failed.append({"instance_id": str(res.instance_id), "reason": reason})
     base = ["instance_id", "service_id", "region", *extra]
     # One frame, typed once: cheaper than a frame per instance.
     df = _typed(pd.DataFrame(frames), diag.kib, diag) if frames else \
         pd.DataFrame(columns=base)
+    cut = [r for r in results if r.stdout_dropped]
+    dropped = sum(r.stdout_dropped for r in cut)
     df.attrs = {"command": to_run if isinstance(to_run, str) else list(to_run),
-                "parser": diag.parser, "failed": failed}
+                "parser": diag.parser, "failed": failed, "truncated": bool(cut),
+                "bytes_dropped": dropped, "truncated_runs": len(cut)}
+    if cut:
+        warnings.warn(
+            f"exec_table: the output of {len(cut)} of {len(results)} instance(s) passed "
+            f"max_output={max_output} bytes: {dropped} bytes from the middle were "
+            "dropped, and with them the partial row on each side of each cut; the rows "
+            "kept are whole (attrs['truncated']); pass a larger max_output= to keep "
+            "every row", UserWarning, stacklevel=2)
     return df

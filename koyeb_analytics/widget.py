@@ -26,7 +26,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from .diagnostics import Diagnostic, parse_output, parser_for
+from .diagnostics import Diagnostic, parse_output, parser_for, whole_lines
 from .execute import (
     DEFAULT_MAX_OUTPUT,
     CancelToken,
@@ -36,6 +36,7 @@ from .execute import (
     instance_targets,
     normalize_command,
 )
+from .execute.fanout import output_text
 from .execute.run import as_redactor
 from .redact import DEFAULT_REDACTOR, LineRedactor, Redactor
 from .schema import EXEC_STATUSES
@@ -442,6 +443,15 @@ class ExecWidget(widgets.VBox):
         label, kind = badge(result)
         seconds = result.duration.total_seconds() if result.duration is not None else 0.0
         extra = f" · {html.escape(result.error)}" if result.error and kind == "unknown" else ""
+        if result.truncated:
+            # The cell saw every line as it came; what the run and its transcript row
+            # keep is the head and tail, so say what is missing there.
+            dropped = result.stdout_dropped + result.stderr_dropped
+            extra += (f' · <span class="ka-truncated" style="{BADGE_STYLE["timed out"]};'
+                      f'padding:1px 6px;border-radius:3px">output past max_output='
+                      f"{self.max_output}: {dropped} bytes dropped from the middle of what "
+                      "the transcript keeps (a line marks where); raise max_output= to "
+                      "keep them</span>")
         cell["footer"].value = (f'<span class="ka-badge ka-{kind.replace(" ", "-")}" '
                                 f'style="{BADGE_STYLE[kind]};padding:1px 6px;'
                                 f'border-radius:3px">{html.escape(label)}</span> '
@@ -452,8 +462,8 @@ class ExecWidget(widgets.VBox):
             "ended_at": result.ended_at, "instance_id": iid,
             "service_id": row["service_id"].get(iid) if iid in row.index else None,
             "command": text, "exit_code": result.exit_code, "exited": result.exited,
-            "timed_out": result.timed_out, "stdout": result.stdout_text,
-            "stderr": result.stderr_text, "error": result.error,
+            "timed_out": result.timed_out, "stdout": output_text(result, "stdout"),
+            "stderr": output_text(result, "stderr"), "error": result.error,
             "redacted": result.redacted,
             "parsed": self._parsed(result, table),
         })
@@ -465,7 +475,7 @@ class ExecWidget(widgets.VBox):
         if table is None or not result.ok:
             return ""
         try:
-            return str(parse_output(result.stdout_text, table).to_json(orient="records"))
+            return str(parse_output(whole_lines(result), table).to_json(orient="records"))
         except ValueError:
             return ""
 
@@ -490,8 +500,8 @@ class ExecWidget(widgets.VBox):
         runs = pd.DataFrame({"instance_id": [r.instance_id for r in results],
                              "exit_code": pd.array([r.exit_code for r in results],
                                                    dtype="Int64"),
-                             "stdout": [r.stdout_text for r in results],
-                             "stderr": [r.stderr_text for r in results],
+                             "stdout": [output_text(r, "stdout") for r in results],
+                             "stderr": [output_text(r, "stderr") for r in results],
                              "error": [r.error for r in results]})
         grouped = group_outputs(runs)
         out = widgets.Output()

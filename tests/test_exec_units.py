@@ -624,14 +624,16 @@ def test_exec_many_passes_every_option_to_each_run():
         conn.sendall(frame(b"API_TOKEN=abc123 " + b"x" * 50)
                      + frame(exited=True, code=0))
         time.sleep(0.3)
-    with upgraded(then) as srv:
+    with upgraded(then) as srv, pytest.warns(UserWarning, match="47 bytes"):
         runs = ka.exec_many(client_for(srv), [IID], ["cat"], stdin=b"hi", tty=True,
                             max_output=20, redact=False, timeout=5)
         frames = srv.state["frames"]
     assert frames == [
         {"id": IID, "idType": "INSTANCE_ID", "body": {"command": ["cat"], "disableTty": False}},
         {"body": {"stdin": {"data": "aGk="}}}, {"body": {"stdin": {"close": True}}}]
-    assert runs["stdout"].tolist() == ["API_TOKEN=" + "x" * 10]   # head and tail, raw
+    assert runs["stdout"].tolist() == [  # head and tail, raw, the cut marked between
+        "API_TOKEN=\n[… 47 bytes dropped here: raise max_output= to keep them …]\n"
+        + "x" * 10]
     assert runs["redacted"].isna().tolist() == [True]
 
 

@@ -6,6 +6,7 @@ One instance failing, timing out or sending anything at all never stops the othe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +20,47 @@ from .run import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, as_redactor, exec_
 from .stream import check_client, check_timeout, normalize_command
 
 MANY_COLUMNS = ("instance_id", "service_id", "region", "exit_code", "exited", "timed_out",
-                "error", "duration", "stdout", "stderr", "redacted")
+                "error", "duration", "stdout", "stderr", "redacted", "truncated",
+                "bytes_dropped")
+INSTANCES_ACCEPTED = ("a DataFrame from load_instances (with an 'id' or 'instance_id' "
+                      "column) or an iterable of instance id strings")
+
+
+def check_command(command: Any, fn: str) -> None:
+    """Raise a TypeError naming ``command``, what it accepts and what it got."""
+    accepted = "command must be a string (run through sh -c) or a list of strings"
+    if isinstance(command, str):
+        return
+    if isinstance(command, (bytes, bytearray)):
+        raise TypeError(f"{accepted}, got {type(command).__name__} (decode it first)")
+    if isinstance(command, pd.DataFrame):
+        raise TypeError(f"{accepted}, got DataFrame: the instances come first, "
+                        f"{fn}(client, instances, command)")
+    if not isinstance(command, Sequence):
+        raise TypeError(f"{accepted}, got {type(command).__name__}")
+    for i, arg in enumerate(command):
+        if not isinstance(arg, str):
+            raise TypeError(f"command must be a list of strings: item {i} is "
+                            f"{type(arg).__name__} ({str(arg)[:40]})")
+
+
+def output_text(result: ExecResult, stream: str = "stdout") -> str:
+    """A stream's text, with a line of its own where its middle was dropped.
+
+    The line reads ``[… N bytes dropped here: raise max_output= to keep them …]``; it
+    is at the end when the place of the cut is unknown. Without a cut, the text is the
+    output as kept.
+    """
+    data = result.stdout if stream == "stdout" else result.stderr
+    dropped = result.stdout_dropped if stream == "stdout" else result.stderr_dropped
+    if not dropped:
+        return data.decode("utf-8", "replace")
+    cut = result.stdout_cut if stream == "stdout" else result.stderr_cut
+    mark = f"[… {dropped} bytes dropped here: raise max_output= to keep them …]\n"
+    head, tail = (data, b"") if cut is None else (data[:cut], data[cut:])
+    text = head.decode("utf-8", "replace")
+    return (text + ("\n" if text and not text.endswith("\n") else "") + mark
+            + tail.decode("utf-8", "replace"))
 
 
 def instance_targets(instances: pd.DataFrame | Iterable[str], *,
@@ -42,7 +83,14 @@ def instance_targets(instances: pd.DataFrame | Iterable[str], *,
     else:
         if isinstance(instances, str):
             instances = [instances]
-        df = pd.DataFrame({"instance_id": list(dict.fromkeys(instances))})
+        elif isinstance(instances, (bytes, bytearray)) or not isinstance(instances, Iterable):
+            raise TypeError(f"instances must be {INSTANCES_ACCEPTED}, "
+                            f"got {type(instances).__name__}")
+        ids = list(instances)
+        for iid in ids:  # before deduplicating, which needs hashable ids
+            if not isinstance(iid, str) or not is_full_id(iid):
+                raise ValueError(f"instance ids must be full ids (UUIDs), got {iid!r}")
+        df = pd.DataFrame({"instance_id": list(dict.fromkeys(ids))})
     for col in columns:
         if col not in df:
             df = df.assign(**{col: (defaults or {}).get(col)})
@@ -82,7 +130,11 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     DataFrame
         One row per instance, in the order given: ``instance_id, service_id, region,
         exit_code, exited, timed_out, error, duration, stdout, stderr`` (text, secrets
-        redacted) and ``redacted`` (how many).
+        redacted), ``redacted`` (how many), ``truncated`` and ``bytes_dropped``.
+        A stream longer than ``max_output`` keeps its head and tail: its row says
+        ``truncated``, counts the bytes dropped from the middle (stdout and stderr),
+        and its text has the line ``[… N bytes dropped here: raise max_output= to keep
+        them …]`` where they were; one ``UserWarning`` says how many runs were cut.
         ``attrs["command"]`` holds the command (attrs keep JSON-safe provenance only;
         :func:`~koyeb_analytics.exec_command` gives the full :class:`ExecResult`).
 
@@ -93,10 +145,55 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     ...     c = sim.client()
     ...     running = ka.load_instances(c, statuses="HEALTHY", progress=False).head(2)
     ...     runs = ka.exec_many(c, running, ["echo", "hi"], timeout=30)
-    >>> runs["stdout"].tolist(), runs["exit_code"].tolist()
-    (['hi\\n', 'hi\\n'], [0, 0])
+    >>> runs["stdout"].tolist(), runs["exit_code"].tolist(), runs["truncated"].tolist()
+    (['hi\\n', 'hi\\n'], [0, 0], [False, False])
+    """
+    targets, results = run_each(client, instances, command, concurrency=concurrency,
+                                timeout=timeout, stdin=stdin, tty=tty,
+                                max_output=max_output, cancel=cancel, redact=redact,
+                                fn="exec_many")
+    df = targets.assign(
+        exit_code=pd.array([r.exit_code for r in results], dtype="Int64"),
+        exited=[r.exited for r in results],
+        timed_out=[r.timed_out for r in results],
+        error=pd.Series([r.error for r in results], dtype=object),
+        duration=pd.to_timedelta([r.duration for r in results]),
+        stdout=[output_text(r, "stdout") for r in results],
+        stderr=[output_text(r, "stderr") for r in results],
+        redacted=pd.array([r.redacted for r in results], dtype="Int64"),
+        truncated=pd.array([r.truncated for r in results], dtype=bool),
+        bytes_dropped=pd.array([r.stdout_dropped + r.stderr_dropped for r in results],
+                               dtype="int64"),
+    )
+    df = df[list(MANY_COLUMNS)]
+    df.attrs["command"] = list(normalize_command(command))
+    cut = int(df["truncated"].sum())
+    if cut:
+        warnings.warn(
+            f"exec_many: the output of {cut} of {len(df)} run(s) passed "
+            f"max_output={max_output} bytes per stream: {int(df['bytes_dropped'].sum())} "
+            "bytes from the middle were dropped (rows marked truncated, each cut marked "
+            "by a line in the text); pass a larger max_output= to keep them",
+            UserWarning, stacklevel=2)
+    return df
+
+
+def run_each(client: Any, instances: pd.DataFrame | Iterable[str],
+             command: str | Sequence[str], *, concurrency: int = 8,
+             timeout: float | None = 30, stdin: bytes | str | None = None,
+             tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT,
+             cancel: CancelToken | None = None, redact: Redactor | bool = True,
+             fn: str = "exec_many") -> tuple[pd.DataFrame, list[ExecResult]]:
+    """Check the arguments, then run as :func:`exec_many` does.
+
+    Returns
+    -------
+    tuple
+        The targets (from :func:`instance_targets`) and one :class:`ExecResult` per
+        target, in order; ``fn`` is the public function named in argument errors.
     """
     check_client(client)
+    check_command(command, fn)
     argv = normalize_command(command)
     targets = instance_targets(instances)
     redactor = as_redactor(redact)
@@ -105,6 +202,8 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
         raise TypeError("stdin must be bytes, str or None")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+    if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 2:
+        raise ValueError(f"max_output must be an integer of at least 2 bytes, got {max_output!r}")
 
     def one(iid: str) -> ExecResult:
         try:
@@ -120,19 +219,7 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     with ThreadPoolExecutor(max_workers=min(concurrency, max(len(targets), 1)),
                             thread_name_prefix="koyeb-exec") as pool:
         results = list(pool.map(one, targets["instance_id"]))
-    df = targets.assign(
-        exit_code=pd.array([r.exit_code for r in results], dtype="Int64"),
-        exited=[r.exited for r in results],
-        timed_out=[r.timed_out for r in results],
-        error=pd.Series([r.error for r in results], dtype=object),
-        duration=pd.to_timedelta([r.duration for r in results]),
-        stdout=[r.stdout_text for r in results],
-        stderr=[r.stderr_text for r in results],
-        redacted=pd.array([r.redacted for r in results], dtype="Int64"),
-    )
-    df = df[list(MANY_COLUMNS)]
-    df.attrs["command"] = list(argv)
-    return df
+    return targets, results
 
 
 def group_outputs(runs: pd.DataFrame) -> pd.DataFrame:

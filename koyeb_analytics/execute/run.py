@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -72,7 +73,10 @@ class ExecResult:
     closed first, or the run timed out); a non-zero code is data, not an exception.
     ``stdout``/``stderr`` are bytes; ``stdout_text``/``stderr_text`` decode them as
     UTF-8 (characters split across frames are whole again here). When a stream was
-    larger than the cap, its middle was dropped: ``stdout_dropped`` counts the bytes.
+    larger than the cap, its middle was dropped: ``stdout_dropped`` counts the bytes,
+    ``stdout_cut`` says where in ``stdout`` the head ends and the tail begins, and
+    ``truncated`` is true. The bytes on either side of a cut are not neighbours: the
+    lines that meet there are not one line.
 
     Parameters
     ----------
@@ -80,6 +84,11 @@ class ExecResult:
         Where and what ran.
     stdout, stderr, stdout_dropped, stderr_dropped
         What was kept of each stream, and how many bytes of its middle were dropped.
+    stdout_cut, stderr_cut
+        Where the dropped middle was, as an offset into ``stdout`` (``stderr``); None
+        when nothing was dropped. When a redacted secret reaches across the cut, the
+        offset is the start of the secret's line (which then counts as the tail's
+        first line), or None when even that cannot be told.
     exit_code, exited, timed_out, error
         How it ended.
     started_at, ended_at
@@ -112,6 +121,13 @@ class ExecResult:
     stderr_dropped: int = 0
     tty: bool = False
     redacted: int | None = 0
+    stdout_cut: int | None = None
+    stderr_cut: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """True when the middle of stdout or stderr was dropped (past ``max_output``)."""
+        return self.stdout_dropped > 0 or self.stderr_dropped > 0
 
     @property
     def duration(self) -> pd.Timedelta | None:
@@ -311,8 +327,8 @@ def exec_command(
 
 def _result(stream: ExecStream, out: _Capture, err: _Capture, exit_code: int | None,
             error: str | None, redactor: Redactor) -> ExecResult:
-    stdout, n_out = redactor.redact_bytes(out.value())
-    stderr, n_err = redactor.redact_bytes(err.value())
+    stdout, out_cut, n_out = _kept(out, redactor)
+    stderr, err_cut, n_err = _kept(err, redactor)
     return ExecResult(
         instance_id=stream.instance_id, service_id=stream.service_id,
         command=stream.command, stdout=stdout, stderr=stderr,
@@ -320,7 +336,32 @@ def _result(stream: ExecStream, out: _Capture, err: _Capture, exit_code: int | N
         exit_code=exit_code, exited=exit_code is not None,
         timed_out=stream.timed_out, error=None if stream.timed_out else error,
         started_at=stream.started_at, ended_at=pd.Timestamp.now(tz="UTC"),
-        stdout_dropped=out.dropped, stderr_dropped=err.dropped, tty=stream.tty)
+        stdout_dropped=out.dropped, stderr_dropped=err.dropped, tty=stream.tty,
+        stdout_cut=out_cut, stderr_cut=err_cut)
+
+
+def _kept(capture: _Capture, redactor: Redactor) -> tuple[bytes, int | None, int]:
+    """What a stream kept, redacted; where its dropped middle was; how many secrets."""
+    if not capture.dropped:
+        data, n = redactor.redact_bytes(capture.value())
+        return data, None, n
+    head, tail = bytes(capture.head), b"".join(capture.tail)
+    if not redactor.enabled:
+        return head + tail, len(head), 0
+    # Head and tail are redacted as one text, as before, so that a secret cut at the
+    # seam is matched as far as it reaches. A seam of letters and digits (which every
+    # rule's value may span) sits between them, random so the output cannot forge it.
+    seam = b"KoyebCut" + secrets.token_hex(16).encode()
+    data, n = redactor.redact_bytes(head + seam + tail)
+    at = data.find(seam)
+    if at >= 0 and data.find(seam, at + 1) < 0:
+        return data[:at] + data[at + len(seam):], at, n
+    # A secret reached across the seam and swallowed it: keep that redaction, and cut
+    # before the line it is on when the head's whole lines are redacted alike alone
+    # (the line then counts as the tail's first, partial, line).
+    data, n = redactor.redact_bytes(head + tail)
+    whole, _ = redactor.redact_bytes(head[:head.rfind(b"\n") + 1])
+    return data, len(whole) if data.startswith(whole) else None, n
 
 
 def as_redactor(redact: Redactor | bool) -> Redactor:
