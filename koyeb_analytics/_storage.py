@@ -98,31 +98,72 @@ class Files:
 
     def write_bytes(self, relative: str, data: bytes) -> None:
         tmp = self._tmp_name(relative)
-        with self.fs.open(tmp, "wb") as fh:
-            fh.write(data)
-            if self.local:
-                fh.flush()
-                os.fsync(fh.fileno())
-        self.fs.mv(tmp, self.path(relative))
+        with self._writing(relative):
+            with self.fs.open(tmp, "wb") as fh:
+                fh.write(data)
+                if self.local:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            self.fs.mv(tmp, self.path(relative))
 
     def write_table(self, relative: str, table: pa.Table) -> None:
         """Write ``table`` as Parquet at ``relative``, under a temporary name first."""
         import pyarrow.parquet as pq  # only when writing: not at package import
 
         tmp = self._tmp_name(relative)
-        self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
-        with self.fs.open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            if self.local:
-                fh.flush()
-                os.fsync(fh.fileno())
-        self.fs.mv(tmp, self.path(relative))
+        with self._writing(relative):
+            with self.fs.open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+                if self.local:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            self.fs.mv(tmp, self.path(relative))
 
     def _tmp_name(self, relative: str) -> str:
         head, _, name = relative.rpartition("/")
         folder = self.path(head) if head else self.root
-        self.fs.makedirs(folder, exist_ok=True)
+        with self._writing(head):
+            self.fs.makedirs(folder, exist_ok=True)
         return f"{folder}/{TMP_PREFIX}{uuid.uuid4().hex}-{name}"
+
+    @contextmanager
+    def _writing(self, relative: str) -> Iterator[None]:
+        """Turn a filesystem's refusal to write ``relative`` (``""``: the root) into a
+        StoreError naming it, instead of a bare OSError from deep inside fsspec."""
+        try:
+            yield
+        except OSError as exc:
+            raise self._unwritable(self.path(relative) if relative else self.root,
+                                   exc) from None
+
+    def _unwritable(self, path: str, exc: OSError) -> StoreError:
+        blocker = self.blocking_file()
+        if blocker is not None:
+            return StoreError(f"the history store {self.url!r} cannot be written: "
+                              f"{blocker!r} is a file, not a folder")
+        if isinstance(exc, PermissionError):
+            why = "permission denied"
+        else:
+            why = exc.strerror or str(exc) or type(exc).__name__
+        return StoreError(f"the history store {self.url!r} cannot be written: {path!r}: "
+                          f"{why}")
+
+    def blocking_file(self) -> str | None:
+        """The file standing where the store's folder (or one of its parents) should be."""
+        path = self.root
+        while path:
+            try:
+                if self.fs.isfile(path):
+                    return path
+                if self.fs.exists(path):
+                    return None
+            except OSError:
+                return None
+            parent = path.rsplit("/", 1)[0]
+            if parent == path:
+                return None
+            path = parent
+        return None
 
     def remove(self, relative: str) -> None:
         try:
@@ -142,7 +183,8 @@ class Files:
     @contextmanager
     def lock(self, timeout: float) -> Iterator[None]:
         """Hold the writers' lock, waiting up to ``timeout`` seconds for another writer."""
-        self.fs.makedirs(self.root, exist_ok=True)
+        with self._writing(""):
+            self.fs.makedirs(self.root, exist_ok=True)
         if self.local:
             with self._flock(timeout):
                 yield
@@ -154,7 +196,8 @@ class Files:
     def _flock(self, timeout: float) -> Iterator[None]:
         import fcntl
 
-        fd = os.open(self.path(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        with self._writing(LOCK):
+            fd = os.open(self.path(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -196,6 +239,8 @@ class Files:
                 if time.monotonic() >= deadline:
                     raise StoreLockedError(self.url, timeout) from None
                 time.sleep(0.05)
+            except OSError as exc:  # after FileExistsError: that one means "held"
+                raise self._unwritable(path, exc) from None
         try:
             yield
         finally:

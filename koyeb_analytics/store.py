@@ -13,13 +13,15 @@ Layout (readable as-is by DuckDB, Polars, Spark or Trino)::
     instances/date=YYYY-MM-DD/part-*.parquet  instance records, by the day observed
 
 Long because a store's one job (keep what was read, answer from it) spans the sync,
-the queries and the compaction, which share the manifest's bookkeeping.
+the queries (``sql`` closed to the store's own tables among them) and the compaction,
+which share the manifest's bookkeeping.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -413,11 +415,26 @@ class HistoryStore:
         return self._attrs(df, manifest, query, [], fetched_at=listed)
 
     def sql(self, query: str) -> pd.DataFrame:
-        """Run a DuckDB query over the store's tables and return a DataFrame.
+        """Answer one read-only DuckDB query over the store's tables.
 
         Tables: ``events`` (every event; ``metadata`` as JSON text),
         ``instance_records`` (every instance record, with ``observed_at``) and
         ``instances`` (the latest record of each instance).
+
+        The query is classified by DuckDB's own parser before anything runs. Allowed:
+        exactly one ``SELECT`` (with ``WITH``, ``FROM``-first, ``VALUES``, and ``PIVOT``
+        whose values are named with ``IN (...)``), ``DESCRIBE``, ``SUMMARIZE``, ``SHOW``,
+        and ``EXPLAIN`` or ``EXPLAIN ANALYZE`` of such a ``SELECT``. Refused, with a
+        :class:`~koyeb_analytics.StoreError` naming the statement's kind: more than one
+        statement, and every other kind (``COPY``, ``EXPORT``, ``ATTACH``/``DETACH``,
+        ``INSERT``/``UPDATE``/``DELETE``, ``CREATE``/``DROP``/``ALTER``,
+        ``SET``/``RESET``, ``PRAGMA``, ``INSTALL``/``LOAD``, ``CALL``, transactions,
+        ``PREPARE``/``EXECUTE``; a ``PIVOT`` without ``IN``, which DuckDB runs as two
+        statements). The query runs with DuckDB's external access off and its
+        configuration locked, so a table function reading any other file (``read_csv``,
+        ``read_text``, ``read_parquet``, ``glob``, ...), local, fsspec or remote, the
+        store's manifest included, fails with a StoreError, and no extension is
+        installed or loaded.
 
         Parameters
         ----------
@@ -428,16 +445,42 @@ class HistoryStore:
         Returns
         -------
         DataFrame
+
+        Raises
+        ------
+        StoreError
+            The query is not one read-only statement, reaches outside the store's
+            tables, or fails in DuckDB; or the store is missing or damaged.
+
+        Examples
+        --------
+        >>> import koyeb_analytics as ka
+        >>> store = ka.HistoryStore("memory://doc-sql")
+        >>> with ka.simulate(seed=1, days=1, services=1) as sim:
+        ...     _ = store.sync(sim.client())
+        >>> int(store.sql("select count(*) as n from events")["n"][0]) == len(store.events())
+        True
+        >>> try:
+        ...     store.sql("copy events to 'events.csv'")
+        ... except ka.StoreError as exc:
+        ...     print(str(exc).rsplit("; ", 1)[-1])
+        this is a COPY statement
         """
         if not isinstance(query, str) or not query.strip():
             raise TypeError(f"query must be a non-empty SQL string, got {query!r}")
         import duckdb
 
+        statement = _read_only_statement(query)
         manifest = self._manifest(required=True) or {}
-        con = self._connect()
+        files = {table: self._table_files(manifest, table) for table in ("events",
+                                                                         "instances")}
+        # Only the listed data files are opened, not the folder: what a killed writer
+        # left, the manifest and the lock stay out of reach.
+        con = self._connect(allowed_paths=[self.files.url_of(name)
+                                           for names in files.values() for name in names])
         try:
             for table, view in (("events", "events"), ("instances", "instance_records")):
-                names = sorted(manifest[table]["files"])
+                names = files[table]
                 if names:
                     con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
                                 f"{self._paths_sql(names)}, union_by_name=true, "
@@ -446,17 +489,38 @@ class HistoryStore:
                     schema = EVENT_COLUMNS if table == "events" else INSTANCE_COLUMNS
                     cols = ", ".join(f'NULL::VARCHAR AS "{c}"' for c in schema)
                     con.execute(f"CREATE VIEW {view} AS SELECT {cols} WHERE false")
-            if manifest["instances"]["files"]:
+            if files["instances"]:
                 con.execute("CREATE VIEW instances AS SELECT * EXCLUDE (rn) FROM ("
                             "SELECT *, row_number() OVER (PARTITION BY id ORDER BY "
                             "observed_at DESC) AS rn FROM instance_records) WHERE rn = 1")
             else:
                 con.execute("CREATE VIEW instances AS SELECT * FROM instance_records")
-            return con.sql(query).df()
+            # Views bind when queried, so their files stay readable through
+            # allowed_paths; the lock keeps a query from turning any of this back.
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            # The statement object that was classified is the one that runs.
+            return con.sql(statement).df()
+        except duckdb.PermissionException as exc:
+            raise StoreError(f"store.sql: the query reaches outside the store ({exc}); it "
+                             "may read only the tables events, instance_records and "
+                             "instances") from None
         except duckdb.Error as exc:
             raise StoreError(f"store.sql: {exc}") from None
         finally:
             con.close()
+
+    def _table_files(self, manifest: dict[str, Any], table: str) -> list[str]:
+        """The manifest's files of ``table``, each checked to lie inside the store."""
+        names = sorted(manifest[table]["files"])
+        for name in names:
+            if not isinstance(name, str) or not re.fullmatch(
+                    rf"{table}/date=[^/\\]+/[^/\\]+\.parquet", name):
+                raise StoreError(f"the history store {self.files.url!r} lists {name!r} "
+                                 f"among its {table} files, which is not a file of the "
+                                 "store: its manifest was damaged or not written by "
+                                 "koyeb-analytics")
+        return names
 
     # -- internals ---------------------------------------------------------------
 
@@ -475,6 +539,10 @@ class HistoryStore:
         manifest = self.files.read_manifest()
         if manifest is None:
             if required:
+                blocker = self.files.blocking_file()
+                if blocker is not None:
+                    raise StoreError(f"{self.files.url!r} cannot hold a history store: "
+                                     f"{blocker!r} is a file, not a folder")
                 raise StoreError(f"{self.files.url!r} holds no history store yet: "
                                  "run store.sync(client) (or koyeb-analytics sync) first")
             return None
@@ -653,12 +721,25 @@ class HistoryStore:
                 chosen.append((day, name))
         return [name for _, name in sorted(chosen)]
 
-    def _connect(self) -> Any:
+    def _connect(self, allowed_paths: list[str] | None = None) -> Any:
+        """A DuckDB connection that can open the store's files.
+
+        ``allowed_paths``: the only files the connection will still open once the
+        caller turns external access off (DuckDB >= 1.2).
+        """
         import duckdb
 
         con = duckdb.connect()
         if not self.files.local:
             con.register_filesystem(self.files.fs)
+        if allowed_paths is not None:
+            try:
+                con.execute("SET allowed_paths = ?", [allowed_paths])
+            except duckdb.Error:
+                con.close()
+                raise StoreError(f"store.sql needs DuckDB 1.2 or later (allowed_paths); "
+                                 f"this is DuckDB {duckdb.__version__}: "
+                                 "pip install -U duckdb") from None
         return con
 
     def _paths_sql(self, names: list[str]) -> str:
@@ -730,3 +811,90 @@ def _unique_ties(table: pa.Table) -> bool:
         return True
     later = pc.greater(ids.slice(1), ids.slice(0, n - 1))
     return bool(pc.all(pc.or_(pc.invert(same), later)).as_py())
+
+
+READ_ONLY = ("SELECT (WITH, FROM-first, VALUES, PIVOT ... IN (...)), DESCRIBE, SUMMARIZE, "
+             "SHOW, or EXPLAIN [ANALYZE] of a SELECT")
+"""What :meth:`HistoryStore.sql` runs, as its refusals say it."""
+
+
+def _read_only_statement(query: str) -> Any:
+    """The one read-only statement ``query`` holds, as DuckDB's parser classifies it.
+
+    Raises
+    ------
+    StoreError
+        No statement, more than one, or one of another kind; an EXPLAIN of anything
+        but a SELECT (``EXPLAIN ANALYZE`` runs what it explains).
+    """
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise StoreError(f"store.sql: {exc}") from None
+    if not statements:
+        raise StoreError("store.sql: the query holds no statement (only comments or "
+                         f"semicolons); it runs one of: {READ_ONLY}")
+    kinds = [s.type.name for s in statements]
+    if len(statements) > 1 or kinds[0] == "MULTI":
+        hint = ""
+        if any(word in ("PIVOT", "UNPIVOT") for _, word in _words(query)):
+            hint = (" A PIVOT without its values listed is run by DuckDB as two "
+                    "statements: name them, e.g. PIVOT events ON type IN ('a', 'b') "
+                    "USING count(*).")
+        held = f"holds {len(statements)}" if len(statements) > 1 else \
+            "is run by DuckDB as several"
+        raise StoreError(f"store.sql runs one statement; this query {held} "
+                         f"({', '.join(kinds)}).{hint} It runs one of: {READ_ONLY}")
+    statement = statements[0]
+    if kinds[0] == "SELECT":
+        return statement
+    if kinds[0] == "EXPLAIN":
+        inner = _explained(statement.query)
+        if inner == "SELECT":
+            return statement
+        raise StoreError(f"store.sql runs one read-only query: {READ_ONLY}; this is an "
+                         f"EXPLAIN of {_article(inner)} {inner} statement")
+    raise StoreError(f"store.sql runs one read-only query: {READ_ONLY}; this is "
+                     f"{_article(kinds[0])} {kinds[0]} statement")
+
+
+def _words(query: str) -> list[tuple[int, str]]:
+    """DuckDB's tokens of ``query`` as (offset, leading word in capitals)."""
+    import duckdb
+
+    found = []
+    for pos, _ in duckdb.tokenize(query):
+        word = _WORD.match(query, pos)
+        found.append((pos, word.group(0).upper() if word else ""))
+    return found
+
+
+_WORD = re.compile(r"\w+|\S")
+
+
+def _explained(query: str) -> str:
+    """The kind of the statement an EXPLAIN statement explains ("?" if not found).
+
+    The explained statement is the first suffix, at a token after ``EXPLAIN``, that
+    DuckDB parses as one statement: what comes before it (``ANALYZE``, an option
+    list) is no statement of its own.
+    """
+    import duckdb
+
+    for pos, _ in _words(query)[1:_EXPLAIN_PREFIX_TOKENS]:
+        try:
+            inner = duckdb.extract_statements(query[pos:])
+        except duckdb.Error:
+            continue
+        return inner[0].type.name if len(inner) == 1 else "MULTI"
+    return "?"
+
+
+_EXPLAIN_PREFIX_TOKENS = 64
+"""Tokens searched for the explained statement (EXPLAIN's own options are short)."""
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "AEIOU" else "a"
