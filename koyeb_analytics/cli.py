@@ -2,7 +2,11 @@
 
 Long because each subcommand (demo, report, export, sync, simulate) is a few lines of
 wiring plus its own help text, and they share the error handling and the source
-options (API, simulator or history store)."""
+options (API, simulator or history store).
+
+Everything it prints goes through :func:`~koyeb_analytics.textsafe.visible`: names,
+messages and error texts come from the API, and their control characters are shown
+(``\\x1b``), never sent to the terminal as escape sequences."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +25,22 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigurationError, KoyebError
+from .textsafe import visible, write_csv
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """Print a progress or status line on stderr, control characters shown as text."""
+    print(visible(message), file=sys.stderr, flush=True)
+
+
+def _tell(text: str) -> None:
+    """Print a result on stdout, control characters shown as text."""
+    print(visible(text), flush=True)
+
+
+def _name(text: object) -> str:
+    """Show a name or a message from the API as one line of text."""
+    return visible(text, newlines=False)
 
 
 def _summary(a: Any, report: Path) -> str:
@@ -37,7 +54,7 @@ def _summary(a: Any, report: Path) -> str:
     if h.simulated:
         lines += ["SIMULATED DATA (the embedded simulator, not a Koyeb account)", ""]
     lines += [f"Window {a.since:%Y-%m-%d %H:%M} to {a.until:%Y-%m-%d %H:%M} UTC, from "
-              f"{h.source}: {h.services} services, {h.instances} instances, "
+              f"{_name(h.source)}: {h.services} services, {h.instances} instances, "
               f"{len(a.events)} events.", "",
               f"Availability ({a.policy.describe()})",
               f"  overall {pct(h.availability)} against a target of {pct(h.target)}: "
@@ -47,19 +64,21 @@ def _summary(a: Any, report: Path) -> str:
               + ("" if h.budget_used_share != h.budget_used_share
                  else f" ({h.budget_used_share:.0%})")]
     if h.worst_service is not None:
-        lines.append(f"  worst service: {h.worst_service} at {pct(h.worst_availability)}")
+        lines.append(f"  worst service: {_name(h.worst_service)} at "
+                     f"{pct(h.worst_availability)}")
     by = a.uptime.attrs.get("by") or "service_id"
     from .names import service_labels
 
     labels = service_labels(a.instances)
     for _, r in a.uptime.sort_values("availability").iterrows():
-        lines.append(f"    {labels.get(r[by], str(r[by])[:8]):28s} {r['availability']:9.4%}"
+        lines.append(f"    {_name(labels.get(r[by], str(r[by])[:8])):28s} "
+                     f"{r['availability']:9.4%}"
                      f"  {int(r['incidents'])} incident(s)")
     lines += ["", f"Incidents: {h.incidents}"
               + (f", MTTR median {format_duration(h.mttr_median)}; the longest "
                  f"{format_duration(h.longest_duration)} from "
                  f"{pd.Timestamp(h.longest_start):%Y-%m-%d %H:%M} UTC on "
-                 f"{', '.join(h.longest_services)}" if h.incidents else "")]
+                 f"{', '.join(map(_name, h.longest_services))}" if h.incidents else "")]
     if h.peak_instances:
         lines.append(f"Peak capacity: {h.peak_instances} concurrent instances at "
                      f"{pd.Timestamp(h.peak_at):%Y-%m-%d %H:%M} UTC")
@@ -89,7 +108,7 @@ def _demo(args: argparse.Namespace) -> int:
     a = analyse(data)
     _say("[4/4] Writing the report...")
     out = write_report(a, args.out, title="Koyeb services report (simulated fleet)")
-    print(_summary(a, out))
+    _tell(_summary(a, out))
     _say(f"Done in {time.perf_counter() - started:.1f} s.")
     return 0
 
@@ -147,7 +166,7 @@ def _report(args: argparse.Namespace) -> int:
                          f"last {args.window}: check the id (koyeb service list)")
     a = analyse(data)
     out = write_report(a, args.out)
-    print(_summary(a, out))
+    _tell(_summary(a, out))
     return 0
 
 
@@ -209,8 +228,8 @@ def _export(args: argparse.Namespace) -> int:
         for col in ("messages", "metadata"):
             if col in flat:
                 flat[col] = [json.dumps(v) for v in flat[col]]
-        flat.to_csv(out, index=False)
-    print(f"Wrote {len(df)} {args.what} to {out}")
+        write_csv(flat, out, safe=not args.raw_csv)
+    _tell(f"Wrote {len(df)} {args.what} to {out}")
     return 0
 
 
@@ -242,10 +261,9 @@ def _simulate(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "w") as fh:
         fh.write(sim.token)
     sim.start()
-    print(f"Simulated Koyeb API on {sim.url} ({len(sim.fleet.inst['id'])} instances, "
-          f"{len(sim.fleet.ev['when'])} events); token in {token_file} (mode 0600).",
-          flush=True)
-    print(f"Use it with: KOYEB_URL={sim.url} KOYEB_TOKEN=$(cat {token_file})", flush=True)
+    _tell(f"Simulated Koyeb API on {sim.url} ({len(sim.fleet.inst['id'])} instances, "
+          f"{len(sim.fleet.ev['when'])} events); token in {token_file} (mode 0600).")
+    _tell(f"Use it with: KOYEB_URL={sim.url} KOYEB_TOKEN=$(cat {token_file})")
     try:
         while True:
             time.sleep(3600)
@@ -269,14 +287,14 @@ def _sync(args: argparse.Namespace) -> int:
             sim.stop()
     start = "the whole history" if result.since is None else \
         f"events since {result.since:%Y-%m-%d %H:%M:%S} UTC"
-    print(f"Read {start}: {result.events_read} events, {result.events_added} new; "
+    _tell(f"Read {start}: {result.events_read} events, {result.events_added} new; "
           f"{result.instances_listed} instances, {result.instance_records_added} new or "
           "changed records.")
     manifest = store.manifest()
-    print(f"The store holds {manifest['events']['rows']} events (newest "
+    _tell(f"The store holds {manifest['events']['rows']} events (newest "
           f"{result.high_water}) and {manifest['instances']['rows']} instance records.")
     for note in result.notes:
-        print(f"  note: {note}")
+        _tell(f"  note: {_name(note)}")
     return 0
 
 
@@ -313,11 +331,10 @@ def _watch(args: argparse.Namespace) -> int:
         first = poller.poll()
         polls += 1
         board = poller.board()
-        print(f"Watching {len(poller.instances)} instances of {len(board)} services "
-              f"from {client.base_url}; polling every {every:g} s. Ctrl-C to stop.",
-              flush=True)
+        _tell(f"Watching {len(poller.instances)} instances of {len(board)} services "
+              f"from {_name(client.base_url)}; polling every {every:g} s. Ctrl-C to stop.")
         if first.error:
-            print(f"  poll failed: {first.error}; backing off {first.delay:g} s", flush=True)
+            _tell(f"  poll failed: {_name(first.error)}; backing off {first.delay:g} s")
         summary_at = time.monotonic() + 60
         delay = first.delay
         while True:
@@ -325,20 +342,22 @@ def _watch(args: argparse.Namespace) -> int:
             result = poller.poll()
             polls += 1
             for _, row in result.changes.iterrows():
+                # Not through _tell: format_change shows the data's control characters
+                # as text itself, then adds our colour, which must reach the terminal.
                 print(format_change(row, colour=colour), flush=True)
             seen += len(result.changes)
             if result.error:
-                print(f"  poll failed: {result.error}; backing off {result.delay:g} s",
-                      flush=True)
+                _tell(f"  poll failed: {_name(result.error)}; backing off "
+                      f"{result.delay:g} s")
             if time.monotonic() >= summary_at:
                 counts = poller.instances["status"].astype(str).value_counts()
-                print(f"[{pd.Timestamp.now(tz='UTC'):%H:%M} UTC] " + ", ".join(
-                    f"{n} {s}" for s, n in counts.items()) + f"; {seen} change(s) so far",
-                    flush=True)
+                _tell(f"[{pd.Timestamp.now(tz='UTC'):%H:%M} UTC] " + ", ".join(
+                    f"{n} {_name(s)}" for s, n in counts.items())
+                    + f"; {seen} change(s) so far")
                 summary_at = time.monotonic() + 60
             delay = result.delay
     except KeyboardInterrupt:
-        print(f"\nStopped: {seen} status change(s) in {polls} poll(s).", flush=True)
+        _tell(f"\nStopped: {seen} status change(s) in {polls} poll(s).")
         return 0
     finally:
         if sim is not None:
@@ -417,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["csv", "parquet"], default="csv",
                         help="file format")
     export.add_argument("--out", help="file path (default: <what>.<format>)")
+    export.add_argument("--raw-csv", action="store_true",
+                        help="write text cells exactly as received; by default a cell "
+                             "that starts with = + - @, a tab or a carriage return (or "
+                             "with ') gets a leading ' so a spreadsheet does not run it "
+                             "as a formula")
     export.set_defaults(func=_export)
 
     sync = sub.add_parser("sync", formatter_class=_Help,
@@ -507,15 +531,25 @@ def _check_out(path: str | None) -> None:
         raise ValueError(f"--out {path}: cannot write in {parent}")
 
 
+class _VisibleFormatter(logging.Formatter):
+    """Log lines (retries quote the API's errors) with control characters shown."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Retries are announced, so a slow or unreachable API is never silence.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("koyeb-analytics: %(message)s"))
+    handler.setFormatter(_VisibleFormatter("koyeb-analytics: %(message)s"))
     logger = logging.getLogger("koyeb_analytics")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    # Warnings quote data too (a font without a glyph for a name's ESC names the ESC).
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda *a, **k: visible(formatwarning(*a, **k))
     error: BaseException
     try:
         _check_out(getattr(args, "out", None))
@@ -526,7 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, text, error = RUNTIME_ERROR, _what_to_do(exc), exc
     finally:
         logger.removeHandler(handler)
+        warnings.formatwarning = formatwarning
     if args.debug:
-        traceback.print_exception(error)
-    print(f"koyeb-analytics: error: {text}", file=sys.stderr)
+        sys.stderr.write(visible("".join(traceback.format_exception(error))))
+    # One line, whatever the server put in the message it quotes.
+    print(f"koyeb-analytics: error: {_name(text)}", file=sys.stderr)
     return code

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ._frames import build_frame
 from .classify import classify_events
-from .errors import IncompleteListingError, KoyebError
+from .errors import DeadlineExceeded, IncompleteListingError, KoyebError
 from .lifecycle import lifecycles
 from .loaders import check_client, check_str, load_events, load_instances
 from .names import service_labels
@@ -129,16 +129,17 @@ class Poller:
         except IncompleteListingError as exc:
             # Keep the newest pages; the mark does not move, so the next poll reads the
             # rest again.
-            received, error, complete = exc.partial, self.client.scrub(str(exc)), False
+            received, complete = exc.partial, False
+            error = self._reason(exc, "/v1/instance_events")
         except KoyebError as exc:
-            error = self.client.scrub(str(exc))
+            error = self._reason(exc, "/v1/instance_events")
         new = self._merge(received, complete) if received is not None else \
             build_frame({}, EVENT_COLUMNS)
         if (len(new) or not self._primed or self._unknown(new)) and error is None:
             try:
                 self._list_instances()
             except KoyebError as exc:
-                error = self.client.scrub(str(exc))
+                error = self._reason(exc, "/v1/instances")
         changes = self._changes(new, prime=error is None and not self._primed)
         if self.store is not None and (len(new) or not self._primed):
             try:
@@ -155,6 +156,25 @@ class Poller:
         else:
             self.failed(error)
         return PollResult(changes, len(new), error, self.delay)
+
+    def _reason(self, exc: KoyebError, path: str) -> str:
+        """Why a poll failed, in words: an API that stops answering is named as such,
+        with the URL it did not answer on and after how long."""
+        chain: list[BaseException | None] = [exc, getattr(exc, "cause", None),
+                                             exc.__cause__]
+        if any(isinstance(e, DeadlineExceeded) for e in chain):
+            timeout = getattr(self.client, "timeout", None)
+            tries = int(getattr(self.client, "max_retries", 0) or 0) + 1
+            after = f" after {timeout:g} s" if isinstance(timeout, (int, float)) else ""
+            lead = "did not answer" if self.last_success is None else "stopped answering"
+            text = (f"the API {lead}: GET {getattr(self.client, 'base_url', '')}{path} "
+                    f"timed out{after}"
+                    + (f" (each of {tries} tries)" if tries > 1 else ""))
+            partial = getattr(exc, "partial", None)
+            if partial is not None and len(partial):
+                text += f"; the {len(partial)} row(s) received before are kept"
+            return str(self.client.scrub(text))
+        return str(self.client.scrub(str(exc)))
 
     def failed(self, error: str) -> None:
         """Count a failed poll and stretch the interval (doubling, up to 30 s)."""
@@ -266,13 +286,25 @@ def load_instances_empty() -> pd.DataFrame:
 
 
 def format_change(row: Any, colour: bool = False) -> str:
-    """One status change as a terminal line: time, service, instance, old -> new, message."""
+    """Format one status change as a terminal line: time, service, instance, old -> new,
+    message.
+
+    Every field is data from the API: its control characters are shown as text
+    (:func:`~koyeb_analytics.textsafe.visible`), so a message or a name cannot clear the
+    screen, retitle the window or write the clipboard. The colour of the new status is
+    ours, added after.
+    """
+    from .textsafe import visible
+
     colours = {"HEALTHY": "32", "ERROR": "31", "UNHEALTHY": "33", "STOPPED": "90",
                "SLEEPING": "36"}
-    new = str(row["new"])
+    new = visible(row["new"], newlines=False)
     if colour and new in colours:
         new = f"\x1b[{colours[new]}m{new}\x1b[0m"
     when = pd.Timestamp(row["when"]).strftime("%Y-%m-%d %H:%M:%S")
-    message = " ".join(str(row["message"]).split())[:120]
-    return (f"{when}  {row['service']:<24} {str(row['instance_id'])[:8]}  "
-            f"{row['old'] or '-'} -> {new}  {message}")
+    # Cut before escaping, so that no escape is shown cut in half.
+    message = visible(" ".join(str(row["message"]).split())[:120], newlines=False)
+    service = visible(row["service"], newlines=False)
+    instance = visible(str(row["instance_id"])[:8], newlines=False)
+    old = visible(row["old"] or "-", newlines=False)
+    return f"{when}  {service:<24} {instance}  {old} -> {new}  {message}"

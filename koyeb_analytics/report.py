@@ -19,6 +19,7 @@ import pandas as pd
 from .classify import event_vocabulary
 from .names import service_labels
 from .pipeline import Analysis, analyse, headline
+from .textsafe import visible
 
 __all__ = ["Analysis", "analyse", "format_duration", "render_report", "write_report"]
 # (Analysis and analyse live in koyeb_analytics.pipeline; imported here as before.)
@@ -230,7 +231,10 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
     query = a.instances.attrs.get("query", {})
     peak = a.capacity.attrs.get("peak", {"instances": 0, "at": None})
     h = headline(a)
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    # Control characters from the API are shown as text too (\x1b), as on a terminal:
+    # the file stays plain text for a pager or a diff.
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                             finalize=lambda v: visible(v) if isinstance(v, str) else v)
     return env.from_string(TEMPLATE).render(
         h=h, met=bool(h.availability >= h.target), availability=_percent(h.availability),
         target=_percent(h.target), budget_used=format_duration(h.budget_used),

@@ -12,11 +12,13 @@ from typing import Any
 import pandas as pd
 
 from .schema import TIME_DTYPE
+from .textsafe import csv_unescape, write_csv
 
 TRANSCRIPT_COLUMNS = ("run_id", "started_at", "ended_at", "instance_id", "service_id",
                       "command", "exit_code", "exited", "timed_out", "stdout", "stderr",
                       "error", "redacted", "parsed")
 """The columns of a transcript, one row per instance and run."""
+_TEXT = ("instance_id", "service_id", "command", "stdout", "stderr", "error", "parsed")
 
 __all__ = ["TRANSCRIPT_COLUMNS", "load_transcript", "markdown_fence", "save_transcript",
            "transcript_cells", "transcript_frame", "transcript_markdown"]
@@ -43,8 +45,7 @@ def transcript_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     # The parsed rows as JSON, when asked for ("" otherwise; an all-missing column is
     # float, so the text goes in as objects).
     df["parsed"] = df["parsed"].astype(object).where(df["parsed"].notna(), "")
-    for col in ("instance_id", "service_id", "command", "stdout", "stderr", "error",
-                "parsed"):
+    for col in _TEXT:
         df[col] = df[col].astype("str")
     return df.sort_values(["run_id", "started_at", "instance_id"], kind="stable").reset_index(
         drop=True)
@@ -88,7 +89,7 @@ def transcript_markdown(transcript: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def save_transcript(transcript: pd.DataFrame, path: str | Path) -> Path:
+def save_transcript(transcript: pd.DataFrame, path: str | Path, *, safe: bool = True) -> Path:
     """Write a transcript to ``.parquet`` or ``.csv``.
 
     Parameters
@@ -97,6 +98,14 @@ def save_transcript(transcript: pd.DataFrame, path: str | Path) -> Path:
         From ``ExecWidget.transcript`` (or :func:`transcript_frame`).
     path
         A file name ending in ``.parquet`` or ``.csv``.
+    safe
+        CSV only: prefix with ``'`` every text cell a spreadsheet would run as a formula
+        (one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) and
+        every one that starts with ``'`` already, so that opening the file runs nothing
+        and :func:`load_transcript` can take the prefix off again exactly
+        (:func:`~koyeb_analytics.textsafe.csv_escape`). ``False`` writes the text as it
+        is, for programs that read the CSV; read such a file with ``safe=False`` too.
+        Parquet is always written exactly.
 
     Returns
     -------
@@ -117,19 +126,23 @@ def save_transcript(transcript: pd.DataFrame, path: str | Path) -> Path:
     if path.suffix == ".parquet":
         transcript.to_parquet(path, index=False)
     elif path.suffix == ".csv":
-        transcript.to_csv(path, index=False)
+        write_csv(transcript, path, safe=safe)
     else:
         raise ValueError(f"{path}: use a .parquet or .csv file name")
     return path
 
 
-def load_transcript(path: str | Path) -> pd.DataFrame:
+def load_transcript(path: str | Path, *, safe: bool = True) -> pd.DataFrame:
     """Read a transcript written by :func:`save_transcript`, with its dtypes.
 
     Parameters
     ----------
     path
         A ``.parquet`` or ``.csv`` file.
+    safe
+        CSV only: the file was written with ``safe=True`` (the default), so one leading
+        ``'`` is taken off every text cell that has one. ``False`` for a CSV written with
+        ``safe=False``.
 
     Returns
     -------
@@ -146,6 +159,12 @@ def load_transcript(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no transcript at {path}")
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(
-        path, keep_default_na=False, na_values={"exit_code": [""], "redacted": [""]})
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        # Text columns read as text: output such as "007" or "1e3" is not a number.
+        df = pd.read_csv(path, keep_default_na=False, dtype=dict.fromkeys(_TEXT, str),
+                         na_values={"exit_code": [""], "redacted": [""]})
+        if safe:
+            df = csv_unescape(df)
     return transcript_frame(df.to_dict("records"))
