@@ -14,7 +14,8 @@ from pathlib import Path
 
 
 @contextmanager
-def simulator_process(*, seed: int, days: float, services: int, latency_ms: float = 0.0):
+def simulator_process(*, seed: int, days: float, services: int, latency_ms: float = 0.0,
+                      vocabulary: str = "invented"):
     """Run ``koyeb-analytics simulate`` in a child process; yield ``(url, token)``.
 
     A separate process keeps the server off the measuring process's GIL, as a real API
@@ -25,7 +26,7 @@ def simulator_process(*, seed: int, days: float, services: int, latency_ms: floa
         proc = subprocess.Popen(
             [sys.executable, "-m", "koyeb_analytics", "simulate", "--seed", str(seed),
              "--days", str(days), "--services", str(services), "--latency", str(latency_ms),
-             "--token-file", str(token_file)],
+             "--token-file", str(token_file), "--vocabulary", vocabulary],
             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             line = proc.stdout.readline() if proc.stdout else ""

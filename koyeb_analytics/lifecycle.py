@@ -20,6 +20,11 @@ message implies about the status before it (``transition``,
 consecutive events that cannot follow each other betray a lost event: the steady status
 (HEALTHY, SLEEPING) the second one implies fills the gap after the first one's median
 duration (``gap``).
+
+Long because the evidence is joined here in one place: events, lost events, the
+instance record, the status at the window's start and the findings that say which was
+used; :mod:`koyeb_analytics.startstatus` finds that status from a look-behind and the
+records.
 """
 
 from __future__ import annotations
@@ -239,7 +244,7 @@ def lifecycles(
 
     inst = instances.drop_duplicates("id").reset_index(drop=True)
     ids = pd.Index(inst["id"].astype(object))
-    start_code, start_source = _start_codes(ids, start_status)
+    start_code, start_source, start_when = _start_codes(ids, start_status)
     created = _us(inst["created_at"]) if "created_at" in inst else np.full(len(inst), _NAT)
     findings: list[dict[str, Any]] = []
     parts: list[_Spans] = []
@@ -250,16 +255,31 @@ def lifecycles(
         status = decided["status"].cat.codes.to_numpy().astype(np.int8)
         code = ids.get_indexer(events["instance_id"].astype(object))
         when = _us(events["when"])
-        keep = np.flatnonzero((code >= 0) & (status >= 0) & (when != _NAT))
         findings += _ignored_events(events, decided["rule"].to_numpy(), code, when)
+        meta = events["metadata"].to_numpy() if "metadata" in events else \
+            np.full(len(events), None, object)
+        messages = events["message"].astype(object).to_numpy() if "message" in events \
+            else np.full(len(events), None, object)
+        # The look-behind's evidence joins the events as the status it saw, so that an
+        # event lost across the window's start is seen like any other.
+        seen = np.zeros(len(ids), bool)
+        seen[code[(code >= 0) & (status >= 0)]] = True
+        add = np.flatnonzero(seen & (start_code >= 0) & (start_source == "lookbehind")
+                             & (start_when != _NAT))
+        synthetic = np.r_[np.zeros(len(code), bool), np.ones(len(add), bool)]
+        code, status, when = np.r_[code, add], np.r_[status, start_code[add]], \
+            np.r_[when, start_when[add]]
+        meta = np.r_[meta, np.full(len(add), None, object)]
+        messages = np.r_[messages, np.full(len(add), None, object)]
+        keep = np.flatnonzero((code >= 0) & (status >= 0) & (when != _NAT))
         # by instance, then time, then position in the input (stable for ties)
         order = keep[np.lexsort((keep, when[keep], code[keep]))]
         code, status, when = code[order], status[order], when[order]
+        messages, meta = messages[order], meta[order]
         findings += _event_findings(ids, code, status, when)
         first = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else code
-        messages = events["message"].astype(object).to_numpy()[order] \
-            if "message" in events else np.full(len(order), None, object)
         spans_ev = _from_events(code, status, when)
+        spans_ev.source[synthetic[order]] = "lookbehind"
         spans_ev, lost = _fill_gaps(spans_ev, messages)
         parts.append(spans_ev)
         first_span = np.flatnonzero(np.r_[True, spans_ev.code[1:] != spans_ev.code[:-1]]) \
@@ -272,7 +292,7 @@ def lifecycles(
                                        "arrived (a steady status they imply fills the "
                                        "gap, source 'gap')"})
         has_events[code[first]] = True
-        parts.append(_lead_in(events, order[first], code[first], when[first], created,
+        parts.append(_lead_in(meta[first], code[first], when[first], created,
                               previous_key, status[first], messages[first], start_code,
                               start_source))
     rest = np.flatnonzero(~has_events)
@@ -303,19 +323,22 @@ def lifecycles(
 
 
 def _start_codes(ids: pd.Index, start_status: pd.DataFrame | None,
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per instance position: the status code at the window's start (-1: none) and its
-    source."""
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per instance position: the status code at the window's start (-1: none), its
+    source and the time of its evidence."""
     code = np.full(len(ids), -1, np.int8)
     source = np.full(len(ids), "events", object)
+    at = np.full(len(ids), _NAT, np.int64)
     if start_status is None or not len(start_status):
-        return code, source
+        return code, source, at
     pos = ids.get_indexer(start_status["instance_id"].astype(object))
     st = _status_codes(start_status["status"].astype(object))
     ok = (pos >= 0) & (st >= 0)
     code[pos[ok]] = st[ok]
     source[pos[ok]] = start_status["source"].astype(object).to_numpy()[ok]
-    return code, source
+    if "evidence_at" in start_status:
+        at[pos[ok]] = _us(start_status["evidence_at"])[ok]
+    return code, source, at
 
 
 def _start_finding(out: pd.DataFrame, since: pd.Timestamp) -> dict[str, Any]:
@@ -335,7 +358,7 @@ def _start_finding(out: pd.DataFrame, since: pd.Timestamp) -> dict[str, Any]:
             "n_unknown": int((~known).sum())}
 
 
-def _lead_in(events: pd.DataFrame, rows: np.ndarray, code: np.ndarray, when: np.ndarray,
+def _lead_in(first_meta: np.ndarray, code: np.ndarray, when: np.ndarray,
              created: np.ndarray, previous_key: str | None, first_status: np.ndarray,
              first_message: np.ndarray, start_code: np.ndarray,
              start_source: np.ndarray) -> _Spans:
@@ -349,8 +372,8 @@ def _lead_in(events: pd.DataFrame, rows: np.ndarray, code: np.ndarray, when: np.
     gap = np.flatnonzero((born != _NAT) & (born < when))
     status = np.full(len(gap), -1, np.int8)
     source = np.full(len(gap), "events", object)
-    if "metadata" in events and len(gap):
-        meta = events["metadata"].to_numpy()[rows[gap]]
+    if len(gap):
+        meta = first_meta[gap]
         status = _status_codes([
             (m.get(previous_key) if previous_key and isinstance(m, dict) else None)
             or previous_status(m) for m in meta])
@@ -609,75 +632,3 @@ def findings(intervals: pd.DataFrame) -> pd.DataFrame:
                   "detail": "a stretch before the first known status"} for i in unknown]
     return pd.DataFrame(rows, columns=list(FINDING_COLUMNS)).astype("str")
 
-
-def alive_at(instances: pd.DataFrame, since: pd.Timestamp) -> pd.Series:
-    """Mask of instances created before ``since`` and not ended before it."""
-    created = instances["created_at"]
-    ended = instances["updated_at"].where(instances["status"].isin(TERMINAL_STATUSES))
-    if "terminated_at" in instances:
-        ended = instances["terminated_at"].fillna(ended)
-    return ((created < since) & ~(ended < since)).fillna(False).astype(bool)
-
-
-def start_status(instances: pd.DataFrame, before: pd.DataFrame | None,
-                 since: TimeLike, *, mapping: Mapping_ = None) -> pd.DataFrame:
-    """Each instance's status at ``since``, from evidence, with the evidence named.
-
-    For every instance alive at ``since``: its record, when it has not changed since
-    before ``since`` (``updated_at < since``: the status it lists held then; exact);
-    else the last event before ``since`` that announces a status (``lookbehind``).
-    Instances neither tells are left out (:func:`lifecycles` then reads what the first
-    event in the window implies, or says the status is unknown).
-
-    Parameters
-    ----------
-    instances
-        From :func:`~koyeb_analytics.load_instances`.
-    before
-        Events before ``since`` (a look-behind), or None.
-    since
-        The window's start.
-    mapping
-        As for :func:`lifecycles`.
-
-    Returns
-    -------
-    DataFrame
-        ``instance_id, status, source, evidence_at`` (the time of the evidence), one
-        row per instance whose status at ``since`` is known.
-
-    Examples
-    --------
-    >>> inst = pd.DataFrame({"id": ["a", "b"], "status": ["HEALTHY", "HEALTHY"],
-    ...     "created_at": pd.to_datetime(["2026-01-01", "2026-01-01"], utc=True),
-    ...     "updated_at": pd.to_datetime(["2026-01-02", "2026-01-09"], utc=True)})
-    >>> start_status(inst, None, "2026-01-05")[["instance_id", "source"]].values.tolist()
-    [['a', 'record']]
-    """
-    from .timewindow import parse_time
-
-    since_ts = parse_time(since, "since")
-    alive = instances[alive_at(instances, since_ts).to_numpy()].drop_duplicates("id")
-    quiet = alive[(alive["updated_at"] < since_ts).fillna(False).to_numpy()
-                  & alive["status"].notna().to_numpy()]
-    rows = [pd.DataFrame({"instance_id": quiet["id"].astype(object).to_numpy(),
-                          "status": quiet["status"].astype(object).to_numpy(),
-                          "source": "record",
-                          "evidence_at": quiet["updated_at"].to_numpy()})]
-    if before is not None and len(before):
-        ev = before[(before["when"] < since_ts).to_numpy()]
-        decided = classify_events(ev, mapping)
-        ev = ev.assign(_status=decided["status"].astype(object))
-        ev = ev[ev["_status"].notna() & ev["instance_id"].isin(alive["id"])
-                & ~ev["instance_id"].isin(quiet["id"])]
-        last = ev.sort_values(["when", "id"], kind="stable").drop_duplicates(
-            "instance_id", keep="last")
-        rows.append(pd.DataFrame({"instance_id": last["instance_id"].astype(object).to_numpy(),
-                                  "status": last["_status"].to_numpy(),
-                                  "source": "lookbehind",
-                                  "evidence_at": last["when"].to_numpy()}))
-    out = pd.concat(rows, ignore_index=True)
-    out["evidence_at"] = pd.to_datetime(out["evidence_at"], utc=True).astype(TIME_DTYPE)
-    out["status"] = pd.Categorical(out["status"], categories=list(STATUSES), ordered=True)
-    out["source"] = out["source"].astype(object)
-    return out.sort_values("instance_id", kind="stable").reset_index(drop=True)

@@ -17,9 +17,10 @@ import pandas as pd
 from ._frames import build_frame
 from .analysis import UptimePolicy, capacity, incidents, uptime
 from .client import KoyebClient
-from .lifecycle import START_STATUS_COLUMNS, alive_at, findings, lifecycles, start_status
+from .lifecycle import START_STATUS_COLUMNS, findings, lifecycles
 from .loaders import load_instances, read_events
 from .schema import EVENT_COLUMNS, STATUSES, TIME_DTYPE
+from .startstatus import alive_at, start_status
 from .store import HistoryStore
 from .timewindow import TimeLike, TimeWindow, WindowLike, parse_duration
 

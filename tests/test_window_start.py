@@ -14,7 +14,7 @@ import pytest
 
 import koyeb_analytics as ka
 from koyeb_analytics.classify import TRANSITIONS, possible_previous, previous_from_message
-from koyeb_analytics.lifecycle import start_status
+from koyeb_analytics.startstatus import start_status
 
 from .conftest import fast_client
 from .window_truth import compare, truth_intervals
@@ -208,3 +208,24 @@ def test_the_headline_states_the_coverage(opaque21):
     assert f"{1 - h.coverage:.1%}".replace("%", " %") in h.availability_text()
     full = ka.headline(ka.analyse(_window(opaque21, "24h")[1]))
     assert full.coverage >= 0.99 and full.coverage_note is None
+
+
+def test_the_cli_reports_a_week_of_a_30_day_opaque_history_truthfully(tmp_path):
+    # The user's check: a simulator with 30 days of the real API's shape in one process,
+    # `report --window 7d` against it in another.
+    import re
+
+    from .test_cli import run
+
+    with ka.simulate(seed=7, days=30, services=12, vocabulary="opaque") as sim:
+        env = {"KOYEB_TOKEN": sim.token, "KOYEB_URL": sim.url}
+        proc = run(["report", "--window", "7d", "--out", "r.html", "--quiet"], env=env,
+                   cwd=tmp_path)
+        until = pd.Timestamp.now(tz="UTC")
+        assert proc.returncode == 0, proc.stderr
+        inst = ka.load_instances(fast_client(sim), progress=False)
+        since = until - pd.Timedelta("7D")
+        want = ka.uptime(truth_intervals(sim, inst, since, until), since=since, until=until)
+    truth = 1 - want["down_time"].sum() / want["observed_time"].sum()
+    got = float(re.search(r"overall (\d+\.\d+)%", proc.stdout).group(1)) / 100
+    assert abs(got - truth) * 100 <= 0.02, (got, truth)
