@@ -402,7 +402,9 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     findings count them. The first status keeps its median duration
     (over the spans that end normally); the rest of the gap is the steady status the
     second event implies (HEALTHY before SLEEPING), with source ``gap``. Where the
-    first status is itself steady it simply lasts until the second event.
+    first status is itself steady, the lost event's own status (the one status that can
+    follow the first and precede the second, e.g. UNHEALTHY between two HEALTHY) takes
+    its median duration before the second event, with source ``gap``.
     """
     n = len(spans.code)
     if n < 2:
@@ -435,6 +437,16 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     extra: list[tuple[int, int, int, int]] = []
     for i in np.flatnonzero(bad):
         if int(a[i]) in _STEADY_CODES:
+            # A steady status lasts until the lost event's own stretch, which the second
+            # event ends: a flap's UNHEALTHY before a recovery, a STOPPING before STOPPED.
+            lost_one = [c for c in previous(int(i))
+                        if STATUSES[int(a[i])] in possible_previous(c)]
+            if len(lost_one) == 1:
+                cut = max(spans.end[i] - medians.get(_CODE[lost_one[0]], 0), spans.start[i])
+                if cut < spans.end[i]:
+                    extra.append((int(spans.code[i]), _CODE[lost_one[0]], cut,
+                                  int(spans.end[i])))
+                    spans.end[i] = cut
             continue
         steady = [c for c in STEADY if c in previous(int(i))]
         if not steady:

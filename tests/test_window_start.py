@@ -229,3 +229,37 @@ def test_the_cli_reports_a_week_of_a_30_day_opaque_history_truthfully(tmp_path):
     truth = 1 - want["down_time"].sum() / want["observed_time"].sum()
     got = float(re.search(r"overall (\d+\.\d+)%", proc.stdout).group(1)) / 100
     assert abs(got - truth) * 100 <= 0.02, (got, truth)
+
+
+def test_lost_events_are_seen_and_filled_from_what_can_follow_what():
+    msg = {"HEALTHY": "Instance is healthy. All health checks are passing.",
+           "UNHEALTHY": "Instance is unhealthy", "ERROR": "Application exited with code 1.",
+           "STARTING": "Instance is starting", "ALLOCATING": "Instance created.",
+           "STOPPING": "Instance is stopping.", "STOPPED": "Instance stopped."}
+    rows = [  # a: two flaps of 4 min (the medians), then a recovery that never arrived
+        ("a", 0, "ALLOCATING"), ("a", 1, "STARTING"), ("a", 2, "HEALTHY"),
+        ("a", 10, "UNHEALTHY"), ("a", 14, "HEALTHY"), ("a", 20, "UNHEALTHY"),
+        ("a", 24, "HEALTHY"), ("a", 30, "UNHEALTHY"), ("a", 530, "ERROR"),
+        # b: a flap whose UNHEALTHY never arrived, then a stop whose STOPPING never did
+        ("b", 0, "ALLOCATING"), ("b", 1, "STARTING"), ("b", 2, "HEALTHY"),
+        ("b", 50, "HEALTHY"), ("b", 60, "STOPPED")]
+    ev = pd.DataFrame({"id": [f"e{i}" for i in range(len(rows))],
+                       "instance_id": [r[0] for r in rows], "when": [m(r[1]) for r in rows],
+                       "type": "t", "message": [msg[r[2]] for r in rows], "metadata": [{}] * 14})
+    inst = pd.DataFrame({"id": ["a", "b"], "status": ["ERROR", "STOPPED"],
+                         "created_at": [m(0), m(0)], "updated_at": [m(530), m(60)]})
+    iv = ka.lifecycles(inst, ev, until=m(600))
+    got = [(r.instance_id, str(r.status), (r.start - T0) / pd.Timedelta("1min"),
+            (r.end - T0) / pd.Timedelta("1min"), r.source) for r in iv.itertuples()]
+    a = [g for g in got if g[0] == "a"][-3:]
+    # a: UNHEALTHY at 30 lasting 500 min (over 100 times its median) before a crash
+    # betrays a lost recovery: it keeps its median (4 min), then HEALTHY fills the gap
+    assert a == [("a", "UNHEALTHY", 30, 34, "events"), ("a", "HEALTHY", 34, 530, "gap"),
+                 ("a", "ERROR", 530, 530, "events")]
+    b = [g for g in got if g[0] == "b"][2:]
+    # b: HEALTHY then HEALTHY: the UNHEALTHY between them (median 4 min) ended at 50;
+    # HEALTHY then STOPPED: the STOPPING (no median seen: zero) is not invented
+    assert b == [("b", "HEALTHY", 2, 46, "events"), ("b", "UNHEALTHY", 46, 50, "gap"),
+                 ("b", "HEALTHY", 50, 60, "events"), ("b", "STOPPED", 60, 60, "events")]
+    lost = [f for f in iv.attrs["findings"] if f["kind"] == "missing_events"]
+    assert lost and lost[0]["detail"].startswith("3 times, two consecutive status events")
