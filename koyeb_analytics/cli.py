@@ -57,8 +57,11 @@ def _summary(a: Any, report: Path) -> str:
               f"{_name(h.source)}: {h.services} services, {h.instances} instances, "
               f"{len(a.events)} events.", "",
               f"Availability ({a.policy.describe()})",
+              *([f"  NOTE: {h.coverage_note}"] if h.coverage_note else []),
               f"  overall {pct(h.availability)} against a target of {pct(h.target)}: "
-              + ("met" if h.availability >= h.target else "MISSED"),
+              + ("met" if h.availability >= h.target else "MISSED")
+              + ("" if h.coverage >= 1 else
+                 f"; over {h.coverage:.1%} of service-time, {1 - h.coverage:.1%} unknown"),
               f"  error budget: {format_duration(h.budget_used)} used of "
               f"{format_duration(h.budget_allowed)}"
               + ("" if h.budget_used_share != h.budget_used_share

@@ -25,6 +25,7 @@ from .lifecycle import lifecycles
 from .loaders import check_client, check_str, load_events, load_instances
 from .names import service_labels
 from .schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STATUSES
+from .startstatus import start_status
 from .timewindow import WindowLike, parse_duration, utcnow
 
 MAX_BACKOFF = 30.0
@@ -62,6 +63,10 @@ class Poller:
         A :class:`~koyeb_analytics.HistoryStore` that every poll also appends to.
     overlap
         How far before the newest event seen each poll reads again.
+    lookbehind
+        How far before the window's start the first poll reads, for each instance's
+        status then (as :func:`~koyeb_analytics.load_window`; ``0`` reads none). Events
+        that later fall out of the window keep telling it.
 
     Examples
     --------
@@ -77,11 +82,17 @@ class Poller:
 
     def __init__(self, client: Any, *, window: WindowLike = "2h", every: WindowLike = "15s",
                  service_id: str | None = None, app_id: str | None = None,
-                 store: Any = None, overlap: WindowLike = "2min") -> None:
+                 store: Any = None, overlap: WindowLike = "2min",
+                 lookbehind: WindowLike | int = "1d") -> None:
         self.client = check_client(client)
         self.window = parse_duration(window, "window")
         self.every = parse_duration(every, "every").total_seconds()
         self.overlap = parse_duration(overlap, "overlap")
+        self.lookbehind = pd.Timedelta(0) if lookbehind == 0 or lookbehind == "0" else \
+            parse_duration(lookbehind, "lookbehind")
+        # The last status-telling event of each instance before the window: the status
+        # at the window's start, as it slides.
+        self._before = build_frame({}, EVENT_COLUMNS)
         self.service_id = check_str("service_id", service_id)
         self.app_id = check_str("app_id", app_id)
         if store is not None:
@@ -109,11 +120,15 @@ class Poller:
         return self.failures > 0
 
     def intervals(self) -> pd.DataFrame:
-        """The window's status intervals (:func:`~koyeb_analytics.lifecycles`)."""
+        """The window's status intervals (:func:`~koyeb_analytics.lifecycles`), the
+        status at its start from the instance records and the events before it."""
         with self._lock:
-            inst, ev = self.instances, self.events
+            inst, ev, before = self.instances, self.events, self._before
         now = utcnow()
-        return lifecycles(inst, ev, since=now - self.window, until=now)
+        since = now - self.window
+        start = start_status(inst, before, since) if len(inst) else None
+        return lifecycles(inst, ev[~(ev["when"] < since)], since=since, until=now,
+                          start_status=start)
 
     def poll(self) -> PollResult:
         """Read what is new; return the status changes it brought (or the failure)."""
@@ -124,8 +139,18 @@ class Poller:
         received: pd.DataFrame | None = None
         error: str | None = None
         complete = True
+        first = self._newest is None and not len(self.events)
         try:
-            received = load_events(self.client, since=since, progress=False)
+            if first and self.lookbehind > pd.Timedelta(0):
+                # Once: the events before the window too, for the status at its start
+                # (as load_window reads them).
+                from .pipeline import read_with_lookbehind
+
+                self._list_instances()
+                received, _ = read_with_lookbehind(self.client, self.instances, since,
+                                                   since - self.lookbehind)
+            else:
+                received = load_events(self.client, since=since, progress=False)
         except IncompleteListingError as exc:
             # Keep the newest pages; the mark does not move, so the next poll reads the
             # rest again.
@@ -189,6 +214,7 @@ class Poller:
             horizon = utcnow() - self.window
             both = pd.concat([self.events, new], ignore_index=True) if len(new) else \
                 self.events
+            self._keep_before(both[(both["when"] < horizon).to_numpy()])
             both = both[~(both["when"] < horizon)]
             both = both.sort_values(["when", "id"], kind="stable").reset_index(drop=True)
             both.attrs = dict(received.attrs)
@@ -200,6 +226,16 @@ class Poller:
             if self._newest is None or newest > self._newest:
                 self._newest = newest
         return new.reset_index(drop=True)
+
+    def _keep_before(self, old: pd.DataFrame) -> None:
+        """Keep, per instance, the last event before the window that tells a status."""
+        if not len(old):
+            return
+        told = old[classify_events(old)["status"].notna().to_numpy()]
+        both = pd.concat([self._before, told], ignore_index=True) if len(self._before) \
+            else told
+        self._before = both.sort_values(["when", "id"], kind="stable").drop_duplicates(
+            "instance_id", keep="last").reset_index(drop=True)
 
     def _unknown(self, new: pd.DataFrame) -> bool:
         return bool(len(new)) and not set(new["instance_id"].dropna()) <= set(

@@ -208,10 +208,27 @@ class LiveView(widgets.VBox):
             plot_lifecycles(iv, ax=ax)
             now = utcnow()
             ax.set_xlim(now - self.poller.window, now)  # the newest edge at the right
-        ax.set_title(f"Last {_ago(self.poller.window)} (updated {utcnow():%H:%M:%S} UTC)")
+        ax.set_title(f"Last {_ago(self.poller.window)} (updated {utcnow():%H:%M:%S} UTC): "
+                     + availability_line(iv))
         buf = io.BytesIO()
         fig.savefig(buf, format="png", bbox_inches="tight")
         self.chart.value = buf.getvalue()
+
+
+def availability_line(iv: pd.DataFrame) -> str:
+    """``"availability 99.930 % over 98.7 % of service-time; 1.3 % unknown"``: across
+    services, time-weighted, as the report's headline."""
+    from .analysis import uptime
+
+    up = uptime(iv) if len(iv) else None
+    if up is None or not len(up) or up["observed_time"].sum() <= pd.Timedelta(0):
+        return "availability: nothing observed yet"
+    observed, unknown = up["observed_time"].sum(), up["unknown_time"].sum()
+    text = f"availability {1 - up['down_time'].sum() / observed:.3%}"
+    if unknown > pd.Timedelta(0):
+        share = unknown / (observed + unknown)
+        text += f" over {1 - share:.1%} of service-time; {share:.1%} unknown"
+    return text.replace("%", " %")
 
 
 def _ago(delta: pd.Timedelta) -> str:

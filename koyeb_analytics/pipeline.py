@@ -156,20 +156,9 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     elif isinstance(source, HistoryStore):
         events = source.events(since=reach or begin, instance_ids=ids)
     else:
-        wanted = None
-        if begin is not None:
-            alive = inst[alive_at(inst, begin).to_numpy()]
-            wanted = set(alive.loc[~(alive["updated_at"] < begin).to_numpy(), "id"])
-        events = read_events(source, TimeWindow(begin, None), ids=ids, progress=progress,
-                             reach=reach, wanted=wanted if reach is not None else None)
-        cost["pages"] = int(events.attrs.get("lookbehind_pages", 0))
-        if reach is not None and wanted:
-            extra, cost["per_instance"], cost["requests"] = _per_instance(
-                source, begin, sorted(wanted)[:MAX_PER_INSTANCE])
-            if len(extra):
-                attrs = events.attrs
-                events = pd.concat([events, extra], ignore_index=True)
-                events.attrs = attrs
+        events, lb_cost = read_with_lookbehind(source, inst, begin, reach, ids=ids,
+                                               progress=progress)
+        cost.update(lb_cost)
     if begin is not None and len(events):
         early = (events["when"] < begin).to_numpy()
         if early.any():
@@ -182,6 +171,33 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     end = query.get("until") or inst.attrs["fetched_at"]
     return Window(inst, events, begin, pd.Timestamp(end), start_frame,
                   {**cost, "pages_total": int(events.attrs.get("pages", 0))})
+
+
+def read_with_lookbehind(client: KoyebClient, instances: pd.DataFrame,
+                         since: pd.Timestamp | None, reach: pd.Timestamp | None, *,
+                         ids: list[str] | None = None, progress: bool = False,
+                         ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The events from ``since`` to now and, with ``reach``, a look-behind: events
+    before ``since`` until every instance of ``instances`` alive then and changed since
+    has shown one that tells its status, or ``reach`` is met; those still missing are
+    read one by one (at most :data:`MAX_PER_INSTANCE`). Returns the events (both sides
+    of ``since``) and what the look-behind cost."""
+    cost = {"pages": 0, "per_instance": 0, "requests": 0}
+    wanted = None
+    if since is not None and reach is not None:
+        alive = instances[alive_at(instances, since).to_numpy()]
+        wanted = set(alive.loc[~(alive["updated_at"] < since).to_numpy(), "id"])
+    events = read_events(client, TimeWindow(since, None), ids=ids, progress=progress,
+                         reach=reach, wanted=wanted)
+    cost["pages"] = int(events.attrs.get("lookbehind_pages", 0))
+    if since is not None and wanted:
+        extra, cost["per_instance"], cost["requests"] = _per_instance(
+            client, since, sorted(wanted)[:MAX_PER_INSTANCE])
+        if len(extra):
+            attrs = events.attrs
+            events = pd.concat([events, extra], ignore_index=True)
+            events.attrs = attrs
+    return events, cost
 
 
 def _per_instance(client: KoyebClient, since: pd.Timestamp, ids: list[str],

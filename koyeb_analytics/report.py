@@ -48,8 +48,10 @@ figure below comes from the embedded simulator, not from a Koyeb account.</p>{% 
 
 <h2 id="summary">Summary</h2>
 <table class="headline" id="summary-table">
+{% if h.coverage_note %}<tr id="coverage-note"><td colspan="2" class="below">{{ h.coverage_note }}</td></tr>{% endif %}
 <tr><td>Availability</td><td><span class="{{ 'met' if met else 'below' }}">{{ availability }}</span>
-against a target of {{ target }} ({{ 'met' if met else 'missed' }})</td></tr>
+against a target of {{ target }} ({{ 'met' if met else 'missed' }}), across services,
+time-weighted; <span id="coverage">{{ coverage }}</span></td></tr>
 <tr><td>Error budget</td><td>{{ budget_used }} used of {{ budget_allowed }} ({{ budget_share }}),
 {{ budget_left }}</td></tr>
 <tr><td>Worst service</td><td>{{ worst }}</td></tr>
@@ -64,10 +66,11 @@ the longest {{ longest }}{% endif %}</td></tr>
 <p class="method">Method: {{ method }}</p>
 <p>Overall availability: <b>{{ overall }}</b></p>
 <table id="uptime-table"><tr><th>service</th><th>availability</th><th>downtime</th>
-<th>observed</th><th>incidents</th></tr>
+<th>observed</th><th>coverage</th><th>incidents</th></tr>
 {% for r in uptime_rows %}<tr><td><code>{{ r.group }}</code></td>
 <td class="num">{{ r.availability }}</td><td class="num">{{ r.down }}</td>
-<td class="num">{{ r.observed }}</td><td class="num">{{ r.incidents }}</td></tr>
+<td class="num">{{ r.observed }}</td><td class="num">{{ r.coverage }}</td>
+<td class="num">{{ r.incidents }}</td></tr>
 {% endfor %}</table>
 <figure><img id="uptime-chart" alt="availability per service, in percent, against the
 target of {{ target }}" src="data:image/png;base64,{{ charts.uptime }}">
@@ -206,7 +209,9 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
     worst_first = a.uptime.sort_values("availability", na_position="last", kind="stable")
     uptime_rows = [{"group": label(r[by]), "availability": "–" if pd.isna(r["availability"]) else
                     f"{r['availability']:.4%}", "down": format_duration(r["down_time"]),
-                    "observed": format_duration(r["observed_time"]), "incidents": r["incidents"]}
+                    "observed": format_duration(r["observed_time"]),
+                    "coverage": "–" if pd.isna(r["coverage"]) else f"{r['coverage']:.1%}",
+                    "incidents": r["incidents"]}
                    for _, r in worst_first.iterrows()]
     key = a.incidents.columns[0] if len(a.incidents.columns) else "group"
     incident_rows = [{"group": label(r[key]), "start": _ts(r["start"]), "end": _ts(r["end"]),
@@ -237,6 +242,8 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
                              finalize=lambda v: visible(v) if isinstance(v, str) else v)
     return env.from_string(TEMPLATE).render(
         h=h, met=bool(h.availability >= h.target), availability=_percent(h.availability),
+        coverage=f"known for {h.coverage:.1%} of service-time" if h.coverage < 1 else
+        "the state of all service-time is known",
         target=_percent(h.target), budget_used=format_duration(h.budget_used),
         budget_allowed=format_duration(h.budget_allowed),
         budget_left=f"{format_duration(h.budget_left)} left" if h.budget_left >= pd.Timedelta(0)

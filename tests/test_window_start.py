@@ -263,3 +263,28 @@ def test_lost_events_are_seen_and_filled_from_what_can_follow_what():
                  ("b", "HEALTHY", 50, 60, "events"), ("b", "STOPPED", 60, 60, "events")]
     lost = [f for f in iv.attrs["findings"] if f["kind"] == "missing_events"]
     assert lost and lost[0]["detail"].startswith("3 times, two consecutive status events")
+
+
+def test_the_poller_knows_the_status_at_its_window_start():
+    from koyeb_analytics.live import Poller
+    from koyeb_analytics.liveview import availability_line
+
+    def unknown(iv):
+        d = iv["end"] - iv["start"]
+        return float(d[iv["status"].isna()].sum() / d.sum())
+
+    with ka.simulate(seed=5, days=10, services=12, vocabulary="opaque") as sim:
+        bare = Poller(fast_client(sim), window="12h", lookbehind=0)
+        bare.poll()
+        p = Poller(fast_client(sim), window="12h")
+        p.poll()
+        again = p.poll()
+    assert again.new_events == 0 and len(p.changes) == 0
+    assert (p.events["when"] >= sim.now - pd.Timedelta("13h")).all()
+    assert len(p._before) > 0
+    iv, iv_bare = p.intervals(), bare.intervals()
+    assert unknown(iv) <= 0.01 < unknown(iv_bare)
+    line = availability_line(iv_bare)
+    assert line.startswith("availability ") and " of service-time; " in line
+    assert line.endswith(" % unknown")
+    assert "unknown" not in availability_line(iv) or unknown(iv) > 0
