@@ -49,7 +49,7 @@ SHAPES = {
                                                       missing_share=0.0)},
     "opaque": {"vocabulary": "opaque"},
 }
-BOUNDS = (0, "6h", "12h", "1D", "2D")
+BOUNDS = (0, "1h", "3h", "6h", "12h", "1D", "2D")
 
 
 def requests(win: ka.Window) -> int:

@@ -83,7 +83,7 @@ class Poller:
     def __init__(self, client: Any, *, window: WindowLike = "2h", every: WindowLike = "15s",
                  service_id: str | None = None, app_id: str | None = None,
                  store: Any = None, overlap: WindowLike = "2min",
-                 lookbehind: WindowLike | int = "1d") -> None:
+                 lookbehind: WindowLike | int = "6h") -> None:
         self.client = check_client(client)
         self.window = parse_duration(window, "window")
         self.every = parse_duration(every, "every").total_seconds()

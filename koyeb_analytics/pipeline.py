@@ -26,13 +26,13 @@ from .timewindow import TimeLike, TimeWindow, WindowLike, parse_duration
 
 UNKNOWN_THRESHOLD = 0.01
 """An unknown share of service-time above this is said in a report's headline."""
-DEFAULT_LOOKBEHIND = "1d"
+DEFAULT_LOOKBEHIND = "6h"
 """How far before a window's start :func:`load_window` reads events by default (see the
 README's "Where a window starts"; chosen on ``benchmarks/bench_window.py``)."""
 MAX_PER_INSTANCE = 500
-"""Instances whose status at ``since`` the look-behind did not reach, read one by one
-(the events endpoint filters by instance); beyond this many, the rest are left to the
-message transitions."""
+"""Instances whose status at ``since`` the look-behind did not reach are read again in
+one listing filtered by instance (the events endpoint filters by ``instance_ids``);
+beyond this many, the rest are left to the message transitions."""
 
 __all__ = ["Analysis", "Headline", "Window", "analyse", "headline", "load_window"]
 
@@ -95,7 +95,7 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     since before ``since``; else its last event before ``since``, read by a
     look-behind: the newest-first listing goes on past ``since`` until every instance
     alive then has shown one, or ``lookbehind`` is reached, and the instances still
-    missing are read one by one (at most :data:`MAX_PER_INSTANCE`). A history store
+    missing are read in a listing of their own (at most :data:`MAX_PER_INSTANCE`). A history store
     answers the look-behind from what it holds, with no request.
 
     Parameters
@@ -180,7 +180,7 @@ def read_with_lookbehind(client: KoyebClient, instances: pd.DataFrame,
     """The events from ``since`` to now and, with ``reach``, a look-behind: events
     before ``since`` until every instance of ``instances`` alive then and changed since
     has shown one that tells its status, or ``reach`` is met; those still missing are
-    read one by one (at most :data:`MAX_PER_INSTANCE`). Returns the events (both sides
+    read in a listing of their own (at most :data:`MAX_PER_INSTANCE`). Returns the events (both sides
     of ``since``) and what the look-behind cost."""
     cost = {"pages": 0, "per_instance": 0, "requests": 0}
     wanted = None
@@ -202,23 +202,14 @@ def read_with_lookbehind(client: KoyebClient, instances: pd.DataFrame,
 
 def _per_instance(client: KoyebClient, since: pd.Timestamp, ids: list[str],
                   ) -> tuple[pd.DataFrame, int, int]:
-    """Each instance's events back to its last one before ``since`` that announces a
-    status, one listing per instance, ``client.concurrency`` at a time."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """The events of ``ids`` (instances the look-behind did not reach) back to the last
+    one of each before ``since`` that tells its status: one listing filtered by those
+    instances, newest first, which stops as soon as each has shown one."""
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
-
-    def one(iid: str) -> pd.DataFrame:
-        return read_events(client, TimeWindow(since, None), ids=[iid], reach=epoch,
-                           wanted={iid})
-
-    with ThreadPoolExecutor(max_workers=client.concurrency) as pool:
-        frames = list(pool.map(one, ids))
-    requests = sum(int(f.attrs.get("pages", 0)) for f in frames)
-    early = [f[(f["when"] < since).to_numpy()] for f in frames]
-    early = [f for f in early if len(f)]
-    out = pd.concat(early, ignore_index=True) if early else build_frame({}, EVENT_COLUMNS)
-    return out, len(ids), requests
+    found = read_events(client, TimeWindow(since, None), ids=ids, reach=epoch,
+                        wanted=set(ids))
+    early = found[(found["when"] < since).to_numpy()]
+    return early, len(ids), int(found.attrs.get("pages", 0))
 
 
 @dataclass

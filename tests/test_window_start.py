@@ -72,7 +72,7 @@ def test_look_behind_stops_at_its_bound_and_reads_quiet_instances_one_by_one(opa
     sources = set(win.start_status["source"])
     assert {"record", "lookbehind"} <= sources
     look = win.start_status[win.start_status["source"] == "lookbehind"]
-    # within the bound, except those read one by one (quiet for longer than the bound)
+    # within the bound, except those read in a listing of their own (quiet for longer)
     far = look[look["evidence_at"] < since - pd.Timedelta("1D")]
     assert len(far) == cost["per_instance"] >= 1
     # a shorter bound reads fewer pages and leaves more to the per-instance reads
