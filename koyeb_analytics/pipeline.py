@@ -155,6 +155,19 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
         events = build_frame({}, EVENT_COLUMNS)  # no instance: no event to ask for
     elif isinstance(source, HistoryStore):
         events = source.events(since=reach or begin, instance_ids=ids)
+        if begin is not None and reach is not None:
+            # What the bound did not reach, the store still holds: no request either.
+            told = start_status(inst, events[(events["when"] < begin).to_numpy()], begin)
+            alive = inst[alive_at(inst, begin).to_numpy()]
+            missing = sorted(set(alive.loc[~(alive["updated_at"] < begin).to_numpy(), "id"])
+                             - set(told["instance_id"]))[:MAX_PER_INSTANCE]
+            if missing:
+                older = source.events(until=reach, instance_ids=missing)
+                cost["per_instance"] = len(missing)
+                if len(older):
+                    attrs = events.attrs
+                    events = pd.concat([older, events], ignore_index=True)
+                    events.attrs = attrs
     else:
         events, lb_cost = read_with_lookbehind(source, inst, begin, reach, ids=ids,
                                                progress=progress)

@@ -68,19 +68,21 @@ def test_without_the_start_status_the_numbers_are_wrong(opaque21):
 def test_look_behind_stops_at_its_bound_and_reads_quiet_instances_one_by_one(opaque21):
     since, win = _window(opaque21, "24h")
     cost = win.lookbehind
-    assert cost["duration"] == pd.Timedelta("1D") and cost["pages"] > 0
+    _, none = _window(opaque21, "24h", lookbehind=0)
+    assert cost["duration"] == pd.Timedelta("6h")
+    assert cost["pages_total"] + cost["requests"] > none.lookbehind["pages_total"]
     sources = set(win.start_status["source"])
     assert {"record", "lookbehind"} <= sources
     look = win.start_status[win.start_status["source"] == "lookbehind"]
     # within the bound, except those read in a listing of their own (quiet for longer)
-    far = look[look["evidence_at"] < since - pd.Timedelta("1D")]
-    assert len(far) == cost["per_instance"] >= 1
-    # a shorter bound reads fewer pages and leaves more to the per-instance reads
-    _, short = _window(opaque21, "24h", lookbehind="2h")
-    assert short.lookbehind["pages"] < cost["pages"]
-    assert short.lookbehind["per_instance"] > cost["per_instance"]
+    far = look[look["evidence_at"] < since - pd.Timedelta("6h")]
+    assert 1 <= len(far) <= cost["per_instance"]
+    assert cost["requests"] >= 1
+    # a longer bound reads more pages and leaves fewer to the listing of the rest
+    _, long = _window(opaque21, "24h", lookbehind="2D")
+    assert long.lookbehind["pages"] > cost["pages"]
+    assert long.lookbehind["per_instance"] < cost["per_instance"]
     # lookbehind=0 reads nothing before since
-    _, none = _window(opaque21, "24h", lookbehind=0)
     assert none.lookbehind["pages"] == none.lookbehind["per_instance"] == 0
     assert "lookbehind" not in set(none.start_status["source"])
     with pytest.raises(ValueError, match="lookbehind"):
@@ -100,7 +102,7 @@ def test_the_start_status_is_the_truth_at_since(opaque21, length):
         part = got[got["source"] == source]
         agree = (part["status"].astype(str) == at.reindex(part.index)).mean()
         # the record is exact; a look-behind misses only where an event was lost
-        assert agree == 1.0 if source == "record" else agree >= 0.97, (source, agree)
+        assert agree == 1.0 if source == "record" else agree >= 0.95, (source, agree)
 
 
 def test_a_history_store_answers_the_look_behind_with_no_request(opaque21, tmp_path):
