@@ -294,8 +294,10 @@ def event_vocabulary(events: pd.DataFrame, mapping: Mapping_ = None) -> pd.DataF
     -------
     DataFrame
         One row per (type, inferred status, rule), most frequent first: ``type``,
-        ``example_message``, ``count``, ``share`` (of all events), ``status`` and
-        ``rule``. ``attrs["unclassified_share"]`` is the share of events no rule
+        ``example_message``, ``count``, ``share`` (of all events), ``status``,
+        ``rule`` and ``after`` (the statuses that can come just before it, from
+        :data:`TRANSITIONS`, which the stretch before a window's first event is read
+        from when nothing better tells). ``attrs["unclassified_share"]`` is the share of events no rule
         understood.
 
     Examples
@@ -307,7 +309,7 @@ def event_vocabulary(events: pd.DataFrame, mapping: Mapping_ = None) -> pd.DataF
     >>> set(voc["rule"]) <= {"message", "informational", "learned", "unclassified"}
     True
     """
-    columns = ["type", "example_message", "count", "share", "status", "rule"]
+    columns = ["type", "example_message", "count", "share", "status", "rule", "after"]
     if events is None or len(events) == 0:
         out = pd.DataFrame({c: pd.Series(dtype="int64" if c == "count" else
                                          "float64" if c == "share" else object)
@@ -325,6 +327,8 @@ def event_vocabulary(events: pd.DataFrame, mapping: Mapping_ = None) -> pd.DataF
     out = out.reset_index().sort_values(["count", "type"], ascending=[False, True])
     out["share"] = out["count"] / len(events)
     out["status"] = out["status"].replace("—", None)
+    out["after"] = [", ".join(possible_previous(st, msg)) if isinstance(st, str) else ""
+                    for st, msg in zip(out["status"], out["example_message"], strict=True)]
     out = out[columns].reset_index(drop=True)
     out.attrs["unclassified_share"] = float(np.mean(decided["rule"] == "unclassified"))
     return out

@@ -106,7 +106,10 @@ def test_opaque_events_look_like_the_real_api(opaque):
     assert all(m == {} for m in ev["metadata"])
     voc = ka.event_vocabulary(ev)
     assert list(voc.columns) == ["type", "example_message", "count", "share", "status",
-                                 "rule"]
+                                 "rule", "after"]
+    unhealthy = voc[voc["status"] == "UNHEALTHY"]
+    assert len(unhealthy) and set(unhealthy["after"]) == {"HEALTHY"}
+    assert set(voc.loc[voc["status"].isna(), "after"]) <= {""}
     assert voc["count"].sum() == len(ev) and abs(voc["share"].sum() - 1) < 1e-9
     assert set(voc["rule"]) <= {"message", "informational"}
     assert voc.attrs["unclassified_share"] == 0.0
@@ -256,7 +259,7 @@ def test_event_vocabulary_on_nothing_keeps_its_columns_and_dtypes():
     for empty in (None, frame([], [], [])):
         voc = ka.event_vocabulary(empty)
         assert list(voc.columns) == ["type", "example_message", "count", "share",
-                                     "status", "rule"]
+                                     "status", "rule", "after"]
         assert str(voc["count"].dtype) == "int64" and str(voc["share"].dtype) == "float64"
         assert voc["type"].dtype == object and voc.attrs["unclassified_share"] == 0.0
 
