@@ -24,8 +24,9 @@ import pandas as pd  # noqa: E402
 from _common import describe, ratio  # noqa: E402
 
 import koyeb_analytics as ka  # noqa: E402
+from koyeb_analytics.analysis import _lifecycle as lifecycle  # noqa: E402
 from koyeb_analytics.schema import STATUSES, TERMINAL_STATUSES, status_dtype  # noqa: E402
-from koyeb_analytics.simulator.fleet import Fleet, FleetConfig, us_to_timestamps  # noqa: E402
+from koyeb_analytics.simulator._fleet import Fleet, FleetConfig, us_to_timestamps  # noqa: E402
 
 NOW = pd.Timestamp("2026-11-20T12:00:00Z")
 
@@ -101,8 +102,8 @@ def frames_from_fleet(fleet: Fleet) -> tuple[pd.DataFrame, pd.DataFrame]:
 def lifecycles_loop(inst: pd.DataFrame, events: pd.DataFrame, until: pd.Timestamp) -> pd.DataFrame:
     """The obvious way: group events per instance, walk each instance's list, and build
     the same columns ``lifecycles`` returns (instance attributes looked up per span)."""
-    mapping = ka.lifecycle.DEFAULT_EVENT_STATUS
-    cols = list(ka.lifecycle.ATTRIBUTE_COLUMNS)
+    mapping = lifecycle.DEFAULT_EVENT_STATUS
+    cols = list(lifecycle.ATTRIBUTE_COLUMNS)
     attrs = {r[0]: r[1:] for r in inst[["id", *cols]].itertuples(index=False, name=None)}
     per: dict[str, list] = {}
     for iid, when, etype in zip(events["instance_id"], events["when"], events["type"],
@@ -122,7 +123,7 @@ def lifecycles_loop(inst: pd.DataFrame, events: pd.DataFrame, until: pd.Timestam
             else:
                 end, open_ended = until, True
             rows.append((iid, *extra, status, when, end, end - when, open_ended, "events"))
-    df = pd.DataFrame(rows, columns=list(ka.lifecycle.INTERVAL_COLUMNS))
+    df = pd.DataFrame(rows, columns=list(lifecycle.INTERVAL_COLUMNS))
     df["status"] = pd.Categorical(df["status"], dtype=status_dtype())
     return df
 

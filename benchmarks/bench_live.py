@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import koyeb_analytics as ka
-from koyeb_analytics.live import Poller
+from koyeb_analytics.poller import Poller
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import describe  # noqa: E402

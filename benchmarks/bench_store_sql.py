@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import koyeb_analytics as ka
-from koyeb_analytics import store as store_module
+from koyeb_analytics.store import _history as store_module
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import describe, ratio, simulator_process, timed  # noqa: E402

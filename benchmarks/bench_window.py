@@ -35,8 +35,8 @@ import pandas as pd
 from _common import simulator_process
 
 import koyeb_analytics as ka
-from koyeb_analytics.pipeline import DEFAULT_LOOKBEHIND
-from koyeb_analytics.vocabulary import OPAQUE_VOCABULARY
+from koyeb_analytics.simulator._vocabulary import OPAQUE_VOCABULARY
+from koyeb_analytics.sources import DEFAULT_LOOKBEHIND
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from tests.window_truth import compare, truth_intervals  # noqa: E402

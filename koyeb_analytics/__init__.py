@@ -16,18 +16,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import plots as plots
+from . import report as report
+from ._version import __version__ as __version__
 from .analysis import (
+    Analysis,
+    Headline,
     UptimePolicy,
+    analyse,
     capacity,
+    classify_events,
     crash_loops,
+    error_budget,
+    event_vocabulary,
+    findings,
+    headline,
     incident_summary,
     incidents,
+    lifecycles,
+    overall_availability,
+    peak_capacity,
+    recovery,
     timeline,
     uptime,
 )
-from .classify import classify_events, event_vocabulary
-from .client import KoyebClient
-from .diagnostics import diagnostics, exec_table
+from .api import KoyebClient, Network
 from .errors import (
     APIError,
     AuthenticationError,
@@ -54,24 +67,21 @@ from .errors import (
 from .execute import (
     ExecResult,
     ExecStream,
+    diagnostics,
     exec_command,
     exec_many,
     exec_stream,
+    exec_table,
     group_outputs,
+    load_transcript,
+    save_transcript,
 )
-from .figures import error_budget, overall_availability, peak_capacity, recovery
-from .lifecycle import findings, lifecycles
-from .loaders import get_instance, load_events, load_instances
-from .network import Network
-from .pipeline import Analysis, Headline, Window, analyse, headline, load_window
-from .plotting import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
+from .load import get_instance, load_events, load_instances
+from .plots import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .redact import Redactor
 from .schema import STATUSES
-from .snapshot import load_snapshot, read_manifest, save_snapshot
-from .store import HistoryStore, SyncResult
-from .transcript import load_transcript, save_transcript
-
-__version__ = "0.1.0"
+from .sources import Window, load_window
+from .store import HistoryStore, SyncResult, load_snapshot, read_manifest, save_snapshot
 
 __all__ = [
     "APIError",
@@ -152,18 +162,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The simulator pulls in aiohttp: import it only when asked for.
+    # The simulator pulls in aiohttp, the widgets ipywidgets: import them only when asked.
     if name in ("simulate", "Simulator"):
         from . import simulator
 
         return getattr(simulator, name)
-    if name in ("follow", "LiveView"):
-        from . import liveview
+    if name in ("follow", "LiveView", "ExecWidget"):
+        from . import widgets
 
-        return getattr(liveview, name)
-    if name == "ExecWidget":
-        # ipywidgets is imported by the widget module only.
-        from . import widget
-
-        return getattr(widget, name)
+        return getattr(widgets, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The ``koyeb-analytics`` command.
 
-Long because each subcommand (demo, report, export, sync, simulate) is a few lines of
+Long because each subcommand (demo, report, export, sync, simulate, watch) is a few lines of
 wiring plus its own help text, and they share the error handling and the source
 options (API, simulator or history store).
 
@@ -43,58 +43,12 @@ def _name(text: object) -> str:
     return visible(text, newlines=False)
 
 
-def _summary(a: Any, report: Path) -> str:
-    """The terminal summary: the report's first screen, then the path."""
-    from .pipeline import headline
-    from .report import format_duration
-
-    h = headline(a)
-    pct = "{:.3%}".format
-    lines = []
-    if h.simulated:
-        lines += ["SIMULATED DATA (the embedded simulator, not a Koyeb account)", ""]
-    lines += [f"Window {a.since:%Y-%m-%d %H:%M} to {a.until:%Y-%m-%d %H:%M} UTC, from "
-              f"{_name(h.source)}: {h.services} services, {h.instances} instances, "
-              f"{len(a.events)} events.", "",
-              f"Availability ({a.policy.describe()})",
-              *([f"  NOTE: {h.coverage_note}"] if h.coverage_note else []),
-              f"  overall {pct(h.availability)} against a target of {pct(h.target)}: "
-              + ("met" if h.availability >= h.target else "MISSED")
-              + ("" if h.coverage >= 1 else
-                 f"; over {h.coverage:.1%} of service-time, {1 - h.coverage:.1%} unknown"),
-              f"  error budget: {format_duration(h.budget_used)} used of "
-              f"{format_duration(h.budget_allowed)}"
-              + ("" if h.budget_used_share != h.budget_used_share
-                 else f" ({h.budget_used_share:.0%})")]
-    if h.worst_service is not None:
-        lines.append(f"  worst service: {_name(h.worst_service)} at "
-                     f"{pct(h.worst_availability)}")
-    by = a.uptime.attrs.get("by") or "service_id"
-    from .names import service_labels
-
-    labels = service_labels(a.instances)
-    for _, r in a.uptime.sort_values("availability").iterrows():
-        lines.append(f"    {_name(labels.get(r[by], str(r[by])[:8])):28s} "
-                     f"{r['availability']:9.4%}"
-                     f"  {int(r['incidents'])} incident(s)")
-    lines += ["", f"Incidents: {h.incidents}"
-              + (f", MTTR median {format_duration(h.mttr_median)}; the longest "
-                 f"{format_duration(h.longest_duration)} from "
-                 f"{pd.Timestamp(h.longest_start):%Y-%m-%d %H:%M} UTC on "
-                 f"{', '.join(map(_name, h.longest_services))}" if h.incidents else "")]
-    if h.peak_instances:
-        lines.append(f"Peak capacity: {h.peak_instances} concurrent instances at "
-                     f"{pd.Timestamp(h.peak_at):%Y-%m-%d %H:%M} UTC")
-    if h.findings:
-        lines.append(f"Data-quality findings: {h.findings} (see the report)")
-    lines += ["", f"Report: {report.resolve()}"]
-    return "\n".join(lines)
-
-
 def _demo(args: argparse.Namespace) -> int:
-    from .pipeline import analyse, load_window
-    from .report import write_report
-    from .simulator import simulate
+    from .analysis._summary import analyse
+    from .report._html import write_report
+    from .report._text import text_summary
+    from .simulator._server import simulate
+    from .sources import load_window
 
     started = time.perf_counter()
     _say(f"[1/4] Starting the simulator on 127.0.0.1 (seed {args.seed}, {args.days} days, "
@@ -111,7 +65,7 @@ def _demo(args: argparse.Namespace) -> int:
     a = analyse(data)
     _say("[4/4] Writing the report...")
     out = write_report(a, args.out, title="Koyeb services report (simulated fleet)")
-    _tell(_summary(a, out))
+    _tell(text_summary(a, out))
     _say(f"Done in {time.perf_counter() - started:.1f} s.")
     return 0
 
@@ -120,7 +74,7 @@ def _client(args: argparse.Namespace) -> tuple[Any, Any]:
     if getattr(args, "store", None):
         if getattr(args, "simulate", False):
             raise ValueError("--store and --simulate are two sources: give one")
-        from .store import HistoryStore
+        from .store._history import HistoryStore
 
         store = HistoryStore(args.store)
         store.manifest()  # a missing or foreign store fails before anything else
@@ -130,10 +84,10 @@ def _client(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def _api(args: argparse.Namespace) -> tuple[Any, Any]:
     """The real API, or a simulator started for this command."""
-    from .client import KoyebClient
+    from .api._client import KoyebClient
 
     if getattr(args, "simulate", False):
-        from .simulator import simulate
+        from .simulator._server import simulate
 
         live = getattr(args, "command", None) == "watch"  # a fleet that keeps changing
         sim = simulate(seed=args.seed, days=max(7, _days(args.window)), services=12,
@@ -149,8 +103,10 @@ def _days(window: str) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .pipeline import analyse, load_window
-    from .report import write_report
+    from .analysis._summary import analyse
+    from .report._html import write_report
+    from .report._text import text_summary
+    from .sources import load_window
     from .timewindow import parse_duration
 
     parse_duration(args.window)  # a bad window fails before anything starts
@@ -169,13 +125,13 @@ def _report(args: argparse.Namespace) -> int:
                          f"last {args.window}: check the id (koyeb service list)")
     a = analyse(data)
     out = write_report(a, args.out)
-    _tell(_summary(a, out))
+    _tell(text_summary(a, out))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .loaders import load_events, load_instances
-    from .store import HistoryStore
+    from .load._loaders import load_events, load_instances
+    from .store._history import HistoryStore
     from .timewindow import parse_duration
 
     parse_duration(args.window)
@@ -219,7 +175,7 @@ def _export(args: argparse.Namespace) -> int:
             sim.stop()
     out = Path(args.out or f"{args.what}.{args.format}")
     if args.format == "parquet":
-        from .snapshot import json_columns, json_safe
+        from .store._snapshots import json_columns, json_safe
 
         flat = df.copy()
         for col in json_columns(df):
@@ -254,7 +210,8 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulator import Faults, Simulator
+    from .simulator._faults import Faults
+    from .simulator._server import Simulator
 
     sim = Simulator(seed=args.seed, days=args.days, services=args.services, port=args.port,
                     vocabulary=args.vocabulary, faults=Faults(latency=args.latency / 1000,
@@ -278,7 +235,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from .store import HistoryStore
+    from .store._history import HistoryStore
 
     store = HistoryStore(args.store, overlap=args.overlap)
     client, sim = _api(args)
@@ -303,8 +260,8 @@ def _sync(args: argparse.Namespace) -> int:
 
 def _service_id(client: Any, given: str | None) -> str | None:
     """A service id from an id or a name (``app/service``, or a unique service name)."""
-    from .loaders import load_instances
-    from .names import service_labels
+    from .labels import service_labels
+    from .load._loaders import load_instances
     from .schema import is_full_id
 
     if given is None or is_full_id(given):
@@ -321,7 +278,7 @@ def _service_id(client: Any, given: str | None) -> str | None:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from .live import Poller, format_change
+    from .poller import Poller, format_change
     from .timewindow import parse_duration
 
     every = parse_duration(args.every, "--every").total_seconds()
@@ -398,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="koyeb-analytics",
         description="Understand what happened to services on Koyeb, from the instance API.")
-    from . import __version__
+    from ._version import __version__
 
     parser.add_argument("--version", action="version",
                         version=f"koyeb-analytics {__version__}")

@@ -18,14 +18,18 @@ from typing import Any
 
 import pandas as pd
 
-from ._frames import build_frame
-from .classify import classify_events
+from .analysis._classify import classify_events
+from .analysis._lifecycle import lifecycles
+from .analysis._startstatus import start_status
+from .api._checks import check_client, check_str
 from .errors import DeadlineExceeded, IncompleteListingError, KoyebError
-from .lifecycle import lifecycles
-from .loaders import check_client, check_str, load_events, load_instances
-from .names import service_labels
+from .labels import service_labels
+from .load._frames import build_frame
+from .load._loaders import load_events, load_instances
 from .schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STATUSES
-from .startstatus import start_status
+from .sources import read_with_lookbehind
+from .store._history import HistoryStore
+from .textsafe import visible
 from .timewindow import WindowLike, parse_duration, utcnow
 
 MAX_BACKOFF = 30.0
@@ -71,7 +75,7 @@ class Poller:
     Examples
     --------
     >>> import koyeb_analytics as ka
-    >>> from koyeb_analytics.live import Poller
+    >>> from koyeb_analytics.poller import Poller
     >>> with ka.simulate(seed=1, days=1, services=2) as sim:
     ...     p = Poller(sim.client(), window="6h", every="5s")
     ...     first = p.poll()
@@ -96,8 +100,6 @@ class Poller:
         self.service_id = check_str("service_id", service_id)
         self.app_id = check_str("app_id", app_id)
         if store is not None:
-            from .store import HistoryStore
-
             if not isinstance(store, HistoryStore):
                 raise TypeError(f"store must be a HistoryStore, got {type(store).__name__}")
         self.store = store
@@ -144,8 +146,6 @@ class Poller:
             if first and self.lookbehind > pd.Timedelta(0):
                 # Once: the events before the window too, for the status at its start
                 # (as load_window reads them).
-                from .pipeline import read_with_lookbehind
-
                 self._list_instances()
                 received, _ = read_with_lookbehind(self.client, self.instances, since,
                                                    since - self.lookbehind)
@@ -330,8 +330,6 @@ def format_change(row: Any, colour: bool = False) -> str:
     screen, retitle the window or write the clipboard. The colour of the new status is
     ours, added after.
     """
-    from .textsafe import visible
-
     colours = {"HEALTHY": "32", "ERROR": "31", "UNHEALTHY": "33", "STOPPED": "90",
                "SLEEPING": "36"}
     new = visible(row["new"], newlines=False)

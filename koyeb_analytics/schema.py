@@ -73,6 +73,10 @@ EVENT_COLUMNS: dict[str, str] = {
 }
 
 
+START_STATUS_COLUMNS: tuple[str, ...] = ("instance_id", "status", "source", "evidence_at")
+"""Each instance's status at a window's start and the evidence for it (``Window.start_status``)."""
+
+
 def status_dtype(extra: Iterable[str] = ()) -> pd.CategoricalDtype:
     """Return the ordered status categorical, with unknown statuses appended at the end."""
     return pd.CategoricalDtype(list(STATUSES) + sorted(set(extra) - set(STATUSES)),

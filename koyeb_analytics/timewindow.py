@@ -1,13 +1,16 @@
-"""Time arguments: ``since``, ``until`` and ``window``, always tz-aware UTC."""
+"""Time arguments (``since``, ``until`` and ``window``, always tz-aware UTC), and the
+:class:`Window` value every source yields and the analysis reads."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import pandas as pd
+
+from .schema import START_STATUS_COLUMNS, STATUSES, TIME_DTYPE
 
 TimeLike: TypeAlias = "str | datetime | date | pd.Timestamp"
 WindowLike: TypeAlias = "str | timedelta | pd.Timedelta"
@@ -129,3 +132,47 @@ def resolve_window(since: TimeLike | None = None, until: TimeLike | None = None,
 def to_rfc3339(ts: pd.Timestamp) -> str:
     """Format a UTC Timestamp as RFC 3339 with a ``Z``, as the API expects."""
     return str(ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+@dataclass(frozen=True)
+class Window:
+    """The instances and events of a time window, with the window itself.
+
+    Parameters
+    ----------
+    instances, events
+        From :func:`~koyeb_analytics.load_instances` and
+        :func:`~koyeb_analytics.load_events`.
+    since, until
+        The window, resolved (``until`` is when the data was fetched when not given).
+    start_status
+        Each instance's status at ``since`` and the evidence for it (``instance_id,
+        status, source, evidence_at``; see :func:`~koyeb_analytics.start_status`).
+    lookbehind
+        How far before ``since`` events were read for it, and what that cost
+        (``{"duration", "pages", "per_instance", "requests"}``).
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=1) as sim:
+    ...     w = ka.load_window(sim.client(), window="6h", progress=False)
+    >>> sorted(vars(w))
+    ['events', 'instances', 'lookbehind', 'since', 'start_status', 'until']
+    """
+
+    instances: pd.DataFrame
+    events: pd.DataFrame
+    since: pd.Timestamp | None
+    until: pd.Timestamp
+    start_status: pd.DataFrame = field(default_factory=lambda: empty_start_status())
+    lookbehind: dict[str, Any] = field(default_factory=dict)
+
+
+def empty_start_status() -> pd.DataFrame:
+    """Return ``Window.start_status`` with no row, its columns and dtypes kept."""
+    return pd.DataFrame({"instance_id": pd.Series(dtype=object),
+                         "status": pd.Categorical([], categories=list(STATUSES), ordered=True),
+                         "source": pd.Series(dtype=object),
+                         "evidence_at": pd.Series(dtype=TIME_DTYPE)})[
+                             list(START_STATUS_COLUMNS)]

@@ -24,54 +24,56 @@ ROOT = Path(__file__).resolve().parent.parent
 # name: (file, text to find, replacement, tests to run)
 BREAKAGES: dict[str, tuple[str, str, str, list[str]]] = {
     "scrub": (
-        "client.py", 'return text.replace(self._token, "<hidden>") if self._token else text',
+        "api/_client.py", 'return text.replace(self._token, "<hidden>") if self._token else text',
         "return text", ["test_hostile_token.py", "test_client_units.py", "test_client.py"]),
     "head-and-middle": (
-        "execute/run.py", "        self.tail.append(data)\n",
+        "execute/_run.py", "        self.tail.append(data)\n",
         "        if self.tail_size + len(data) > self.cap - self.cap // 2:\n"
         "            self.dropped += len(data)\n            return\n"
         "        self.tail.append(data)\n",
         ["test_hostile_promises.py", "test_exec_units.py", "test_execute.py"]),
     "exec-many-isolation": (
-        "execute/fanout.py", "except Exception as exc:  # noqa: BLE001",
+        "execute/_fanout.py", "except Exception as exc:  # noqa: BLE001",
         "except ZeroDivisionError as exc:  # noqa: BLE001",
         ["test_hostile_promises.py", "test_exec_units.py", "test_hostile_data.py"]),
     "window-filter-events": (
-        "loaders.py", "        if tw.since is None and tw.until is None:\n            return None\n"
+        "load/_loaders.py",
+        "        if tw.since is None and tw.until is None:\n            return None\n"
         "        when = cols[\"when\"]", "        return None\n        when = cols[\"when\"]",
         ["test_hostile_promises.py", "test_loaders_units.py"]),
     "window-filter-instances": (
-        "loaders.py", '    if tw.since is None and tw.until is None:\n        return None\n'
+        "load/_loaders.py", '    if tw.since is None and tw.until is None:\n        return None\n'
         '    keep = pd.Series(True, index=cols["created_at"].index)',
         '    return None\n    keep = pd.Series(True, index=cols["created_at"].index)',
         ["test_hostile_promises.py", "test_loaders_units.py"]),
     "rows-grown-while-paging": (
-        "pagination.py", "        if latest > end or last_full:", "        if False:",
+        "api/_paging.py", "        if latest > end or last_full:", "        if False:",
         ["test_pagination_units.py", "test_pagination.py", "test_hostile_listings.py"]),
     "no-count": (
-        "pagination.py", "            yield from _sequential(fetch, key, len(page), limit, stats, "
+        "api/_paging.py", "            yield from _sequential(fetch, key, len(page), limit, stats, "
         "bar, desc, seen)\n            return", "            return",
         ["test_pagination_units.py", "test_pagination.py", "test_hostile_listings.py"]),
     "resend-failed-read-ahead": (
-        "client.py", "else self.get(path, item))", 'else {"instances": [], "events": []})',
+        "api/_client.py", "else self.get(path, item))", 'else {"instances": [], "events": []})',
         ["test_client.py", "test_hostile_promises.py", "test_loaders.py"]),
     "details-404": (
-        "loaders.py", "        except NotFoundError:\n            return iid, None",
+        "load/_loaders.py", "        except NotFoundError:\n            return iid, None",
         "        except ZeroDivisionError:\n            return iid, None",
         ["test_hostile_promises.py", "test_loaders_units.py"]),
     "details-missing-recorded": (
-        "loaders.py", '        out.attrs["details_missing"] = missing', "        pass",
+        "load/_loaders.py", '        out.attrs["details_missing"] = missing', "        pass",
         ["test_hostile_promises.py", "test_loaders_units.py"]),
     "non-list-accepted": (
-        "pagination.py", "        raise MalformedResponseError(f\"{what}: '{key}' is {kind}, "
+        "api/_paging.py", "        raise MalformedResponseError(f\"{what}: '{key}' is {kind}, "
         "not a list\")", "        return []",
         ["test_pagination_units.py", "test_hostile_listings.py", "test_pagination.py"]),
     "incidents-capped": (
-        "analysis.py", '    inc["duration"] = inc["end"] - inc["start"]\n',
+        "analysis/_metrics.py", '    inc["duration"] = inc["end"] - inc["start"]\n',
         '    inc = inc.groupby("group").head(1)\n    inc["duration"] = inc["end"] - inc["start"]\n',
         ["test_analysis.py"]),
     "unknown-event-types": (
-        "lifecycle.py", "keep = np.flatnonzero((code >= 0) & (status >= 0) & (when != _NAT))",
+        "analysis/_lifecycle.py",
+        "keep = np.flatnonzero((code >= 0) & (status >= 0) & (when != _NAT))",
         "keep = np.flatnonzero((code >= 0) & (when != _NAT))",
         ["test_lifecycle_exact.py", "test_hostile_inputs.py", "test_lifecycle.py"]),
 }

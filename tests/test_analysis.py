@@ -271,7 +271,7 @@ def test_headline_numbers_are_values_and_agree_with_the_frames(sim):
 def test_attrs_hold_json_safe_provenance_only(sim):
     import json
 
-    from koyeb_analytics.snapshot import json_safe
+    from koyeb_analytics.store._snapshots import json_safe
 
     iv = make_iv([("a", "s1", 0, "HEALTHY", 0, 60), ("b", "s1", 0, "ERROR", 60, 60)])
     for frame in (ka.uptime(iv), ka.incidents(iv), ka.timeline(iv)):

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.classify import classify_events, status_from_message
-from koyeb_analytics.vocabulary import OPAQUE_VOCABULARY
+from koyeb_analytics.analysis._classify import classify_events, status_from_message
+from koyeb_analytics.simulator._vocabulary import OPAQUE_VOCABULARY
 
 from .conftest import NOW, fast_client
 from .test_lifecycle import clip_truth
@@ -216,7 +216,7 @@ def frame(types, messages=None, metadata=None, index=None):
 
 
 def test_classify_events_rules_dtypes_and_index_exactly(monkeypatch):
-    from koyeb_analytics import classify
+    from koyeb_analytics.analysis import _classify as classify
 
     monkeypatch.setattr(classify, "KNOWN_TYPES", {"known.crash": "ERROR"})
     ev = frame(["mapped", None, "known.crash", "odd", "odd", "meta"],

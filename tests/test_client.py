@@ -8,7 +8,7 @@ import time
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.client import discover_credentials
+from koyeb_analytics.api._client import discover_credentials
 
 from .conftest import fast_client
 

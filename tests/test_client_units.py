@@ -15,8 +15,8 @@ import zlib
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics import client as client_module
-from koyeb_analytics.client import (
+from koyeb_analytics.api import _client as client_module
+from koyeb_analytics.api._client import (
     DEFAULT_MAX_RESPONSE_BYTES,
     RETRY_STATUSES,
     _is_loopback,

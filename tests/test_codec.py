@@ -24,7 +24,7 @@ from koyeb_analytics.execute import (
     stdin_close_frame,
     stdin_frames,
 )
-from koyeb_analytics.execute.codec import _int32
+from koyeb_analytics.execute._codec import _int32
 
 
 def result(**fields):

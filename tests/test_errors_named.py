@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.live import Poller
+from koyeb_analytics.poller import Poller
 
 from .hostile import TOKEN, HostileServer, assert_token_absent, http_reply, until
 

@@ -26,8 +26,8 @@ from koyeb_analytics.execute import (
     instance_targets,
     normalize_command,
 )
-from koyeb_analytics.execute.run import DEFAULT_MAX_OUTPUT, _Capture, as_redactor
-from koyeb_analytics.execute.stream import (
+from koyeb_analytics.execute._run import DEFAULT_MAX_OUTPUT, _Capture, as_redactor
+from koyeb_analytics.execute._stream import (
     check_client,
     check_target,
     check_timeout,
@@ -217,7 +217,8 @@ def test_command_and_target_checks():
                                              rf"seconds, got {bad!r}$"):
             check_timeout(bad, "wait")
     with pytest.raises(TypeError, match=r"^client must be a KoyebClient \(sim.client\(\) for "
-                                        r"the simulator\), got str$"):
+                                        r"the simulator, KoyebClient.from_env\(\) for the API\), "
+                                        r"got str$"):
         check_client("http://x")
 
 
@@ -505,7 +506,7 @@ def test_exec_many_rows_hold_each_result():
 
 
 def test_exec_many_turns_any_exception_into_an_error_row(monkeypatch):
-    from koyeb_analytics.execute import fanout
+    from koyeb_analytics.execute import _fanout as fanout
 
     def boom(client, argv, **kwargs):
         if kwargs["instance_id"] == IID:

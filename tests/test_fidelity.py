@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.wsclient import OP_CLOSE, WebSocket
+from koyeb_analytics.api._websocket import OP_CLOSE, WebSocket
 
 from .conftest import NOW, fast_client, validator
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.report import analyse, render_report
-from koyeb_analytics.vocabulary import STATUSES, EventVocabulary
+from koyeb_analytics.analysis._summary import analyse
+from koyeb_analytics.report._html import render_report
+from koyeb_analytics.simulator._vocabulary import STATUSES, EventVocabulary
 
 from .conftest import NOW
 from .hostile import TOKEN, HostileServer
@@ -130,13 +131,13 @@ def test_client_options_are_checked(option, value):
     ("\x1b[31mred\x1b[0m", "\x1b[31mred\x1b[0m"), ("naïve é", "naïve é"),
 ])
 def test_clean_terminal_text_keeps_only_colours(raw, clean):
-    from koyeb_analytics.widget import clean_terminal_text
+    from koyeb_analytics.widgets._exec import clean_terminal_text
 
     assert clean_terminal_text(raw) == clean
 
 
 def test_markdown_output_cannot_close_its_fence():
-    from koyeb_analytics.transcript import transcript_markdown
+    from koyeb_analytics.execute._transcript import transcript_markdown
 
     payload = "before\n````\n<img src=x onerror=alert(1)>\n```````\nafter"
     transcript = pd.DataFrame([{"run_id": 1, "instance_id": IID, "command": "cat x",
@@ -152,7 +153,7 @@ def test_markdown_output_cannot_close_its_fence():
 def test_a_huge_single_line_is_linear_and_capped_in_the_cell():
     import ipywidgets as widgets
 
-    from koyeb_analytics.widget import _CellOutput
+    from koyeb_analytics.widgets._exec import _CellOutput
 
     def feed(total: int) -> tuple[float, widgets.Output]:
         out = widgets.Output()

@@ -14,7 +14,7 @@ import zlib
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.pagination import PaginationWarning
+from koyeb_analytics.api._paging import PaginationWarning
 
 from .hostile import TOKEN, HostileServer, rest, until
 

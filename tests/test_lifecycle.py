@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import koyeb_analytics as ka
-from koyeb_analytics.lifecycle import INTERVAL_COLUMNS
+from koyeb_analytics.analysis._lifecycle import INTERVAL_COLUMNS
 
 from .conftest import NOW, fast_client
 

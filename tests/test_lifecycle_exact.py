@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.lifecycle import INTERVAL_COLUMNS
+from koyeb_analytics.analysis._lifecycle import INTERVAL_COLUMNS
 
 T0 = pd.Timestamp("2026-11-20 00:00", tz="UTC")
 UNTIL = T0 + pd.Timedelta(minutes=60)

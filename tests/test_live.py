@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.live import MAX_BACKOFF, Poller
+from koyeb_analytics.poller import MAX_BACKOFF, Poller
 
 from .conftest import fast_client
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import koyeb_analytics as ka
-from koyeb_analytics._frames import Collector
+from koyeb_analytics.load._frames import Collector
 from koyeb_analytics.schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STATUSES
 
 from .conftest import NOW, fast_client

@@ -13,17 +13,19 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.loaders import (
-    MAX_QUERY_CHARS,
-    _expand_metadata,
-    _id_chunks,
-    _pages_left,
-    _time,
+from koyeb_analytics.api._checks import (
     check_bool,
     check_client,
     check_ids,
     check_statuses,
     check_str,
+)
+from koyeb_analytics.load._loaders import (
+    MAX_QUERY_CHARS,
+    _expand_metadata,
+    _id_chunks,
+    _pages_left,
+    _time,
     overlapping,
 )
 from koyeb_analytics.timewindow import resolve_window

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.network import NoProxy
+from koyeb_analytics.api._network import NoProxy
 
 from .conftest import NOW
 from .hostile import HostileServer, until

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koyeb_analytics.pagination import PageStats, PaginationWarning, count_pages, has_next_pages
+from koyeb_analytics.api._paging import PageStats, PaginationWarning, count_pages, has_next_pages
 
 from .conftest import fast_client
 
@@ -322,7 +322,7 @@ def test_without_an_estimate_a_window_is_read_plainly():
 
 
 def test_the_small_checks_exactly():
-    from koyeb_analytics.pagination import _echoed_limit, _holds, _items, _new_rows
+    from koyeb_analytics.api._paging import _echoed_limit, _holds, _items, _new_rows
 
     assert _echoed_limit({"limit": 100}, 100) == 100
     assert _echoed_limit({"limit": 7}, 100) == 7

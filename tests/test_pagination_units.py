@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from koyeb_analytics import pagination
-from koyeb_analytics.pagination import PageStats, PaginationWarning, count_pages, has_next_pages
+from koyeb_analytics.api import _paging as pagination
+from koyeb_analytics.api._paging import PageStats, PaginationWarning, count_pages, has_next_pages
 
 from .test_pagination import RecordingBar, bars, count_server, has_next_server  # noqa: F401
 

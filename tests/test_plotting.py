@@ -109,7 +109,8 @@ def test_the_report_leaves_the_backend_and_pyplot_alone(sim, tmp_path):
     import matplotlib
     import matplotlib.pyplot as plt
 
-    from koyeb_analytics.report import analyse, write_report
+    from koyeb_analytics.analysis._summary import analyse
+    from koyeb_analytics.report._html import write_report
 
     from .conftest import fast_client
 
@@ -148,13 +149,13 @@ def test_plots_name_the_input_they_expected():
 def test_the_report_names_services_and_puts_the_worst_first(sim, tmp_path):
     import re
 
-    from koyeb_analytics.names import service_labels
+    from koyeb_analytics.labels import service_labels
 
     from .conftest import fast_client
 
     w = ka.load_window(fast_client(sim), window="3d", progress=False)
     a = ka.analyse(w)
-    from koyeb_analytics.report import write_report
+    from koyeb_analytics.report._html import write_report
 
     html = write_report(a, tmp_path / "r.html").read_text()
     table = re.search(r'<table id="uptime-table">.*?</table>', html, re.S).group(0)
@@ -199,7 +200,7 @@ def test_the_daily_heatmap_is_anchored_on_the_target_and_marks_partial_days():
 
 
 def test_interactive_lifecycles_hover_what_a_user_asks():
-    from koyeb_analytics.interactive import capacity_figure, lifecycles_figure
+    from koyeb_analytics.plots._interactive import capacity_figure, lifecycles_figure
 
     iv = make_iv(A)
     fig = lifecycles_figure(iv, labels={"A": "shop/api"})

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koyeb_analytics._frames import Collector, convert
+from koyeb_analytics.load._frames import Collector, convert
 from koyeb_analytics.schema import EVENT_COLUMNS, STATUSES, TIME_DTYPE
 
 TIMES = [

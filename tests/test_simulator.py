@@ -108,7 +108,7 @@ def test_event_rendering_matches_the_fleet():
     # isoformat does) and instance ids must be exactly the fleet's.
     import numpy as np
 
-    from koyeb_analytics.simulator.server import _ts
+    from koyeb_analytics.simulator._server import _ts
 
     sim = ka.Simulator(seed=4, days=1, services=2, now=NOW)
     ev = sim.fleet.ev

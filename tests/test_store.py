@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import koyeb_analytics as ka
-from koyeb_analytics.store import SCHEMA_VERSION
+from koyeb_analytics.store._history import SCHEMA_VERSION
 
 from .conftest import NOW, fast_client
 from .hostile import TOKEN, HostileServer, rest
@@ -206,7 +206,7 @@ def test_late_events_inside_the_overlap_are_kept(tmp_path):
 KILL_SCRIPT = r"""
 import os, signal, sys
 import koyeb_analytics as ka
-from koyeb_analytics import _storage
+from koyeb_analytics.store import _files as _storage
 
 point, url, token = sys.argv[1], sys.argv[2], sys.argv[3]
 kind, _, nth = point.partition(":")

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.live import format_change
-from koyeb_analytics.report import render_report
+from koyeb_analytics.execute._transcript import load_transcript, save_transcript, transcript_frame
+from koyeb_analytics.poller import format_change
+from koyeb_analytics.report._html import render_report
 from koyeb_analytics.textsafe import csv_escape, csv_unescape, visible
-from koyeb_analytics.transcript import load_transcript, save_transcript, transcript_frame
 
 from .conftest import NOW
 

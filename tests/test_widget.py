@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.transcript import TRANSCRIPT_COLUMNS
-from koyeb_analytics.widget import clean_terminal_text
+from koyeb_analytics.execute._transcript import TRANSCRIPT_COLUMNS
+from koyeb_analytics.widgets._exec import clean_terminal_text
 
 from .conftest import fast_client
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import koyeb_analytics as ka
-from koyeb_analytics.classify import TRANSITIONS, possible_previous, previous_from_message
-from koyeb_analytics.startstatus import start_status
+from koyeb_analytics.analysis._classify import TRANSITIONS, possible_previous, previous_from_message
+from koyeb_analytics.analysis._startstatus import start_status
 
 from .conftest import fast_client
 from .window_truth import compare, truth_intervals
@@ -268,8 +268,8 @@ def test_lost_events_are_seen_and_filled_from_what_can_follow_what():
 
 
 def test_the_poller_knows_the_status_at_its_window_start():
-    from koyeb_analytics.live import Poller
-    from koyeb_analytics.liveview import availability_line
+    from koyeb_analytics.poller import Poller
+    from koyeb_analytics.widgets._liveview import availability_line
 
     def unknown(iv):
         d = iv["end"] - iv["start"]

@@ -5,7 +5,7 @@ instance events when they announce status changes (``source="events"``; ``"both"
 where the instance record closes them), and from the instance's own timestamps when
 an instance has no such event (``source="timestamps"``), so the same code works on
 the real API, whose event vocabulary is not public. Which event announces which
-status is decided in :mod:`koyeb_analytics.classify`.
+status is decided in ``_classify``.
 
 A terminal status (STOPPED or ERROR) is a zero-length span at the moment the instance
 ended; a span still running at ``until`` ends there and is flagged ``open_ended``.
@@ -16,14 +16,14 @@ first event's own metadata (``events``), from ``start_status`` (what
 :func:`~koyeb_analytics.load_window` found by reading events before ``since``,
 ``lookbehind``, or in the instance record, ``record``), from what the first event's
 message implies about the status before it (``transition``,
-:data:`~koyeb_analytics.classify.TRANSITIONS`), and only then is it unknown. Two
+:data:`~koyeb_analytics.analysis.TRANSITIONS`), and only then is it unknown. Two
 consecutive events that cannot follow each other betray a lost event: the steady status
 (HEALTHY, SLEEPING) the second one implies fills the gap after the first one's median
 duration (``gap``).
 
 Long because the evidence is joined here in one place: events, lost events, the
 instance record, the status at the window's start and the findings that say which was
-used; :mod:`koyeb_analytics.startstatus` finds that status from a look-behind and the
+used; ``_startstatus`` finds that status from a look-behind and the
 records.
 """
 
@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .classify import (
+from ..schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE, status_dtype
+from ..timewindow import TimeLike, WindowLike, resolve_window, utcnow
+from ._classify import (
     Mapping_,
     check_mapping,
     classify_events,
@@ -43,8 +45,6 @@ from .classify import (
     previous_from_message,
     previous_status,
 )
-from .schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE, status_dtype
-from .timewindow import TimeLike, WindowLike, resolve_window, utcnow
 
 ATTRIBUTE_COLUMNS = ("service_id", "app_id", "region", "datacenter", "replica_index", "type",
                      "app_name", "service_name")
@@ -53,7 +53,6 @@ INTERVAL_COLUMNS = ("instance_id", *ATTRIBUTE_COLUMNS, "status", "start", "end",
 FINDING_COLUMNS = ("instance_id", "kind", "detail")
 SOURCES = ("events", "timestamps", "both", "lookbehind", "record", "transition", "gap")
 """Where an interval's status comes from (see the module's docstring)."""
-START_STATUS_COLUMNS = ("instance_id", "status", "source", "evidence_at")
 STEADY = ("HEALTHY", "SLEEPING")
 
 
@@ -194,10 +193,10 @@ def lifecycles(
     mapping
         Event type to the status it announces (or None: no change), or a callable
         taking the event row; tried before the other rules of
-        :func:`~koyeb_analytics.classify.classify_events` (metadata, messages).
+        :func:`~koyeb_analytics.classify_events` (metadata, messages).
     previous_key
         A metadata key giving the status before an event, besides those in
-        :data:`~koyeb_analytics.classify.PREVIOUS_KEYS`; used for the stretch before
+        :data:`~koyeb_analytics.analysis._classify.PREVIOUS_KEYS`; used for the stretch before
         the first event inside a window.
     start_status
         Each instance's status at ``since`` as evidence showed it: ``instance_id,
@@ -394,7 +393,7 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     """Find where an event between two status events was lost, and fill the gap.
 
     Two consecutive events betray a lost one when the second cannot follow the first
-    (:func:`~koyeb_analytics.classify.possible_previous`), or when a passing status
+    (:func:`~koyeb_analytics.analysis._classify.possible_previous`), or when a passing status
     (ALLOCATING, STARTING, UNHEALTHY) outlasts a hundred times its median in the same
     data and an hour before an event that a steady status can precede (a crash after
     a health-check flap whose recovery never arrived). A genuinely long passing status

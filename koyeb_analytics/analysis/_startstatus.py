@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .classify import Mapping_, classify_events
-from .schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE
-from .timewindow import TimeLike, parse_time
+from ..schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE
+from ..timewindow import TimeLike, parse_time
+from ._classify import Mapping_, classify_events
 
 
 def alive_at(instances: pd.DataFrame, since: pd.Timestamp) -> pd.Series:

@@ -3,7 +3,7 @@
 Long because the one request path is here whole (credentials, the attempt with its
 deadline and size cap, retries, error mapping, and the pipelined reads that share
 them); split, one mechanism would be spread over several files. The network itself
-(TLS, proxies, deadlines on sockets) is :mod:`koyeb_analytics.network`.
+(TLS, proxies, deadlines on sockets) is ``_network``.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from .errors import (
+from ..errors import (
     ConfigurationError,
     DeadlineExceeded,
     MalformedResponseError,
     TransportError,
     error_class,
 )
-from .network import WATCHDOG, Network, target_of
+from ._network import WATCHDOG, Network, target_of
 
 log = logging.getLogger("koyeb_analytics")
 

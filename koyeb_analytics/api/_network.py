@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConfigurationError, DeadlineExceeded, TransportError
+from ..errors import ConfigurationError, DeadlineExceeded, TransportError
 
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
 """Environment variables naming a CA bundle, in the order they are read."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from .errors import MalformedResponseError, PaginationWarning
+from ..errors import MalformedResponseError, PaginationWarning
 
 MAX_LIMIT = 100
 MAX_PAGES = 200_000

@@ -2,10 +2,12 @@
 
 Exec talks to servers we do not control, so the parts that decide safety are ours: the
 handshake never follows a redirect and never logs the subprotocols (they carry the
-token); every wait is bounded by a deadline enforced by
-:data:`~koyeb_analytics.network.WATCHDOG`; one message may hold at most ``max_message``
-bytes, continuation frames included; pings are answered and count against the same
-deadline. Outgoing frames are built (and masked) by websocket-client's ``ABNF``.
+token); the handshake is bounded by a deadline, and what follows by the one the
+caller sets (:meth:`WebSocket.set_deadline`), both enforced by
+:data:`~koyeb_analytics.api._network.WATCHDOG`; one message may hold at most
+``max_message`` bytes, continuation frames included; pings are answered and count
+against the same deadline. Outgoing frames are built (and masked) by websocket-client's
+``ABNF``.
 """
 
 from __future__ import annotations
@@ -22,14 +24,9 @@ from typing import Any
 
 from websocket import ABNF
 
-from .errors import (
-    ConnectionClosed,
-    DeadlineExceeded,
-    HandshakeRefused,
-    TransportError,
-)
-from .errors import WebSocketProtocolError as ProtocolError
-from .network import WATCHDOG, Network, target_of
+from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeRefused, TransportError
+from ..errors import WebSocketProtocolError as ProtocolError
+from ._network import WATCHDOG, Network, target_of
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_REFUSAL_BODY = 65536

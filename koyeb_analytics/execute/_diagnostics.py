@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from .execute import DEFAULT_MAX_OUTPUT, ExecResult, instance_targets
-from .execute.fanout import check_command, run_each
-from .redact import Redactor
+from ..redact import Redactor
+from ._fanout import check_command, instance_targets, run_each
+from ._run import DEFAULT_MAX_OUTPUT, ExecResult
 
 __all__ = ["DIAGNOSTICS", "PARSERS", "Diagnostic", "diagnostics", "exec_table",
            "parse_output", "parser_for", "whole_lines"]

@@ -13,11 +13,12 @@ from typing import Any
 
 import pandas as pd
 
+from ..api._checks import check_client
 from ..errors import KoyebError
 from ..redact import Redactor
 from ..schema import is_full_id
-from .run import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, as_redactor, exec_command
-from .stream import check_client, check_timeout, normalize_command
+from ._run import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, as_redactor, exec_command
+from ._stream import check_timeout, normalize_command
 
 MANY_COLUMNS = ("instance_id", "service_id", "region", "exit_code", "exited", "timed_out",
                 "error", "duration", "stdout", "stderr", "redacted", "truncated",

@@ -1,6 +1,6 @@
 """One command on one instance: capture within caps, cancel from anywhere, a result.
 
-:func:`exec_command` drives an :class:`~.stream.ExecStream` to its end and returns an
+:func:`exec_command` drives an :class:`~koyeb_analytics.ExecStream` to its end and returns an
 :class:`ExecResult`; a non-zero exit code is data, not an exception.
 """
 
@@ -16,10 +16,11 @@ from typing import IO, Any
 
 import pandas as pd
 
+from ..api._checks import check_client
 from ..errors import ExecFailedError, ExecInterrupted, TransportError
 from ..redact import DEFAULT_REDACTOR, Redactor
-from .codec import GRPC_ERRORS, Closed, ErrorFrame, Exit, Output, error_for
-from .stream import ExecStream, check_client, command_and_target
+from ._codec import GRPC_ERRORS, Closed, ErrorFrame, Exit, Output, error_for
+from ._stream import ExecStream, command_and_target
 
 DEFAULT_MAX_OUTPUT = 16 * 2**20
 

@@ -1,8 +1,14 @@
-"""A live exec session: the socket loop over the codec, every wait under a deadline.
+"""A live exec session: the socket loop over the codec.
 
-Thin by design: frames are encoded and decoded in :mod:`.codec`, the websocket is
-:mod:`koyeb_analytics.wsclient`. A socket that closes without an exit frame gives a
-:class:`~.codec.Closed` event, never a hang and never a fake exit code.
+The connection and upgrade are under a deadline (``connect_timeout``); the whole
+session is under ``timeout`` when one is given, and has no limit otherwise (the
+default of :func:`exec_stream`: an interactive session lasts as long as its user;
+:func:`~koyeb_analytics.exec_command` and :func:`~koyeb_analytics.exec_many` default to
+30 s).
+
+Thin by design: frames are encoded and decoded in ``_codec``, the websocket is
+``koyeb_analytics.api._websocket``. A socket that closes without an exit frame gives a
+:class:`~koyeb_analytics.execute.Closed` event, never a hang and never a fake exit code.
 """
 
 from __future__ import annotations
@@ -14,15 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import (
-    ConnectionClosed,
-    HandshakeRefused,
-    TransportError,
-    WebSocketProtocolError,
-)
+from ..api._checks import check_client
+from ..api._websocket import OP_CLOSE, WebSocket
+from ..errors import ConnectionClosed, HandshakeRefused, TransportError, WebSocketProtocolError
 from ..schema import is_full_id
-from ..wsclient import OP_CLOSE, WebSocket
-from .codec import (
+from ._codec import (
     EXEC_PATH,
     Closed,
     ErrorFrame,
@@ -66,13 +68,6 @@ def check_timeout(timeout: float | None, name: str = "timeout") -> float | None:
             or not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"{name} must be a finite positive number of seconds, got {timeout!r}")
     return float(timeout)
-
-
-def check_client(client: Any) -> Any:
-    if not hasattr(client, "websocket_url") or not hasattr(client, "auth_subprotocols"):
-        raise TypeError(f"client must be a KoyebClient (sim.client() for the simulator), "
-                        f"got {type(client).__name__}")
-    return client
 
 
 class ExecStream:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from .schema import TIME_DTYPE
-from .textsafe import csv_unescape, write_csv
+from ..schema import TIME_DTYPE
+from ..textsafe import csv_unescape, write_csv
 
 TRANSCRIPT_COLUMNS = ("run_id", "started_at", "ended_at", "instance_id", "service_id",
                       "command", "exit_code", "exited", "timed_out", "stdout", "stderr",

@@ -1,7 +1,7 @@
 """How a listing becomes a typed frame, fast: the loaders' private machinery.
 
-:mod:`koyeb_analytics.loaders` orchestrates (arguments, pages, attrs); this module
-turns pages of JSON objects into the columns and dtypes :mod:`.schema` promises.
+``_loaders`` orchestrates (arguments, pages, attrs); this module turns pages of JSON
+objects into the columns and dtypes :mod:`koyeb_analytics.schema` promises.
 Each trick below was measured on this project's 2-core machines (the benchmarks under
 ``benchmarks/`` show the whole):
 
@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .schema import STRING_DTYPE, TIME_DTYPE, status_dtype
+from ..schema import STRING_DTYPE, TIME_DTYPE, status_dtype
 
 Page = list[dict[str, Any]]
 

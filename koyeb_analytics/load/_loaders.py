@@ -1,7 +1,7 @@
 """Loaders: instance and event listings as typed DataFrames.
 
 Long because its loaders document every parameter; the frame-building machinery is
-in :mod:`koyeb_analytics._frames` and the paging in :mod:`koyeb_analytics.pagination`.
+in ``_frames`` and the paging in ``koyeb_analytics.api._paging``.
 
 Each loader validates its arguments before any request, collects rows page by page
 (deduplicated by id), builds the frame once, applies the schema from
@@ -20,92 +20,33 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ._frames import Collector, build_frame, cyclic_gc_paused
-from .classify import KNOWN_TYPES, status_from_message, status_from_metadata
-from .client import KoyebClient
-from .errors import (
+from ..analysis._classify import KNOWN_TYPES, status_from_message, status_from_metadata
+from ..api._checks import check_bool, check_client, check_ids, check_statuses, check_str
+from ..api._client import KoyebClient
+from ..api._paging import MAX_LIMIT, Page, PageStats, count_pages, has_next_pages
+from ..errors import (
     IncompleteListingError,
     KoyebError,
     MalformedListingError,
     MalformedResponseError,
     NotFoundError,
 )
-from .names import add_names, load_names
-from .pagination import MAX_LIMIT, Page, PageStats, count_pages, has_next_pages
-from .schema import (
+from ..schema import (
     EVENT_COLUMNS,
     INSTANCE_COLUMNS,
     INSTANCE_DETAIL_COLUMNS,
-    STATUSES,
     TERMINAL_STATUSES,
     is_full_id,
 )
-from .timewindow import TimeLike, TimeWindow, WindowLike, resolve_window, to_rfc3339, utcnow
+from ..timewindow import TimeLike, TimeWindow, WindowLike, resolve_window, to_rfc3339, utcnow
+from ._frames import Collector, build_frame, cyclic_gc_paused
+from ._names import add_names, load_names
 
 # Query strings longer than this risk a 414 from proxies; id lists are split to fit.
 MAX_QUERY_CHARS = 6000
 # Event columns whose few distinct strings are shared while collecting: a million events
 # repeat a few thousand instance ids and a handful of types and messages.
 _SHARED_EVENT_COLUMNS = frozenset({"organization_id", "instance_id", "type", "message"})
-
-
-def check_client(client: Any) -> KoyebClient:
-    """Return ``client``, or raise TypeError naming what was passed instead."""
-    if not isinstance(client, KoyebClient):
-        raise TypeError(f"client must be a KoyebClient (sim.client() for the simulator, "
-                        f"KoyebClient.from_env() for the API), got {type(client).__name__}")
-    return client
-
-
-def check_str(name: str, value: Any) -> str | None:
-    """Return ``value`` (a non-empty string, or None), or raise TypeError naming ``name``."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"{name} must be a non-empty string, got {value!r}")
-    return value
-
-
-def check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
-    """Return the statuses asked for, upper-cased and deduplicated (all eight for None)."""
-    if statuses is None:
-        return list(STATUSES)
-    if isinstance(statuses, str):
-        statuses = [statuses]
-    if not isinstance(statuses, Iterable):
-        raise TypeError(f"statuses must be a status name or a list of them, got {statuses!r}")
-    out = []
-    for s in statuses:
-        if not isinstance(s, str) or s.upper() not in STATUSES:
-            raise ValueError(f"statuses: unknown status {s!r}; expected some of "
-                             f"{', '.join(STATUSES)}")
-        out.append(s.upper())
-    if not out:
-        raise ValueError("statuses must name at least one status (None means all eight)")
-    return list(dict.fromkeys(out))
-
-
-def check_ids(name: str, values: Iterable[str] | str | None) -> list[str] | None:
-    """Return ``values`` as a deduplicated list of non-empty strings (None stays None)."""
-    if values is None:
-        return None
-    if isinstance(values, str):
-        values = [values]
-    if not isinstance(values, Iterable) or isinstance(values, (bytes, Mapping)):
-        raise TypeError(f"{name} must be a string or a list of strings, got {values!r}")
-    out = []
-    for v in values:
-        if not isinstance(v, str) or not v or v != v.strip():
-            raise TypeError(f"{name} must hold non-empty strings, got {v!r}")
-        out.append(v)
-    return list(dict.fromkeys(out))
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """Return ``value`` if it is a bool, else raise TypeError naming ``name``."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 def _attrs(df: pd.DataFrame, client: KoyebClient, query: dict[str, Any], stats: PageStats,
@@ -372,7 +313,7 @@ def load_events(
     be the last); ``"threads"`` (the default elsewhere), for a whole history,
     ``client.concurrency`` at a time, each overlapping
     the previous one by a row so that events arriving meanwhile cannot open a gap
-    unnoticed (see :func:`~koyeb_analytics.pagination.has_next_pages`). Pages
+    unnoticed (see :func:`~koyeb_analytics.api._paging.has_next_pages`). Pages
     requested past the end are counted in ``df.attrs["pages_discarded"]``.
 
     Parameters

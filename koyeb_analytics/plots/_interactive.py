@@ -1,7 +1,7 @@
 """Charts to zoom and hover in a notebook (plotly), beside the static matplotlib ones.
 
 plotly is imported when a chart is drawn, never by ``import koyeb_analytics``. The
-static charts (:mod:`koyeb_analytics.plotting`) stay the engine of the HTML report.
+static charts (``_static``) stay the engine of the HTML report.
 Chosen for being the most used interactive library in Jupyter, rendering in
 JupyterLab without a server, and hovering thousands of spans without a kernel
 round trip.
@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from .plotting import STATUS_COLORS, UNKNOWN_COLOR
-from .schema import STATUSES
+from ..schema import STATUSES
+from ._static import STATUS_COLORS, UNKNOWN_COLOR
 
 __all__ = ["capacity_figure", "lifecycles_figure"]
 

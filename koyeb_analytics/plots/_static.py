@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._compat import positional_deprecated
-from .schema import STATUSES
+from .._compat import positional_deprecated
+from ..labels import service_labels
+from ..schema import STATUSES
 
 STATUS_COLORS: dict[str, str] = {
     "ALLOCATING": "#c6dbef",
@@ -118,8 +119,6 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     _expect(iv, {"instance_id", "status", "start", "end"}, "plot_lifecycles",
             "ka.lifecycles()")
     if labels is None and by == "service_id" and iv is not None:
-        from .names import service_labels
-
         labels = service_labels(iv.dropna(subset=[c for c in ("service_name",) if c in iv]))
 
     ax = _axes(ax)

@@ -1,8 +1,8 @@
 """A self-contained HTML report: tables and PNG charts in one file.
 
-Only renders: what it shows is computed by :func:`koyeb_analytics.pipeline.analyse`.
+Only renders: what it shows is computed by :func:`koyeb_analytics.analyse`.
 Built with a Jinja2 template with autoescaping on, so every string that came from the
-API is escaped. Charts are drawn with :mod:`koyeb_analytics.plotting` on
+API is escaped. Charts are drawn with :mod:`koyeb_analytics.plots` on
 ``matplotlib.figure.Figure`` objects (no pyplot, no backend change) and embedded as
 base64 PNG.
 """
@@ -16,13 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from .classify import event_vocabulary
-from .names import service_labels
-from .pipeline import Analysis, analyse, headline
-from .textsafe import visible
+from .._version import __version__
+from ..analysis._classify import event_vocabulary
+from ..analysis._summary import Analysis, headline
+from ..labels import service_labels
+from ..plots._static import plot_capacity, plot_lifecycles, plot_uptime
+from ..textsafe import visible
+from ._text import format_duration
 
-__all__ = ["Analysis", "analyse", "format_duration", "render_report", "write_report"]
-# (Analysis and analyse live in koyeb_analytics.pipeline; imported here as before.)
+__all__ = ["render_report", "write_report"]
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -48,7 +50,8 @@ figure below comes from the embedded simulator, not from a Koyeb account.</p>{% 
 
 <h2 id="summary">Summary</h2>
 <table class="headline" id="summary-table">
-{% if h.coverage_note %}<tr id="coverage-note"><td colspan="2" class="below">{{ h.coverage_note }}</td></tr>{% endif %}
+{% if h.coverage_note %}<tr id="coverage-note"><td colspan="2" class="below">
+{{- h.coverage_note }}</td></tr>{% endif %}
 <tr><td>Availability</td><td><span class="{{ 'met' if met else 'below' }}">{{ availability }}</span>
 against a target of {{ target }} ({{ 'met' if met else 'missed' }}), across services,
 time-weighted; <span id="coverage">{{ coverage }}</span></td></tr>
@@ -143,8 +146,6 @@ def _charts(a: Analysis) -> dict[str, str]:
     # backend (inline plots in a notebook keep showing) nor leaves figures open.
     from matplotlib.figure import Figure
 
-    from .plotting import plot_capacity, plot_lifecycles, plot_uptime
-
     simulated = bool(a.instances.attrs.get("simulated", False))
 
     def axes(width: float, height: float) -> tuple[Figure, Any]:
@@ -179,17 +180,6 @@ def _percent(value: float) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.3%}"
 
 
-def format_duration(value: Any) -> str:
-    """A duration as a person reads it (``–`` when missing)."""
-    if value is None or pd.isna(value):
-        return "–"
-    value = pd.Timedelta(value)
-    seconds = int(value.total_seconds())
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
-
-
 def _ts(value: Any) -> str:
     return "–" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
 
@@ -197,8 +187,6 @@ def _ts(value: Any) -> str:
 def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
     """Render the report's HTML."""
     import jinja2
-
-    from . import __version__
 
     by = a.uptime.attrs.get("by") or "service_id"
     labels = service_labels(a.instances) if by == "service_id" else {}

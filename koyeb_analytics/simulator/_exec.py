@@ -28,9 +28,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from ..execute.codec import error_frame, result_frame
+from ..execute._codec import error_frame, result_frame
 from ..schema import EXEC_STATUSES
-from ..vocabulary import STATUSES
+from ._vocabulary import STATUSES
 
 READ_CHUNK = 32 * 1024
 # Runs in the new session: take the pty on stdin as controlling terminal, then become

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..vocabulary import DEFAULT_VOCABULARY, STATUSES, TERMINAL_STATUSES, EventVocabulary
+from ._vocabulary import DEFAULT_VOCABULARY, STATUSES, TERMINAL_STATUSES, EventVocabulary
 
 US = 1_000_000
 MINUTE = 60 * US
@@ -481,6 +481,10 @@ class Fleet:
         self._transitions[new].append((when_us, S[status]))
         self.now_us = when_us + 1
         return new
+
+    def status_of(self, idx: int) -> int:
+        """The code (index in ``STATUSES``) of instance ``idx``'s latest status."""
+        return int(self._transitions[idx][-1][1])
 
     def change(self, idx: int, when_us: int, status: str) -> None:
         """Append a status change of instance ``idx`` at ``when_us`` (not earlier than

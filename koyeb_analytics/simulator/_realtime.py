@@ -21,14 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .fleet import HOUR, US, S
-
-if TYPE_CHECKING:
-    from .server import Simulator
+from ..timewindow import parse_duration
+from ._fleet import HOUR, US, Fleet, S
 
 TICK = 0.1
 """Seconds between two steps of the live fleet."""
@@ -48,19 +45,27 @@ class Incident:
 
 
 class LiveFleet:
-    """Advance a simulator's fleet on the wall clock (see the module's docstring)."""
+    """Advance a fleet on the wall clock (see the module's docstring).
 
-    def __init__(self, sim: Simulator, speed: float = 1.0, seed: int = 0) -> None:
+    Every change is made holding ``lock`` (the one the server reads the fleet under),
+    then ``on_change`` is called, still holding it, so the server forgets what it
+    derived from the fleet before.
+    """
+
+    def __init__(self, fleet: Fleet, *, lock: threading.Lock, on_change: Callable[[], None],
+                 speed: float = 1.0, seed: int = 0) -> None:
         if isinstance(speed, bool) or not isinstance(speed, (int, float)) \
                 or not 0 < speed < float("inf"):
             raise ValueError(f"speed must be a positive number, got {speed!r}")
-        self.sim = sim
+        self.fleet = fleet
+        self._lock = lock
+        self._on_change = on_change
         self.speed = float(speed)
         self.rng = random.Random(seed * 7919 + 17)
         self._pending: list[tuple[int, int, Callable[[int], None]]] = []
         self._order = itertools.count()
         self._busy: dict[str, int] = {}  # service id -> end of its forced incident (us)
-        self._last = sim.fleet.now_us
+        self._last = fleet.now_us
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.incidents: list[Incident] = []
@@ -69,7 +74,7 @@ class LiveFleet:
 
     def now_us(self) -> int:
         """The wall clock in microseconds, never behind what the fleet already holds."""
-        return max(int(time.time() * US), self.sim.fleet.now_us)
+        return max(int(time.time() * US), self.fleet.now_us)
 
     def _scaled(self, seconds: float) -> int:
         return max(1, int(seconds * US / self.speed))
@@ -96,8 +101,8 @@ class LiveFleet:
     def step(self, now: int | None = None) -> bool:
         """Apply what is due up to ``now`` and what happened by chance; True if anything
         changed."""
-        sim, fleet = self.sim, self.sim.fleet
-        with sim._lock:
+        fleet = self.fleet
+        with self._lock:
             now = self.now_us() if now is None else now
             stamps = itertools.count(max(now, fleet.now_us))
             changed = False
@@ -111,11 +116,11 @@ class LiveFleet:
                 changed |= self._chance(hours, stamps)
             if changed:
                 fleet.rebuild()
-                sim.invalidate()
+                self._on_change()
             return changed
 
     def _chance(self, hours: float, stamps: itertools.count[int]) -> bool:
-        cfg, fleet, rng = self.sim.fleet.config, self.sim.fleet, self.rng
+        cfg, fleet, rng = self.fleet.config, self.fleet, self.rng
         p_crash = hours / cfg.crash_mtbf_hours
         p_flap = hours / cfg.flap_mtbf_hours
         changed = False
@@ -137,7 +142,7 @@ class LiveFleet:
         heapq.heappush(self._pending, (at, next(self._order), action))
 
     def _status(self, idx: int) -> int:
-        return int(self.sim.fleet._transitions[idx][-1][1])
+        return self.fleet.status_of(idx)
 
     def _if(self, idx: int, expected: int, action: Callable[[int], None]
             ) -> Callable[[int], None]:
@@ -148,14 +153,14 @@ class LiveFleet:
         return guarded
 
     def _back(self, idx: int) -> Callable[[int], None]:
-        fleet = self.sim.fleet
+        fleet = self.fleet
 
         def healthy(when: int) -> None:
             fleet.change(idx, when, "HEALTHY")
         return healthy
 
     def _wake(self, idx: int) -> Callable[[int], None]:
-        fleet = self.sim.fleet
+        fleet = self.fleet
 
         def wake(when: int) -> None:
             fleet.change(idx, when, "STARTING")
@@ -164,7 +169,7 @@ class LiveFleet:
         return wake
 
     def _flap(self, idx: int, when: int) -> None:
-        fleet, rng = self.sim.fleet, self.rng
+        fleet, rng = self.fleet, self.rng
         fleet.change(idx, when, "UNHEALTHY")
 
         def recover(at: int) -> None:
@@ -177,7 +182,7 @@ class LiveFleet:
 
     def _crash(self, idx: int, when: int, *, fail_until: int = 0) -> None:
         """ERROR, then a new instance in the slot; it fails too while ``fail_until``."""
-        fleet, rng = self.sim.fleet, self.rng
+        fleet, rng = self.fleet, self.rng
         fleet.change(idx, when, "ERROR")
 
         def replace(at: int) -> None:
@@ -201,19 +206,17 @@ class LiveFleet:
     def inject_incident(self, service_id: str, kind: str = "crash_loop",
                         duration: str | pd.Timedelta = "5min") -> Incident:
         """Force an incident on every running instance of a service, starting now."""
-        from ..timewindow import parse_duration
-
         if kind not in INCIDENTS:
             raise ValueError(f"kind must be one of {', '.join(INCIDENTS)}, got {kind!r}")
         span = parse_duration(duration, "duration")
-        fleet = self.sim.fleet
+        fleet = self.fleet
         known = {s.service_id: s for s in fleet.services}
         by_name = {f"{fleet.app_names[s.app_id]}/{fleet.service_names[s.service_id]}":
                    s.service_id for s in fleet.services}
         service_id = by_name.get(service_id, service_id)
         if service_id not in known:
             raise ValueError(f"service_id {service_id!r} is not a service of this fleet")
-        with self.sim._lock:
+        with self._lock:
             now = self.now_us()
             stamps = itertools.count(max(now, fleet.now_us))
             end = now + self._scaled(span.total_seconds())
@@ -235,7 +238,7 @@ class LiveFleet:
                 self._busy.pop(service, None)
             self._later(end, calm)
             fleet.rebuild()
-            self.sim.invalidate()
+            self._on_change()
             ids = tuple(str(fleet.inst["id"][i]) for i in hit)
         incident = Incident(service_id, kind, pd.Timestamp(now * 1000, tz="UTC"),
                             pd.Timestamp(end * 1000, tz="UTC"), ids)

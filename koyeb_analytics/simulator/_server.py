@@ -2,7 +2,7 @@
 
 Long because it mirrors the API's surface in one place: the three REST endpoints with
 their validation, the fault injection every test relies on, and the options for what
-the public material leaves open. Fleet generation is :mod:`.fleet`, exec :mod:`.exec`.
+the public material leaves open. Fleet generation is ``_fleet``, exec ``_exec``.
 
 Replies follow the Swagger subset in ``../shared/spec`` (every field emitted, ``null``
 when unset, RFC 3339 UTC timestamps with a ``Z``). Behaviours the public material
@@ -30,8 +30,13 @@ import numpy as np
 import pandas as pd
 from aiohttp import web
 
-from ..execute import EXEC_PATH
-from ..vocabulary import (
+from ..api._client import KoyebClient
+from ..execute._codec import EXEC_PATH
+from ._exec import ExecEndpoint, ExecFaults, close_process
+from ._faults import FaultPlan, Faults
+from ._fleet import Fleet, FleetConfig, to_us
+from ._realtime import Incident, LiveFleet
+from ._vocabulary import (
     STATUS_MESSAGES,
     STATUSES,
     VOCABULARIES,
@@ -39,10 +44,6 @@ from ..vocabulary import (
     real_message,
     unknown_message,
 )
-from .exec import ExecEndpoint, ExecFaults, close_process
-from .faults import FaultPlan, Faults
-from .fleet import Fleet, FleetConfig, to_us
-from .live import Incident, LiveFleet
 
 _EPOCH = datetime(1970, 1, 1)
 _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
@@ -128,7 +129,7 @@ class Simulator:
     live, speed
         Keep the fleet evolving after its history, on the wall clock (flaps, crashes;
         ``inject_incident`` forces one); ``speed`` makes that ``speed`` times as frequent
-        and short (see :mod:`koyeb_analytics.simulator.live`).
+        and short (see :class:`~koyeb_analytics.simulator.LiveFleet`).
 
     Notes
     -----
@@ -226,7 +227,9 @@ class Simulator:
         self._lock = threading.Lock()
         if not isinstance(live, bool):
             raise TypeError(f"live must be True or False, got {live!r}")
-        self.live: LiveFleet | None = LiveFleet(self, speed, seed) if live else None
+        self.live: LiveFleet | None = LiveFleet(
+            self.fleet, lock=self._lock, on_change=self.invalidate, speed=speed,
+            seed=seed) if live else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -261,8 +264,6 @@ class Simulator:
         When the server simulates latency, the client reads ahead on threads, as it
         would from a remote API (``read_ahead="threads"``), unless told otherwise.
         """
-        from ..client import KoyebClient
-
         if self.faults.latency or self.faults.path_latency:
             options.setdefault("read_ahead", "threads")
         client = KoyebClient(self._token, base_url=self.url, **options)
@@ -775,3 +776,30 @@ class Simulator:
             m = np.isin(ev["type"], codes)
             mask = m if mask is None else mask & m
         return mask
+
+
+def simulate(seed: int = 0, days: float = 7, services: int = 12, **options: Any) -> Simulator:
+    """Create a simulator; use it in a ``with`` block, which starts and stops it.
+
+    Parameters
+    ----------
+    seed, days, services
+        The fleet's seed, days of history and number of services.
+    **options
+        Everything else :class:`Simulator` accepts (``now``, ``faults``, ``emit_nulls``,
+        ``vocabulary``, ``time_digits``…).
+
+    Returns
+    -------
+    Simulator
+        Not started: ``with`` starts it (or ``.start()``).
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=7, days=2, services=3) as sim:
+    ...     n = len(ka.load_instances(sim.client(), progress=False))
+    >>> n > 0
+    True
+    """
+    return Simulator(seed=seed, days=days, services=services, **options)

@@ -2,8 +2,10 @@
 
 Koyeb does not publish the ``type`` values or ``metadata`` shapes of instance events
 (see ``koyeb-api-facts.md`` §5), so everything here is **invented**. It lives in one
-place so that a run can swap in another vocabulary, and so that the toolkit's
-lifecycle code can read the same table to rebuild status intervals from events.
+place so that a run can swap in another vocabulary. The toolkit never reads it: the
+analysis finds statuses in what the events carry (metadata, message texts; see
+:func:`~koyeb_analytics.classify_events`), so the opaque vocabulary tests it as the real
+API would.
 
 Every status change produces one event. In the invented vocabulary its ``metadata``
 carries the new status (``status``) and the previous one (``previousStatus``; camelCase
@@ -17,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .schema import STATUSES as STATUSES
-from .schema import TERMINAL_STATUSES as TERMINAL_STATUSES
+from ..schema import STATUSES as STATUSES
+from ..schema import TERMINAL_STATUSES as TERMINAL_STATUSES
 
 # Texts of the family seen on the `koyeb` log stream and in instance `messages`.
 STATUS_MESSAGES: dict[str, str] = {

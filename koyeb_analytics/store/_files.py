@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .errors import StoreError, StoreLockedError
+from ..errors import StoreError, StoreLockedError
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"

@@ -30,22 +30,15 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from ._frames import build_frame, frame_from_arrow
-from ._storage import TMP_PREFIX, Files
-from .errors import IncompleteListingError, StoreError
-from .loaders import (
-    check_bool,
-    check_client,
-    check_ids,
-    check_statuses,
-    check_str,
-    load_events,
-    load_instances,
-    overlapping,
-)
-from .schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STRING_DTYPE
-from .snapshot import json_columns, json_safe
-from .timewindow import TimeLike, WindowLike, parse_duration, resolve_window, utcnow
+from .._version import __version__
+from ..api._checks import check_bool, check_client, check_ids, check_statuses, check_str
+from ..errors import IncompleteListingError, StoreError
+from ..load._frames import build_frame, frame_from_arrow
+from ..load._loaders import load_events, load_instances, overlapping
+from ..schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STRING_DTYPE
+from ..timewindow import TimeLike, WindowLike, parse_duration, resolve_window, utcnow
+from ._files import TMP_PREFIX, Files
+from ._snapshots import json_columns, json_safe
 
 __all__ = ["HistoryStore", "SyncResult"]
 
@@ -525,8 +518,6 @@ class HistoryStore:
     # -- internals ---------------------------------------------------------------
 
     def _new_manifest(self) -> dict[str, Any]:
-        from . import __version__
-
         return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "version": __version__,
                 "created_at": utcnow().isoformat(), "last_sync": None, "source": None,
                 "simulated": False, "high_water": {"events": None},

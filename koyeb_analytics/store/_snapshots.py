@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import SnapshotError
+from .._version import __version__
+from ..errors import SnapshotError
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -96,8 +97,6 @@ def save_snapshot(path: str | Path, *, instances: pd.DataFrame | None = None,
     >>> ka.save_snapshot("incident-42", instances=inst, events=ev)   # doctest: +SKIP
     PosixPath('incident-42')
     """
-    from . import __version__
-
     frames = {"instances": instances, "events": events, "intervals": intervals,
               "transcript": transcript}
     given = {k: v for k, v in frames.items() if v is not None}

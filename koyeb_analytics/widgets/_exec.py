@@ -2,7 +2,7 @@
 
 Long because a widget's layout, handlers, background runs and cell output belong
 together, as in ipywidgets' own ``interactive``; transcripts (data) are in
-:mod:`koyeb_analytics.transcript`.
+:mod:`koyeb_analytics.execute`.
 
 Built from standard ipywidgets. Runs execute in a background thread; output reaches the
 display only through ``Output.append_stdout``/``append_stderr`` and widget value
@@ -26,26 +26,19 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from .diagnostics import Diagnostic, parse_output, parser_for, whole_lines
-from .execute import (
-    DEFAULT_MAX_OUTPUT,
-    CancelToken,
-    ExecResult,
-    exec_command,
-    group_outputs,
-    instance_targets,
-    normalize_command,
-)
-from .execute.fanout import output_text
-from .execute.run import as_redactor
-from .redact import DEFAULT_REDACTOR, LineRedactor, Redactor
-from .schema import EXEC_STATUSES
-from .transcript import (
+from ..execute._diagnostics import Diagnostic, parse_output, parser_for, whole_lines
+from ..execute._fanout import group_outputs, instance_targets, output_text
+from ..execute._run import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, as_redactor, exec_command
+from ..execute._stream import normalize_command
+from ..execute._transcript import (
     save_transcript,
     transcript_cells,
     transcript_frame,
     transcript_markdown,
 )
+from ..load._loaders import load_instances
+from ..redact import DEFAULT_REDACTOR, LineRedactor, Redactor
+from ..schema import EXEC_STATUSES
 
 # Terminal control sequences other than colours (SGR, ending in "m") are stripped; the
 # notebook front end renders colours in stream output safely.
@@ -229,8 +222,6 @@ class ExecWidget(widgets.VBox):
         if instances is None and service_id is None:
             raise ValueError("pass instances (a DataFrame or ids) or service_id")
         if instances is None:
-            from .loaders import load_instances
-
             instances = load_instances(client, service_id=service_id, progress=False)
         self.client = client
         self.redactor = as_redactor(redact)

@@ -4,7 +4,7 @@ A board of services (instances per status now, time since the last change), the
 lifecycle chart of the window (redrawn into an image widget, so it changes without
 flicker), a feed of the latest status changes (escaped text, newest first) and the
 times of the last and next poll. A daemon thread polls through
-:class:`~koyeb_analytics.live.Poller`; it holds the view only weakly, so it ends with
+:class:`~koyeb_analytics.poller.Poller`; it holds the view only weakly, so it ends with
 the view, with :meth:`LiveView.stop`, or with the kernel.
 """
 
@@ -19,9 +19,11 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from .live import Poller, PollResult
-from .schema import STATUSES
-from .timewindow import WindowLike, utcnow
+from ..analysis._metrics import uptime
+from ..plots._static import plot_lifecycles
+from ..poller import Poller, PollResult, format_change
+from ..schema import STATUSES
+from ..timewindow import WindowLike, utcnow
 
 FEED_LINES = 50
 
@@ -32,7 +34,7 @@ class LiveView(widgets.VBox):
     Parameters
     ----------
     poller
-        The :class:`~koyeb_analytics.live.Poller` that reads the API.
+        The :class:`~koyeb_analytics.poller.Poller` that reads the API.
     start
         Start polling at once.
 
@@ -185,8 +187,6 @@ class LiveView(widgets.VBox):
                                  + "".join(rows) + "</table>")
 
     def _render_feed(self) -> None:
-        from .live import format_change
-
         changes = self.poller.changes.tail(FEED_LINES).iloc[::-1]
         if changes.empty:
             self.feed.value = "<i>No status change since the view started.</i>"
@@ -197,8 +197,6 @@ class LiveView(widgets.VBox):
 
     def _render_chart(self) -> None:
         from matplotlib.figure import Figure
-
-        from .plotting import plot_lifecycles
 
         iv = self.poller.intervals()
         self._drawn_events = len(self.poller.events)
@@ -218,8 +216,6 @@ class LiveView(widgets.VBox):
 def availability_line(iv: pd.DataFrame) -> str:
     """``"availability 99.930 % over 98.7 % of service-time; 1.3 % unknown"``: across
     services, time-weighted, as the report's headline."""
-    from .analysis import uptime
-
     up = uptime(iv) if len(iv) else None
     if up is None or not len(up) or up["observed_time"].sum() <= pd.Timedelta(0):
         return "availability: nothing observed yet"

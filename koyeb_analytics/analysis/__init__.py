@@ -1,0 +1,40 @@
+"""Frames in, figures out: status intervals, uptime, incidents, capacity, a report's answers.
+
+Bottom up: ``_classify`` (what status each event announces), ``_lifecycle`` (status
+intervals per instance), ``_startstatus`` (each instance's status at a window's start),
+``_metrics`` (uptime, incidents, capacity, crash loops, and the headline numbers as
+values) and ``_summary`` (:func:`analyse` and :func:`headline`). Nothing here reads the
+API, a store or the simulator: it gets frames and a :class:`~koyeb_analytics.Window`.
+"""
+
+from __future__ import annotations
+
+from ._classify import TRANSITIONS, classify_events, event_vocabulary
+from ._lifecycle import findings, lifecycles
+from ._metrics import (
+    Availability,
+    ErrorBudget,
+    Peak,
+    Recovery,
+    UptimePolicy,
+    capacity,
+    crash_loops,
+    error_budget,
+    incident_summary,
+    incidents,
+    overall_availability,
+    peak_capacity,
+    recovery,
+    timeline,
+    uptime,
+)
+from ._startstatus import alive_at, start_status
+from ._summary import Analysis, Headline, analyse, headline
+
+__all__ = [
+    "TRANSITIONS", "Analysis", "Availability", "ErrorBudget", "Headline", "Peak", "Recovery",
+    "UptimePolicy", "alive_at", "analyse", "capacity", "classify_events", "crash_loops",
+    "error_budget", "event_vocabulary", "findings", "headline", "incident_summary",
+    "incidents", "lifecycles", "overall_availability", "peak_capacity", "recovery",
+    "start_status", "timeline", "uptime",
+]
