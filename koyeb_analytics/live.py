@@ -126,7 +126,9 @@ class Poller:
             inst, ev, before = self.instances, self.events, self._before
         now = utcnow()
         since = now - self.window
-        start = start_status(inst, before, since) if len(inst) else None
+        # the window's events classify those before it too (types learned from all)
+        start = start_status(inst, pd.concat([before, ev], ignore_index=True), since) \
+            if len(inst) else None
         return lifecycles(inst, ev[~(ev["when"] < since)], since=since, until=now,
                           start_status=start)
 

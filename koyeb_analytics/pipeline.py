@@ -150,14 +150,13 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     begin = None if start is None else pd.Timestamp(start)
     reach = begin - lb if begin is not None and lb > pd.Timedelta(0) else None
     cost = {"duration": lb, "pages": 0, "per_instance": 0, "requests": 0}
-    before: pd.DataFrame | None = None
     if ids == []:
         events = build_frame({}, EVENT_COLUMNS)  # no instance: no event to ask for
     elif isinstance(source, HistoryStore):
         events = source.events(since=reach or begin, instance_ids=ids)
         if begin is not None and reach is not None:
             # What the bound did not reach, the store still holds: no request either.
-            told = start_status(inst, events[(events["when"] < begin).to_numpy()], begin)
+            told = start_status(inst, events, begin)
             alive = inst[alive_at(inst, begin).to_numpy()]
             missing = sorted(set(alive.loc[~(alive["updated_at"] < begin).to_numpy(), "id"])
                              - set(told["instance_id"]))[:MAX_PER_INSTANCE]
@@ -172,15 +171,15 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
         events, lb_cost = read_with_lookbehind(source, inst, begin, reach, ids=ids,
                                                progress=progress)
         cost.update(lb_cost)
+    # Every event read classifies the look-behind's (types are learned from them all).
+    start_frame = start_status(inst, events, begin) if begin is not None else _empty_start()
     if begin is not None and len(events):
         early = (events["when"] < begin).to_numpy()
         if early.any():
             attrs = events.attrs
-            before = events[early]
             events = events[~early].sort_values(["when", "id"], kind="stable").drop_duplicates(
                 "id").reset_index(drop=True)
             events.attrs = attrs
-    start_frame = start_status(inst, before, begin) if begin is not None else _empty_start()
     end = query.get("until") or inst.attrs["fetched_at"]
     return Window(inst, events, begin, pd.Timestamp(end), start_frame,
                   {**cost, "pages_total": int(events.attrs.get("pages", 0))})
@@ -193,8 +192,8 @@ def read_with_lookbehind(client: KoyebClient, instances: pd.DataFrame,
     """The events from ``since`` to now and, with ``reach``, a look-behind: events
     before ``since`` until every instance of ``instances`` alive then and changed since
     has shown one that tells its status, or ``reach`` is met; those still missing are
-    read in a listing of their own (at most :data:`MAX_PER_INSTANCE`). Returns the events (both sides
-    of ``since``) and what the look-behind cost."""
+    read in a listing of their own (at most :data:`MAX_PER_INSTANCE`). Returns the
+    events (both sides of ``since``) and what the look-behind cost."""
     cost = {"pages": 0, "per_instance": 0, "requests": 0}
     wanted = None
     if since is not None and reach is not None:
