@@ -3,6 +3,10 @@
 :func:`load_window` returns the instances and events of a window together with the
 resolved ``since`` and ``until``, so nobody has to read ``attrs["query"]``;
 :func:`analyse` computes everything a report shows from them.
+
+Long because loading a window also finds the status at its start (the look-behind
+over the API or a store, and what it cost), and the headline states its figures with
+their coverage; both document every parameter.
 """
 
 from __future__ import annotations
