@@ -297,8 +297,8 @@ def event_vocabulary(events: pd.DataFrame, mapping: Mapping_ = None) -> pd.DataF
         ``example_message``, ``count``, ``share`` (of all events), ``status``,
         ``rule`` and ``after`` (the statuses that can come just before it, from
         :data:`TRANSITIONS`, which the stretch before a window's first event is read
-        from when nothing better tells). ``attrs["unclassified_share"]`` is the share of events no rule
-        understood.
+        from when nothing better tells). ``attrs["unclassified_share"]`` is the share
+        of events no rule understood.
 
     Examples
     --------

@@ -48,7 +48,8 @@ figure below comes from the embedded simulator, not from a Koyeb account.</p>{% 
 
 <h2 id="summary">Summary</h2>
 <table class="headline" id="summary-table">
-{% if h.coverage_note %}<tr id="coverage-note"><td colspan="2" class="below">{{ h.coverage_note }}</td></tr>{% endif %}
+{% if h.coverage_note %}<tr id="coverage-note"><td colspan="2" class="below">
+{{ h.coverage_note }}</td></tr>{% endif %}
 <tr><td>Availability</td><td><span class="{{ 'met' if met else 'below' }}">{{ availability }}</span>
 against a target of {{ target }} ({{ 'met' if met else 'missed' }}), across services,
 time-weighted; <span id="coverage">{{ coverage }}</span></td></tr>
