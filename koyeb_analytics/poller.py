@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .analysis._classify import classify_events
@@ -35,7 +36,7 @@ from .timewindow import WindowLike, parse_duration, utcnow
 MAX_BACKOFF = 30.0
 """Seconds: the longest wait between polls while the API fails (as the console does)."""
 CHANGE_COLUMNS = ("when", "service", "service_id", "instance_id", "old", "new", "message",
-                  "event_id")
+                  "event_id", "late")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,12 @@ class Poller:
     store
         A :class:`~koyeb_analytics.HistoryStore` that every poll also appends to.
     overlap
-        How far before the newest event seen each poll reads again.
+        How far before the newest event seen each poll reads again (default 10 min):
+        the horizon for late events. The events endpoint lists newest first, and an
+        event can arrive after newer ones of its instance: such a late event is placed
+        where its ``when`` says (the window's history is corrected, the current state
+        is not changed), reported once with ``late=True`` and counted in
+        :attr:`late_events`. An event later than the horizon is never seen.
     lookbehind
         How far before the window's start the first poll reads, for each instance's
         status then (as :func:`~koyeb_analytics.load_window`; ``0`` reads none). Events
@@ -86,7 +92,7 @@ class Poller:
 
     def __init__(self, client: Any, *, window: WindowLike = "2h", every: WindowLike = "15s",
                  service_id: str | None = None, app_id: str | None = None,
-                 store: Any = None, overlap: WindowLike = "2min",
+                 store: Any = None, overlap: WindowLike = "10min",
                  lookbehind: WindowLike | int = "6h") -> None:
         self.client = check_client(client)
         self.window = parse_duration(window, "window")
@@ -113,6 +119,9 @@ class Poller:
         self.delay = self.every
         self._newest: pd.Timestamp | None = None
         self._status: dict[str, str] = {}
+        self._seen_when: dict[str, pd.Timestamp] = {}  # newest status event per instance
+        self.late_events = 0
+        """Events that arrived after newer ones of their instance (see ``overlap``)."""
         self._primed = False  # where each instance stands is known (a listing succeeded)
         self._lock = threading.Lock()
 
@@ -128,7 +137,9 @@ class Poller:
             inst, ev, before = self.instances, self.events, self._before
         now = utcnow()
         since = now - self.window
-        start = start_status(inst, before, since) if len(inst) else None
+        # the window's events classify those before it too (types learned from all)
+        start = start_status(inst, pd.concat([before, ev], ignore_index=True), since) \
+            if len(inst) else None
         return lifecycles(inst, ev[~(ev["when"] < since)], since=since, until=now,
                           start_status=start)
 
@@ -273,15 +284,23 @@ class Poller:
             if not isinstance(st, str):
                 continue
             iid = ev["instance_id"]
-            old = self._status.get(iid)
-            self._status[iid] = st
-            if old == st:
-                continue
+            seen = self._seen_when.get(iid)
+            late = not prime and seen is not None and ev["when"] < seen
+            if late:
+                # Older than what we already showed: history, not the present.
+                old = self._status_before(iid, ev["when"], ev["id"])
+                self.late_events += 1
+            else:
+                old = self._status.get(iid)
+                self._status[iid] = st
+                self._seen_when[iid] = ev["when"]
+                if old == st:
+                    continue
             svc = service_of.get(iid)
             label = labels.get(svc, str(svc)[:8]) if isinstance(svc, str) else "?"
             rows.append({"when": ev["when"], "service": label,
                          "service_id": svc, "instance_id": iid, "old": old, "new": st,
-                         "message": ev["message"], "event_id": ev["id"]})
+                         "message": ev["message"], "event_id": ev["id"], "late": late})
         found = pd.DataFrame(rows, columns=list(CHANGE_COLUMNS))
         if prime:
             self._stand()
@@ -290,6 +309,15 @@ class Poller:
             self.changes = pd.concat([self.changes, found], ignore_index=True) if len(
                 self.changes) else found
         return found
+
+    def _status_before(self, iid: str, when: pd.Timestamp, event_id: Any) -> str | None:
+        """The status an instance had just before ``when``, from the events held."""
+        with self._lock:
+            ev = self.events
+        mine = ev[(ev["instance_id"] == iid).to_numpy() & (ev["when"] <= when).to_numpy()
+                  & (ev["id"] != event_id).to_numpy()]
+        told = classify_events(mine)["status"].dropna() if len(mine) else mine
+        return str(told.iloc[-1]) if len(told) else None
 
     def _stand(self) -> None:
         """Where each instance stands now, from the listing (also those whose last
@@ -340,5 +368,7 @@ def format_change(row: Any, colour: bool = False) -> str:
     message = visible(" ".join(str(row["message"]).split())[:120], newlines=False)
     service = visible(row["service"], newlines=False)
     instance = visible(str(row["instance_id"])[:8], newlines=False)
-    old = visible(row["old"] or "-", newlines=False)
-    return f"{when}  {service:<24} {instance}  {old} -> {new}  {message}"
+    old = visible(row["old"], newlines=False) if isinstance(row["old"], str) else "new"
+    flag = row.get("late")
+    late = "  (late)" if isinstance(flag, (bool, np.bool_)) and flag else ""
+    return f"{when}  {service:<24} {instance}  {old} -> {new}  {message}{late}"

@@ -102,14 +102,13 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     begin = None if start is None else pd.Timestamp(start)
     reach = begin - lb if begin is not None and lb > pd.Timedelta(0) else None
     cost = {"duration": lb, "pages": 0, "per_instance": 0, "requests": 0}
-    before: pd.DataFrame | None = None
     if ids == []:
         events = build_frame({}, EVENT_COLUMNS)  # no instance: no event to ask for
     elif isinstance(source, HistoryStore):
         events = source.events(since=reach or begin, instance_ids=ids)
         if begin is not None and reach is not None:
             # What the bound did not reach, the store still holds: no request either.
-            told = start_status(inst, events[(events["when"] < begin).to_numpy()], begin)
+            told = start_status(inst, events, begin)
             alive = inst[alive_at(inst, begin).to_numpy()]
             missing = sorted(set(alive.loc[~(alive["updated_at"] < begin).to_numpy(), "id"])
                              - set(told["instance_id"]))[:MAX_PER_INSTANCE]
@@ -124,15 +123,16 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
         events, lb_cost = read_with_lookbehind(source, inst, begin, reach, ids=ids,
                                                progress=progress)
         cost.update(lb_cost)
+    # Every event read classifies the look-behind's (types are learned from them all).
+    start_frame = start_status(inst, events, begin) if begin is not None else \
+        empty_start_status()
     if begin is not None and len(events):
         early = (events["when"] < begin).to_numpy()
         if early.any():
             attrs = events.attrs
-            before = events[early]
             events = events[~early].sort_values(["when", "id"], kind="stable").drop_duplicates(
                 "id").reset_index(drop=True)
             events.attrs = attrs
-    start_frame = start_status(inst, before, begin) if begin is not None else empty_start_status()
     end = query.get("until") or inst.attrs["fetched_at"]
     return Window(inst, events, begin, pd.Timestamp(end), start_frame,
                   {**cost, "pages_total": int(events.attrs.get("pages", 0))})

@@ -453,20 +453,70 @@ def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
                                   end=("end", "max")).reset_index(drop=True)
     inc["duration"] = inc["end"] - inc["start"]
     inc = inc[inc["duration"] >= shortest].reset_index(drop=True)
-    iv = intervals
-    keyed = iv.assign(_g=iv[by].astype(object) if by is not None else "all")
-    not_up = keyed[~keyed["status"].isin(policy.up_statuses)]
-    members, statuses = [], []
-    for g, a, b in zip(inc["group"], inc["start"], inc["end"], strict=True):
-        sub = not_up[(not_up["_g"] == g) & (not_up["start"] <= b) & (not_up["end"] >= a)]
-        members.append(sorted(sub["instance_id"].unique()))
-        statuses.append([s for s in STATUSES if s in set(sub["status"].astype(str))])
-    inc["instances"] = members
-    inc["statuses"] = statuses
+    inc["instances"], inc["statuses"] = _members(intervals, inc, by, policy)
     out = inc[cols].rename(columns={"group": by or "group"})
     out.attrs = {"summary": incident_summary(out), "policy": policy.as_dict(),
                  "merge_gap": gap, "min_duration": shortest}
     return out
+
+
+def _ns(values: pd.Series) -> np.ndarray:
+    out: np.ndarray = pd.Series(values).astype("datetime64[ns, UTC]").array.asi8
+    return out
+
+
+def _members(iv: pd.DataFrame, inc: pd.DataFrame, by: str | None,
+             policy: UptimePolicy) -> tuple[list[list[str]], list[list[str]]]:
+    """Per incident: the instances not up during it (sorted) and their statuses (in
+    lifecycle order), found by one interval join, group by group.
+
+    An incident's members are the not-up intervals of its group that touch it
+    (``start <= incident end`` and ``end >= incident start``). A group's incidents are
+    disjoint and in time order, so both ends are binary searches: linear in the
+    intervals plus the pairs found, never incidents times intervals.
+    """
+    n = len(inc)
+    if not n:
+        return [], []
+    groups = iv[by].astype(object) if by is not None else pd.Series("all", index=iv.index)
+    not_up = ~iv["status"].isin(policy.up_statuses).to_numpy()
+    g_iv = groups.to_numpy()[not_up]
+    ids = iv["instance_id"].astype(object).to_numpy()[not_up]
+    st = iv["status"].astype(object).to_numpy()[not_up]
+    s_iv, e_iv = _ns(iv["start"][not_up]), _ns(iv["end"][not_up])
+    inc_g = inc["group"].astype(object).to_numpy()
+    a_inc, b_inc = _ns(inc["start"]), _ns(inc["end"])
+    pairs_inc, pairs_iv = [], []
+    keys = pd.Index(pd.unique(inc_g))
+    code_iv = keys.get_indexer(g_iv)
+    code_inc = keys.get_indexer(inc_g)
+    for k in range(len(keys)):
+        rows = np.flatnonzero(code_inc == k)
+        rows = rows[np.argsort(a_inc[rows], kind="stable")]
+        mine = np.flatnonzero(code_iv == k)
+        if not len(mine):
+            continue
+        lo = np.searchsorted(b_inc[rows], s_iv[mine], side="left")
+        hi = np.searchsorted(a_inc[rows], e_iv[mine], side="right")
+        count = np.maximum(hi - lo, 0)
+        if not count.sum():
+            continue
+        which = np.repeat(mine, count)
+        first = np.repeat(lo, count)
+        step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        pairs_iv.append(which)
+        pairs_inc.append(rows[first + step])
+    members: list[list[str]] = [[] for _ in range(n)]
+    statuses: list[list[str]] = [[] for _ in range(n)]
+    if pairs_inc:
+        found = pd.DataFrame({"inc": np.concatenate(pairs_inc),
+                              "iid": ids[np.concatenate(pairs_iv)],
+                              "st": st[np.concatenate(pairs_iv)]})
+        for i, sub in found.groupby("inc", sort=False):
+            members[int(i)] = sorted(pd.unique(sub["iid"]))
+            seen = set(sub["st"].dropna().astype(str))
+            statuses[int(i)] = [x for x in STATUSES if x in seen]
+    return members, statuses
 
 
 def incident_summary(inc: pd.DataFrame) -> dict[str, dict[str, pd.Timedelta | float]]:

@@ -39,7 +39,9 @@ def start_status(instances: pd.DataFrame, before: pd.DataFrame | None,
     instances
         From :func:`~koyeb_analytics.load_instances`.
     before
-        Events before ``since`` (a look-behind), or None.
+        Events read before ``since`` (a look-behind), or None; events after ``since``
+        may be included: they are not used as evidence, only to learn what opaque
+        types mean (:func:`~koyeb_analytics.classify.classify_events`).
     since
         The window's start.
     mapping
@@ -68,9 +70,9 @@ def start_status(instances: pd.DataFrame, before: pd.DataFrame | None,
                           "source": "record",
                           "evidence_at": quiet["updated_at"].to_numpy()})]
     if before is not None and len(before):
-        ev = before[(before["when"] < since_ts).to_numpy()]
-        decided = classify_events(ev, mapping)
-        ev = ev.assign(_status=decided["status"].astype(object))
+        decided = classify_events(before, mapping)
+        ev = before.assign(_status=decided["status"].astype(object))
+        ev = ev[(ev["when"] < since_ts).to_numpy()]
         ev = ev[ev["_status"].notna() & ev["instance_id"].isin(alive["id"])
                 & ~ev["instance_id"].isin(quiet["id"])]
         last = ev.sort_values(["when", "id"], kind="stable").drop_duplicates(
