@@ -704,13 +704,23 @@ def crash_loops(intervals: pd.DataFrame, *,
 
 @dataclass(frozen=True)
 class Availability:
-    """Time-weighted availability of the whole fleet, under ``method``."""
+    """Time-weighted availability under ``method``: of the fleet taken as one group
+    (``by=None``) or across groups (``by="service_id"``: each service's own up and
+    observed time, summed; the figure reports print)."""
 
     value: float
     up_time: pd.Timedelta
     down_time: pd.Timedelta
     observed_time: pd.Timedelta
     method: str
+    by: str | None = None
+    unknown_time: pd.Timedelta = pd.Timedelta(0)
+
+    @property
+    def coverage(self) -> float:
+        """The share of the time measured whose state is known."""
+        known = self.observed_time + self.unknown_time
+        return float(self.observed_time / known) if known > pd.Timedelta(0) else 1.0
 
 
 @dataclass(frozen=True)
@@ -742,15 +752,25 @@ class Peak:
     at: pd.Timestamp | None
 
 
-def overall_availability(intervals: pd.DataFrame, *, policy: UptimePolicy | None = None,
-                         since: TimeLike | None = None, until: TimeLike | None = None,
+def overall_availability(intervals: pd.DataFrame, *, by: str | None = None,
+                         policy: UptimePolicy | None = None, since: TimeLike | None = None,
+                         until: TimeLike | None = None,
                          window: WindowLike | None = None) -> Availability:
-    """Availability of everything in ``intervals`` taken together (``by=None``).
+    """Availability of everything in ``intervals``: one of two figures, named by ``by``.
+
+    ``by=None`` takes the fleet as one group: it is up while any instance is up (under
+    the policy's ``combine``), so two services down at different times cost nothing
+    while the other is up. ``by="service_id"`` sums each service's own up and observed
+    time: the figure the report's headline prints ("across services, time-weighted"),
+    lower whenever services fail at different times. Time whose state is unknown is
+    left out of both (``unknown_time``, ``coverage``).
 
     Parameters
     ----------
     intervals
         Status intervals from :func:`~koyeb_analytics.lifecycles`.
+    by
+        None for the fleet as one group, or the column whose groups are summed.
     policy
         The :class:`~koyeb_analytics.UptimePolicy`.
     since, until, window
@@ -765,34 +785,44 @@ def overall_availability(intervals: pd.DataFrame, *, policy: UptimePolicy | None
     >>> import koyeb_analytics as ka
     >>> with ka.simulate(seed=1, days=1, services=2) as sim:
     ...     w = ka.load_window(sim.client(), window="12h", progress=False)
-    >>> a = ka.overall_availability(ka.lifecycles(w.instances, w.events))
+    >>> iv = ka.lifecycles(w.instances, w.events)
+    >>> a = ka.overall_availability(iv)
     >>> 0 <= a.value <= 1 and a.up_time + a.down_time == a.observed_time
+    True
+    >>> ka.overall_availability(iv, by="service_id").value <= a.value
     True
     """
     policy = policy or UptimePolicy()
-    up = uptime(intervals, by=None, policy=policy, since=since, until=until, window=window)
+    seg = timeline(intervals, by=by, policy=policy, since=since, until=until, window=window)
     zero = pd.Timedelta(0)
-    if up.empty:
-        return Availability(float("nan"), zero, zero, zero, policy.describe())
-    row = up.iloc[0]
-    return Availability(float(row["availability"]), row["up_time"], row["down_time"],
-                        row["observed_time"], policy.describe())
+    if seg.empty:
+        return Availability(float("nan"), zero, zero, zero, policy.describe(), by)
+    counted = ~seg["state"].isin(["excluded", "unknown"])
+    observed = seg["duration"][counted].sum()
+    up = (seg["duration"] * seg["upness"].fillna(0))[counted].sum()
+    unknown = seg["duration"][seg["state"] == "unknown"].sum()
+    down = observed - up
+    value = float((observed - down) / observed) if observed > zero else float("nan")
+    return Availability(value, observed - down, down, observed, policy.describe(), by,
+                        unknown)
 
 
-def error_budget(intervals: pd.DataFrame, *, target: float = 0.999,
-                 policy: UptimePolicy | None = None, since: TimeLike | None = None,
-                 until: TimeLike | None = None,
+def error_budget(intervals: pd.DataFrame, *, target: float | None = None,
+                 by: str | None = None, policy: UptimePolicy | None = None,
+                 since: TimeLike | None = None, until: TimeLike | None = None,
                  window: WindowLike | None = None) -> ErrorBudget:
-    """How much of the downtime ``target`` allows was used (fleet-wide).
+    """How much of the downtime ``target`` allows was used.
 
     Parameters
     ----------
     intervals
         Status intervals from :func:`~koyeb_analytics.lifecycles`.
     target
-        The availability objective, a fraction (0.999: "three nines").
-    policy, since, until, window
-        As for :func:`overall_availability`.
+        The availability objective, a fraction (0.999: "three nines"); by default the
+        policy's (``UptimePolicy.target``, itself 0.999 by default).
+    by, policy, since, until, window
+        As for :func:`overall_availability` (``by="service_id"``: the budget the
+        report's headline states).
 
     Returns
     -------
@@ -805,11 +835,15 @@ def error_budget(intervals: pd.DataFrame, *, target: float = 0.999,
     ...                    "end": pd.to_datetime(["2026-01-02"], utc=True)})
     >>> error_budget(iv, target=0.99).allowed
     Timedelta('0 days 00:14:24')
+    >>> error_budget(iv, policy=UptimePolicy(target=0.99)).allowed
+    Timedelta('0 days 00:14:24')
     """
+    policy = policy or UptimePolicy()
+    target = policy.target if target is None else target
     if isinstance(target, bool) or not isinstance(target, (int, float)) \
             or not 0 < target < 1:
         raise ValueError(f"target must be a fraction between 0 and 1, got {target!r}")
-    a = overall_availability(intervals, policy=policy, since=since, until=until,
+    a = overall_availability(intervals, by=by, policy=policy, since=since, until=until,
                              window=window)
     allowed = a.observed_time * (1 - target)
     used_share = a.down_time / allowed if allowed > pd.Timedelta(0) else float("nan")

@@ -16,7 +16,15 @@ import pandas as pd
 from ..labels import service_labels
 from ..timewindow import TimeLike, Window
 from ._lifecycle import findings, lifecycles
-from ._metrics import UptimePolicy, capacity, incidents, peak_capacity, uptime
+from ._metrics import (
+    UptimePolicy,
+    capacity,
+    error_budget,
+    incidents,
+    overall_availability,
+    peak_capacity,
+    uptime,
+)
 
 UNKNOWN_THRESHOLD = 0.01
 """An unknown share of service-time above this is said in a report's headline."""
@@ -214,20 +222,20 @@ def headline(a: Analysis) -> Headline:
     0.999
     """
     labels = service_labels(a.instances)
-    # Across services, time-weighted: the same sums as the per-service table.
-    zero = pd.Timedelta(0)
-    observed = a.uptime["observed_time"].sum() if len(a.uptime) else zero
-    down = a.uptime["down_time"].sum() if len(a.uptime) else zero
-    unknown = a.uptime["unknown_time"].sum() if len(a.uptime) else zero
-    coverage = float(observed / (observed + unknown)) if observed + unknown > zero else 1.0
+    by = a.uptime.attrs.get("by") or "service_id"
+    # The headline's figures are the functions' own (across services, time-weighted:
+    # the same sums as the per-service table), never summed again here.
+    fleet = overall_availability(a.intervals, by=by, policy=a.policy, since=a.since,
+                                 until=a.until)
+    budget = error_budget(a.intervals, by=by, policy=a.policy, since=a.since, until=a.until)
+    unknown, coverage = fleet.unknown_time, fleet.coverage
     note = None
     if 1 - coverage > UNKNOWN_THRESHOLD:
         note = (f"The state of {1 - coverage:.1%} of service-time is unknown (nothing "
                 "told it): availability and the budget are over the rest. See the "
                 "findings.").replace("%", " %")
-    value = float((observed - down) / observed) if observed > zero else float("nan")
-    allowed = observed * (1 - a.policy.target)
-    by = a.uptime.attrs.get("by") or "service_id"
+    value = fleet.value
+    allowed = budget.allowed
     worst = a.uptime.sort_values("availability", na_position="last").head(1)
     worst_id = worst[by].iloc[0] if len(worst) else None
     inc = a.incidents
@@ -239,8 +247,8 @@ def headline(a: Analysis) -> Headline:
         since=a.since, until=a.until,
         services=int(a.instances["service_id"].nunique()) if len(a.instances) else 0,
         instances=len(a.instances), availability=value, target=a.policy.target,
-        budget_allowed=allowed, budget_used=down, budget_left=allowed - down,
-        budget_used_share=float(down / allowed) if allowed > zero else float("nan"),
+        budget_allowed=allowed, budget_used=budget.used, budget_left=budget.left,
+        budget_used_share=budget.used_share,
         worst_service=None if worst_id is None else labels.get(worst_id, str(worst_id)),
         worst_availability=float(worst["availability"].iloc[0]) if len(worst) else
         float("nan"),
