@@ -86,7 +86,7 @@ INFORMATIONAL: re.Pattern[str] = re.compile(
 
 Mapping_ = Mapping[str, Any] | Callable[[pd.Series], Any] | None
 
-WAKE: re.Pattern[str] = re.compile(r"\bwak(e|es|ing) up\b|\bwoken\b", re.IGNORECASE)
+WAKE: re.Pattern[str] = re.compile(r"\bwak(?:e|es|ing) up\b|\bwoken\b", re.IGNORECASE)
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     # Written from the lifecycle (koyeb-api-facts.md §7) and the message families

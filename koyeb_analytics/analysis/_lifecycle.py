@@ -38,6 +38,7 @@ import pandas as pd
 from ..schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE, status_dtype
 from ..timewindow import TimeLike, WindowLike, resolve_window, utcnow
 from ._classify import (
+    WAKE,
     Mapping_,
     check_mapping,
     classify_events,
@@ -61,6 +62,10 @@ _CODE = {s: i for i, s in enumerate(STATUSES)}
 _TERMINAL_CODES = np.array([_CODE[s] for s in TERMINAL_STATUSES])
 _STEADY_CODES = np.array([_CODE[s] for s in STEADY])
 HOUR_US = 3_600_000_000
+# _MAY_PRECEDE[b, a]: status a may come just before status b (classify.TRANSITIONS);
+# _STEADY_BEFORE[b]: a steady status may come just before b.
+_MAY_PRECEDE = np.array([[x in possible_previous(b) for x in STATUSES] for b in STATUSES])
+_STEADY_BEFORE = np.array([any(x in STEADY for x in possible_previous(b)) for b in STATUSES])
 
 
 def _us(series: pd.Series) -> np.ndarray:
@@ -418,18 +423,25 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
             prev_of[key] = possible_previous(STATUSES[key[0]], key[1])
         return prev_of[key]
 
-    live = np.flatnonzero(same & ~np.isin(a, _TERMINAL_CODES))
-    bad = np.zeros(n - 1, bool)
-    for i in live:
-        bad[i] = STATUSES[int(a[i])] not in previous(int(i))
+    live = same & ~np.isin(a, _TERMINAL_CODES)
+    # Which status may precede which, as tables over status codes; a start that wakes
+    # from sleep (told by its message) may follow SLEEPING only.
+    wake = np.zeros(n - 1, bool)
+    starts = np.flatnonzero(live & (b == _CODE["STARTING"]))
+    if len(starts):
+        wake[starts] = pd.Series(messages[starts + 1], dtype=object).fillna("").astype(
+            str).str.contains(WAKE).to_numpy()
+    bad = live & np.where(wake, a != _CODE["SLEEPING"], ~_MAY_PRECEDE[b, a])
     durations = spans.end - spans.start
     normal = np.r_[same & ~bad, False] & (spans.end != _NAT)
     medians = {int(c): int(np.median(durations[normal & (spans.status == c)]))
                for c in np.unique(spans.status[normal])}
-    starting = np.isin(a, [_CODE["ALLOCATING"], _CODE["STARTING"], _CODE["UNHEALTHY"]])
-    for i in live[starting[live] & ~bad[live]]:
-        limit = max(HOUR_US, 100 * medians.get(int(a[i]), HOUR_US))
-        bad[i] = durations[i] > limit and any(s in STEADY for s in previous(int(i)))
+    limit = np.full(len(STATUSES), HOUR_US, np.int64)
+    for c, med in medians.items():
+        limit[c] = max(HOUR_US, 100 * med)
+    passing = np.isin(a, [_CODE["ALLOCATING"], _CODE["STARTING"], _CODE["UNHEALTHY"]])
+    bad |= live & passing & (durations[:-1] > limit[np.clip(a, 0, None)]) \
+        & (wake | _STEADY_BEFORE[b])
     lost = int(bad.sum())
     if not lost:
         return spans, 0
