@@ -722,6 +722,29 @@ class Availability:
         known = self.observed_time + self.unknown_time
         return float(self.observed_time / known) if known > pd.Timedelta(0) else 1.0
 
+    def text(self) -> str:
+        """``"99.930 % over 98.7 % of service-time; 1.3 % unknown"``."""
+        return availability_text(self.value, self.coverage)
+
+
+def availability_text(value: float, coverage: float) -> str:
+    """An availability with the coverage beside it, as reports, the CLI's live lines and
+    the live view print it: ``"99.930 % over 98.7 % of service-time; 1.3 % unknown"``.
+
+    Examples
+    --------
+    >>> availability_text(0.9993, 0.987)
+    '99.930 % over 98.7 % of service-time; 1.3 % unknown'
+    >>> availability_text(float("nan"), 1.0)
+    'no observed time'
+    """
+    if value != value:  # NaN: nothing observed
+        return "no observed time"
+    text = f"{value:.3%}"
+    if coverage < 1:
+        text += f" over {coverage:.1%} of service-time; {1 - coverage:.1%} unknown"
+    return text.replace("%", " %")
+
 
 @dataclass(frozen=True)
 class ErrorBudget:

@@ -18,6 +18,7 @@ from ..timewindow import TimeLike, Window
 from ._lifecycle import findings, lifecycles
 from ._metrics import (
     UptimePolicy,
+    availability_text,
     capacity,
     error_budget,
     incidents,
@@ -192,13 +193,7 @@ class Headline:
 
     def availability_text(self) -> str:
         """``"99.930 % over 98.7 % of service-time; 1.3 % unknown"``."""
-        if self.availability != self.availability:  # NaN: nothing observed
-            return "no observed time"
-        text = f"{self.availability:.3%}".replace("%", " %")
-        if self.coverage < 1:
-            text += (f" over {self.coverage:.1%} of service-time; "
-                     f"{1 - self.coverage:.1%} unknown").replace("%", " %")
-        return text
+        return availability_text(self.availability, self.coverage)
 
 
 def headline(a: Analysis) -> Headline:

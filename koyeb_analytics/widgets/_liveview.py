@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from ..analysis._metrics import uptime
+from ..analysis._metrics import overall_availability
 from ..plots._static import plot_lifecycles
 from ..poller import Poller, PollResult, format_change
 from ..schema import STATUSES
@@ -216,15 +216,10 @@ class LiveView(widgets.VBox):
 def availability_line(iv: pd.DataFrame) -> str:
     """``"availability 99.930 % over 98.7 % of service-time; 1.3 % unknown"``: across
     services, time-weighted, as the report's headline."""
-    up = uptime(iv) if len(iv) else None
-    if up is None or not len(up) or up["observed_time"].sum() <= pd.Timedelta(0):
+    fleet = overall_availability(iv, by="service_id") if len(iv) else None
+    if fleet is None or fleet.observed_time <= pd.Timedelta(0):
         return "availability: nothing observed yet"
-    observed, unknown = up["observed_time"].sum(), up["unknown_time"].sum()
-    text = f"availability {1 - up['down_time'].sum() / observed:.3%}"
-    if unknown > pd.Timedelta(0):
-        share = unknown / (observed + unknown)
-        text += f" over {1 - share:.1%} of service-time; {share:.1%} unknown"
-    return text.replace("%", " %")
+    return "availability " + fleet.text()
 
 
 def _ago(delta: pd.Timedelta) -> str:
