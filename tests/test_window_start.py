@@ -267,6 +267,34 @@ def test_lost_events_are_seen_and_filled_from_what_can_follow_what():
     assert lost and lost[0]["detail"].startswith("3 times, two consecutive status events")
 
 
+def test_a_start_far_longer_than_this_fleets_starts_hides_a_lost_healthy():
+    msg = {"HEALTHY": "Instance is healthy. All health checks are passing.",
+           "ERROR": "Application exited with code 1.", "STARTING": "Instance is starting",
+           "ALLOCATING": "Instance created."}
+    rows = []
+    for k in range(24):  # the reference: starts that end HEALTHY take 1 minute
+        rows += [(f"r{k}", 0, "ALLOCATING"), (f"r{k}", 1, "STARTING"), (f"r{k}", 2, "HEALTHY")]
+    # long: a 25-minute start (over 3 times the 99th percentile and 10 minutes) before a
+    # crash: its HEALTHY never arrived. short: a 3-minute start that failed is a failed start.
+    rows += [("long", 0, "ALLOCATING"), ("long", 1, "STARTING"), ("long", 26, "ERROR"),
+             ("short", 0, "ALLOCATING"), ("short", 1, "STARTING"), ("short", 4, "ERROR")]
+    ev = pd.DataFrame({"id": [f"e{i}" for i in range(len(rows))],
+                       "instance_id": [r[0] for r in rows], "when": [m(r[1]) for r in rows],
+                       "type": "t", "message": [msg[r[2]] for r in rows],
+                       "metadata": [{}] * len(rows)})
+    ids = sorted({r[0] for r in rows})
+    inst = pd.DataFrame({"id": ids, "status": ["ERROR" if i in ("long", "short") else "HEALTHY"
+                                               for i in ids],
+                         "created_at": m(0), "updated_at": m(26)})
+    iv = ka.lifecycles(inst, ev, until=m(60))
+    got = {i: [(str(r.status), (r.start - T0) / pd.Timedelta("1min"), r.source)
+               for r in iv[iv.instance_id == i].itertuples()] for i in ("long", "short")}
+    assert got["long"] == [("ALLOCATING", 0, "events"), ("STARTING", 1, "events"),
+                           ("HEALTHY", 2, "gap"), ("ERROR", 26, "events")]
+    assert got["short"] == [("ALLOCATING", 0, "events"), ("STARTING", 1, "events"),
+                            ("ERROR", 4, "events")]
+
+
 def test_the_poller_knows_the_status_at_its_window_start():
     from koyeb_analytics.poller import Poller
     from koyeb_analytics.widgets._liveview import availability_line

@@ -394,14 +394,35 @@ def _lead_in(first_meta: np.ndarray, code: np.ndarray, when: np.ndarray,
     return _Spans(code[gap], status, born[gap], when[gap], source)
 
 
+def _outlasts(status: np.ndarray, durations: np.ndarray, normal: np.ndarray,
+              following: np.ndarray) -> np.ndarray:
+    """Per status code, how long a passing status may last before a lost event is likelier.
+
+    The reference is the same data's spans of that status followed by a status no steady
+    one can precede (STARTING then HEALTHY, UNHEALTHY then HEALTHY): no event can be missing
+    inside those. A start that fails, or an UNHEALTHY that ends in a stop, takes about as
+    long as one that recovers, so a span over three times their 99th percentile (and over
+    ten minutes) hides a lost steady status. With fewer than 20 reference spans the bound
+    stays at a day (the caller's hundred-medians-and-an-hour rule then decides).
+    """
+    limit = np.full(len(STATUSES), 24 * HOUR_US, np.int64)
+    nxt = np.r_[following, -1]  # the status after each span, -1 at an instance's last
+    clean = normal & (nxt >= 0) & ~_STEADY_BEFORE[np.clip(nxt, 0, None)]
+    for name in ("ALLOCATING", "STARTING", "UNHEALTHY"):
+        ref = durations[clean & (status == _CODE[name])]
+        if len(ref) >= 20:
+            limit[_CODE[name]] = max(HOUR_US // 6, 3 * int(np.percentile(ref, 99)))
+    return limit
+
+
 def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     """Find where an event between two status events was lost, and fill the gap.
 
     Two consecutive events betray a lost one when the second cannot follow the first
     (:func:`~koyeb_analytics.analysis._classify.possible_previous`), or when a passing status
-    (ALLOCATING, STARTING, UNHEALTHY) outlasts a hundred times its median in the same
-    data and an hour before an event that a steady status can precede (a crash after
-    a health-check flap whose recovery never arrived). A genuinely long passing status
+    (ALLOCATING, STARTING, UNHEALTHY) before an event that a steady status can precede
+    (a crash after a health-check flap whose recovery never arrived) outlasts the bound
+    of :func:`_outlasts`, or a hundred times its median and an hour. A genuinely long passing status
     is then read as a lost recovery: the spans say so (source ``gap``) and the
     findings count them. The first status keeps its median duration
     (over the spans that end normally); the rest of the gap is the steady status the
@@ -436,9 +457,9 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     normal = np.r_[same & ~bad, False] & (spans.end != _NAT)
     medians = {int(c): int(np.median(durations[normal & (spans.status == c)]))
                for c in np.unique(spans.status[normal])}
-    limit = np.full(len(STATUSES), HOUR_US, np.int64)
+    limit = _outlasts(spans.status, durations, normal, np.where(same, b, -1))
     for c, med in medians.items():
-        limit[c] = max(HOUR_US, 100 * med)
+        limit[c] = min(limit[c], max(HOUR_US, 100 * med))
     passing = np.isin(a, [_CODE["ALLOCATING"], _CODE["STARTING"], _CODE["UNHEALTHY"]])
     bad |= live & passing & (durations[:-1] > limit[np.clip(a, 0, None)]) \
         & (wake | _STEADY_BEFORE[b])
