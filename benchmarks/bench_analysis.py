@@ -99,12 +99,13 @@ def frames_from_fleet(fleet: Fleet) -> tuple[pd.DataFrame, pd.DataFrame]:
     return inst, events
 
 
-def lifecycles_loop(inst: pd.DataFrame, events: pd.DataFrame, until: pd.Timestamp) -> pd.DataFrame:
+def lifecycles_loop(inst: pd.DataFrame, events: pd.DataFrame, until: pd.Timestamp,
+                    mapping: dict[str, str]) -> pd.DataFrame:
     """The obvious way: group events per instance, walk each instance's list, and build
     the same columns ``lifecycles`` returns (instance attributes looked up per span)."""
-    mapping = lifecycle.DEFAULT_EVENT_STATUS
     cols = list(lifecycle.ATTRIBUTE_COLUMNS)
-    attrs = {r[0]: r[1:] for r in inst[["id", *cols]].itertuples(index=False, name=None)}
+    inst = inst.reindex(columns=["id", *cols])  # names absent from the listing stay None
+    attrs = {r[0]: r[1:] for r in inst.itertuples(index=False, name=None)}
     per: dict[str, list] = {}
     for iid, when, etype in zip(events["instance_id"], events["when"], events["type"],
                                 strict=True):
@@ -131,42 +132,52 @@ def lifecycles_loop(inst: pd.DataFrame, events: pd.DataFrame, until: pd.Timestam
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-plot", action="store_true")
     parser.add_argument("--services", type=int, default=900)
     args = parser.parse_args()
 
-    iv = synthetic_intervals(10_000, 5)
-    print(f"plot_lifecycles: {iv['instance_id'].nunique()} instances, {len(iv)} spans")
-    ours, loop = [], []
-    for _ in range(args.rounds):
-        ours.append(draw(lambda ax: ka.plot_lifecycles(iv, ax=ax)))
-        loop.append(draw(lambda ax: barh_loop(iv, ax)))
-    print(f"   plot_lifecycles  {describe(ours)}")
-    print(f"   barh per span    {describe(loop)}")
-    med, lo, hi = ratio(loop, ours)
-    print(f"   barh loop / plot_lifecycles: {med:.1f}x (paired {lo:.1f}-{hi:.1f}); target >= 20")
+    if not args.skip_plot:
+        iv = synthetic_intervals(10_000, 5)
+        print(f"plot_lifecycles: {iv['instance_id'].nunique()} instances, {len(iv)} spans")
+        ours, loop = [], []
+        for _ in range(args.rounds):
+            ours.append(draw(lambda ax: ka.plot_lifecycles(iv, ax=ax)))
+            loop.append(draw(lambda ax: barh_loop(iv, ax)))
+        print(f"   plot_lifecycles  {describe(ours)}")
+        print(f"   barh per span    {describe(loop)}")
+        med, lo, hi = ratio(loop, ours)
+        print(f"   barh loop / plot_lifecycles: {med:.1f}x (paired {lo:.1f}-{hi:.1f}); "
+              "target >= 20")
 
     fleet = Fleet(FleetConfig(seed=1, days=30, services=args.services, now=NOW))
     inst, events = frames_from_fleet(fleet)
+    # The fleet's own vocabulary, given to both sides: the benchmark times the rebuild,
+    # not the classification.
+    mapping = {fleet.vocabulary.status_types[s]: s for s in STATUSES}
     print(f"\nlifecycles: {len(inst)} instances, {len(events)} events")
     ours, loop = [], []
     for _ in range(args.rounds):
         start = time.perf_counter()
-        a = ka.lifecycles(inst, events, until=NOW, previous_key=None)
+        a = ka.lifecycles(inst, events, until=NOW, mapping=mapping)
         ours.append(time.perf_counter() - start)
         start = time.perf_counter()
-        b = lifecycles_loop(inst, events, NOW)
+        b = lifecycles_loop(inst, events, NOW, mapping)
         loop.append(time.perf_counter() - start)
-    # the same spans, whichever way they were computed
+    # the same spans, whichever way they were computed (lifecycles also fills the few
+    # gaps a lost event leaves, which the loop cannot see: those are counted, not compared)
     key = ["instance_id", "start"]
+    filled = a[a["source"] == "gap"]
+    a = a[a["source"] != "gap"]
     a_rows = a.sort_values(key)[["instance_id", "status", "start", "end", "open_ended"]]
     b_rows = b.sort_values(key)[["instance_id", "status", "start", "end", "open_ended"]]
     assert len(a_rows) == len(b_rows)
-    assert (a_rows["end"].to_numpy() == b_rows["end"].to_numpy()).all()
+    same_end = a_rows["end"].to_numpy() == b_rows["end"].to_numpy()
+    assert same_end.sum() >= len(a_rows) - 2 * len(filled)
     print(f"   lifecycles       {describe(ours)}")
     print(f"   python loop      {describe(loop)}")
     med, lo, hi = ratio(loop, ours)
     print(f"   loop / lifecycles: {med:.1f}x (paired {lo:.1f}-{hi:.1f}); target >= 10")
-    print(f"   ({len(STATUSES)} statuses; {len(a)} spans)")
+    print(f"   ({len(STATUSES)} statuses; {len(a)} spans; {len(filled)} filled gaps)")
 
 
 if __name__ == "__main__":
