@@ -173,13 +173,15 @@ def test_events_path_span_by_span():
     assert spans(iv) == [
         ("a", "ALLOCATING", 0, 1, False, "events"), ("a", "STARTING", 1, 3, False, "events"),
         ("a", "HEALTHY", 3, 20, False, "events"), ("a", "UNHEALTHY", 20, 60, True, "events"),
-        ("b", "ALLOCATING", 0, 2, False, "events"), ("b", "HEALTHY", 2, 9, False, "events"),
+        ("b", "ALLOCATING", 0, 1, False, "events"), ("b", "STARTING", 1, 2, False, "gap"),
+        ("b", "HEALTHY", 2, 9, False, "events"),
         ("b", "STOPPED", 9, 9, False, "events"),
         ("c", "ALLOCATING", 0, 1, False, "timestamps"),
         ("c", "HEALTHY", 1, 60, True, "timestamps")]
     # a's record says HEALTHY since 3 but its last event says UNHEALTHY at 20: the record
     # is older than the event, so no disagreement; c has no events at all; b went from
-    # ALLOCATING to HEALTHY: its STARTING event never arrived
+    # ALLOCATING to HEALTHY: its STARTING event never arrived, and STARTING (the one
+    # status between them, whose length a shows) fills the gap after ALLOCATING's median
     assert kinds(iv) == [("", "missing_events"), ("c", "no_events")]
     assert ka.findings(iv)["detail"].tolist()[-1] == \
         "no status events; spans rebuilt from timestamps"

@@ -295,6 +295,27 @@ def test_a_start_far_longer_than_this_fleets_starts_hides_a_lost_healthy():
                             ("ERROR", 4, "events")]
 
 
+def test_a_lost_start_between_allocating_and_healthy_is_filled_with_starting():
+    msg = {"HEALTHY": "Instance is healthy. All health checks are passing.",
+           "STARTING": "Instance is starting", "ALLOCATING": "Instance created."}
+    rows = []
+    for k in range(5):  # medians: ALLOCATING 1 min, STARTING 2 min
+        rows += [(f"r{k}", 0, "ALLOCATING"), (f"r{k}", 1, "STARTING"), (f"r{k}", 3, "HEALTHY")]
+    rows += [("x", 0, "ALLOCATING"), ("x", 5, "HEALTHY")]  # its STARTING never arrived
+    ev = pd.DataFrame({"id": [f"e{i}" for i in range(len(rows))],
+                       "instance_id": [r[0] for r in rows], "when": [m(r[1]) for r in rows],
+                       "type": "t", "message": [msg[r[2]] for r in rows],
+                       "metadata": [{}] * len(rows)})
+    ids = sorted({r[0] for r in rows})
+    inst = pd.DataFrame({"id": ids, "status": "HEALTHY", "created_at": m(0),
+                         "updated_at": m(5)})
+    iv = ka.lifecycles(inst, ev, until=m(10))
+    got = [(str(r.status), (r.start - T0) / pd.Timedelta("1min"), r.source)
+           for r in iv[iv.instance_id == "x"].itertuples()]
+    # ALLOCATING keeps its median; the one status that fits between fills the rest
+    assert got == [("ALLOCATING", 0, "events"), ("STARTING", 1, "gap"), ("HEALTHY", 5, "events")]
+
+
 def test_the_poller_knows_the_status_at_its_window_start():
     from koyeb_analytics.poller import Poller
     from koyeb_analytics.widgets._liveview import availability_line

@@ -480,13 +480,18 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
                                   int(spans.end[i])))
                     spans.end[i] = cut
             continue
-        steady = [c for c in STEADY if c in previous(int(i))]
-        if not steady:
-            continue
+        fill = [c for c in STEADY if c in previous(int(i))]
+        if not fill:
+            # No steady status fits: the one status that can follow the first and
+            # precede the second (STARTING between ALLOCATING and HEALTHY) fills it,
+            # when the data has seen how long both last.
+            fill = [c for c in previous(int(i)) if STATUSES[int(a[i])] in possible_previous(c)]
+            if len(fill) != 1 or int(a[i]) not in medians or _CODE[fill[0]] not in medians:
+                continue
         cut = min(spans.start[i] + medians.get(int(a[i]), 0), spans.end[i])
         if cut >= spans.end[i]:
             continue
-        extra.append((int(spans.code[i]), _CODE[steady[0]], cut, int(spans.end[i])))
+        extra.append((int(spans.code[i]), _CODE[fill[0]], cut, int(spans.end[i])))
         spans.end[i] = cut
     if extra:
         arr = np.array(extra, np.int64)
