@@ -536,8 +536,9 @@ class ChangeStory:
         statuses = q.getall("statuses", [])
         bad = [s for s in statuses if s not in DEPLOYMENT_STATUSES]
         if bad:
-            return self.sim._error(400, "invalid_argument", "Invalid argument", fields=[
+            error: web.Response = self.sim._error(400, "invalid_argument", "Invalid argument", fields=[
                 {"field": "statuses", "description": f"unknown status {bad[0]!r}"}])
+            return error
         ids = set(q.getall("ids", []))
         with self.sim._lock:
             self._ensure()
@@ -556,7 +557,9 @@ class ChangeStory:
             self._ensure()
             d = self._by_id.get(request.match_info["id"])
             if d is None:
-                return self.sim._error(404, self.sim.not_found_code, "Deployment not found")
+                missing: web.Response = self.sim._error(404, self.sim.not_found_code,
+                                                        "Deployment not found")
+                return missing
             return web.json_response({"deployment": self._deployment_json(d, True)})
 
     async def _list_activities(self, request: web.Request) -> web.Response:
