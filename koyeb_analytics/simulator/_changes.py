@@ -536,8 +536,9 @@ class ChangeStory:
         statuses = q.getall("statuses", [])
         bad = [s for s in statuses if s not in DEPLOYMENT_STATUSES]
         if bad:
-            error: web.Response = self.sim._error(400, "invalid_argument", "Invalid argument", fields=[
-                {"field": "statuses", "description": f"unknown status {bad[0]!r}"}])
+            error: web.Response = self.sim._error(
+                400, "invalid_argument", "Invalid argument",
+                fields=[{"field": "statuses", "description": f"unknown status {bad[0]!r}"}])
             return error
         ids = set(q.getall("ids", []))
         with self.sim._lock:
