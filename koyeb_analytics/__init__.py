@@ -76,7 +76,14 @@ from .execute import (
     load_transcript,
     save_transcript,
 )
-from .load import get_instance, load_events, load_instances
+from .load import (
+    get_deployment,
+    get_instance,
+    load_activities,
+    load_deployments,
+    load_events,
+    load_instances,
+)
 from .plots import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .redact import Redactor
 from .schema import STATUSES
@@ -134,12 +141,15 @@ __all__ = [
     "exec_table",
     "findings",
     "follow",
+    "get_deployment",
     "get_instance",
     "group_outputs",
     "headline",
     "incident_summary",
     "incidents",
     "lifecycles",
+    "load_activities",
+    "load_deployments",
     "load_events",
     "load_instances",
     "load_snapshot",

@@ -26,6 +26,9 @@ Shapes follow ``koyeb-sdk``'s models (``DeploymentListItem``, ``Deployment``,
 ``Activity``); the values (images, env keys, commit messages, actor types) are
 invented. Deterministic: every draw comes from a generator seeded by the fleet's seed
 and the id or time it concerns, so the story is the same after the fleet grows.
+
+Long because the story (deployments, their definitions and chain, autoscaling, causes)
+and the three endpoints that serve it read the same derived lists, side by side.
 """
 
 from __future__ import annotations
