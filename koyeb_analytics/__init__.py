@@ -25,6 +25,7 @@ from .analysis import (
     UptimePolicy,
     analyse,
     capacity,
+    changes,
     classify_events,
     crash_loops,
     error_budget,
@@ -37,6 +38,7 @@ from .analysis import (
     overall_availability,
     peak_capacity,
     recovery,
+    suspects,
     timeline,
     uptime,
 )
@@ -130,6 +132,7 @@ __all__ = [
     "Window",
     "analyse",
     "capacity",
+    "changes",
     "classify_events",
     "crash_loops",
     "diagnostics",
@@ -166,6 +169,7 @@ __all__ = [
     "save_snapshot",
     "save_transcript",
     "simulate",
+    "suspects",
     "timeline",
     "uptime",
 ]

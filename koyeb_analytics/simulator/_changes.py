@@ -11,10 +11,12 @@ Derived from the fleet, never the other way round, so the instance and event sto
   become ``autoscaled`` activities with ``count`` and ``previous_count``;
 * the fleet's incidents (stretches when no instance of a service was up, merged over
   5 minutes, at least a minute long) are found from its transitions; every outage and
-  a share (``CAUSE_SHARE``) of the other incidents get a cause placed 3 to 15 minutes
-  before them: a deployment of a bad image (its instances crash-loop), a deployment
-  whose env change fails health checks, or a manual scale-down that overloads the
-  replicas left. The rest have no change behind them.
+  a share (``CAUSE_SHARE``) of the other incidents, at most one a day per service,
+  get a cause placed 3 to 15 minutes before them: a deployment of a bad image (its
+  instances crash-loop), a deployment whose env change fails health checks, or a
+  manual scale-down that overloads the replicas left. A service's first start that
+  takes over a minute to become healthy is caused by its first deployment. The rest
+  have no change behind them.
 
 Change rate: the fleet redeploys each service ``redeploys_per_day`` times a day on
 average (0.5 by default, so about one deployment every two days per service), plus
@@ -55,6 +57,9 @@ DEPLOYMENT_STATUSES: tuple[str, ...] = (
 
 CAUSE_SHARE = 0.3
 """Share of the incidents that are not outages which get a change placed before them."""
+CAUSE_SPACING = 24 * 60 * MINUTE
+"""A service gets at most one cause a day (outages aside): a team that breaks a
+service with every deploy would be a different story."""
 CAUSE_KINDS = ("bad_image", "env_change", "scale_down")
 MERGE_GAP = 5 * MINUTE
 MIN_DURATION = MINUTE
@@ -178,9 +183,18 @@ class ChangeStory:
                     status="HEALTHY" if alive else "STOPPED")
                 chain.append(d)
             incidents = self._incidents(fleet, mine, svc)
+            life = int(inst["created"][mine].min())
+            last_cause = -CAUSE_SPACING
             for a, b, outage in incidents:
                 rng = _rng(seed, "cause", sid, a)
-                if not outage and rng.random() >= CAUSE_SHARE:
+                if a == life:
+                    # The service's first start, slow to become healthy: its first
+                    # deployment is the change behind it.
+                    causes.append({"service_id": sid, "start": a, "end": b,
+                                   "cause_id": chain[0].id, "kind": "first_deploy"})
+                    continue
+                if not outage and (rng.random() >= CAUSE_SHARE
+                                   or a - last_cause < CAUSE_SPACING):
                     causes.append({"service_id": sid, "start": a, "end": b,
                                    "cause_id": None, "kind": None})
                     continue
@@ -211,6 +225,7 @@ class ChangeStory:
                     cause_id = d.id
                 causes.append({"service_id": sid, "start": a, "end": b,
                                "cause_id": cause_id, "kind": kind})
+                last_cause = a
             chain.sort(key=lambda d: (d.created, d.id))
             self._definitions(fleet, svc, chain, users)
             deployments += chain
@@ -279,7 +294,7 @@ class ChangeStory:
                 merged.append([s, e])
         out = []
         for s, e in merged:
-            if e - s >= MIN_DURATION and s > life_a:
+            if e - s >= MIN_DURATION:
                 outage = any(s <= oa + 5 * MINUTE and oa <= e for oa, _ in svc.outages)
                 out.append((s, e, outage))
         return out
@@ -468,7 +483,8 @@ class ChangeStory:
         -------
         DataFrame
             ``service_id, start, end, cause_id, kind`` (``kind``: ``"bad_image"``,
-            ``"env_change"``, ``"scale_down"`` or None), one row per incident.
+            ``"env_change"``, ``"scale_down"``, ``"first_deploy"`` or None), one row per
+            incident.
         """
         with self.sim._lock:
             self._ensure()
