@@ -617,3 +617,31 @@ def load_activities(
     except KoyebError as exc:
         raise _fail(exc, "/v1/activities", finish(), stats.pages) from exc
     return finish()
+
+
+def select_window(df: pd.DataFrame, tw: TimeWindow, *, context: bool = True) -> pd.DataFrame:
+    """The rows of a deployments frame that ``load_deployments`` would return for
+    ``tw``: those created in it, and (with ``context``) per service the newest one
+    before it and the parents of the window's rows, with ``in_window`` set.
+
+    For frames read elsewhere (a history store), so that every source yields the same
+    rows.
+    """
+    created = df["created_at"]
+    inside = pd.Series(True, index=df.index)
+    if tw.since is not None:
+        inside &= created >= tw.since
+    if tw.until is not None:
+        inside &= ~(created >= tw.until)
+    inside = inside.fillna(False).astype(bool)
+    keep = inside.copy()
+    if context and tw.since is not None:
+        before = (created < tw.since).fillna(False).astype(bool) & \
+            (df["status"].astype(object) != "STASHED")
+        newest = df[before].sort_values(["created_at", "id"]).groupby(
+            "service_id", observed=True).tail(1).index
+        keep |= df.index.isin(newest)
+        keep |= before & df["id"].isin(set(df.loc[inside, "parent_id"].dropna()))
+    out = df[keep].copy()
+    out["in_window"] = inside[keep].to_numpy(bool)
+    return out.sort_values(["created_at", "id"], kind="stable").reset_index(drop=True)
