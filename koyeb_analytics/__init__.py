@@ -89,7 +89,7 @@ from .load import (
 from .plots import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .redact import Redactor
 from .schema import STATUSES
-from .sources import Window, load_window
+from .sources import Window, load_changes, load_window
 from .store import HistoryStore, SyncResult, load_snapshot, read_manifest, save_snapshot
 
 __all__ = [
@@ -152,6 +152,7 @@ __all__ = [
     "incidents",
     "lifecycles",
     "load_activities",
+    "load_changes",
     "load_deployments",
     "load_events",
     "load_instances",
