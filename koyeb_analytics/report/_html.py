@@ -177,16 +177,17 @@ def _charts(a: Analysis) -> dict[str, str]:
     height = min(14, 3 + a.intervals["instance_id"].nunique() * 0.03) if len(a.intervals) else 3
     labels = service_labels(a.instances)
     fig, ax = axes(12, height)
-    plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents, labels=labels)
+    plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents, labels=labels,
+                    changes=a.changes)
     out["lifecycles"] = png(fig)
     fig, ax = axes(12, 4)
-    plot_capacity(a.capacity, ax=ax)
+    plot_capacity(a.capacity, ax=ax, changes=a.changes)
     out["capacity"] = png(fig)
     fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
-    plot_uptime(a.uptime, ax=ax, labels=labels)
+    plot_uptime(a.uptime, ax=ax, labels=labels, changes=a.changes)
     out["uptime"] = png(fig)
     fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
-    plot_uptime(a.daily, ax=ax, labels=labels)
+    plot_uptime(a.daily, ax=ax, labels=labels, changes=a.changes)
     out["heatmap"] = png(fig)
     return out
 
