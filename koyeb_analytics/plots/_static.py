@@ -2,7 +2,10 @@
 
 Every function takes ``ax=None`` (a new figure when None), returns the Axes, never
 calls ``show`` or ``savefig`` and never changes rcParams. Empty data returns the Axes
-untouched. One status palette serves every chart.
+untouched. One status palette serves every chart, one change palette every change marker.
+
+Long because each chart (lifecycles, capacity, availability bars and heatmap, events)
+handles its own empty, crowded and marked cases, which read best beside each other.
 """
 
 from __future__ import annotations
