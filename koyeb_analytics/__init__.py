@@ -25,6 +25,7 @@ from .analysis import (
     UptimePolicy,
     analyse,
     capacity,
+    changes,
     classify_events,
     crash_loops,
     error_budget,
@@ -37,6 +38,7 @@ from .analysis import (
     overall_availability,
     peak_capacity,
     recovery,
+    suspects,
     timeline,
     uptime,
 )
@@ -76,11 +78,18 @@ from .execute import (
     load_transcript,
     save_transcript,
 )
-from .load import get_instance, load_events, load_instances
+from .load import (
+    get_deployment,
+    get_instance,
+    load_activities,
+    load_deployments,
+    load_events,
+    load_instances,
+)
 from .plots import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .redact import Redactor
 from .schema import STATUSES
-from .sources import Window, load_window
+from .sources import Window, load_changes, load_window
 from .store import HistoryStore, SyncResult, load_snapshot, read_manifest, save_snapshot
 
 __all__ = [
@@ -123,6 +132,7 @@ __all__ = [
     "Window",
     "analyse",
     "capacity",
+    "changes",
     "classify_events",
     "crash_loops",
     "diagnostics",
@@ -134,12 +144,16 @@ __all__ = [
     "exec_table",
     "findings",
     "follow",
+    "get_deployment",
     "get_instance",
     "group_outputs",
     "headline",
     "incident_summary",
     "incidents",
     "lifecycles",
+    "load_activities",
+    "load_changes",
+    "load_deployments",
     "load_events",
     "load_instances",
     "load_snapshot",
@@ -156,6 +170,7 @@ __all__ = [
     "save_snapshot",
     "save_transcript",
     "simulate",
+    "suspects",
     "timeline",
     "uptime",
 ]

@@ -48,7 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .report._html import write_report
     from .report._text import text_summary
     from .simulator._server import simulate
-    from .sources import load_window
+    from .sources import load_changes, load_window
 
     started = time.perf_counter()
     _say(f"[1/4] Starting the simulator on 127.0.0.1 (seed {args.seed}, {args.days} days, "
@@ -58,11 +58,12 @@ def _demo(args: argparse.Namespace) -> int:
         client = sim.client()
         _say("[2/4] Loading every instance and event...")
         data = load_window(client, window=f"{args.days}d", progress=_progress(args))
+        ch = load_changes(client, since=data.since, until=data.until)
     inst, ev = data.instances, data.events
     _say(f"      {len(inst)} instances ({inst.attrs['pages']} pages), {len(ev)} events "
          f"({ev.attrs['pages']} pages)")
-    _say("[3/4] Rebuilding lifecycles; uptime, incidents, capacity...")
-    a = analyse(data)
+    _say("[3/4] Rebuilding lifecycles; uptime, incidents, capacity, what changed...")
+    a = analyse(data, changes=ch)
     _say("[4/4] Writing the report...")
     out = write_report(a, args.out, title="Koyeb services report (simulated fleet)")
     _tell(text_summary(a, out))
@@ -102,18 +103,62 @@ def _days(window: str) -> int:
     return int(parse_duration(window).total_seconds() // 86400) + 1
 
 
+def _target(text: str | None) -> float | None:
+    """``--target``: ``99.9``, ``99.9%`` or ``0.999`` (a fraction below 1)."""
+    if text is None:
+        return None
+    raw = text.strip().removesuffix("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value >= 1 or text.strip().endswith("%"):
+        value /= 100
+    if not 0 < value < 1:
+        raise ValueError(f"--target={text!r}: give the availability objective as a "
+                         "percentage (99.9) or a fraction (0.999), below 100 %")
+    return value
+
+
+def _report_window(args: argparse.Namespace) -> dict[str, Any]:
+    """``--since``/``--until`` (a post-mortem's own window) beside ``--window``, checked
+    before anything starts."""
+    from .timewindow import parse_duration, resolve_window
+
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None:
+        if args.window_given:
+            raise ValueError("--since and --window together are ambiguous: give --since "
+                             "(and --until), or --window (and --until)")
+        tw = resolve_window(since=since, until=until)  # says when since is not before
+        return {"since": tw.since, "until": tw.until}
+    parse_duration(args.window)  # a bad window fails before anything starts
+    if until is not None:
+        tw = resolve_window(until=until, window=args.window)
+        return {"since": tw.since, "until": tw.until}
+    return {"window": args.window}
+
+
 def _report(args: argparse.Namespace) -> int:
+    from .analysis._metrics import UptimePolicy
     from .analysis._summary import analyse
+    from .errors import NotFoundError, PermissionDeniedError
     from .report._html import write_report
     from .report._text import text_summary
-    from .sources import load_window
-    from .timewindow import parse_duration
+    from .sources import load_changes, load_window
 
-    parse_duration(args.window)  # a bad window fails before anything starts
+    span = _report_window(args)
+    target = _target(getattr(args, "target", None))
+    policy = UptimePolicy(target=target) if target is not None else None
     client, sim = _client(args)
+    ch = None
     try:
-        data = load_window(client, window=args.window, service_id=args.service,
-                           progress=_progress(args))
+        data = load_window(client, service_id=args.service, progress=_progress(args), **span)
+        try:
+            ch = load_changes(client, since=data.since, until=data.until,
+                              progress=_progress(args))
+        except (NotFoundError, PermissionDeniedError) as exc:
+            _say(f"What changed is left out of the report: {exc}")
     finally:
         if sim is not None:
             sim.stop()
@@ -123,7 +168,9 @@ def _report(args: argparse.Namespace) -> int:
     if args.service and data.instances.empty:
         raise ValueError(f"--service {', '.join(args.service)} matches no instance in the "
                          f"last {args.window}: check the id (koyeb service list)")
-    a = analyse(data)
+    if ch is not None and args.service:
+        ch = ch[ch["service_id"].isin(args.service)].reset_index(drop=True)
+    a = analyse(data, policy=policy, changes=ch)
     out = write_report(a, args.out)
     _tell(text_summary(a, out))
     return 0
@@ -384,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "--simulate.")
     _source_options(report)
     report.add_argument("--service", action="append", help="only this service (repeatable)")
+    report.add_argument("--since", help="a post-mortem's own window: its start (ISO time, "
+                        "UTC unless it says otherwise); --window is then not used")
+    report.add_argument("--until", help="the window's end (ISO time or now; default now)")
+    report.add_argument("--target", help="availability objective, e.g. 99.9 or 0.999 "
+                        "(default 99.9)")
     report.add_argument("--out", default="koyeb-report.html", help="report path")
     report.set_defaults(func=_report)
 
@@ -501,6 +553,8 @@ class _VisibleFormatter(logging.Formatter):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    given = list(argv) if argv is not None else sys.argv[1:]
+    args.window_given = any(a == "--window" or a.startswith("--window=") for a in given)
     # Retries are announced, so a slow or unreachable API is never silence.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_VisibleFormatter("koyeb-analytics: %(message)s"))

@@ -81,3 +81,68 @@ def status_dtype(extra: Iterable[str] = ()) -> pd.CategoricalDtype:
     """Return the ordered status categorical, with unknown statuses appended at the end."""
     return pd.CategoricalDtype(list(STATUSES) + sorted(set(extra) - set(STATUSES)),
                                ordered=True)
+
+
+DEPLOYMENT_STATUSES: tuple[str, ...] = (
+    "PENDING", "PROVISIONING", "SCHEDULED", "CANCELING", "CANCELED", "ALLOCATING",
+    "STARTING", "HEALTHY", "DEGRADED", "UNHEALTHY", "STOPPING", "STOPPED", "ERRORING",
+    "ERROR", "STASHED", "SLEEPING",
+)
+"""The API's sixteen deployment statuses (``STASHED``: saved, never deployed)."""
+
+DEPLOYMENT_COLUMNS: dict[str, str] = {
+    "id": "str",
+    "created_at": "time",
+    "updated_at": "time",
+    "allocated_at": "time",
+    "started_at": "time",
+    "succeeded_at": "time",
+    "terminated_at": "time",
+    "organization_id": "str",
+    "app_id": "str",
+    "service_id": "str",
+    "parent_id": "str",
+    "child_id": "str",
+    "status": "deployment_status",
+    "trigger_type": "str",
+    "trigger_actor": "str",
+    "git_sha": "str",
+    "git_message": "str",
+    "image": "str",
+    "created_by": "str",
+    "version": "str",
+    "messages": "object",
+    "definition": "object",
+    "in_window": "bool",
+}
+"""Deployments (``load_deployments``): the trigger and git fields flattened out of
+``metadata``; ``definition`` kept as the API sent it; ``in_window`` False for the
+deployments older than the window kept as context (in force at ``since``, parents)."""
+
+ACTIVITY_COLUMNS: dict[str, str] = {
+    "id": "str",
+    "created_at": "time",
+    "verb": "str",
+    "verb_known": "bool",
+    "object_type": "str",
+    "object_id": "str",
+    "object_name": "str",
+    "app_id": "str",
+    "service_id": "str",
+    "actor_type": "str",
+    "actor_name": "str",
+    "count": "int",
+    "previous_count": "int",
+    "region": "str",
+    "messages": "object",
+    "metadata": "object",
+}
+"""Activities (``load_activities``): the object and actor flattened; ``count``,
+``previous_count`` and ``region`` from scaling verbs' metadata; ``verb_known`` False
+for verbs no known guard names (kept, never dropped)."""
+
+
+def deployment_status_dtype(extra: Iterable[str] = ()) -> pd.CategoricalDtype:
+    """Return the deployment status categorical, unknown statuses appended at the end."""
+    return pd.CategoricalDtype(
+        list(DEPLOYMENT_STATUSES) + sorted(set(extra) - set(DEPLOYMENT_STATUSES)))

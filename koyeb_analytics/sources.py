@@ -3,6 +3,8 @@
 :func:`load_window` returns the instances and events of a window together with the
 resolved ``since`` and ``until`` and each instance's status at ``since``, so nobody has
 to read ``attrs["query"]``; :func:`~koyeb_analytics.analyse` takes it from there.
+:func:`load_changes` returns what changed in a window (deployments and activities, as
+:func:`~koyeb_analytics.changes` frames them), from either source too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from .analysis._changes import changes
 from .analysis._startstatus import alive_at, start_status
 from .api._client import KoyebClient
+from .load._changes import load_activities, load_deployments
 from .load._frames import build_frame
 from .load._loaders import load_instances, read_events
 from .schema import EVENT_COLUMNS
@@ -28,7 +32,7 @@ MAX_PER_INSTANCE = 500
 one listing filtered by instance (the events endpoint filters by ``instance_ids``);
 beyond this many, the rest are left to the message transitions."""
 
-__all__ = ["DEFAULT_LOOKBEHIND", "MAX_PER_INSTANCE", "Window", "load_window",
+__all__ = ["DEFAULT_LOOKBEHIND", "MAX_PER_INSTANCE", "Window", "load_changes", "load_window",
            "read_with_lookbehind"]
 
 
@@ -136,6 +140,59 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     end = query.get("until") or inst.attrs["fetched_at"]
     return Window(inst, events, begin, pd.Timestamp(end), start_frame,
                   {**cost, "pages_total": int(events.attrs.get("pages", 0))})
+
+
+def load_changes(source: KoyebClient | HistoryStore | str | os.PathLike[str], *,
+                 window: WindowLike | None = None, since: TimeLike | None = None,
+                 until: TimeLike | None = None, service_id: str | None = None,
+                 progress: bool = False) -> pd.DataFrame:
+    """What changed in a window: deployments and activities, as one frame of changes.
+
+    Parameters
+    ----------
+    source
+        A :class:`~koyeb_analytics.KoyebClient`, or a
+        :class:`~koyeb_analytics.HistoryStore` (or its path).
+    window, since, until
+        As for :func:`~koyeb_analytics.load_deployments` (a store's ``window`` ends at
+        its last sync).
+    service_id
+        Only this service's changes.
+    progress
+        As for the loaders.
+
+    Returns
+    -------
+    DataFrame
+        :func:`~koyeb_analytics.changes` of the window's deployments (with those in
+        force at ``since``, whose diffs the window's need) and activities;
+        ``attrs["deployments"]`` and ``attrs["activities"]`` count the rows read.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=2, services=3) as sim:
+    ...     ch = ka.load_changes(sim.client(), window="1d")
+    >>> "changed_at" in ch
+    True
+    """
+    if isinstance(source, (str, os.PathLike)):
+        source = HistoryStore(source)
+    if isinstance(source, HistoryStore):
+        dep = source.deployments(window=window, since=since, until=until,
+                                 service_id=service_id)
+        act = source.activities(window=window, since=since, until=until,
+                                service_id=service_id)
+    else:
+        dep = load_deployments(source, window=window, since=since, until=until,
+                               service_id=service_id, progress=progress)
+        act = load_activities(source, window=window, since=since, until=until,
+                              service_id=service_id, progress=progress)
+    out = changes(dep, act)
+    out.attrs.update({"deployments": len(dep), "activities": len(act),
+                      "notes": list(out.attrs.get("notes", [])) + list(dep.attrs.get(
+                          "notes", [])) + list(act.attrs.get("notes", []))})
+    return out
 
 
 def read_with_lookbehind(client: KoyebClient, instances: pd.DataFrame,

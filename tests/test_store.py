@@ -266,8 +266,9 @@ def test_a_sync_killed_anywhere_leaves_the_store_readable(tmp_path, point):
         store.sync(fast_client(sim))
         ev = store.events()
         assert set(ev["id"]) == set(sim.fleet.event_ids()) and ev["id"].is_unique
-        listed = set(store.manifest()["events"]["files"]) | \
-            set(store.manifest()["instances"]["files"])
+        manifest = store.manifest()
+        listed = set().union(*(manifest[t]["files"] for t in (
+            "events", "instances", "deployments", "activities")))
         on_disk = {str(p.relative_to(path)) for p in path.rglob("*.parquet")}
         assert on_disk == listed
         assert not [p for p in path.rglob(".tmp-*")]
@@ -352,6 +353,7 @@ def test_compact_merges_each_day_and_changes_no_answer(tmp_path):
             sim.add_instances(20)
             store.sync(fast_client(sim))
         before_ev, before_inst = store.events(), store.instances()
+        before_dep, before_act = store.deployments(), store.activities()
         files = store.manifest()["events"]["files"]
         days = {e["date"] for e in files.values()}
         result = store.compact()
@@ -360,9 +362,12 @@ def test_compact_merges_each_day_and_changes_no_answer(tmp_path):
         assert len(after["events"]["files"]) == len(days)
         pd.testing.assert_frame_equal(store.events(), before_ev)
         pd.testing.assert_frame_equal(store.instances(), before_inst)
+        pd.testing.assert_frame_equal(store.deployments(), before_dep)
+        pd.testing.assert_frame_equal(store.activities(), before_act)
         on_disk = {str(p.relative_to(tmp_path / "h")) for p in (tmp_path / "h").rglob(
             "*.parquet")}
-        assert on_disk == set(after["events"]["files"]) | set(after["instances"]["files"])
+        assert on_disk == set().union(*(after[t]["files"] for t in (
+            "events", "instances", "deployments", "activities")))
 
 
 def test_an_in_memory_filesystem_works_like_a_disk(store_sim, full_store):

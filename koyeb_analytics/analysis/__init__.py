@@ -3,12 +3,14 @@
 Bottom up: ``_classify`` (what status each event announces), ``_lifecycle`` (status
 intervals per instance), ``_startstatus`` (each instance's status at a window's start),
 ``_metrics`` (uptime, incidents, capacity, crash loops, and the headline numbers as
-values) and ``_summary`` (:func:`analyse` and :func:`headline`). Nothing here reads the
+values), ``_summary`` (:func:`analyse` and :func:`headline`) and ``_changes`` (change
+events from deployments and activities, and the suspects of each incident). Nothing here reads the
 API, a store or the simulator: it gets frames and a :class:`~koyeb_analytics.Window`.
 """
 
 from __future__ import annotations
 
+from ._changes import CHANGE_COLUMNS, SUSPECT_EVENTS, changes, diff_definitions, suspects
 from ._classify import TRANSITIONS, classify_events, event_vocabulary
 from ._lifecycle import findings, lifecycles
 from ._metrics import (
@@ -32,9 +34,10 @@ from ._startstatus import alive_at, start_status
 from ._summary import Analysis, Headline, analyse, headline
 
 __all__ = [
-    "TRANSITIONS", "Analysis", "Availability", "ErrorBudget", "Headline", "Peak", "Recovery",
-    "UptimePolicy", "alive_at", "analyse", "capacity", "classify_events", "crash_loops",
+    "CHANGE_COLUMNS", "SUSPECT_EVENTS", "TRANSITIONS", "Analysis", "Availability",
+    "ErrorBudget", "Headline", "Peak", "Recovery", "UptimePolicy", "alive_at", "analyse",
+    "capacity", "changes", "classify_events", "crash_loops", "diff_definitions",
     "error_budget", "event_vocabulary", "findings", "headline", "incident_summary",
     "incidents", "lifecycles", "overall_availability", "peak_capacity", "recovery",
-    "start_status", "timeline", "uptime",
+    "start_status", "suspects", "timeline", "uptime",
 ]

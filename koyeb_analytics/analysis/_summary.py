@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..labels import service_labels
 from ..timewindow import TimeLike, Window
+from ._changes import suspects
 from ._lifecycle import findings, lifecycles
 from ._metrics import (
     UptimePolicy,
@@ -47,6 +48,10 @@ class Analysis:
         :func:`~koyeb_analytics.findings` return them.
     policy, since, until
         How and over what they were computed.
+    changes, suspects
+        What changed (:func:`~koyeb_analytics.changes`) and, per incident, the changes
+        just before it (:func:`~koyeb_analytics.suspects`); None when no changes were
+        given to :func:`analyse`.
     extra
         Anything a caller adds for its own report.
 
@@ -71,11 +76,14 @@ class Analysis:
     since: pd.Timestamp
     until: pd.Timestamp
     extra: dict[str, Any] = field(default_factory=dict)
+    changes: pd.DataFrame | None = None
+    suspects: pd.DataFrame | None = None
 
 
 def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
             since: TimeLike | None = None, until: TimeLike | None = None,
-            policy: UptimePolicy | None = None, freq: str = "15min") -> Analysis:
+            policy: UptimePolicy | None = None, freq: str = "15min",
+            changes: pd.DataFrame | None = None, lookback: str = "1h") -> Analysis:
     """Intervals, uptime (overall and per day), incidents, capacity and findings.
 
     Parameters
@@ -89,6 +97,9 @@ def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
         The :class:`~koyeb_analytics.UptimePolicy` (default: HEALTHY and SLEEPING up).
     freq
         The capacity chart's period.
+    changes, lookback
+        What changed (:func:`~koyeb_analytics.load_changes`), joined to the incidents
+        by :func:`~koyeb_analytics.suspects` with this look-back.
 
     Returns
     -------
@@ -114,11 +125,13 @@ def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
     start = data.start_status if isinstance(data, Window) else None
     iv = lifecycles(instances, events, since=since, until=until, start_status=start)
     lo, hi = iv.attrs["since"] or (iv["start"].min() if len(iv) else None), iv.attrs["until"]
+    inc = incidents(iv, policy=policy)
     return Analysis(
         instances=instances, events=events, intervals=iv,
         uptime=uptime(iv, policy=policy), daily=uptime(iv, policy=policy, freq="1D"),
-        incidents=incidents(iv, policy=policy), capacity=capacity(iv, freq=freq),
-        findings=findings(iv), policy=policy, since=lo, until=hi)
+        incidents=inc, capacity=capacity(iv, freq=freq),
+        findings=findings(iv), policy=policy, since=lo, until=hi, changes=changes,
+        suspects=None if changes is None else suspects(inc, changes, lookback=lookback))
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
-"""The API's listings as typed frames: instances, instance events, and the names of apps
-and services.
+"""The API's listings as typed frames: instances, instance events, deployments,
+activities, and the names of apps and services.
 
 ``_loaders`` validates arguments, reads every page and builds each frame once;
 ``_frames`` turns collected rows (or Arrow tables) into frames of the schema;
-``_names`` lists app and service names for the ids instances carry.
+``_names`` lists app and service names for the ids instances carry; ``_changes`` loads
+deployments and activities (what changed).
 """
 
 from __future__ import annotations
 
+from ._changes import KNOWN_VERBS, get_deployment, load_activities, load_deployments
 from ._loaders import get_instance, load_events, load_instances
 from ._names import add_names, load_names
 
-__all__ = ["add_names", "get_instance", "load_events", "load_instances", "load_names"]
+__all__ = ["KNOWN_VERBS", "add_names", "get_deployment", "get_instance", "load_activities",
+           "load_deployments", "load_events", "load_instances", "load_names"]

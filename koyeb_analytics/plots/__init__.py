@@ -2,7 +2,7 @@
 
 ``_static`` draws on a matplotlib ``Axes`` and is the engine of the HTML report;
 ``_interactive`` builds Plotly figures (``pip install "koyeb-analytics[interactive]"``)
-with the same status colours.
+with the same status colours. Both mark changes (``changes=``) the same way.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..schema import STATUSES
-from ._static import STATUS_COLORS, UNKNOWN_COLOR
+from ._static import CHANGE_COLORS, STATUS_COLORS, UNKNOWN_COLOR, change_markers
 
 __all__ = ["capacity_figure", "lifecycles_figure"]
 
@@ -29,11 +29,36 @@ def _plotly() -> Any:
     return go
 
 
+def _change_hover(rows: pd.DataFrame) -> list[str]:
+    return [f"{k} {e} at {t:%Y-%m-%d %H:%M:%S} UTC<br>{s}" for k, e, t, s in zip(
+        rows["kind"].astype(object), rows["event"].astype(object), rows["changed_at"],
+        rows["summary"].astype(object) if "summary" in rows else [""] * len(rows),
+        strict=True)]
+
+
+def _change_traces(go: Any, rows: pd.DataFrame, y: Any) -> list[Any]:
+    """One marker trace per change kind, hovering what changed."""
+    traces = []
+    kinds = rows["kind"].astype(object).fillna("other")
+    for kind in dict.fromkeys(kinds):
+        part = rows[(kinds == kind).to_numpy()]
+        yy = y[(kinds == kind).to_numpy()] if hasattr(y, "__len__") else [y] * len(part)
+        traces.append(go.Scatter(
+            x=part["changed_at"], y=list(yy), mode="markers", name=f"change: {kind}",
+            marker={"symbol": "triangle-down", "size": 10,
+                    "color": CHANGE_COLORS.get(str(kind), CHANGE_COLORS["other"])},
+            text=_change_hover(part), hovertemplate="%{text}<extra></extra>"))
+    return traces
+
+
 def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
-                      labels: Mapping[Any, str] | None = None) -> Any:
+                      labels: Mapping[Any, str] | None = None,
+                      changes: pd.DataFrame | None = None) -> Any:
     """Lifecycles to zoom and hover: a lane per instance, grouped by ``by``.
 
     Hovering a span shows the instance, its service, the status, start and end.
+    ``changes`` (from :func:`~koyeb_analytics.changes`) adds a triangle per change on
+    the first lane of its group; hovering it says what changed.
 
     Parameters
     ----------
@@ -43,6 +68,8 @@ def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
         Lanes are grouped by this column.
     labels
         Names for the values of ``by`` (``names.service_labels(inst)``).
+    changes
+        Optional change markers.
 
     Returns
     -------
@@ -90,6 +117,15 @@ def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
             hovertemplate=("instance %{customdata[0]}<br>service %{customdata[1]}<br>"
                            f"status {status or 'unknown'}<br>"
                            "%{customdata[2]} → %{customdata[3]} UTC<extra></extra>")))
+    rows = change_markers(changes) if changes is not None and by in iv else None
+    if rows is not None and len(rows) and by in rows:
+        rank = {iid: k for k, iid in enumerate(order.index)}
+        top = (iv.assign(_r=iv["instance_id"].map(rank)).sort_values("_r")
+               .drop_duplicates(by).set_index(by)["lane"])  # each group's first lane
+        where = rows[by].map(top)
+        rows = rows[where.notna().to_numpy()]
+        for trace in _change_traces(go, rows, where[where.notna()].to_numpy()):
+            fig.add_trace(trace)
     fig.update_layout(barmode="overlay", title=f"Instance lifecycles ({len(lane)} instances)",
                       xaxis={"type": "date", "title": "time (UTC)"},
                       yaxis={"categoryorder": "array", "categoryarray": list(lane.values()),
@@ -98,13 +134,16 @@ def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
     return fig
 
 
-def capacity_figure(capacity: pd.DataFrame) -> Any:
+def capacity_figure(capacity: pd.DataFrame, *, changes: pd.DataFrame | None = None) -> Any:
     """Concurrent instances over time to zoom and hover, stacked by column.
 
     Parameters
     ----------
     capacity
         From :func:`~koyeb_analytics.capacity`.
+    changes
+        From :func:`~koyeb_analytics.changes`: a triangle at each on the time axis,
+        hovering what changed.
 
     Returns
     -------
@@ -126,6 +165,12 @@ def capacity_figure(capacity: pd.DataFrame) -> Any:
             x=capacity.index, y=capacity[col], name=str(col), stackgroup="one",
             line={"shape": "hv", "color": STATUS_COLORS.get(str(col))},
             hovertemplate=f"{col}: %{{y:.1f}} at %{{x}}<extra></extra>"))
+    rows = change_markers(changes) if changes is not None else None
+    if rows is not None and len(rows):
+        inside = rows[(rows["changed_at"] >= capacity.index.min())
+                      & (rows["changed_at"] <= capacity.index.max())]
+        for trace in _change_traces(go, inside, 0):
+            fig.add_trace(trace)
     peak = capacity.attrs.get("peak") or {}
     title = "Capacity"
     if peak.get("instances"):

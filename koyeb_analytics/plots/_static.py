@@ -2,7 +2,10 @@
 
 Every function takes ``ax=None`` (a new figure when None), returns the Axes, never
 calls ``show`` or ``savefig`` and never changes rcParams. Empty data returns the Axes
-untouched. One status palette serves every chart.
+untouched. One status palette serves every chart, one change palette every change marker.
+
+Long because each chart (lifecycles, capacity, availability bars and heatmap, events)
+handles its own empty, crowded and marked cases, which read best beside each other.
 """
 
 from __future__ import annotations
@@ -30,6 +33,55 @@ STATUS_COLORS: dict[str, str] = {
 """The one status palette every chart uses."""
 UNKNOWN_COLOR = "#f0f0f0"
 INCIDENT_COLOR = "#de2d26"
+CHANGE_COLORS: dict[str, str] = {"deploy": "#3f007d", "scale": "#08519c", "pause": "#7f2704",
+                                 "resume": "#7f2704", "other": "#525252"}
+"""Change markers, by kind (dark: they sit on top of the status colours)."""
+
+
+def change_markers(changes: pd.DataFrame | None) -> pd.DataFrame:
+    """The change rows a chart marks: deployments created or failed, and activities
+    (a deployment's healthy and superseded rows would double its marker)."""
+    if changes is None or len(changes) == 0:
+        return pd.DataFrame(columns=["changed_at", "kind", "event", "service_id"])
+    _expect(changes, {"changed_at", "kind", "event"}, "change markers", "ka.changes()")
+    event = changes["event"].astype(object)
+    source = changes["source"].astype(object) if "source" in changes else \
+        pd.Series("deployment", index=changes.index)
+    keep = event.isin(["created", "failed"]) | source.eq("activity")
+    return changes[keep.to_numpy(bool) & changes["changed_at"].notna().to_numpy(bool)]
+
+
+def _mark_changes(ax: Any, changes: pd.DataFrame | None, y: Any = None) -> list[Any]:
+    """Draw change markers (one collection per kind): triangles at ``y`` (a Series
+    aligned on the rows, NaN: not drawn), or dashed lines across the axes when None.
+    Returns the legend handles."""
+    rows = change_markers(changes)
+    handles: list[Any] = []
+    if not len(rows):
+        return handles
+    from matplotlib.lines import Line2D
+
+    x = _num(rows["changed_at"])
+    kinds = rows["kind"].astype(object).fillna("other").to_numpy()
+    ys = None if y is None else np.asarray(y, dtype=float)
+    for kind in dict.fromkeys(kinds):
+        m = kinds == kind
+        if ys is not None:
+            m &= np.isfinite(ys)
+        if not m.any():
+            continue
+        color = CHANGE_COLORS.get(str(kind), CHANGE_COLORS["other"])
+        label = f"change: {kind}"
+        if ys is None:
+            ax.vlines(x[m], 0, 1, transform=ax.get_xaxis_transform(), colors=color,
+                      linestyles="dashed", linewidths=0.8, label=label, zorder=5)
+            handles.append(Line2D([], [], color=color, linestyle="dashed", label=label))
+        else:
+            ax.scatter(x[m], ys[m], marker="v", s=28, color=color, edgecolors="white",
+                       linewidths=0.4, label=label, zorder=6)
+            handles.append(Line2D([], [], color=color, marker="v", linestyle="none",
+                                  label=label))
+    return handles
 
 
 def _axes(ax: Any) -> Any:
@@ -79,12 +131,15 @@ def _expect(data: Any, needs: set[str], fn: str, source: str) -> None:
 @positional_deprecated("ax", renamed={"group": "by"})
 def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any = None,
                     events: pd.DataFrame | None = None, incidents: pd.DataFrame | None = None,
-                    lane_height: float = 0.8, labels: Mapping[Any, str] | None = None) -> Any:
+                    lane_height: float = 0.8, labels: Mapping[Any, str] | None = None,
+                    changes: pd.DataFrame | None = None) -> Any:
     """Draw one swimlane per instance, grouped by ``by``, spans coloured by status.
 
     Spans are drawn as one ``PolyCollection`` per status (never one artist per span), so
     tens of thousands of spans stay fast. ``events`` adds markers on the lanes;
-    ``incidents`` (from :func:`~koyeb_analytics.incidents`) shades their windows.
+    ``incidents`` (from :func:`~koyeb_analytics.incidents`) shades their windows;
+    ``changes`` (from :func:`~koyeb_analytics.changes`) puts a triangle, coloured by
+    kind, on the first lane of the group it changed.
 
     Parameters
     ----------
@@ -94,7 +149,7 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
         Lanes are grouped (and labelled) by this column (``group=`` is its former name).
     ax
         Axes to draw on; a new figure's by default.
-    events, incidents
+    events, incidents, changes
         Optional overlays.
     lane_height
         Height of a lane, in lane units.
@@ -177,6 +232,14 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
         ev = events[events["instance_id"].isin(lane_of.index)]
         ax.scatter(_num(ev["when"]), ev["instance_id"].map(lane_of).to_numpy(float),
                    marker="|", s=30, color="black", linewidths=0.6, label="events", zorder=3)
+    if changes is not None and by in lanes and by in changes:
+        first_lane = pd.Series(np.arange(len(lanes)), index=lanes[by].to_numpy())
+        first_lane = first_lane[~first_lane.index.duplicated()]
+        marked = change_markers(changes)
+        lane_y = marked[by].map(first_lane) - half
+        inside = (_num(marked["changed_at"]) >= x0.min()) & (_num(marked["changed_at"])
+                                                              <= x1.max())
+        extra += _mark_changes(ax, marked, lane_y.where(inside))
     ax.set_xlim(x0.min(), x1.max())
     ax.set_ylim(len(lanes) - 0.5, -0.5)
     if by in lanes:
@@ -210,7 +273,8 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
 
 
 @positional_deprecated("ax")
-def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
+def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None,
+                  changes: pd.DataFrame | None = None) -> Any:
     """Stacked step areas of concurrent instances over time (from :func:`capacity`).
 
     Parameters
@@ -219,6 +283,8 @@ def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
         From :func:`~koyeb_analytics.capacity`.
     ax
         Axes to draw on; a new figure's by default.
+    changes
+        From :func:`~koyeb_analytics.changes`: a dashed line at each, coloured by kind.
 
     Returns
     -------
@@ -260,6 +326,10 @@ def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
         ax.plot([at], [peak["instances"]], marker="v", color="black", markersize=6,
                 label=f"peak: {peak['instances']} at once")
         ax.set_ylim(0, peak["instances"] * 1.1)
+    if changes is not None:
+        rows = change_markers(changes)
+        t = _num(rows["changed_at"]) if len(rows) else np.empty(0)
+        _mark_changes(ax, rows[(t >= x.min()) & (t <= x.max())] if len(rows) else rows)
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     _time_axis(ax)
@@ -268,10 +338,14 @@ def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
 
 @positional_deprecated("ax")
 def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
-                labels: Mapping[Any, str] | None = None) -> Any:
+                labels: Mapping[Any, str] | None = None,
+                changes: pd.DataFrame | None = None) -> Any:
     """Availability per group as bars, or per group and period as a heatmap.
 
-    The policy's method is printed under the chart.
+    The policy's method is printed under the chart. With ``changes`` (from
+    :func:`~koyeb_analytics.changes`), each heatmap cell whose group changed in that
+    period gets a triangle in its corner, and each bar says how many changes its group
+    had.
 
     Parameters
     ----------
@@ -281,6 +355,8 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
         Axes to draw on; a new figure's by default.
     labels
         Names for the groups (``names.service_labels(inst)``); short ids otherwise.
+    changes
+        Optional change markers.
 
     Returns
     -------
@@ -333,6 +409,22 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
             for (i, j), v in np.ndenumerate(values):
                 if np.isfinite(v):
                     ax.text(j, i, f"{v:.2%}", ha="center", va="center", fontsize=5)
+        rows = change_markers(changes) if changes is not None and by in changes else None
+        if rows is not None and len(rows):
+            step = pd.Series(grid.columns).diff().median() if len(grid.columns) > 1 else \
+                pd.Timedelta("1D")
+            period = pd.DatetimeIndex(grid.columns)
+            col = period.searchsorted(rows["changed_at"], side="right") - 1
+            end_ok = (rows["changed_at"] < period[-1] + step).to_numpy(bool) \
+                if len(period) else np.zeros(len(rows), bool)
+            label_of = dict(zip(up[by], group_labels, strict=False))
+            row_of = {g: i for i, g in enumerate(grid.index)}
+            cells = {(row_of[label_of[g]], int(c)) for g, c, ok in zip(
+                rows[by], col, end_ok, strict=True) if ok and c >= 0 and g in label_of}
+            if cells:
+                ys, xs = zip(*sorted(cells), strict=True)
+                ax.scatter(np.asarray(xs) + 0.35, np.asarray(ys) - 0.3, marker="v", s=10,
+                           color=CHANGE_COLORS["deploy"], label="changed", zorder=5)
         bar = ax.figure.colorbar(image, ax=ax, label="availability")
         bar.ax.axhline(target, color="black", linewidth=1)
         bar.ax.set_title(f"target\n{target:.2%}", fontsize=6)
@@ -356,6 +448,16 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
         start = max(0.0, min(low, target * 100) - 0.5)
         ax.set_xlim(start, 100.0)
         ax.xaxis.set_major_formatter(PercentFormatter(100, decimals=2))
+        rows = change_markers(changes) if changes is not None and by in changes else None
+        if rows is not None and len(rows):
+            counts = rows.groupby(rows[by].astype(object))["change_id"].nunique() \
+                if "change_id" in rows else rows.groupby(rows[by].astype(object)).size()
+            for i, g in enumerate(up[by]):
+                n = int(counts.get(g, 0))
+                if n:
+                    ax.text(100.0, i, f" {n} change{'s' if n > 1 else ''}", va="center",
+                            ha="left", fontsize=6, color=CHANGE_COLORS["deploy"],
+                            clip_on=False, gid="change-count")
         line = ax.axvline(target * 100, color="black", linestyle="--", linewidth=1)
         ax.legend([line, Patch(color=STATUS_COLORS["HEALTHY"]),
                    Patch(color=STATUS_COLORS["ERROR"])],

@@ -92,11 +92,26 @@ mean {{ mtbf.mean }}.</p>
 <p class="muted">Severity: the incident's duration times the instances it affected, in
 instance-minutes.</p>
 <table id="incident-table"><tr><th>service</th><th>start</th><th>end</th><th>duration</th>
-<th>instances</th><th>severity</th><th>statuses</th></tr>
+<th>instances</th><th>severity</th><th>statuses</th><th>nearest change before</th></tr>
 {% for r in incident_rows %}<tr><td><code>{{ r.group }}</code></td><td>{{ r.start }}</td>
 <td>{{ r.end }}</td><td class="num">{{ r.duration }}</td><td class="num">{{ r.instances }}</td>
-<td class="num">{{ r.severity }}</td><td>{{ r.statuses }}</td></tr>
-{% else %}<tr><td colspan="7">No incident under this policy.</td></tr>{% endfor %}</table>
+<td class="num">{{ r.severity }}</td><td>{{ r.statuses }}</td><td>{{ r.change }}</td></tr>
+{% else %}<tr><td colspan="8">No incident under this policy.</td></tr>{% endfor %}</table>
+
+<h2 id="changes">Changes</h2>
+{% if changes_loaded %}<p>{{ change_count }} change event(s) in the window: {{ change_kinds }}.
+{{ followed }} of {{ incident_count }} incident(s) follow a change of their service within
+{{ lookback }} (the nearest is named in the incident table).</p>
+<p class="muted">A deployment's diff is against its parent; env variables are named by key,
+never by value. Autoscaling is context, not a suspect.</p>
+<table id="changes-table"><tr><th>time</th><th>service</th><th>what</th><th>change</th>
+<th>commit</th><th>by</th></tr>
+{% for r in change_rows %}<tr><td>{{ r.at }}</td><td><code>{{ r.group }}</code></td>
+<td>{{ r.event }}</td><td>{{ r.summary }}</td><td>{{ r.commit }}</td><td>{{ r.actor }}</td></tr>
+{% else %}<tr><td colspan="6">No change in the window.</td></tr>{% endfor %}</table>
+{% if change_more %}<p class="muted">{{ change_more }} more change event(s) not shown.</p>
+{% endif %}{% else %}<p id="changes-missing">Deployments and activities were not loaded for
+this report.</p>{% endif %}
 
 <h2 id="lifecycles">Lifecycles</h2>
 <img id="lifecycle-chart" alt="instance lifecycles"
@@ -162,16 +177,17 @@ def _charts(a: Analysis) -> dict[str, str]:
     height = min(14, 3 + a.intervals["instance_id"].nunique() * 0.03) if len(a.intervals) else 3
     labels = service_labels(a.instances)
     fig, ax = axes(12, height)
-    plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents, labels=labels)
+    plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents, labels=labels,
+                    changes=a.changes)
     out["lifecycles"] = png(fig)
     fig, ax = axes(12, 4)
-    plot_capacity(a.capacity, ax=ax)
+    plot_capacity(a.capacity, ax=ax, changes=a.changes)
     out["capacity"] = png(fig)
     fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
-    plot_uptime(a.uptime, ax=ax, labels=labels)
+    plot_uptime(a.uptime, ax=ax, labels=labels, changes=a.changes)
     out["uptime"] = png(fig)
     fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
-    plot_uptime(a.daily, ax=ax, labels=labels)
+    plot_uptime(a.daily, ax=ax, labels=labels, changes=a.changes)
     out["heatmap"] = png(fig)
     return out
 
@@ -202,11 +218,13 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
                     "incidents": r["incidents"]}
                    for _, r in worst_first.iterrows()]
     key = a.incidents.columns[0] if len(a.incidents.columns) else "group"
+    nearest = _nearest_changes(a)
     incident_rows = [{"group": label(r[key]), "start": _ts(r["start"]), "end": _ts(r["end"]),
                       "duration": format_duration(r["duration"]), "instances": len(r["instances"]),
                       "severity": f"{r['duration'].total_seconds() / 60 * len(r['instances']):.0f}",
-                      "statuses": ", ".join(r["statuses"])}
-                     for _, r in a.incidents.sort_values("start").iterrows()]
+                      "statuses": ", ".join(r["statuses"]), "change": nearest.get(i, "–")}
+                     for i, r in a.incidents.sort_values("start").iterrows()]
+    changes = _change_rows(a, label)
     summary = a.incidents.attrs.get("summary", {})
     fmt = {k: {s: format_duration(v.get(s)) for s in ("median", "p90", "mean")}
            for k, v in summary.items()} if summary else {}
@@ -262,7 +280,54 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
         unclassified_share=f"{vocab.attrs['unclassified_share']:.1%}",
         query=[(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
                for k, v in query.items()],
-        charts=_charts(a), version=__version__)
+        charts=_charts(a), version=__version__, **changes)
+
+
+MAX_CHANGE_ROWS = 200
+"""The Changes table shows the newest this many events (the rest are counted)."""
+
+
+def _nearest_changes(a: Analysis) -> dict[Any, str]:
+    """Per incident (its row label), the nearest change of its group before it."""
+    if a.suspects is None:
+        return {}
+    out: dict[Any, str] = {}
+    index = list(a.incidents.index)
+    lookback = a.suspects.attrs.get("lookback", "")
+    for r in a.suspects[a.suspects["rank"] == 1].itertuples():
+        text = f"{r.event} {format_duration(r.before)} before: {r.summary}"
+        out[index[int(r.incident)]] = text
+    for i in index:
+        out.setdefault(i, f"none within {format_duration(pd.Timedelta(lookback))}"
+                       if lookback else "–")
+    return out
+
+
+def _change_rows(a: Analysis, label: Any) -> dict[str, Any]:
+    if a.changes is None:
+        return {"changes_loaded": False, "change_rows": [], "change_count": 0,
+                "change_kinds": "", "change_more": 0, "followed": 0, "lookback": ""}
+    ch = a.changes
+    inside = ch[(ch["changed_at"] >= a.since) & (ch["changed_at"] < a.until)] \
+        if a.since is not None else ch
+    kinds = inside["kind"].astype(object).value_counts()
+    names = {"deploy": "deployment", "scale": "scaling", "pause": "pause", "resume": "resume",
+             "other": "other"}
+    text = ", ".join(f"{n} {names.get(k, k)}" for k, n in kinds.items()) or "none"
+    shown = inside.sort_values("changed_at", ascending=False).head(MAX_CHANGE_ROWS)
+    rows = [{"at": _ts(r.changed_at), "group": label(r.service_id) if pd.notna(r.service_id)
+             else "(organisation)", "event": f"{r.kind} {r.event}", "summary": r.summary,
+             "commit": " ".join(str(v) for v in (
+                 str(r.git_sha)[:7] if pd.notna(r.git_sha) else "",
+                 r.git_message if pd.notna(r.git_message) else "") if v),
+             "actor": r.actor if pd.notna(r.actor) else ""}
+            for r in shown.itertuples()]
+    sus = a.suspects
+    lookback = sus.attrs.get("lookback") if sus is not None else None
+    return {"changes_loaded": True, "change_rows": rows, "change_count": len(inside),
+            "change_kinds": text, "change_more": max(0, len(inside) - len(rows)),
+            "followed": int(sus["incident"].nunique()) if sus is not None else 0,
+            "lookback": format_duration(pd.Timedelta(lookback)) if lookback else ""}
 
 
 def write_report(a: Analysis, path: str | Path, **options: Any) -> Path:

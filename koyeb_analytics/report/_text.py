@@ -82,6 +82,11 @@ def text_summary(a: Analysis, report: Path) -> str:
                  f"{format_duration(h.longest_duration)} from "
                  f"{pd.Timestamp(h.longest_start):%Y-%m-%d %H:%M} UTC on "
                  f"{', '.join(map(_name, h.longest_services))}" if h.incidents else "")]
+    if a.suspects is not None and a.changes is not None:
+        first = a.suspects[a.suspects["rank"] == 1]
+        lines.append(f"Changes: {len(a.changes)} change event(s); {len(first)} of "
+                     f"{h.incidents} incident(s) follow a change of their service within "
+                     f"{format_duration(pd.Timedelta(a.suspects.attrs.get('lookback', '1h')))}")
     if h.peak_instances:
         lines.append(f"Peak capacity: {h.peak_instances} concurrent instances at "
                      f"{pd.Timestamp(h.peak_at):%Y-%m-%d %H:%M} UTC")

@@ -3,7 +3,9 @@
 It serves ``GET /v1/instances``, ``GET /v1/instances/{id}`` and
 ``GET /v1/instance_events`` (and the exec websocket) on 127.0.0.1 over a seeded fleet
 whose ground truth (:meth:`Simulator.truth_intervals`) is known, with fault injection
-built in. Its event vocabularies (:class:`EventVocabulary`) are its own: the toolkit
+built in; and ``/v1/deployments``, ``/v1/deployments/{id}`` and ``/v1/activities``, whose
+changes cause some of the fleet's incidents (``sim.changes.truth()`` says which). Its
+event vocabularies (:class:`EventVocabulary`) are its own: the toolkit
 never reads them.
 """
 

@@ -32,6 +32,7 @@ from aiohttp import web
 
 from ..api._client import KoyebClient
 from ..execute._codec import EXEC_PATH
+from ._changes import ChangeStory
 from ._exec import ExecEndpoint, ExecFaults, close_process
 from ._faults import FaultPlan, Faults
 from ._fleet import Fleet, FleetConfig, to_us
@@ -224,6 +225,7 @@ class Simulator:
         self._item_cache: dict[int, bytes] = {}
         self._selections: dict[tuple[Any, ...], np.ndarray] = {}
         self._clock_us = self.fleet.now_us
+        self.changes = ChangeStory(self)
         self._lock = threading.Lock()
         if not isinstance(live, bool):
             raise TypeError(f"live must be True or False, got {live!r}")
@@ -421,6 +423,7 @@ class Simulator:
         app.router.add_get("/v1/instance_events", self._list_events)
         app.router.add_get("/v1/apps", self._list_apps)
         app.router.add_get("/v1/services", self._list_services)
+        self.changes.add_routes(app)
         self._exec_root = tempfile.mkdtemp(prefix="koyeb-sim-exec-")
         self._exec = ExecEndpoint(self, Path(self._exec_root))
         app.router.add_get(EXEC_PATH, self._exec.handle)

@@ -11,6 +11,11 @@ Layout (readable as-is by DuckDB, Polars, Spark or Trino)::
     manifest.json                         schema version, high-water mark, files, syncs
     events/date=YYYY-MM-DD/part-*.parquet one row per event, partitioned by its day
     instances/date=YYYY-MM-DD/part-*.parquet  instance records, by the day observed
+    deployments/date=YYYY-MM-DD/part-*.parquet  deployment records, by the day observed
+    activities/date=YYYY-MM-DD/part-*.parquet   one row per activity, by its day
+
+A store of schema version 1 (no deployments, no activities) is upgraded when opened:
+its manifest gains the two tables, written back at the next sync.
 
 Long because a store's one job (keep what was read, answer from it) spans the sync,
 the queries (``sql`` closed to the store's own tables among them) and the compaction,
@@ -33,17 +38,31 @@ import pyarrow as pa
 from .._version import __version__
 from ..api._checks import check_bool, check_client, check_ids, check_statuses, check_str
 from ..errors import IncompleteListingError, StoreError
+from ..load._changes import load_activities, load_deployments, select_window, typed
 from ..load._frames import build_frame, frame_from_arrow
 from ..load._loaders import load_events, load_instances, overlapping
-from ..schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STRING_DTYPE
+from ..schema import (
+    ACTIVITY_COLUMNS,
+    DEPLOYMENT_COLUMNS,
+    EVENT_COLUMNS,
+    INSTANCE_COLUMNS,
+    STRING_DTYPE,
+)
 from ..timewindow import TimeLike, WindowLike, parse_duration, resolve_window, utcnow
 from ._files import TMP_PREFIX, Files
 from ._snapshots import json_columns, json_safe
 
 __all__ = ["HistoryStore", "SyncResult"]
 
-SCHEMA_VERSION = 1
-"""The layout this code writes and reads; a store of another version is refused."""
+SCHEMA_VERSION = 2
+"""The layout this code writes and reads. Version 1 (before deployments and activities)
+is upgraded when opened; any other version is refused."""
+CHANGE_TABLES = ("deployments", "activities")
+DEPLOYMENT_KEYS = ("status", "updated_at", "succeeded_at", "terminated_at", "child_id",
+                   "messages")
+"""A deployment record is written when one of these changed since the last one kept."""
+DEPLOYMENT_JSON = ["definition", "messages", "metadata", "provisioning_info",
+                   "database_info"]
 FORMAT = "koyeb-analytics history store"
 NAME_COLUMNS = ("app_name", "service_name")
 RECORD_KEYS = ("status", "updated_at", "messages", *NAME_COLUMNS)
@@ -69,6 +88,9 @@ class SyncResult:
         When the sync started.
     notes
         What the loaders noticed (see the frames' ``attrs["notes"]``).
+    deployment_records_added, activities_added
+        Deployment records written (new deployments, or changed status) and activities
+        new to the store.
 
     Examples
     --------
@@ -87,6 +109,8 @@ class SyncResult:
     since: pd.Timestamp | None
     synced_at: pd.Timestamp
     notes: list[str] = field(default_factory=list)
+    deployment_records_added: int = 0
+    activities_added: int = 0
 
 
 class HistoryStore:
@@ -156,7 +180,9 @@ class HistoryStore:
         (the whole history on the first sync), deduplicated by id against the store
         and written by day. The instance listing is read too; an instance's record is
         written when it is new or its status, ``updated_at``, messages or names
-        changed, stamped with ``observed_at``. The manifest is replaced last: a sync
+        changed, stamped with ``observed_at``. Deployments (a record when new or its
+        status changed) and activities (each once) are read from their own marks, less
+        ``overlap``, on. The manifest is replaced last: a sync
         killed at any point leaves the store as it was, and the next one completes it.
 
         Parameters
@@ -200,6 +226,7 @@ class HistoryStore:
             records = self._append_instances(manifest, instances)
             notes = list(events.attrs.get("notes", [])) + \
                 list(instances.attrs.get("notes", []))
+            changed, failure = self._sync_changes(client, manifest, notes, failure)
             manifest.update({
                 "last_sync": synced_at.isoformat(),
                 "source": instances.attrs.get("source") or events.attrs.get("source"),
@@ -211,6 +238,7 @@ class HistoryStore:
                 "at": synced_at.isoformat(), "since": None if since is None else
                 since.isoformat(), "events_read": len(events), "events_added": added,
                 "instance_records_added": records, "complete": failure is None,
+                "deployment_records_added": changed[0], "activities_added": changed[1],
             }])[-100:]
             self.files.write_manifest(manifest)
         if failure is not None:
@@ -222,7 +250,8 @@ class HistoryStore:
         return SyncResult(events_read=len(events), events_added=added,
                           instances_listed=len(instances), instance_records_added=records,
                           high_water=None if mark is None else pd.Timestamp(mark),
-                          since=since, synced_at=synced_at, notes=notes)
+                          since=since, synced_at=synced_at, notes=notes,
+                          deployment_records_added=changed[0], activities_added=changed[1])
 
     def append(self, *, events: pd.DataFrame | None = None,
                instances: pd.DataFrame | None = None,
@@ -281,7 +310,7 @@ class HistoryStore:
             self._remove_unlisted(manifest)
             before = after = 0
             obsolete: list[str] = []
-            for table in ("events", "instances"):
+            for table in ("events", "instances", *CHANGE_TABLES):
                 files: dict[str, dict[str, Any]] = manifest[table]["files"]
                 before += len(files)
                 by_day: dict[str, list[str]] = {}
@@ -290,7 +319,8 @@ class HistoryStore:
                 for day, names in sorted(by_day.items()):
                     if len(names) > 1:
                         merged = self._read_table(names)
-                        order = ["when", "id"] if table == "events" else ["observed_at", "id"]
+                        order = {"events": ["when", "id"], "activities": ["created_at", "id"]
+                                 }.get(table, ["observed_at", "id"])
                         merged = merged.sort_by([(c, "ascending") for c in order])
                         entry = self._write_part(table, day, merged)
                         for name in names:
@@ -302,6 +332,190 @@ class HistoryStore:
             for name in obsolete:  # unlisted now: a crash here leaves only garbage
                 self.files.remove(name)
         return {"files_before": before, "files_after": after}
+
+    def _sync_changes(self, client: Any, manifest: dict[str, Any], notes: list[str],
+                      failure: IncompleteListingError | None,
+                      ) -> tuple[tuple[int, int], IncompleteListingError | None]:
+        """Read the deployments and activities created since each table's mark (less the
+        overlap; everything the first time) and keep what is new or changed."""
+        marks = manifest["high_water"]
+        added = [0, 0]
+        for k, table in enumerate(CHANGE_TABLES):
+            mark = marks.get(table)
+            since = None if mark is None else pd.Timestamp(mark) - self.overlap
+            ok = True
+            try:
+                frame = load_deployments(client, since=since, progress=False) \
+                    if table == "deployments" else \
+                    load_activities(client, since=since, progress=False)
+            except IncompleteListingError as exc:
+                frame, failure, ok = exc.partial, failure or exc, False
+            notes += list(frame.attrs.get("notes", []))
+            if table == "deployments":
+                added[k] = self._append_deployments(manifest, frame)
+            else:
+                added[k] = self._append_activities(manifest, frame, since)
+            ok = ok and bool(frame.attrs.get("complete", True))
+            if ok and len(frame) and frame["created_at"].notna().any():
+                newest = min(frame["created_at"].max(),
+                             pd.Timestamp(frame.attrs.get("fetched_at") or utcnow()))
+                if mark is None or newest > pd.Timestamp(mark):
+                    marks[table] = newest.isoformat()
+        return (added[0], added[1]), failure
+
+    def _append_deployments(self, manifest: dict[str, Any], frame: pd.DataFrame) -> int:
+        if frame.empty:
+            return 0
+        entry = manifest["deployments"]
+        observed = pd.Timestamp(frame.attrs.get("fetched_at") or utcnow())
+        current = frame[frame["id"].notna()].drop(columns=["in_window"]).copy()
+        if entry["files"]:
+            latest = self._latest_deployments(manifest)
+            keys = [c for c in DEPLOYMENT_KEYS if c in current and c in latest]
+            before = latest.set_index("id")[keys]
+            now = current.set_index("id")[keys]
+            known = now.index.isin(before.index)
+            changed = ~known
+            if known.any():
+                old = before.reindex(now.index[known]).astype(object).map(repr)
+                new = now[known].astype(object).map(repr)
+                changed[known] = (old.to_numpy() != new.to_numpy()).any(axis=1)
+            current = current[changed].reset_index(drop=True)
+        if current.empty:
+            return 0
+        current["observed_at"] = pd.Series(observed, index=current.index).astype(
+            "datetime64[us, UTC]")
+        json_cols = sorted(set(entry["json_columns"]) | set(json_columns(current)))
+        entry["json_columns"] = json_cols
+        written = self._write_part("deployments", observed.strftime("%Y-%m-%d"),
+                                   self._arrow(current, json_cols))
+        entry["files"][written.pop("file")] = written
+        entry["rows"] += len(current)
+        return len(current)
+
+    def _append_activities(self, manifest: dict[str, Any], frame: pd.DataFrame,
+                           since: pd.Timestamp | None) -> int:
+        if frame.empty:
+            return 0
+        entry = manifest["activities"]
+        names = self._files_for(manifest, "activities", since, None, columns_only=True)
+        stored = set(self._query(names, [], [], columns="id").column("id").to_pylist()) \
+            if names else set()
+        new = frame[frame["id"].notna() & ~frame["id"].isin(stored)]
+        if new.empty:
+            return 0
+        json_cols = sorted(set(entry["json_columns"]) | set(json_columns(new)))
+        entry["json_columns"] = json_cols
+        day = new["created_at"].dt.strftime("%Y-%m-%d").fillna("unknown")
+        for value, part in new.groupby(day, sort=True):
+            written = self._write_part("activities", str(value),
+                                       self._arrow(part.reset_index(drop=True), json_cols))
+            entry["files"][written.pop("file")] = written
+        entry["rows"] += len(new)
+        return len(new)
+
+    def _latest_deployments(self, manifest: dict[str, Any]) -> pd.DataFrame:
+        names = sorted(manifest["deployments"]["files"])
+        schema = {k: v for k, v in DEPLOYMENT_COLUMNS.items() if k != "in_window"}
+        if not names:
+            return typed(build_frame({}, schema), schema)
+        import duckdb
+
+        con = self._connect()
+        try:
+            table = con.sql(
+                f"SELECT * EXCLUDE (rn, observed_at) FROM (SELECT *, row_number() OVER "
+                f"(PARTITION BY id ORDER BY observed_at DESC) AS rn FROM read_parquet("
+                f"{self._paths_sql(names)}, union_by_name=true, hive_partitioning=false))"
+                " WHERE rn = 1").to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"the history store {self.files.url!r} cannot be read: "
+                             f"{exc}") from None
+        finally:
+            con.close()
+        return typed(frame_from_arrow(table, schema, _json_in(table, manifest, "deployments")),
+                     schema)
+
+    def deployments(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
+                    window: WindowLike | None = None, app_id: str | None = None,
+                    service_id: str | None = None, context: bool = True) -> pd.DataFrame:
+        """The latest record of each stored deployment, as ``load_deployments`` returns
+        them (the window's, and with ``context`` those in force at ``since`` and the
+        parents, ``in_window`` False).
+
+        Parameters
+        ----------
+        since, until, window
+            Keep deployments created in the window (``window`` ends at the last sync).
+        app_id, service_id
+            Only this app's or service's.
+        context
+            As for ``load_deployments``.
+
+        Returns
+        -------
+        DataFrame
+            Same columns and dtypes as ``load_deployments``.
+        """
+        manifest = self._manifest(required=True) or {}
+        tw = resolve_window(since, until, window, now=self._now(manifest))
+        filters = {name: check_str(name, value) for name, value in (
+            ("app_id", app_id), ("service_id", service_id))}
+        check_bool("context", context)
+        df = self._latest_deployments(manifest)
+        for name, value in filters.items():
+            if value is not None:
+                df = df[df[name] == value]
+        df = typed(select_window(df, tw, context=context), DEPLOYMENT_COLUMNS)
+        cols = list(DEPLOYMENT_COLUMNS) + [c for c in df.columns if c not in DEPLOYMENT_COLUMNS]
+        query = {**{k: v for k, v in filters.items() if v is not None},
+                 **{k: v for k, v in tw.as_dict().items() if v is not None}}
+        return self._attrs(df[cols], manifest, query, [])
+
+    def activities(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
+                   window: WindowLike | None = None, app_id: str | None = None,
+                   service_id: str | None = None) -> pd.DataFrame:
+        """The stored activities of a window, as ``load_activities`` returns them.
+
+        Parameters
+        ----------
+        since, until, window
+            Keep activities created in the window (``window`` ends at the last sync).
+        app_id, service_id
+            Only activities on this app or service.
+
+        Returns
+        -------
+        DataFrame
+            Same columns and dtypes as ``load_activities``.
+        """
+        manifest = self._manifest(required=True) or {}
+        tw = resolve_window(since, until, window, now=self._now(manifest))
+        filters = {name: check_str(name, value) for name, value in (
+            ("app_id", app_id), ("service_id", service_id))}
+        names = self._files_for(manifest, "activities", tw.since, tw.until)
+        where, params = [], []
+        if tw.since is not None:
+            where.append("created_at >= ?")
+            params.append(tw.since.to_pydatetime())
+        if tw.until is not None:
+            where.append("created_at < ?")
+            params.append(tw.until.to_pydatetime())
+        for name, value in filters.items():
+            if value is not None:
+                where.append(f"{name} = ?")
+                params.append(value)
+        if names:
+            table = self._query(names, where, params).sort_by(
+                [("created_at", "ascending"), ("id", "ascending")])
+            df = frame_from_arrow(table, ACTIVITY_COLUMNS,
+                                  _json_in(table, manifest, "activities"))
+        else:
+            df = build_frame({}, ACTIVITY_COLUMNS)
+        df = typed(df, ACTIVITY_COLUMNS)
+        query = {**{k: v for k, v in filters.items() if v is not None},
+                 **{k: v for k, v in tw.as_dict().items() if v is not None}}
+        return self._attrs(df, manifest, query, [])
 
     # -- reading ----------------------------------------------------------------
 
@@ -520,11 +734,12 @@ class HistoryStore:
     def _new_manifest(self) -> dict[str, Any]:
         return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "version": __version__,
                 "created_at": utcnow().isoformat(), "last_sync": None, "source": None,
-                "simulated": False, "high_water": {"events": None},
+                "simulated": False,
+                "high_water": {"events": None, "deployments": None, "activities": None},
                 "events": {"files": {}, "rows": 0, "json_columns": ["metadata"],
                            "oldest": None},
                 "instances": {"files": {}, "rows": 0, "json_columns": ["messages"]},
-                "syncs": []}
+                **_change_tables(), "syncs": []}
 
     def _manifest(self, required: bool) -> dict[str, Any] | None:
         manifest = self.files.read_manifest()
@@ -541,6 +756,14 @@ class HistoryStore:
             raise StoreError(f"{self.files.url!r} is not a koyeb-analytics history store "
                              f"(its manifest's format is {manifest.get('format')!r})")
         version = manifest.get("schema_version")
+        if version == 1:
+            # Version 1 had no deployments and no activities: add them (written back
+            # with the next sync; nothing else changed).
+            manifest.update(_change_tables())
+            manifest["high_water"].update({t: None for t in CHANGE_TABLES})
+            manifest["schema_version"] = SCHEMA_VERSION
+            manifest["upgraded_from"] = 1
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise StoreError(f"the history store {self.files.url!r} has schema version "
                              f"{version!r}; this koyeb-analytics reads and writes version "
@@ -556,7 +779,7 @@ class HistoryStore:
         for name in self.files.fs.ls(self.files.root, detail=False):
             if str(name).rsplit("/", 1)[-1].startswith(TMP_PREFIX):
                 self.files.fs.rm(name)
-        for table in ("events", "instances"):
+        for table in ("events", "instances", *CHANGE_TABLES):
             listed = manifest[table]["files"]
             for name in self.files.data_files(table):
                 if name not in listed:
@@ -789,6 +1012,20 @@ class HistoryStore:
             "store": self.files.url,
         }
         return df
+
+
+def _json_in(table: pa.Table, manifest: dict[str, Any], name: str) -> list[str]:
+    """The table's JSON columns, less those that hold nothing at all (Arrow types them
+    as null: there is no text to decode)."""
+    return [c for c in manifest[name]["json_columns"] if c in table.column_names
+            and not pa.types.is_null(table.schema.field(c).type)]
+
+
+def _change_tables() -> dict[str, Any]:
+    """The manifest entries of the tables schema version 2 added."""
+    return {"deployments": {"files": {}, "rows": 0, "json_columns": list(DEPLOYMENT_JSON)},
+            "activities": {"files": {}, "rows": 0,
+                           "json_columns": ["messages", "metadata", "actor", "object"]}}
 
 
 def _unique_ties(table: pa.Table) -> bool:
