@@ -161,7 +161,7 @@ def reader(tmp_path_factory: pytest.TempPathFactory):
 def test_readme_block(reader: Reader, index: int) -> None:
     block = BLOCKS[index]
     if block.needs:
-        pytest.skip(f"README.md:{block.line} needs {block.needs}")
+        pytest.skip(f"{block.name} (README.md:{block.line}) needs {block.needs}")
     failure = reader.run_through(index)
     assert failure is None, f"README.md:{block.line} ({block.lang}) failed:\n{failure}"
 
@@ -178,3 +178,14 @@ def test_every_block_is_run_or_skipped_by_name() -> None:
     assert text.count("```") == 2 * len(fenced)
     assert len({b.name for b in BLOCKS}) == len(BLOCKS)
     assert len(run) >= 10
+
+
+def test_marks_apply_to_the_next_block_only() -> None:
+    text = ("## One\n\n<!-- needs: a Koyeb account -->\n```bash\nkoyeb-analytics sync\n```\n\n"
+            "```python\nx = 1\n```\n\n## Two `watch`\n\n<!-- interrupt: 3s -->\n"
+            "```bash\nkoyeb-analytics watch\n```\n\n```sql\nselect 1\n```\n")
+    found = blocks(text)
+    assert [(b.name, b.lang, b.needs, b.interrupt) for b in found] == [
+        ("one-1", "bash", "a Koyeb account", None), ("one-2", "python", None, None),
+        ("two-watch-1", "bash", None, 3.0)]
+    assert found[1].line == 9 and found[1].source == "x = 1\n"
