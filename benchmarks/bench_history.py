@@ -10,7 +10,10 @@ is read over a slow network. Ratios are measured side by side in one run.
    the default concurrency of 4 (target >= 3x), with the pages discarded.
 
 The simulator runs in its own process. Usage: ``python benchmarks/bench_history.py``
-(``--services 220 --days 30`` gives about a million events; smaller for a quick look).
+(``--services 220 --days 30`` gives about a million events; smaller for a quick look;
+``--parts 3`` runs only the slow window). The figures of the parts run are stored in
+``benchmarks/results/bench_history.json`` (each part with its date), from which
+``tools/readme_numbers.py`` writes the README's.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +32,7 @@ import pandas as pd
 import koyeb_analytics as ka
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import describe, ratio, simulator_process, timed  # noqa: E402
+from _common import describe, ratio, save_results, simulator_process, timed  # noqa: E402
 
 MEMORY_CHILD = r"""
 import json, sys, time
@@ -78,7 +82,7 @@ def incremental(n_values: list[int]) -> None:
     print()
 
 
-def long_window(services: int, days: float, rounds: int) -> None:
+def long_window(services: int, days: float, rounds: int) -> dict[str, object]:
     print(f"2. A {days:g}-day window from a store vs live (seed 1, {services} services, "
           "0 ms)")
     with simulator_process(seed=1, days=days, services=services) as (url, token), \
@@ -112,9 +116,13 @@ def long_window(services: int, days: float, rounds: int) -> None:
               f"{mem['peak_delta'] / 2**20:.0f} MiB = {mem['peak_delta'] / mem['frame']:.2f}x "
               f"the frame (target <= 2), {mem['rows']} rows in {mem['seconds']:.2f} s")
     print()
+    return {"services": services, "days": days, "rounds": rounds, "rows": len(live),
+            "live_s": statistics.median(live_t), "store_s": statistics.median(store_t),
+            "live_over_store": mid, "low": low, "high": high,
+            "memory_over_frame": mem["peak_delta"] / mem["frame"]}
 
 
-def slow_window(services: int, rounds: int) -> None:
+def slow_window(services: int, rounds: int) -> dict[str, object]:
     print(f"3. A 7-day window at 100 ms latency (seed 2, 14 days, {services} services), "
           "concurrency 4")
     with simulator_process(seed=2, days=14, services=services, latency_ms=100) as (url, tok):
@@ -137,6 +145,10 @@ def slow_window(services: int, rounds: int) -> None:
         print(f"   in order / ahead: {mid:.2f}x ({low:.2f}-{high:.2f}) (target >= 3); "
               f"same rows: {len(rows) == 1}")
     print()
+    return {"services": services, "rounds": rounds, "latency_ms": 100, "concurrency": 4,
+            "in_order_s": statistics.median(results["none"]),
+            "ahead_s": statistics.median(results["threads"]),
+            "in_order_over_ahead": mid, "low": low, "high": high, "same_rows": len(rows) == 1}
 
 
 def main() -> None:
@@ -145,10 +157,18 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=30)
     parser.add_argument("--slow-services", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 3")
     args = parser.parse_args()
-    incremental([0, 250, 1000])
-    long_window(args.services, args.days, args.rounds)
-    slow_window(args.slow_services, args.rounds)
+    parts = set(args.parts.split(","))
+    figures: dict[str, object] = {}
+    if "1" in parts:
+        incremental([0, 250, 1000])
+    if "2" in parts:
+        figures["long_window"] = long_window(args.services, args.days, args.rounds)
+    if "3" in parts:
+        figures["slow_window"] = slow_window(args.slow_services, args.rounds)
+    if figures:
+        save_results("bench_history", figures, merge=True)
 
 
 if __name__ == "__main__":

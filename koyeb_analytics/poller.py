@@ -61,7 +61,8 @@ class Poller:
         How far back the frames reach (``"2h"``); older events are dropped as time
         passes.
     every
-        The polling interval (``"15s"``), the first step of the backoff.
+        The polling interval (``"15s"``); after a failed poll the wait doubles from
+        twice it, up to 30 s.
     service_id, app_id
         Only this service's (or app's) instances and their events.
     store

@@ -203,7 +203,17 @@ def read_with_lookbehind(client: KoyebClient, instances: pd.DataFrame,
     before ``since`` until every instance of ``instances`` alive then and changed since
     has shown one that tells its status, or ``reach`` is met; those still missing are
     read in a listing of their own (at most :data:`MAX_PER_INSTANCE`). Returns the
-    events (both sides of ``since``) and what the look-behind cost."""
+    events (both sides of ``since``) and what the look-behind cost.
+
+    Examples
+    --------
+    >>> inst = ka.load_instances(client)
+    >>> since = sim.now - pd.Timedelta(hours=6)
+    >>> reach = since - pd.Timedelta(hours=6)          # how far before since to look
+    >>> ev, cost = ka.sources.read_with_lookbehind(client, inst, since, reach)
+    >>> bool((ev["when"] < since).any()), sorted(cost)
+    (True, ['pages', 'per_instance', 'requests'])
+    """
     cost = {"pages": 0, "per_instance": 0, "requests": 0}
     wanted = None
     if since is not None and reach is not None:

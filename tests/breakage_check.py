@@ -1,119 +1,95 @@
 """Break each promise the README makes, one at a time, and check that a test fails.
 
-    python tests/breakage_check.py            # every breakage (a few minutes)
-    python tests/breakage_check.py scrub      # some of them
+    python tests/breakage_check.py              # every promise (several minutes)
+    python tests/breakage_check.py scrub        # some of them
+    python tests/breakage_check.py --save       # and store the tally for the README
 
-Each breakage is a small edit of the package (the promise removed), applied to a copy of
-the repository; the tests that guard the promise run there and must fail. Prints one
-line per breakage: caught (and by which test) or MISSED. Run by hand, outside CI, like
-``mutation_score.py``: it measures the suite rather than the package.
+The promises are the rows of ``tests/promises.toml``: the promise, its anchor in
+README.md, the breakage (a small edit of the package that removes the promise) and the
+tests that guard it. Each breakage is applied to a copy of the repository; the tests
+run there (subprocesses they start import that copy too) and must fail. Prints one line
+per promise: caught (and by which test) or MISSED, and exits non-zero when one is missed
+or its text to break is no longer in its file. CI runs it as a step of its own
+(``.ci/run``). ``--save`` writes the tally to ``benchmarks/results/breakages.json``, from
+which ``tools/readme_numbers.py`` writes the README's line.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# name: (file, text to find, replacement, tests to run)
-BREAKAGES: dict[str, tuple[str, str, str, list[str]]] = {
-    "scrub": (
-        "api/_client.py", 'return text.replace(self._token, "<hidden>") if self._token else text',
-        "return text", ["test_hostile_token.py", "test_client_units.py", "test_client.py"]),
-    "head-and-middle": (
-        "execute/_run.py", "        self.tail.append(data)\n",
-        "        if self.tail_size + len(data) > self.cap - self.cap // 2:\n"
-        "            self.dropped += len(data)\n            return\n"
-        "        self.tail.append(data)\n",
-        ["test_hostile_promises.py", "test_exec_units.py", "test_execute.py"]),
-    "exec-many-isolation": (
-        "execute/_fanout.py", "except Exception as exc:  # noqa: BLE001",
-        "except ZeroDivisionError as exc:  # noqa: BLE001",
-        ["test_hostile_promises.py", "test_exec_units.py", "test_hostile_data.py"]),
-    "window-filter-events": (
-        "load/_loaders.py",
-        "        if tw.since is None and tw.until is None:\n            return None\n"
-        "        when = cols[\"when\"]", "        return None\n        when = cols[\"when\"]",
-        ["test_hostile_promises.py", "test_loaders_units.py"]),
-    "window-filter-instances": (
-        "load/_loaders.py", '    if tw.since is None and tw.until is None:\n        return None\n'
-        '    keep = pd.Series(True, index=cols["created_at"].index)',
-        '    return None\n    keep = pd.Series(True, index=cols["created_at"].index)',
-        ["test_hostile_promises.py", "test_loaders_units.py"]),
-    "rows-grown-while-paging": (
-        "api/_paging.py", "        if latest > end or last_full:", "        if False:",
-        ["test_pagination_units.py", "test_pagination.py", "test_hostile_listings.py"]),
-    "no-count": (
-        "api/_paging.py", "            yield from _sequential(fetch, key, len(page), limit, stats, "
-        "bar, desc, seen)\n            return", "            return",
-        ["test_pagination_units.py", "test_pagination.py", "test_hostile_listings.py"]),
-    "resend-failed-read-ahead": (
-        "api/_client.py", "else self.get(path, item))", 'else {"instances": [], "events": []})',
-        ["test_client.py", "test_hostile_promises.py", "test_loaders.py"]),
-    "details-404": (
-        "load/_loaders.py", "        except NotFoundError:\n            return iid, None",
-        "        except ZeroDivisionError:\n            return iid, None",
-        ["test_hostile_promises.py", "test_loaders_units.py"]),
-    "details-missing-recorded": (
-        "load/_loaders.py", '        out.attrs["details_missing"] = missing', "        pass",
-        ["test_hostile_promises.py", "test_loaders_units.py"]),
-    "non-list-accepted": (
-        "api/_paging.py", "        raise MalformedResponseError(f\"{what}: '{key}' is {kind}, "
-        "not a list\")", "        return []",
-        ["test_pagination_units.py", "test_hostile_listings.py", "test_pagination.py"]),
-    "incidents-capped": (
-        "analysis/_metrics.py", '    inc["duration"] = inc["end"] - inc["start"]\n',
-        '    inc = inc.groupby("group").head(1)\n    inc["duration"] = inc["end"] - inc["start"]\n',
-        ["test_analysis.py"]),
-    "unknown-event-types": (
-        "analysis/_lifecycle.py",
-        "keep = np.flatnonzero((code >= 0) & (status >= 0) & (when != _NAT))",
-        "keep = np.flatnonzero((code >= 0) & (when != _NAT))",
-        ["test_lifecycle_exact.py", "test_hostile_inputs.py", "test_lifecycle.py"]),
-}
+TABLE = ROOT / "tests" / "promises.toml"
 
 
-def check(name: str, work: Path) -> str:
-    path, old, new, tests = BREAKAGES[name]
+def promises() -> dict[str, dict[str, Any]]:
+    """The rows of ``tests/promises.toml`` by name."""
+    rows = tomllib.loads(TABLE.read_text())["promise"]
+    return {row["name"]: row for row in rows}
+
+
+def check(row: dict[str, Any], work: Path) -> tuple[str, bool]:
+    """Apply one breakage in ``work``, run its tests, restore; the line and whether caught."""
+    name, path = row["name"], row["file"]
     source = work / "koyeb_analytics" / path
     text = (ROOT / "koyeb_analytics" / path).read_text()
-    if text.count(old) != 1:
-        return f"{name:28} the text to break is not in {path} exactly once: update it"
-    source.write_text(text.replace(old, new))
+    if text.count(row["find"]) != 1:
+        return f"{name:28} the text to break is not in {path} exactly once: update it", False
+    source.write_text(text.replace(row["find"], row["replace"]))
+    env = {**os.environ, "PYTHONPATH": str(work)}
     try:
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o",
-             "addopts=", *(f"tests/{t}" for t in tests)],
-            cwd=work, capture_output=True, text=True, timeout=900)
+             "addopts=", *row["tests"]],
+            cwd=work, capture_output=True, text=True, timeout=900, env=env)
     finally:
         source.write_text(text)
     failed = re.findall(r"^FAILED (\S+)", run.stdout, re.M)
     if run.returncode == 0:
-        return f"{name:28} MISSED: {' '.join(tests)} stayed green"
-    return f"{name:28} caught by {failed[0] if failed else 'an error: ' + run.stdout[-200:]}"
+        return f"{name:28} MISSED: {' '.join(row['tests'])} stayed green", False
+    if run.returncode in (4, 5):   # usage error, or no test collected: nothing was checked
+        return f"{name:28} MISSED: the tests did not run ({run.stdout[-200:]!r})", False
+    return f"{name:28} caught by {failed[0] if failed else 'an error: ' + run.stdout[-200:]}", \
+        True
 
 
 def main() -> None:
+    table = promises()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", default=list(BREAKAGES))
+    parser.add_argument("names", nargs="*", default=list(table))
+    parser.add_argument("--save", action="store_true",
+                        help="store the tally in benchmarks/results/breakages.json")
     args = parser.parse_args()
+    unknown = [n for n in args.names if n not in table]
+    if unknown:
+        parser.error(f"no such promise: {', '.join(unknown)}")
+    caught: list[str] = []
     with tempfile.TemporaryDirectory(prefix="koyeb-breakage-") as tmp:
         work = Path(tmp) / "repo"
         shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(
             ".venv", ".git", "mutants", "__pycache__", ".coverage*", "test-artifacts"))
-        missed = 0
         for name in args.names:
-            line = check(name, work)
-            missed += "MISSED" in line or "update it" in line
+            line, ok = check(table[name], work)
+            caught += [name] if ok else []
             print(line, flush=True)
-    print(f"{len(args.names) - missed} of {len(args.names)} breakages caught")
-    sys.exit(1 if missed else 0)
+    print(f"{len(caught)} of {len(args.names)} breakages caught")
+    if args.save:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from _common import save_results
+
+        save_results("breakages", {"promises": len(table), "run": len(args.names),
+                                   "caught": len(caught),
+                                   "missed": [n for n in args.names if n not in caught]})
+    sys.exit(0 if len(caught) == len(args.names) else 1)
 
 
 if __name__ == "__main__":

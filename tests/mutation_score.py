@@ -3,6 +3,7 @@
     python tests/mutation_score.py                 # every core module
     python tests/mutation_score.py pagination.py   # some of them
     python tests/mutation_score.py --report DIR... # print the scores of finished runs
+    python tests/mutation_score.py --save ...      # also store them for the README
 
 The repository is copied to a scratch directory per module (under ``--work``, default a
 temporary one) and mutmut runs there with the tests that exercise the module (see
@@ -10,6 +11,9 @@ temporary one) and mutmut runs there with the tests that exercise the module (se
 minus those that cannot see a mutant (see ``SKIPPED``). Prints, per
 module, the mutants killed (a test failed or timed out) over all mutants, and the names
 of those that survived (``mutmut show NAME`` in the work directory shows one).
+With ``--save``, the scores are stored in ``benchmarks/results/mutation_score.json``
+(merged per module, each with its date), from which ``tools/readme_numbers.py`` writes
+the README's table.
 """
 
 from __future__ import annotations
@@ -84,7 +88,8 @@ def prepare(work: Path, module: str, tests: list[str]) -> None:
                          + config(module, tests))
 
 
-def scores(work: Path) -> str:
+def scores(work: Path, found: dict[str, dict[str, int]] | None = None) -> str:
+    """The scores of a finished run as text; with ``found``, also kept there by module."""
     out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
                          cwd=work, capture_output=True, text=True, check=True).stdout
     by_module: dict[str, Counter[str]] = defaultdict(Counter)
@@ -102,6 +107,8 @@ def scores(work: Path) -> str:
         counts = by_module[module]
         total = sum(counts.values())
         killed = sum(counts[s] for s in KILLED)
+        if found is not None:
+            found[module] = {"killed": killed, "total": total}
         lines.append(f"{module:40} {killed:7d} {total:6d} {killed / total:7.1%}")
     for module in sorted(survivors):
         lines.append(f"\nsurvived in {module}:")
@@ -119,12 +126,17 @@ def main() -> None:
                         help="only print the scores of finished runs (their directories)")
     parser.add_argument("--recheck", type=Path, nargs="+",
                         help="run the second pass (the timeouts again) in finished runs")
+    parser.add_argument("--save", action="store_true",
+                        help="store the scores in benchmarks/results/mutation_score.json")
     args = parser.parse_args()
+    found: dict[str, dict[str, int]] = {}
     if args.report or args.recheck:
         for work in args.recheck or []:
             run(work, args.children)
         for work in args.report or args.recheck:
-            print(scores(work))
+            print(scores(work, found))
+        if args.save:
+            save(found)
         return
     base = args.work or Path(tempfile.mkdtemp(prefix="koyeb-mutation-"))
     for module in args.modules:
@@ -135,7 +147,25 @@ def main() -> None:
         prepare(work, module, CORE[module])
         print(f"mutmut in {work} on {module} with {', '.join(CORE[module])}", flush=True)
         run(work, args.children)
-        print(scores(work), flush=True)
+        print(scores(work, found), flush=True)
+    if args.save:
+        save(found)
+
+
+def save(found: dict[str, dict[str, int]]) -> None:
+    """Merge these modules' scores into the stored ones (the others keep theirs)."""
+    import datetime
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _common import RESULTS, save_results
+
+    path = RESULTS / "mutation_score.json"
+    modules = json.loads(path.read_text())["figures"]["modules"] if path.exists() else {}
+    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    for module, counts in found.items():
+        modules[module] = {**counts, "date": today}
+    save_results("mutation_score", {"modules": modules})
 
 
 def run(work: Path, children: int) -> None:

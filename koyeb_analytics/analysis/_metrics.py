@@ -174,6 +174,9 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
              freq: str | None = None) -> pd.DataFrame:
     """Split each group's time into segments of constant state.
 
+    A group is a service by default (``by="service_id"``); ``by=None`` takes the fleet
+    as one group.
+
     The core the other figures are sums over: between any two span edges, the number
     of instances present and up in a group is constant.
 
@@ -303,6 +306,8 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
            freq: str | None = None) -> pd.DataFrame:
     """Time-weighted availability per group (and per period with ``freq``).
 
+    One row per group: per service by default, the fleet as one group with ``by=None``.
+
     Parameters
     ----------
     iv
@@ -325,8 +330,9 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
         coverage, incidents`` per group (and ``period``). Time whose status is unknown
         is left out of ``observed_time`` (so of availability) and said by ``coverage``
         (observed over observed plus unknown). ``attrs`` carries ``policy``, ``method``
-        (a sentence), ``overall`` (availability over all groups together) and
-        ``coverage``.
+        (a sentence), ``overall`` (the groups' up time over their observed time, summed:
+        with ``by="service_id"`` the figure across services, as
+        ``overall_availability(iv, by="service_id")``) and ``coverage``.
 
     Examples
     --------
@@ -575,7 +581,9 @@ def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
     -------
     DataFrame
         Indexed by period start (UTC), one column per value of ``by`` (statuses in
-        lifecycle order), or a single ``instances`` column when ``by`` is None.
+        lifecycle order), or a single ``instances`` column when ``by`` is None. Empty
+        (no span with a length), it has no rows and the columns a full one can have:
+        the eight statuses, or ``instances``.
         ``attrs``: ``peak`` (the exact maximum of concurrent instances and when it
         began), ``instance_hours`` (per instance type) and ``freq``.
 
@@ -592,7 +600,11 @@ def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
     step = _fixed_step(freq)
     spans = iv[(iv["end"] > iv["start"]).to_numpy()]
     if spans.empty:
-        out = pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="period").as_unit("us"))
+        # The columns a full result can have: the statuses for "status", the one total
+        # for None (other columns' values are unknown without rows).
+        columns = list(STATUSES) if by == "status" else ["instances"] if by is None else []
+        out = pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="period").as_unit("us"),
+                           columns=pd.Index(columns, dtype=object, name=by), dtype="float64")
         out.attrs = {"peak": {"instances": 0, "at": pd.NaT}, "instance_hours": {}, "freq": freq}
         return out
     lo, hi = _bounds(iv, since, until, window)
@@ -836,6 +848,10 @@ def error_budget(intervals: pd.DataFrame, *, target: float | None = None,
                  window: WindowLike | None = None) -> ErrorBudget:
     """How much of the downtime ``target`` allows was used.
 
+    The budget of one of :func:`overall_availability`'s two figures: ``by=None`` (the
+    default) the fleet as one group, ``by="service_id"`` across services, time-weighted
+    (the budget the report's headline states).
+
     Parameters
     ----------
     intervals
@@ -880,6 +896,9 @@ def recovery(intervals: pd.DataFrame, *, by: str | None = "service_id",
              merge_gap: str | pd.Timedelta = "5min",
              min_duration: str | pd.Timedelta = "1min") -> Recovery:
     """MTTR and MTBF of the incidents :func:`~koyeb_analytics.incidents` finds.
+
+    Incidents are per group: per service by default, the fleet as one group with
+    ``by=None`` (an incident then means nothing in the fleet was up).
 
     Parameters
     ----------

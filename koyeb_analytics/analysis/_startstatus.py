@@ -16,7 +16,15 @@ from ._classify import Mapping_, classify_events
 
 
 def alive_at(instances: pd.DataFrame, since: pd.Timestamp) -> pd.Series:
-    """Mask of instances created before ``since`` and not ended before it."""
+    """Mask of instances created before ``since`` and not ended before it.
+
+    Examples
+    --------
+    >>> w = ka.load_window(client, window="6h")
+    >>> alive = ka.analysis.alive_at(w.instances, w.since)
+    >>> bool(alive.any()), len(alive) == len(w.instances)
+    (True, True)
+    """
     created = instances["created_at"]
     ended = instances["updated_at"].where(instances["status"].isin(TERMINAL_STATUSES))
     if "terminated_at" in instances:

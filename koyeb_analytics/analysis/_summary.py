@@ -212,6 +212,10 @@ class Headline:
 def headline(a: Analysis) -> Headline:
     """The first screen of a report, as values (see :class:`Headline`).
 
+    Its ``availability`` and budget are the figures across services, time-weighted:
+    ``overall_availability(iv, by="service_id")`` and ``error_budget(iv,
+    by="service_id")``, as the report, the CLI and the live view print them.
+
     Parameters
     ----------
     a

@@ -65,6 +65,15 @@ def discover_credentials() -> tuple[str, str | None]:
     ------
     ConfigurationError
         When no token is found; the message says where it looked.
+
+    Examples
+    --------
+    >>> from unittest import mock
+    >>> env = {"KOYEB_TOKEN": "a-token", "KOYEB_URL": "http://127.0.0.1:8000"}
+    >>> with mock.patch.dict("os.environ", env):
+    ...     token, url = ka.api.discover_credentials()
+    >>> url
+    'http://127.0.0.1:8000'
     """
     config_path = Path(os.environ.get("KOYEB_CONFIG") or Path.home() / ".koyeb.yaml")
     config: dict[str, str] = {}
@@ -235,9 +244,12 @@ class KoyebClient:
 
     Examples
     --------
-    >>> client = KoyebClient.from_env()        # doctest: +SKIP
-    >>> client.get("/v1/instances", {"limit": 1})["count"]   # doctest: +SKIP
+    >>> client = KoyebClient.from_env()  # needs a Koyeb account's token  # doctest: +SKIP
+    >>> client.get("/v1/instances", {"limit": 1})["count"]  # needs it too  # doctest: +SKIP
     42
+    >>> local = KoyebClient(sim.token, base_url=sim.url)   # the simulator of the doctests
+    >>> local.get("/v1/instances", {"limit": 1})["count"] > 0
+    True
     """
 
     simulated: bool = False

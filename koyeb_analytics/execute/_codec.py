@@ -29,24 +29,50 @@ STDIN_CHUNK = 4096
 
 def command_frame(target_id: str, command: Sequence[str], *, id_type: str = "INSTANCE_ID",
                   tty: bool = False) -> str:
-    """The first frame: what to run, and where."""
+    """The first frame: what to run, and where.
+
+    Examples
+    --------
+    >>> import json
+    >>> json.loads(ka.execute.command_frame("0b1c2d3e", ["uname", "-a"]))["body"]
+    {'command': ['uname', '-a'], 'disableTty': True}
+    """
     return json.dumps({"id": target_id, "idType": id_type,
                        "body": {"command": list(command), "disableTty": not tty}})
 
 
 def stdin_frames(data: bytes) -> list[str]:
-    """Stdin as frames of at most 4096 raw bytes each (standard padded base64)."""
+    """Stdin as frames of at most 4096 raw bytes each (standard padded base64).
+
+    Examples
+    --------
+    >>> frames = ka.execute.stdin_frames(b"x" * 5000)
+    >>> len(frames)
+    2
+    """
     return [json.dumps({"body": {"stdin": {"data": base64.b64encode(
         data[i:i + STDIN_CHUNK]).decode("ascii")}}}) for i in range(0, len(data), STDIN_CHUNK)]
 
 
 def stdin_close_frame() -> str:
-    """Tell the command its stdin has ended (commands that read stdin need it)."""
+    """Tell the command its stdin has ended (commands that read stdin need it).
+
+    Examples
+    --------
+    >>> ka.execute.stdin_close_frame()
+    '{"body": {"stdin": {"close": true}}}'
+    """
     return json.dumps({"body": {"stdin": {"close": True}}})
 
 
 def resize_frame(height: int, width: int) -> str:
-    """A terminal size change (TTY mode)."""
+    """A terminal size change (TTY mode).
+
+    Examples
+    --------
+    >>> ka.execute.resize_frame(24, 80)
+    '{"body": {"tty_size": {"height": 24, "width": 80}}}'
+    """
     return json.dumps({"body": {"tty_size": {"height": int(height), "width": int(width)}}})
 
 
@@ -111,6 +137,11 @@ def decode_frame(text: str | bytes) -> list[Event]:
     Error frames of any shape become a :class:`ErrorFrame`. Only ``exited: true``
     ends the command; ``stdout``/``stderr`` may be null. Raises ``ValueError`` for a
     frame that is not the protocol's JSON (or whose exit code no process can have).
+
+    Examples
+    --------
+    >>> ka.execute.decode_frame(ka.execute.result_frame(b"hi\\n", exited=True, exit_code=0))
+    [Output(stream='stdout', data=b'hi\\n'), Exit(code=0)]
     """
     msg = json.loads(text)
     if not isinstance(msg, dict):
@@ -149,14 +180,27 @@ GRPC_ERRORS: dict[int, tuple[type[APIError], int]] = {
 
 
 def error_for(err: ErrorFrame, path: str = EXEC_PATH) -> APIError:
-    """The typed error for an error frame received before the command started."""
+    """The typed error for an error frame received before the command started.
+
+    Examples
+    --------
+    >>> frame = ka.execute.error_frame(5, "not found", "instance 0b1c2d3e not found")
+    >>> type(ka.execute.error_for(ka.execute.decode_frame(frame)[0])).__name__
+    'NotFoundError'
+    """
     cls, status = GRPC_ERRORS.get(err.code, (APIError, 500))
     return cls(status, err.message, "; ".join(err.details) or err.message, path=path)
 
 
 def result_frame(stdout: bytes | None = None, stderr: bytes | None = None, *,
                  exited: bool = False, exit_code: int = 0) -> str:
-    """A server result frame: all four keys every time, streams null when absent."""
+    """A server result frame: all four keys every time, streams null when absent.
+
+    Examples
+    --------
+    >>> ka.execute.result_frame(b"ok", exited=True, exit_code=0)
+    '{"result": {"stdout": {"data": "b2s="}, "stderr": null, "exited": true, "exit_code": 0}}'
+    """
     def io(data: bytes | None) -> dict[str, str] | None:
         return {"data": base64.b64encode(data).decode("ascii")} if data else None
 
@@ -165,6 +209,12 @@ def result_frame(stdout: bytes | None = None, stderr: bytes | None = None, *,
 
 
 def error_frame(code: int, message: str, detail: str) -> str:
-    """A server error frame (google.rpc.Status), the reason in ``details[0].message``."""
+    """A server error frame (google.rpc.Status), the reason in ``details[0].message``.
+
+    Examples
+    --------
+    >>> ka.execute.decode_frame(ka.execute.error_frame(9, "failed precondition", "not running"))
+    [ErrorFrame(code=9, message='failed precondition', details=('not running',))]
+    """
     return json.dumps({"error": {"code": code, "message": message, "details": [
         {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "message": detail}]}})

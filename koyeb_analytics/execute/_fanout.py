@@ -72,6 +72,12 @@ def instance_targets(instances: pd.DataFrame | Iterable[str], *,
     Accepts a frame from :func:`~koyeb_analytics.load_instances` (``id`` or
     ``instance_id``) or ids; checks every id is a full one, drops repeats, keeps the
     order, and fills absent ``columns`` from ``defaults`` (else None).
+
+    Examples
+    --------
+    >>> iid = "0b1c2d3e-4f5a-4b7c-8d9e-0f1a2b3c4d5e"
+    >>> ka.execute.instance_targets([iid, iid]).columns.tolist()
+    ['instance_id', 'service_id', 'region']
     """
     if isinstance(instances, pd.DataFrame):
         if "id" in instances:

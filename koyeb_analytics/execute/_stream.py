@@ -39,6 +39,18 @@ from ._codec import (
 
 
 def normalize_command(command: str | Sequence[str]) -> tuple[str, ...]:
+    """Return the argv to run: a string through ``sh -c``, a list as it is.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an empty command or one that is neither a string nor a list of strings.
+
+    Examples
+    --------
+    >>> ka.execute.normalize_command("ps aux | head")
+    ('sh', '-c', 'ps aux | head')
+    """
     if isinstance(command, str):
         if not command.strip():
             raise ValueError("command is empty")
@@ -95,9 +107,11 @@ class ExecStream:
 
     Examples
     --------
-    >>> with ka.exec_stream(client, ["cat"], instance_id=iid) as s:   # doctest: +SKIP
+    >>> with ka.exec_stream(client, ["cat"], instance_id=iid) as s:
     ...     s.write_stdin(b"hello\\n"); s.close_stdin()
     ...     out = b"".join(e.data for e in s if isinstance(e, ka.execute.Output))
+    >>> out
+    b'hello\\n'
     """
 
     def __init__(self, client: Any, instance_id: str | None, command: str | Sequence[str], *,

@@ -32,7 +32,13 @@ def markdown_fence(text: str) -> str:
 
 
 def transcript_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows (dicts) as a transcript frame with its dtypes, in run order."""
+    """Rows (dicts) as a transcript frame with its dtypes, in run order.
+
+    Examples
+    --------
+    >>> ka.execute.transcript_frame([]).columns[:4].tolist()
+    ['run_id', 'started_at', 'ended_at', 'instance_id']
+    """
     df = pd.DataFrame(rows, columns=list(TRANSCRIPT_COLUMNS))
     for col in ("started_at", "ended_at"):
         df[col] = pd.to_datetime(df[col], utc=True).astype(TIME_DTYPE)
@@ -79,7 +85,21 @@ def transcript_cells(transcript: pd.DataFrame) -> list[Any]:
 
 
 def transcript_markdown(transcript: pd.DataFrame) -> str:
-    """Render a transcript as Markdown (fenced output blocks)."""
+    """Render a transcript as Markdown (fenced output blocks).
+
+    Examples
+    --------
+    >>> t = ka.execute.transcript_frame([{
+    ...     "run_id": 1, "instance_id": "0b1c2d3e", "command": "uptime", "stdout": "up 3 days\\n",
+    ...     "stderr": "", "exit_code": 0, "exited": True, "timed_out": False,
+    ...     "started_at": sim.now, "ended_at": sim.now}])
+    >>> print(ka.execute.transcript_markdown(t))
+    #### Run 1 on `0b1c2d3e`: `uptime` (exit 0)
+    ```text
+    up 3 days
+    ```
+    <BLANKLINE>
+    """
     parts = []
     for r in transcript.itertuples():
         code = "unknown" if pd.isna(r.exit_code) else str(r.exit_code)

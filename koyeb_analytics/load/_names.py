@@ -27,7 +27,14 @@ class _Quiet(PageStats):
 
 
 def load_names(client: Any) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    """``(app names, service names, notes)``, each name keyed by its id."""
+    """``(app names, service names, notes)``, each name keyed by its id.
+
+    Examples
+    --------
+    >>> apps, services, notes = ka.load.load_names(client)
+    >>> len(services), notes
+    (3, [])
+    """
     found: dict[str, dict[str, str]] = {"apps": {}, "services": {}}
     notes: list[str] = []
 
@@ -71,6 +78,12 @@ def add_names(df: pd.DataFrame, client: Any,
 
     ``found`` is what :func:`load_names` returned, when it was loaded beforehand (the
     loaders list names while the instances are listed).
+
+    Examples
+    --------
+    >>> inst = ka.load.add_names(ka.load_instances(client, window="6h"), client)
+    >>> inst[["app_name", "service_name"]].notna().all().tolist()
+    [True, True]
     """
     if found is None:
         found = load_names(client) if len(df) else ({}, {}, [])

@@ -201,7 +201,15 @@ def _ts(value: Any) -> str:
 
 
 def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
-    """Render the report's HTML."""
+    """Render the report's HTML.
+
+    Examples
+    --------
+    >>> a = ka.analyse(ka.load_window(client, window="1d"))
+    >>> html = ka.report.render_report(a, title="Last day")
+    >>> html.startswith("<!DOCTYPE html>"), "<title>Last day</title>" in html
+    (True, True)
+    """
     import jinja2
 
     by = a.uptime.attrs.get("by") or "service_id"
@@ -331,7 +339,17 @@ def _change_rows(a: Analysis, label: Any) -> dict[str, Any]:
 
 
 def write_report(a: Analysis, path: str | Path, **options: Any) -> Path:
-    """Render the report and write it to ``path``."""
+    """Render the report and write it to ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> a = ka.analyse(ka.load_window(client, window="1d"))
+    >>> path = ka.report.write_report(a, Path(tempfile.mkdtemp()) / "report.html")
+    >>> path.name, path.read_text().startswith("<!DOCTYPE html>")
+    ('report.html', True)
+    """
     path = Path(path)
     path.write_text(render_report(a, **options), encoding="utf-8")
     return path

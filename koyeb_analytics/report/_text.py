@@ -20,7 +20,13 @@ __all__ = ["format_duration", "text_summary"]
 
 
 def format_duration(value: Any) -> str:
-    """A duration as a person reads it (``–`` when missing)."""
+    """A duration as a person reads it (``–`` when missing).
+
+    Examples
+    --------
+    >>> ka.report.format_duration(pd.Timedelta(hours=2, minutes=16))
+    '2h 16m 00s'
+    """
     if value is None or pd.isna(value):
         return "–"
     value = pd.Timedelta(value)
@@ -49,6 +55,13 @@ def text_summary(a: Analysis, report: Path) -> str:
     -------
     str
         Lines for a terminal; names and messages from the API as one line of text each.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> a = ka.analyse(ka.load_window(client, window="1d"))
+    >>> print(ka.report.text_summary(a, Path("/tmp/report.html")).splitlines()[-1])
+    Report: /tmp/report.html
     """
     h = headline(a)
     pct = "{:.3%}".format

@@ -30,7 +30,8 @@ class Faults:
     error_rate
         Share of requests answered with ``error_status``.
     rate_limit_rate
-        Share of requests answered 429 with an empty body and ``Retry-After``.
+        Share of requests answered 429 with an empty body (and ``Retry-After`` when
+        ``retry_after`` is set).
     drop_rate, malformed_rate
         Share of requests whose connection is dropped, or whose JSON is cut in half.
     churn_per_request

@@ -145,8 +145,11 @@ class Simulator:
 
     Examples
     --------
-    >>> with Simulator(seed=7) as sim:          # doctest: +SKIP
+    >>> with Simulator(seed=7, days=1, services=2) as sim:
     ...     client = sim.client()
+    ...     n = client.get("/v1/instances", {"limit": 1})["count"]
+    >>> n > 0
+    True
     """
 
     def __init__(

@@ -94,8 +94,11 @@ def save_snapshot(path: str | Path, *, instances: pd.DataFrame | None = None,
 
     Examples
     --------
-    >>> ka.save_snapshot("incident-42", instances=inst, events=ev)   # doctest: +SKIP
-    PosixPath('incident-42')
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "incident-42"
+    >>> inst, ev = ka.load_instances(client), ka.load_events(client, window="6h")
+    >>> ka.save_snapshot(folder, instances=inst, events=ev).name
+    'incident-42'
     """
     frames = {"instances": instances, "events": events, "intervals": intervals,
               "transcript": transcript}

@@ -208,9 +208,10 @@ class ExecWidget(widgets.VBox):
 
     Examples
     --------
-    >>> w = ka.ExecWidget(client, ka.load_instances(client))   # doctest: +SKIP
-    >>> w.run("uptime", instances=[iid])                        # doctest: +SKIP
-    >>> w.transcript                                            # doctest: +SKIP
+    >>> w = ka.ExecWidget(client, ka.load_instances(client))
+    >>> runs = w.run("uptime", instances=[iid])
+    >>> len(w.transcript), bool(w.transcript.exit_code[0] == 0)
+    (1, True)
     """
 
     def __init__(self, client: Any, instances: pd.DataFrame | Iterable[str] | None = None, *,

@@ -40,8 +40,8 @@ class LiveView(widgets.VBox):
 
     Examples
     --------
-    >>> view = ka.follow(client, window="2h", every="15s")   # doctest: +SKIP
-    >>> view.stop()                                          # doctest: +SKIP
+    >>> view = ka.follow(client, window="2h", every="15s")
+    >>> view.stop()
     """
 
     def __init__(self, poller: Poller, *, start: bool = True) -> None:

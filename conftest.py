@@ -1,0 +1,42 @@
+"""The doctest namespace: the package's docstring examples run against one small simulator.
+
+Every doctest sees ``ka`` (the package), ``pd`` (pandas), ``sim`` (a started simulator:
+seed 7, two days, three services, a fixed clock), ``client`` (its client) and ``iid``
+(one of its running instances, for exec), so an example can stay one or two lines long.
+Tests under ``tests/`` have their own fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def _doctest_simulator() -> Iterator[Any]:
+    import koyeb_analytics as ka
+
+    with ka.simulate(seed=7, days=2, services=3, now="2026-11-20T12:00:00Z") as sim:
+        yield sim
+
+
+@pytest.fixture(autouse=True)
+def _doctest_globals(request: pytest.FixtureRequest, doctest_namespace: dict[str, Any]) -> None:
+    # Only doctests need the simulator; other tests do not start it.
+    if type(request.node).__name__ != "DoctestItem":
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    import koyeb_analytics as ka
+
+    sim = request.getfixturevalue("_doctest_simulator")
+    if "client" not in doctest_namespace:
+        client = sim.client(timeout=10)
+        inst = ka.load_instances(client)
+        iid = inst.loc[inst["status"] == "HEALTHY", "id"].iloc[0]
+        doctest_namespace.update(ka=ka, pd=pd, sim=sim, client=client, iid=iid)
