@@ -187,3 +187,16 @@ def test_changes_of_nothing_is_an_empty_frame_of_the_same_columns():
     out = ka.changes(None, None)
     assert out.empty and tuple(out.columns) == ka.analysis.CHANGE_COLUMNS
     assert str(out["changed_at"].dtype) == "datetime64[us, UTC]"
+
+
+def test_a_manual_scale_up_is_never_a_suspect():
+    t = pd.Timestamp("2026-01-01 12:00", tz="UTC")
+    act = pd.DataFrame({"id": ["up", "down"],
+                        "created_at": [t - pd.Timedelta("20min"), t - pd.Timedelta("10min")],
+                        "verb": ["manually-scaled"] * 2, "object_type": ["service"] * 2,
+                        "object_id": ["s"] * 2, "object_name": ["api"] * 2,
+                        "service_id": ["s"] * 2, "app_id": ["a"] * 2, "count": [4, 1],
+                        "previous_count": [2, 4], "region": ["fra"] * 2,
+                        "actor_name": ["x"] * 2})
+    inc = pd.DataFrame({"service_id": ["s"], "start": [t], "end": [t + pd.Timedelta("9min")]})
+    assert ka.suspects(inc, ka.changes(pd.DataFrame(), act))["change_id"].tolist() == ["down"]
