@@ -86,9 +86,6 @@ class Closed:
     reason: str = ""
 
 
-ServerError = ErrorFrame
-"""Deprecated name of :class:`ErrorFrame` (it clashed with the HTTP ``ServerError``)."""
-
 Event = Output | Exit | ErrorFrame | Closed
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..api._client import KoyebClient
 from ..redact import Redactor
 from ._fanout import check_command, instance_targets, run_each
 from ._run import DEFAULT_MAX_OUTPUT, ExecResult
@@ -239,8 +240,8 @@ def _typed(df: pd.DataFrame, kib: Iterable[str], diagnostic: Diagnostic | None =
     return df
 
 
-def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
-               command: str | Sequence[str], *, parser: str | None = None,
+def exec_table(client: KoyebClient, command: str | Sequence[str], *,
+               instances: pd.DataFrame | Iterable[str], parser: str | None = None,
                timeout: float | None = 30, concurrency: int = 8,
                redact: Redactor | bool = True,
                max_output: int = DEFAULT_MAX_OUTPUT) -> pd.DataFrame:
@@ -250,12 +251,12 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
     ----------
     client
         A :class:`~koyeb_analytics.KoyebClient`.
-    instances
-        A frame from :func:`~koyeb_analytics.load_instances`, or instance ids.
     command
         A named diagnostic (see :func:`diagnostics`: ``"processes"``, ``"disk"``...),
         or a command whose first word names its parser (``"ps aux"``, ``"df -k"``,
         ``"cat /proc/meminfo"``).
+    instances
+        A frame from :func:`~koyeb_analytics.load_instances`, or instance ids.
     parser
         A ``jc`` parser name, to force one.
     timeout, concurrency, redact, max_output
@@ -281,7 +282,7 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
     >>> with ka.simulate(seed=1, days=1, services=1) as sim:
     ...     c = sim.client()
     ...     running = ka.load_instances(c, statuses="HEALTHY", progress=False).head(2)
-    ...     mem = ka.exec_table(c, running, "memory")
+    ...     mem = ka.exec_table(c, "memory", instances=running)
     >>> sorted(set(mem["type"])), bool((mem.loc[mem["type"] == "Mem", "total"] > 0).all())
     (['Mem', 'Swap'], True)
     >>> mem.attrs["truncated"], mem.attrs["bytes_dropped"]
@@ -293,8 +294,9 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
              and c in instances]
     targets = instance_targets(instances, columns=("service_id", "region", *extra))
 
-    _, results = run_each(client, targets, to_run, timeout=timeout, concurrency=concurrency,
-                          redact=redact, max_output=max_output, fn="exec_table")
+    _, results = run_each(client, to_run, instances=targets, timeout=timeout,
+                          concurrency=concurrency, redact=redact, max_output=max_output,
+                          fn="exec_table")
     frames: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     info_of = targets.set_index("instance_id")

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ..api._checks import check_client
+from ..api._client import KoyebClient
 from ..errors import KoyebError
 from ..redact import Redactor
 from ..schema import is_full_id
@@ -35,8 +36,8 @@ def check_command(command: Any, fn: str) -> None:
     if isinstance(command, (bytes, bytearray)):
         raise TypeError(f"{accepted}, got {type(command).__name__} (decode it first)")
     if isinstance(command, pd.DataFrame):
-        raise TypeError(f"{accepted}, got DataFrame: the instances come first, "
-                        f"{fn}(client, instances, command)")
+        raise TypeError(f"{accepted}, got DataFrame: the command comes first, "
+                        f"{fn}(client, command, instances=...)")
     if not isinstance(command, Sequence):
         raise TypeError(f"{accepted}, got {type(command).__name__}")
     for i, arg in enumerate(command):
@@ -101,8 +102,8 @@ def instance_targets(instances: pd.DataFrame | Iterable[str], *,
     return df[["instance_id", *columns]].reset_index(drop=True)
 
 
-def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
-              command: str | Sequence[str], *, concurrency: int = 8,
+def exec_many(client: KoyebClient, command: str | Sequence[str], *,
+              instances: pd.DataFrame | Iterable[str], concurrency: int = 8,
               timeout: float | None = 30, stdin: bytes | str | None = None,
               tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT,
               cancel: CancelToken | None = None,
@@ -116,11 +117,11 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     ----------
     client
         A :class:`~koyeb_analytics.KoyebClient`.
+    command
+        A list of arguments, or a string run through ``sh -c``.
     instances
         A frame from :func:`~koyeb_analytics.load_instances` (``id`` or
         ``instance_id`` column), or instance ids.
-    command
-        A list of arguments, or a string run through ``sh -c``.
     concurrency
         How many instances at once.
     timeout, stdin, tty, max_output, cancel, redact
@@ -145,11 +146,12 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     >>> with ka.simulate(seed=1, days=1, services=2) as sim:
     ...     c = sim.client()
     ...     running = ka.load_instances(c, statuses="HEALTHY", progress=False).head(2)
-    ...     runs = ka.exec_many(c, running, ["echo", "hi"], timeout=30)
+    ...     runs = ka.exec_many(c, ["echo", "hi"], instances=running, timeout=30)
     >>> runs["stdout"].tolist(), runs["exit_code"].tolist(), runs["truncated"].tolist()
     (['hi\\n', 'hi\\n'], [0, 0], [False, False])
     """
-    targets, results = run_each(client, instances, command, concurrency=concurrency,
+    targets, results = run_each(client, command, instances=instances,
+                                concurrency=concurrency,
                                 timeout=timeout, stdin=stdin, tty=tty,
                                 max_output=max_output, cancel=cancel, redact=redact,
                                 fn="exec_many")
@@ -179,8 +181,8 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     return df
 
 
-def run_each(client: Any, instances: pd.DataFrame | Iterable[str],
-             command: str | Sequence[str], *, concurrency: int = 8,
+def run_each(client: KoyebClient, command: str | Sequence[str], *,
+             instances: pd.DataFrame | Iterable[str], concurrency: int = 8,
              timeout: float | None = 30, stdin: bytes | str | None = None,
              tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT,
              cancel: CancelToken | None = None, redact: Redactor | bool = True,

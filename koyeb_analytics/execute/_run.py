@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -17,10 +17,11 @@ from typing import IO, Any
 import pandas as pd
 
 from ..api._checks import check_client
+from ..api._client import KoyebClient
 from ..errors import ExecFailedError, ExecInterrupted, TransportError
 from ..redact import DEFAULT_REDACTOR, Redactor
 from ._codec import GRPC_ERRORS, Closed, ErrorFrame, Exit, Output, error_for
-from ._stream import ExecStream, command_and_target
+from ._stream import ExecStream
 
 DEFAULT_MAX_OUTPUT = 16 * 2**20
 
@@ -196,8 +197,9 @@ class CancelToken:
 
 
 def exec_command(
-    client: Any,
-    *args: Any,
+    client: KoyebClient,
+    command: str | Sequence[str],
+    *,
     instance_id: str | None = None,
     service_id: str | None = None,
     stdin: bytes | str | None = None,
@@ -212,10 +214,6 @@ def exec_command(
     redact: Redactor | bool = True,
 ) -> ExecResult:
     """Run one command on an instance and return what it did.
-
-    Call it as ``exec_command(client, command, instance_id=...)`` (or
-    ``service_id=...``). The older ``exec_command(client, instance_id, command)``
-    still works for one release, with a ``DeprecationWarning``.
 
     Parameters
     ----------
@@ -263,15 +261,14 @@ def exec_command(
     >>> res.ok, res.stdout_text                                            # doctest: +SKIP
     (True, 'Linux ...')
     """
-    command, instance_id = command_and_target(args, instance_id, service_id, "exec_command")
     redactor = as_redactor(redact)
     if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
         raise TypeError("stdin must be bytes, str or None")
     check_client(client)
     if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 2:
         raise ValueError(f"max_output must be an integer of at least 2 bytes, got {max_output!r}")
-    stream = ExecStream(client, instance_id, command, service_id=service_id, tty=tty,
-                        timeout=timeout)
+    stream = ExecStream(client, command, instance_id=instance_id, service_id=service_id,
+                        tty=tty, timeout=timeout)
     spills: list[IO[bytes]] = []
     if spill_to is not None:
         spills = [open(spill_to, "wb"), open(f"{spill_to}.stderr", "wb")]  # noqa: SIM115

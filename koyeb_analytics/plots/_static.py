@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._compat import positional_deprecated
 from ..labels import service_labels
 from ..schema import STATUSES
 
@@ -76,7 +75,6 @@ def _expect(data: Any, needs: set[str], fn: str, source: str) -> None:
                         f"{sorted(needs)}); got {got}")
 
 
-@positional_deprecated("ax", renamed={"group": "by"})
 def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any = None,
                     events: pd.DataFrame | None = None, incidents: pd.DataFrame | None = None,
                     lane_height: float = 0.8, labels: Mapping[Any, str] | None = None) -> Any:
@@ -84,14 +82,14 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
 
     Spans are drawn as one ``PolyCollection`` per status (never one artist per span), so
     tens of thousands of spans stay fast. ``events`` adds markers on the lanes;
-    ``incidents`` (from :func:`~koyeb_analytics.incidents`) shades their windows.
+    ``incidents`` (from :func:`~koyeb_analytics.incidents`) shades their stretches.
 
     Parameters
     ----------
     intervals
         From :func:`~koyeb_analytics.lifecycles`.
     by
-        Lanes are grouped (and labelled) by this column (``group=`` is its former name).
+        Lanes are grouped (and labelled) by this column.
     ax
         Axes to draw on; a new figure's by default.
     events, incidents
@@ -209,7 +207,6 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     return ax
 
 
-@positional_deprecated("ax")
 def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
     """Stacked step areas of concurrent instances over time (from :func:`capacity`).
 
@@ -266,7 +263,6 @@ def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None) -> Any:
     return ax
 
 
-@positional_deprecated("ax")
 def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
                 labels: Mapping[Any, str] | None = None) -> Any:
     """Availability per group as bars, or per group and period as a heatmap.
@@ -371,7 +367,6 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
     return ax
 
 
-@positional_deprecated("ax")
 def plot_events(events: pd.DataFrame, *, ax: Any = None) -> Any:
     """A strip timeline of events: one row per event type, a tick per event.
 

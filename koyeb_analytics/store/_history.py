@@ -36,7 +36,7 @@ from ..errors import IncompleteListingError, StoreError
 from ..load._frames import build_frame, frame_from_arrow
 from ..load._loaders import load_events, load_instances, overlapping
 from ..schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STRING_DTYPE
-from ..timewindow import TimeLike, WindowLike, parse_duration, resolve_window, utcnow
+from ..timewindow import DurationLike, TimeLike, parse_duration, resolve_window, utcnow
 from ._files import TMP_PREFIX, Files
 from ._snapshots import json_columns, json_safe
 
@@ -119,7 +119,7 @@ class HistoryStore:
     True
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, overlap: WindowLike = "10min",
+    def __init__(self, path: str | os.PathLike[str], *, overlap: DurationLike = "10min",
                  lock_timeout: float = 60.0,
                  storage_options: dict[str, Any] | None = None) -> None:
         self.files = Files(path, storage_options)
@@ -306,7 +306,7 @@ class HistoryStore:
     # -- reading ----------------------------------------------------------------
 
     def events(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
-               window: WindowLike | None = None,
+               window: DurationLike | None = None,
                instance_ids: Iterable[str] | str | None = None,
                types: Iterable[str] | str | None = None) -> pd.DataFrame:
         """The stored events of a window, as ``load_events`` returns them.
@@ -362,7 +362,7 @@ class HistoryStore:
         return self._attrs(df, manifest, query, notes)
 
     def instances(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
-                  window: WindowLike | None = None,
+                  window: DurationLike | None = None,
                   statuses: Iterable[str] | str | None = None,
                   app_id: str | None = None, service_id: str | None = None,
                   regional_deployment_id: str | None = None,
