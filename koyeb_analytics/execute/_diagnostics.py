@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..api._client import KoyebClient
@@ -153,6 +154,20 @@ def whole_lines(result: ExecResult) -> str:
     return (head + tail).decode("utf-8", "replace")
 
 
+def _rows_or_reason(res: ExecResult, diagnostic: Diagnostic) -> list[dict[str, Any]] | str:
+    """A run's output as rows, or why it gave none (failed, timed out, did not parse)."""
+    if res.error is not None:
+        return res.error
+    if res.timed_out:
+        return "timed out"
+    if not res.ok:
+        return f"{res.status}: {res.stderr_text.strip()[:200]}"
+    try:
+        return _parse(whole_lines(res), diagnostic)
+    except ValueError as exc:
+        return str(exc)
+
+
 def _parse(text: str, diagnostic: Diagnostic) -> list[dict[str, Any]]:
     import jc
 
@@ -203,13 +218,17 @@ def _duration(text: Any) -> pd.Timedelta:
     if not isinstance(text, str):
         return pd.NaT
     days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":") if p.isdigit()]
+    # ASCII digits only: "²".isdigit() is true, and int("²") fails.
+    parts = [int(p) for p in clock.split(":") if p.isascii() and p.isdigit()]
     if not parts or len(parts) != len(clock.split(":")) or len(parts) > 3:
         return pd.NaT
     while len(parts) < 3:
         parts.insert(0, 0)
-    return pd.Timedelta(days=int(days) if days.isdigit() else 0, hours=parts[0],
-                        minutes=parts[1], seconds=parts[2])
+    try:
+        return pd.Timedelta(days=int(days) if days.isascii() and days.isdigit() else 0,
+                            hours=parts[0], minutes=parts[1], seconds=parts[2]).as_unit("ns")
+    except (OverflowError, ValueError):  # more time than a column of Timedeltas holds
+        return pd.NaT
 
 
 def _typed(df: pd.DataFrame, kib: Iterable[str], diagnostic: Diagnostic | None = None,
@@ -218,7 +237,11 @@ def _typed(df: pd.DataFrame, kib: Iterable[str], diagnostic: Diagnostic | None =
     if diagnostic is not None:
         for col in diagnostic.durations:
             if col in df:
-                df[col] = pd.to_timedelta(df[col].map(_duration))
+                # A few distinct values (``0:00``, ``0:01``...) over many rows: each
+                # distinct one is read once.
+                codes, uniques = pd.factorize(df[col])  # a missing value's code is -1
+                read = np.array([*map(_duration, uniques), pd.NaT], dtype=object)
+                df[col] = pd.to_timedelta(read[codes])
         for col in diagnostic.seconds:
             if col in df:
                 df[col.removesuffix("_total_seconds") or col] = pd.to_timedelta(
@@ -294,33 +317,27 @@ def exec_table(client: KoyebClient, command: str | Sequence[str], *,
              and c in instances]
     targets = instance_targets(instances, columns=("service_id", "region", *extra))
 
+    # Each output is parsed in the thread that ran it, as soon as it ended: parsing
+    # then overlaps with the instances still running instead of following them all.
+    outcome: dict[str | None, list[dict[str, Any]] | str] = {}
+
+    def parse(res: ExecResult) -> None:
+        outcome[res.instance_id] = _rows_or_reason(res, diag)
+
     _, results = run_each(client, to_run, instances=targets, timeout=timeout,
                           concurrency=concurrency, redact=redact, max_output=max_output,
-                          fn="exec_table")
+                          fn="exec_table", then=parse)
     frames: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    info_of = targets.set_index("instance_id")
-    for res in results:
-        reason = None
-        if res.error is not None:
-            reason = res.error
-        elif res.timed_out:
-            reason = "timed out"
-        elif not res.ok:
-            reason = f"{res.status}: {res.stderr_text.strip()[:200]}"
-        if reason is None:
-            try:
-                parsed = _parse(whole_lines(res), diag)
-            except ValueError as exc:
-                reason = str(exc)
-            else:
-                info = info_of.loc[res.instance_id]
-                head = {"instance_id": res.instance_id,
-                        **{c: info[c] for c in ("service_id", "region", *extra)}}
-                frames.extend({**head, **r} for r in parsed)
-        if reason is not None:
-            failed.append({"instance_id": str(res.instance_id), "reason": reason})
     base = ["instance_id", "service_id", "region", *extra]
+    info_of = targets.set_index("instance_id")[base[1:]].to_dict("index")
+    for res in results:
+        rows = outcome[res.instance_id]
+        if isinstance(rows, str):
+            failed.append({"instance_id": str(res.instance_id), "reason": rows})
+            continue
+        head = {"instance_id": res.instance_id, **info_of[res.instance_id]}
+        frames.extend({**head, **r} for r in rows)
     # One frame, typed once: cheaper than a frame per instance.
     df = _typed(pd.DataFrame(frames), diag.kib, diag) if frames else \
         pd.DataFrame(columns=base)

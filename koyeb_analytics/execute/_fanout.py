@@ -7,7 +7,7 @@ One instance failing, timing out or sending anything at all never stops the othe
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -186,14 +186,19 @@ def run_each(client: KoyebClient, command: str | Sequence[str], *,
              timeout: float | None = 30, stdin: bytes | str | None = None,
              tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT,
              cancel: CancelToken | None = None, redact: Redactor | bool = True,
-             fn: str = "exec_many") -> tuple[pd.DataFrame, list[ExecResult]]:
+             fn: str = "exec_many", then: Callable[[ExecResult], object] | None = None,
+             ) -> tuple[pd.DataFrame, list[ExecResult]]:
     """Check the arguments, then run as :func:`exec_many` does.
+
+    ``then`` is called with each result in the thread that ran it, as soon as it
+    ended, so that work on one output (parsing it) overlaps with the runs still
+    waiting on their instances; ``fn`` is the public function named in argument errors.
 
     Returns
     -------
     tuple
         The targets (from :func:`instance_targets`) and one :class:`ExecResult` per
-        target, in order; ``fn`` is the public function named in argument errors.
+        target, in order.
     """
     check_client(client)
     check_command(command, fn)
@@ -210,14 +215,17 @@ def run_each(client: KoyebClient, command: str | Sequence[str], *,
 
     def one(iid: str) -> ExecResult:
         try:
-            return exec_command(client, argv, instance_id=iid, timeout=timeout, stdin=stdin,
-                                tty=tty, max_output=max_output, cancel=cancel,
-                                redact=redactor)
+            result = exec_command(client, argv, instance_id=iid, timeout=timeout,
+                                  stdin=stdin, tty=tty, max_output=max_output,
+                                  cancel=cancel, redact=redactor)
         except Exception as exc:  # noqa: BLE001 - one instance never sinks the others
             now = pd.Timestamp.now(tz="UTC")
             what = str(exc) if isinstance(exc, KoyebError) else f"{type(exc).__name__}: {exc}"
-            return ExecResult(instance_id=iid, command=argv, error=client.scrub(what),
-                              started_at=now, ended_at=now)
+            result = ExecResult(instance_id=iid, command=argv, error=client.scrub(what),
+                                started_at=now, ended_at=now)
+        if then is not None:
+            then(result)
+        return result
 
     with ThreadPoolExecutor(max_workers=min(concurrency, max(len(targets), 1)),
                             thread_name_prefix="koyeb-exec") as pool:
