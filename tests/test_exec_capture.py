@@ -222,3 +222,24 @@ def test_a_large_clean_output_comes_back_whole(redact):
         result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5,
                                  redact=redact)
     assert result.stdout == data and result.redacted == (0 if redact else None)
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True),
+                   st.text(max_size=3), st.just(float("nan")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(instances=st.lists(st.lists(st.dictionaries(st.sampled_from("abcde"), VALUES,
+                                                   max_size=5), max_size=4), max_size=4))
+def test_a_frame_built_from_columns_is_the_frame_of_the_rows(instances):
+    from koyeb_analytics.execute._diagnostics import _columns, _frame
+
+    # as exec_table makes them: the instance first, then what its output parsed into
+    instances = [[{"instance_id": f"i{k}", **row} for row in part]
+                 for k, part in enumerate(instances)]
+    rows = [row for part in instances for row in part]
+    parts = [_columns(part) for part in instances]
+    if not rows:
+        assert not any(n for _, n in parts)
+        return
+    pd.testing.assert_frame_equal(_frame(parts), pd.DataFrame(rows))

@@ -205,6 +205,32 @@ def _choose(command: str | Sequence[str], parser: str | None) -> tuple[Any, Diag
     return command, Diagnostic(" ".join(argv), parser, "")
 
 
+def _columns(rows: list[dict[str, Any]]) -> tuple[dict[str, list[Any]], int]:
+    """Rows as columns, named in the order they first appear, NaN where a row has none."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return {k: [row.get(k, np.nan) for row in rows] for k in names}, len(rows)
+
+
+def _frame(parts: list[tuple[dict[str, list[Any]], int]]) -> pd.DataFrame:
+    """The frame of the rows of every part, in order: ``pd.DataFrame(rows)``, built from
+    columns (cheaper than from one dict per row)."""
+    columns: dict[str, list[Any]] = {}
+    n = 0
+    for cols, size in parts:
+        if not size:
+            continue
+        for name in columns.keys() - cols.keys():
+            columns[name].extend([np.nan] * size)
+        for name, values in cols.items():
+            if name not in columns:
+                columns[name] = [np.nan] * n
+            columns[name].extend(values)
+        n += size
+    return pd.DataFrame(columns)
+
+
 def _rows(parsed: Any) -> list[dict[str, Any]]:
     if isinstance(parsed, dict):
         return [parsed]
@@ -317,29 +343,32 @@ def exec_table(client: KoyebClient, command: str | Sequence[str], *,
              and c in instances]
     targets = instance_targets(instances, columns=("service_id", "region", *extra))
 
-    # Each output is parsed in the thread that ran it, as soon as it ended: parsing
-    # then overlaps with the instances still running instead of following them all.
-    outcome: dict[str | None, list[dict[str, Any]] | str] = {}
+    base = ["instance_id", "service_id", "region", *extra]
+    info_of = targets.set_index("instance_id")[base[1:]].to_dict("index")
+    # Each output is parsed, and made columns, in the thread that ran it as soon as it
+    # ended: that work overlaps with the instances still running instead of following
+    # them all.
+    outcome: dict[str | None, tuple[dict[str, list[Any]], int] | str] = {}
 
     def parse(res: ExecResult) -> None:
-        outcome[res.instance_id] = _rows_or_reason(res, diag)
+        rows = _rows_or_reason(res, diag)
+        outcome[res.instance_id] = rows if isinstance(rows, str) else _columns(
+            [{"instance_id": res.instance_id, **info_of.get(res.instance_id, {}), **r}
+             for r in rows])
 
     _, results = run_each(client, to_run, instances=targets, timeout=timeout,
                           concurrency=concurrency, redact=redact, max_output=max_output,
                           fn="exec_table", then=parse)
-    frames: list[dict[str, Any]] = []
+    parts: list[tuple[dict[str, list[Any]], int]] = []
     failed: list[dict[str, str]] = []
-    base = ["instance_id", "service_id", "region", *extra]
-    info_of = targets.set_index("instance_id")[base[1:]].to_dict("index")
     for res in results:
-        rows = outcome[res.instance_id]
-        if isinstance(rows, str):
-            failed.append({"instance_id": str(res.instance_id), "reason": rows})
-            continue
-        head = {"instance_id": res.instance_id, **info_of[res.instance_id]}
-        frames.extend({**head, **r} for r in rows)
+        part = outcome[res.instance_id]
+        if isinstance(part, str):
+            failed.append({"instance_id": str(res.instance_id), "reason": part})
+        else:
+            parts.append(part)
     # One frame, typed once: cheaper than a frame per instance.
-    df = _typed(pd.DataFrame(frames), diag.kib, diag) if frames else \
+    df = _typed(_frame(parts), diag.kib, diag) if any(n for _, n in parts) else \
         pd.DataFrame(columns=base)
     cut = [r for r in results if r.stdout_dropped]
     dropped = sum(r.stdout_dropped for r in cut)
