@@ -31,7 +31,7 @@ from .schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STATUSES
 from .sources import read_with_lookbehind
 from .store._history import HistoryStore
 from .textsafe import visible
-from .timewindow import WindowLike, parse_duration, utcnow
+from .timewindow import DurationLike, parse_duration, utcnow
 
 MAX_BACKOFF = 30.0
 """Seconds: the longest wait between polls while the API fails (as the console does)."""
@@ -91,10 +91,10 @@ class Poller:
     (True, 0)
     """
 
-    def __init__(self, client: Any, *, window: WindowLike = "2h", every: WindowLike = "15s",
+    def __init__(self, client: Any, *, window: DurationLike = "2h", every: DurationLike = "15s",
                  service_id: str | None = None, app_id: str | None = None,
-                 store: Any = None, overlap: WindowLike = "10min",
-                 lookbehind: WindowLike | int = "6h") -> None:
+                 store: Any = None, overlap: DurationLike = "10min",
+                 lookbehind: DurationLike | int = "6h") -> None:
         self.client = check_client(client)
         self.window = parse_duration(window, "window")
         self.every = parse_duration(every, "every").total_seconds()

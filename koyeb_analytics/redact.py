@@ -393,6 +393,21 @@ class Redactor:
         object.__setattr__(self, "patterns", tuple(self.patterns))
         object.__setattr__(self, "_compiled", tuple(compiled))
 
+    def may_hold_secret(self, data: bytes) -> bool:
+        """Return False only when no rule can match a text made of such pieces.
+
+        Every built-in rule needs one of a few bytes (``=``, ``:``, ``-``, ``e``,
+        ``A``): a text none of whose pieces holds one needs no redaction, so pieces can
+        be screened as they arrive. Extra ``patterns`` may match anything: always True
+        with them.
+
+        Examples
+        --------
+        >>> Redactor().may_hold_secret(b"x" * 100), Redactor().may_hold_secret(b"K=v")
+        (False, True)
+        """
+        return bool(self._compiled) or _may_hold_secret(data)
+
     def redact(self, text: str) -> tuple[str, int]:
         """Return ``(text with secrets replaced, how many were)``."""
         if not self.enabled or not text:

@@ -22,7 +22,14 @@ from .load._frames import build_frame
 from .load._loaders import load_instances, read_events
 from .schema import EVENT_COLUMNS
 from .store._history import HistoryStore
-from .timewindow import TimeLike, TimeWindow, Window, WindowLike, empty_start_status, parse_duration
+from .timewindow import (
+    DurationLike,
+    TimeLike,
+    TimeWindow,
+    Window,
+    empty_start_status,
+    parse_duration,
+)
 
 DEFAULT_LOOKBEHIND = "6h"
 """How far before a window's start :func:`load_window` reads events by default (see the
@@ -37,10 +44,10 @@ __all__ = ["DEFAULT_LOOKBEHIND", "MAX_PER_INSTANCE", "Window", "load_changes", "
 
 
 def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
-                window: WindowLike | None = None, since: TimeLike | None = None,
+                window: DurationLike | None = None, since: TimeLike | None = None,
                 until: TimeLike | None = None,
                 service_id: str | Iterable[str] | None = None, details: bool = False,
-                progress: bool = True, lookbehind: WindowLike | int = DEFAULT_LOOKBEHIND,
+                progress: bool = True, lookbehind: DurationLike | int = DEFAULT_LOOKBEHIND,
                 ) -> Window:
     """Load every instance of a window, the events from its start to now, and each
     instance's status at its start.
@@ -143,7 +150,7 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
 
 
 def load_changes(source: KoyebClient | HistoryStore | str | os.PathLike[str], *,
-                 window: WindowLike | None = None, since: TimeLike | None = None,
+                 window: DurationLike | None = None, since: TimeLike | None = None,
                  until: TimeLike | None = None, service_id: str | None = None,
                  progress: bool = False) -> pd.DataFrame:
     """What changed in a window: deployments and activities, as one frame of changes.

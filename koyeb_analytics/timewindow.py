@@ -13,14 +13,15 @@ import pandas as pd
 from .schema import START_STATUS_COLUMNS, STATUSES, TIME_DTYPE
 
 TimeLike: TypeAlias = "str | datetime | date | pd.Timestamp"
-WindowLike: TypeAlias = "str | timedelta | pd.Timedelta"
+DurationLike: TypeAlias = "str | timedelta | pd.Timedelta"
+"""A length of time: ``"90m"``, ``"24h"``, ``"7d"``, ``"2w"``, or a timedelta."""
 
 _UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days",
           "w": "weeks"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
 
 
-def parse_duration(value: WindowLike, name: str = "window") -> pd.Timedelta:
+def parse_duration(value: DurationLike, name: str = "window") -> pd.Timedelta:
     """Turn ``"90m"``, ``"24h"``, ``"7d"``, ``"2w"`` or a timedelta into a positive Timedelta.
 
     Examples
@@ -92,7 +93,7 @@ class TimeWindow:
 
 
 def resolve_window(since: TimeLike | None = None, until: TimeLike | None = None,
-                   window: WindowLike | None = None,
+                   window: DurationLike | None = None,
                    now: pd.Timestamp | None = None) -> TimeWindow:
     """Resolve the three time arguments into a :class:`TimeWindow`.
 

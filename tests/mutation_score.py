@@ -50,13 +50,9 @@ CORE: dict[str, list[str]] = {
                        "test_network.py", "test_hostile_deadlines.py"],
 }
 SKIPPED = ["tests/browser", "tests/test_notebooks.py", "tests/test_cli.py",
-           "tests/test_package.py",
-           "tests/test_exec_units.py::test_the_old_call_form_warns_at_the_callers_line",
-           "tests/test_client_units.py::test_the_deprecated_session_warns_at_the_callers_line"]
+           "tests/test_package.py"]
 """Tests that cannot kill a mutant: they reach the package through subprocesses (which
-import the installed package), read its source text (which mutmut rewrites), or check
-which line a warning names (mutmut's wrappers add frames, so ``stacklevel`` counts
-differ under it)."""
+import the installed package) or read its source text (which mutmut rewrites)."""
 KILLED = {"killed", "timeout"}
 FIRST_PASS, SECOND_PASS = 2.0, 8.0
 """mutmut's CPU-time limit per mutant, as a multiple of its tests' time. A mutant that

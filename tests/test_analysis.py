@@ -210,14 +210,13 @@ def test_empty_results_keep_the_columns_and_dtypes_of_full_ones(sim, name):
         assert dict(empty.dtypes.astype(str)) == dict(full.dtypes.astype(str))
 
 
-def test_one_signature_template_and_old_calls_warn(sim):
+def test_one_signature_template_and_old_calls_fail(sim):
     iv = make_iv([("a", "s1", 0, "HEALTHY", 0, 60), ("b", "s1", 0, "ERROR", 60, 60)])
-    with pytest.warns(DeprecationWarning, match="by keyword"):
-        old = ka.uptime(iv, "service_id")
-    assert old.equals(ka.uptime(iv, by="service_id"))
-    with pytest.warns(DeprecationWarning):
+    with pytest.raises(TypeError, match="1 positional argument"):
+        ka.uptime(iv, "service_id")
+    with pytest.raises(TypeError, match="1 positional argument"):
         ka.capacity(iv, "1h")
-    with pytest.raises(TypeError, match="1 positional"):
+    with pytest.raises(TypeError, match="1 positional argument"):
         ka.incidents(iv, "service_id", None, "extra")
     for fn in (ka.uptime, ka.incidents, ka.capacity, ka.crash_loops, ka.timeline):
         params = inspect.signature(fn).parameters

@@ -150,22 +150,6 @@ def test_tokens_that_cannot_be_a_header_are_refused(token):
         ka.KoyebClient(token)
 
 
-def test_the_deprecated_session_gives_its_ca_and_proxy(tmp_path):
-    ca = tmp_path / "ca.pem"
-    ca.write_text("")
-
-    class Pool:
-        connection_pool_kw = {"ca_certs": str(ca)}
-        proxy = "http://proxy.example:3128"
-    with pytest.warns(DeprecationWarning, match="^session= is deprecated"):
-        c = ka.KoyebClient("t", session=Pool())
-    assert c.network.ca_bundle == str(ca)
-    assert c.network.proxy_for("https", "app.koyeb.com", 443) is not None
-    with pytest.warns(DeprecationWarning), pytest.raises(
-            TypeError, match=r"^session must be a urllib3.PoolManager \(or ProxyManager\)$"):
-        ka.KoyebClient("t", session=object())
-
-
 def test_what_exec_needs():
     c = ka.KoyebClient("tok-1", base_url="https://api.example/prefix")
     assert c.websocket_url("/v1/x") == "wss://api.example/prefix/v1/x"
@@ -574,28 +558,6 @@ def test_options_reach_the_network_and_the_url(tmp_path, monkeypatch):
     route = c.network.proxy_for("https", "app.koyeb.com", 443)
     assert (route.host, route.port) == ("proxy.example", 3128)
     assert ka.KoyebClient("t", base_url="http://[::1]:9").read_ahead == "pipelined"
-
-
-def test_the_deprecated_session_warns_at_the_callers_line(monkeypatch):
-    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-    class Pool:
-        connection_pool_kw: dict = {}          # no proxy attribute at all
-    with pytest.warns(DeprecationWarning) as record:
-        ka.KoyebClient("t", session=Pool())
-    assert record[0].filename == __file__
-
-
-def test_a_session_without_a_proxy_adds_none(monkeypatch):
-    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-    class Pool:
-        connection_pool_kw: dict = {}          # no proxy attribute at all
-    with pytest.warns(DeprecationWarning):
-        c = ka.KoyebClient("t", session=Pool())
-    assert c.network.proxy_for("https", "app.koyeb.com", 443) is None
 
 
 def test_a_plain_http_api_through_a_proxy_with_credentials():

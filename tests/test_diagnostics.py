@@ -63,7 +63,7 @@ def fleet():
 @pytest.mark.parametrize("name", list(ka.diagnostics()["name"]))
 def test_each_diagnostic_parses_on_several_instances(fleet, name):
     _, client, running = fleet
-    df = ka.exec_table(client, running, name, timeout=30)
+    df = ka.exec_table(client, name, instances=running, timeout=30)
     assert not df.attrs["failed"], df.attrs["failed"]
     assert set(df["instance_id"]) == set(running["id"])
     assert list(df.columns[:3]) == ["instance_id", "service_id", "region"]
@@ -81,7 +81,7 @@ def test_each_diagnostic_parses_on_several_instances(fleet, name):
 
 def test_secrets_never_reach_any_storage(fleet, tmp_path):
     sim, client, running = fleet
-    env = ka.exec_table(client, running, "environment")
+    env = ka.exec_table(client, "environment", instances=running)
     values = dict(zip(env["name"], env["value"], strict=False))
     assert values["API_TOKEN"] == "[redacted]" and values["KEYBOARD_LAYOUT"] == "us"
     assert "[redacted]@db.internal" in values["DATABASE_URL"]
@@ -89,11 +89,11 @@ def test_secrets_never_reach_any_storage(fleet, tmp_path):
     assert "tok_fake_" in raw.stdout_text and raw.redacted is None
     res = ka.exec_command(client, "env", instance_id=running["id"].iloc[0])
     assert "tok_fake_" not in res.stdout_text and res.redacted >= 3
-    runs = ka.exec_many(client, running, "env")
+    runs = ka.exec_many(client, "env", instances=running)
     assert not runs["stdout"].str.contains("tok_fake_|pw-0|sk_test_fake").any()
     assert (runs["redacted"] >= 3).all()
     # The widget: its cells, transcript, Markdown and a snapshot of the transcript.
-    w = ka.ExecWidget(client, running)
+    w = ka.ExecWidget(client, instances=running)
     w.run("env; printf '%s\\n' '-----BEGIN RSA PRIVATE KEY-----' \"$(echo TUlJRQ== | "
           "base64 -d)\" '-----END RSA PRIVATE KEY-----'", instances=list(running["id"][:2]))
     shown = "".join(o.get("text", "") for box in w._cells.children
@@ -114,25 +114,25 @@ def test_secrets_never_reach_any_storage(fleet, tmp_path):
 def test_a_failure_on_one_instance_leaves_the_others(fleet):
     _, client, running = fleet
     stopped = "5b1f7f0e-1111-4222-8333-444455556666"  # unknown to the server
-    df = ka.exec_table(client, [*running["id"][:2], stopped], "load")
+    df = ka.exec_table(client, "load", instances=[*running["id"][:2], stopped])
     assert set(df["instance_id"]) == set(running["id"][:2])
     assert [f["instance_id"] for f in df.attrs["failed"]] == [stopped]
-    bad = ka.exec_table(client, running["id"][:1], "printf 'not a table'", parser="df")
+    bad = ka.exec_table(client, "printf 'not a table'", instances=running["id"][:1], parser="df")
     assert bad.empty or bad.attrs["failed"]
 
 
 def test_unknown_commands_name_the_supported_ones(fleet):
     _, client, running = fleet
     with pytest.raises(ValueError, match="no parser known for 'frobnicate'.*processes"):
-        ka.exec_table(client, running, "frobnicate --now")
+        ka.exec_table(client, "frobnicate --now", instances=running)
     with pytest.raises(ValueError, match="not a jc parser"):
-        ka.exec_table(client, running, "ps", parser="no-such-parser")
+        ka.exec_table(client, "ps", instances=running, parser="no-such-parser")
 
 
 def test_the_widget_shows_a_table_and_keeps_the_parsed_rows(fleet, tmp_path):
     _, client, running = fleet
     ids = list(running["id"][:3])
-    w = ka.ExecWidget(client, running)
+    w = ka.ExecWidget(client, instances=running)
     w.run("cat /proc/loadavg", instances=ids, as_table=True)
     tables = [box for box in w._cells.children
               if "as a table" in getattr(box.children[0], "value", "")]

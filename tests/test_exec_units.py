@@ -27,12 +27,7 @@ from koyeb_analytics.execute import (
     normalize_command,
 )
 from koyeb_analytics.execute._run import DEFAULT_MAX_OUTPUT, _Capture, as_redactor
-from koyeb_analytics.execute._stream import (
-    check_client,
-    check_target,
-    check_timeout,
-    command_and_target,
-)
+from koyeb_analytics.execute._stream import check_client, check_target, check_timeout
 from koyeb_analytics.redact import DEFAULT_REDACTOR, Redactor
 
 from .hostile import TOKEN, HostileServer, result_frame, ws_accept, ws_frame
@@ -222,21 +217,6 @@ def test_command_and_target_checks():
         check_client("http://x")
 
 
-def test_the_two_call_forms():
-    assert command_and_target(("ls",), IID, None, "f") == ("ls", IID)
-    with pytest.warns(DeprecationWarning, match=r"^f\(client, instance_id, command\) is "
-                                                r"deprecated: call f\(client, command, "
-                                                r"instance_id=\.\.\.\)$"):
-        assert command_and_target((IID, "ls"), None, None, "f") == ("ls", IID)
-    with pytest.raises(TypeError, match=r"^g\(\) got instance_id twice$"):
-        command_and_target((IID, "ls"), IID, None, "g")
-    for args in ((), (1, 2, 3)):
-        with pytest.raises(TypeError, match=r"^g\(\) takes the client and the command "
-                                            r"positionally, then instance_id= or "
-                                            r"service_id= by keyword$"):
-            command_and_target(args, None, None, "g")
-
-
 def test_exec_many_checks_its_arguments_before_connecting():
     client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", max_retries=0)
     for kwargs, exc, words in [({"concurrency": 0}, ValueError, "got 0$"),
@@ -247,9 +227,9 @@ def test_exec_many_checks_its_arguments_before_connecting():
                                ({"timeout": -1}, ValueError, "^timeout must be"),
                                ({"redact": "yes"}, TypeError, "^redact must be")]:
         with pytest.raises(exc, match=words):
-            ka.exec_many(client, [IID], ["id"], **kwargs)
+            ka.exec_many(client, ["id"], instances=[IID], **kwargs)
     with pytest.raises(TypeError, match="^client must be a KoyebClient"):
-        ka.exec_many(object(), [IID], ["id"])
+        ka.exec_many(object(), ["id"], instances=[IID])
     for kwargs, exc, words in [({"stdin": 5}, TypeError, "^stdin must be bytes, str or None$"),
                                ({"max_output": 1}, ValueError, r"^max_output must be an "
                                 r"integer of at least 2 bytes, got 1$"),
@@ -262,11 +242,12 @@ def test_exec_many_checks_its_arguments_before_connecting():
 
 def test_connect_timeout_defaults_to_the_shorter_of_timeout_and_the_clients():
     client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", timeout=7)
-    assert ExecStream(client, IID, ["id"]).connect_timeout == 7
-    assert ExecStream(client, IID, ["id"], timeout=3).connect_timeout == 3
-    assert ExecStream(client, IID, ["id"], timeout=30).connect_timeout == 7
-    assert ExecStream(client, IID, ["id"], timeout=3, connect_timeout=5).connect_timeout == 5
-    s = ExecStream(client, None, "uptime", service_id=OTHER, tty=1)
+    assert ExecStream(client, ["id"], instance_id=IID).connect_timeout == 7
+    assert ExecStream(client, ["id"], instance_id=IID, timeout=3).connect_timeout == 3
+    assert ExecStream(client, ["id"], instance_id=IID, timeout=30).connect_timeout == 7
+    assert ExecStream(client, ["id"], instance_id=IID, timeout=3,
+                      connect_timeout=5).connect_timeout == 5
+    s = ExecStream(client, "uptime", service_id=OTHER, tty=1)
     assert (s.target, s.id_type, s.command, s.tty, s.timeout) == (
         OTHER, "SERVICE_ID", ("sh", "-c", "uptime"), True, None)
     assert (s.timed_out, s.deadline, s.started_at) == (False, None, None)
@@ -337,7 +318,7 @@ def client_for(srv):
 
 
 def session(replies, **kwargs):
-    with scripted(replies) as srv, ExecStream(client_for(srv), IID, ["id"], timeout=5,
+    with scripted(replies) as srv, ExecStream(client_for(srv), ["id"], instance_id=IID, timeout=5,
                                               **kwargs) as s:
         return list(s), s
 
@@ -404,7 +385,7 @@ def test_the_frames_sent_stdin_once_closed():
     assert frames == [
         {"id": IID, "idType": "INSTANCE_ID", "body": {"command": ["cat"], "disableTty": True}},
         {"body": {"stdin": {"data": "aMOp"}}}, {"body": {"stdin": {"close": True}}}]
-    with scripted([]) as srv, ExecStream(client_for(srv), IID, ["cat"], timeout=5) as s:
+    with scripted([]) as srv, ExecStream(client_for(srv), ["cat"], instance_id=IID, timeout=5) as s:
         s.close_stdin()
         s.close_stdin()
         with pytest.raises(ValueError, match="^stdin is already closed$"):
@@ -418,7 +399,7 @@ def test_the_frames_sent_stdin_once_closed():
 
 def test_a_send_on_a_closed_stream_is_a_transport_error():
     client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", timeout=5)
-    s = ExecStream(client, IID, ["id"])
+    s = ExecStream(client, ["id"], instance_id=IID)
     with pytest.raises(ka.TransportError, match="^exec socket failed while sending: "
                                                 "ConnectionClosed$"):
         s.resize(1, 1)
@@ -490,9 +471,9 @@ def test_exec_many_rows_hold_each_result():
             conn.sendall(b"".join(answers[json.loads(first[1])["id"]]))
             time.sleep(0.3)
     with upgraded(answer) as srv:
-        runs = ka.exec_many(client_for(srv), pd.DataFrame({
+        runs = ka.exec_many(client_for(srv), ["id"], instances=pd.DataFrame({
             "id": [OTHER, IID], "service_id": ["s2", "s1"], "region": ["was", "fra"]}),
-            ["id"], timeout=5, concurrency=2)
+            timeout=5, concurrency=2)
     assert list(runs.columns) == list(ka.execute.MANY_COLUMNS)
     assert runs.attrs["command"] == ["id"]
     assert runs[["instance_id", "service_id", "region", "stdout", "stderr"]].values.tolist() == [
@@ -514,7 +495,7 @@ def test_exec_many_turns_any_exception_into_an_error_row(monkeypatch):
         raise ka.NotFoundError(404, "not_found", "gone", path="/x")
     monkeypatch.setattr(fanout, "exec_command", boom)
     client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9")
-    runs = ka.exec_many(client, [IID, OTHER], ["id"])
+    runs = ka.exec_many(client, ["id"], instances=[IID, OTHER])
     assert runs["error"].tolist() == ["RuntimeError: bad <hidden>", "404 on /x: gone (not_found)"]
     assert runs["exit_code"].isna().all() and not runs["exited"].any()
     assert (runs["duration"] == pd.Timedelta(0)).all()
@@ -537,7 +518,8 @@ def test_a_cancel_from_another_thread_ends_the_runs_with_what_came():
         client = client_for(srv)
         threading.Timer(0.5, token.cancel).start()
         start = time.monotonic()
-        runs = ka.exec_many(client, [IID, OTHER], ["sleep", "100"], timeout=8, cancel=token)
+        runs = ka.exec_many(client, ["sleep", "100"], instances=[IID, OTHER], timeout=8,
+                            cancel=token)
         elapsed = time.monotonic() - start
     assert runs["error"].tolist() == ["cancelled", "cancelled"]
     assert runs["stdout"].tolist() == ["partial", "partial"]
@@ -603,7 +585,7 @@ def test_a_stalled_handshake_ends_at_the_run_timeout_when_it_is_shorter():
         with pytest.raises(ka.DeadlineExceeded):
             ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=0.5)
         assert time.monotonic() - start < 2          # not the client's 5 s
-        s = ExecStream(client_for(srv), IID, ["id"], timeout=30, connect_timeout=0.5)
+        s = ExecStream(client_for(srv), ["id"], instance_id=IID, timeout=30, connect_timeout=0.5)
         start = time.monotonic()
         with pytest.raises(ka.DeadlineExceeded):
             s.open()
@@ -626,7 +608,7 @@ def test_exec_many_passes_every_option_to_each_run():
                      + frame(exited=True, code=0))
         time.sleep(0.3)
     with upgraded(then) as srv, pytest.warns(UserWarning, match="47 bytes"):
-        runs = ka.exec_many(client_for(srv), [IID], ["cat"], stdin=b"hi", tty=True,
+        runs = ka.exec_many(client_for(srv), ["cat"], instances=[IID], stdin=b"hi", tty=True,
                             max_output=20, redact=False, timeout=5)
         frames = srv.state["frames"]
     assert frames == [
@@ -651,31 +633,22 @@ def test_result_fields_from_the_run():
         ka.exec_command(closed, ["id"], instance_id=IID, max_output=2)
 
 
-def test_the_old_call_form_warns_at_the_callers_line():
-    client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", timeout=5)
-    with pytest.warns(DeprecationWarning) as record:
-        ka.exec_stream(client, IID, ["id"])
-    assert record[0].filename == __file__
-
-
-def test_stream_arguments_and_the_old_call_form():
+def test_stream_arguments():
     client = ka.KoyebClient(TOKEN, base_url="http://127.0.0.1:9", timeout=5)
     s = ka.exec_stream(client, ["id"], service_id=OTHER, timeout=7)
     assert (s.service_id, s.instance_id, s.id_type, s.timeout, s.tty) == (
         OTHER, None, "SERVICE_ID", 7.0, False)
-    assert ExecStream(client, IID, ["id"]).tty is False
-    with pytest.warns(DeprecationWarning, match=r"^exec_stream\(client, instance_id, "
-                                                r"command\) is deprecated"):
-        old = ka.exec_stream(client, IID, ["id"])
-    assert old.instance_id == IID
+    assert ExecStream(client, ["id"], instance_id=IID).tty is False
+    with pytest.raises(TypeError, match="positional argument"):
+        ka.exec_stream(client, IID, ["id"])   # the instance is named, never positional
     with pytest.raises(ValueError, match="^connect_timeout must be a finite positive"):
-        ExecStream(client, IID, ["id"], connect_timeout=0)
+        ExecStream(client, ["id"], instance_id=IID, connect_timeout=0)
 
     class HalfClient:
         def websocket_url(self, path):
             return "ws://127.0.0.1:9" + path
     with pytest.raises(TypeError, match="got HalfClient$"):
-        ExecStream(HalfClient(), IID, ["id"])
+        ExecStream(HalfClient(), ["id"], instance_id=IID)
 
 
 def test_how_a_stream_ends_and_that_it_stays_ended():
@@ -686,19 +659,20 @@ def test_how_a_stream_ends_and_that_it_stays_ended():
         ([frame(exited=True, code=0)], Exit(0)),
     ]
     for replies, last in cases:
-        with scripted(replies) as srv, ExecStream(client_for(srv), IID, ["id"],
+        with scripted(replies) as srv, ExecStream(client_for(srv), ["id"], instance_id=IID,
                                                   timeout=5) as s:
             assert list(s) == [last]
             assert list(s) == []          # ended: iterating again reads nothing more
 
-    with upgraded(dropped) as srv, ExecStream(client_for(srv), IID, ["id"], timeout=5) as s:
+    with upgraded(dropped) as srv, ExecStream(client_for(srv), ["id"], instance_id=IID,
+                                              timeout=5) as s:
         assert list(s) == [Closed(None, "connection dropped")]
         assert list(s) == []
 
 
 def test_a_stream_closed_by_the_client_says_so():
     import threading
-    with silent_after([frame(b"x")]) as srv, ExecStream(client_for(srv), IID, ["id"],
+    with silent_after([frame(b"x")]) as srv, ExecStream(client_for(srv), ["id"], instance_id=IID,
                                                         timeout=8) as s:
         threading.Timer(0.3, s.close).start()
         start = time.monotonic()

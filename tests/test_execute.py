@@ -258,7 +258,7 @@ def test_exec_many_isolates_failures_and_hangs(ec, healthy):
     script = (f'case $KOYEB_INSTANCE_ID in {ids[3]}) echo boom >&2; exit 1;; '
               f'{ids[7]}) exec sleep 60;; *) echo ok;; esac')
     start = time.monotonic()
-    runs = ka.exec_many(ec, healthy.iloc[:20], script, concurrency=8, timeout=3)
+    runs = ka.exec_many(ec, script, instances=healthy.iloc[:20], concurrency=8, timeout=3)
     took = time.monotonic() - start
     assert took < 8  # the hang costs its own timeout, not everyone's
     assert list(runs.columns) == list(ka.execute.MANY_COLUMNS)
@@ -338,12 +338,3 @@ def test_delayed_frames_arrive_late_but_whole(esim, ec, healthy):
     # each frame is held back 0.3 s; stderr's is produced 0.1 s after stdout's
     assert time.monotonic() - start >= 0.4
     assert (res.stdout, res.stderr, res.exit_code) == (b"one\n", b"two\n", 0)
-
-
-def test_the_old_call_form_still_works_with_a_warning(ec, healthy):
-    iid = healthy["id"][0]
-    with pytest.warns(DeprecationWarning, match="exec_command\\(client, command, instance_id"):
-        res = ka.exec_command(ec, iid, ["echo", "old"])
-    assert res.stdout == b"old\n"
-    with pytest.raises(TypeError, match="instance_id twice"):
-        ka.exec_command(ec, iid, ["echo"], instance_id=iid)

@@ -112,7 +112,7 @@ def test_exec_frames_of_any_shape_give_a_result_with_an_error(frame):
         result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
     assert result.stdout == b"before\n" and not result.exited and result.error
     with exec_server([result_frame(b"before\n"), ws_frame(text)]) as srv:
-        runs = ka.exec_many(client_for(srv), [IID, OTHER], ["id"], timeout=5)
+        runs = ka.exec_many(client_for(srv), ["id"], instances=[IID, OTHER], timeout=5)
     assert list(runs["instance_id"]) == [IID, OTHER] and runs["error"].notna().all()
 
 
@@ -141,6 +141,6 @@ def test_exec_many_keeps_a_row_per_instance_whatever_one_server_sends():
 
     iids = [IID, OTHER, "5b1f7f0e-1111-4222-8333-444455558888"]
     with HostileServer(handler) as srv:
-        runs = ka.exec_many(client_for(srv), iids, ["id"], timeout=5, concurrency=1)
+        runs = ka.exec_many(client_for(srv), ["id"], instances=iids, timeout=5, concurrency=1)
     assert list(runs["instance_id"]) == iids
     assert runs["error"].notna().sum() == 2 and runs["exit_code"].tolist()[2] == 0

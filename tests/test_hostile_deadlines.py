@@ -185,7 +185,7 @@ def test_exec_many_ends_at_its_timeout_with_a_row_per_instance():
     with ws_server(pings_forever) as srv:
         client = client_for(srv, timeout=5)
         start = time.monotonic()
-        runs = ka.exec_many(client, IIDS, "sleep 100", timeout=1.5, concurrency=3)
+        runs = ka.exec_many(client, "sleep 100", instances=IIDS, timeout=1.5, concurrency=3)
         elapsed = time.monotonic() - start
     assert list(runs["instance_id"]) == IIDS and runs["timed_out"].all()
     assert elapsed < 4

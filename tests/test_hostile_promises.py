@@ -148,7 +148,7 @@ def test_exec_many_isolates_an_instance_whose_exec_raises():
 
     with HostileServer(handler) as srv:
         client = ka.KoyebClient(TOKEN, base_url=srv.url, timeout=5, max_retries=0)
-        runs = ka.exec_many(client, ids, ["id"], timeout=5, concurrency=1)
+        runs = ka.exec_many(client, ["id"], instances=ids, timeout=5, concurrency=1)
     assert runs["instance_id"].tolist() == ids
     assert runs["exit_code"][0] == 0 and runs["exit_code"][3] == 0
     assert runs["stdout"][0] == "ok\n" and runs["stdout"][3] == "ok\n"

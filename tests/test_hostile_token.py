@@ -123,7 +123,7 @@ def test_refusals_and_failures_carry_no_token(caplog):
             ka.load_instances(client, progress=False)
         with pytest.raises(ka.PermissionDeniedError) as denied:
             ka.exec_command(client, ["id"], instance_id=IID, timeout=5)
-        runs = ka.exec_many(client, [IID], ["id"], timeout=5)
+        runs = ka.exec_many(client, ["id"], instances=[IID], timeout=5)
     assert len(err.value.partial) == 1 and isinstance(err.value.cause, ka.ServerError)
     assert any(isinstance(e, ka.ServerError) for e in exceptions_in_chain(err.value))
     assert_token_absent(err.value, caplog.text, runs.to_string(), repr(client))

@@ -88,18 +88,11 @@ def test_an_untrusted_issuer_is_refused_on_both_paths_with_a_hint(tls_sim, iid):
 
 
 @pytest.mark.parametrize("how", ["ca_bundle", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
-                                 "CURL_CA_BUNDLE", "session"])
+                                 "CURL_CA_BUNDLE"])
 def test_each_trust_mechanism_makes_both_paths_work(tls_sim, iid, ca_file, monkeypatch, how):
     options = {}
     if how == "ca_bundle":
         options["ca_bundle"] = ca_file
-    elif how == "session":
-        import urllib3
-
-        with pytest.warns(DeprecationWarning):
-            client = tls_sim.client(session=urllib3.PoolManager(ca_certs=ca_file))
-        works(client, iid)
-        return
     else:
         monkeypatch.setenv(how, ca_file)
     client = tls_sim.client(**options)

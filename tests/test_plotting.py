@@ -139,10 +139,11 @@ def test_plots_name_the_input_they_expected():
     with pytest.raises(TypeError, match="plot_events"):
         ka.plot_events(iv)
     fig, ax = plt.subplots()
-    with pytest.warns(DeprecationWarning, match="by keyword"):
-        assert ka.plot_lifecycles(iv, ax) is ax
-    with pytest.warns(DeprecationWarning, match="group= is now by="):
+    with pytest.raises(TypeError, match="1 positional argument"):
+        ka.plot_lifecycles(iv, ax)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'group'"):
         ka.plot_lifecycles(iv, group="region")
+    assert ka.plot_lifecycles(iv, ax=ax, by="region") is ax
     plt.close("all")
 
 

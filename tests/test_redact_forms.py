@@ -452,7 +452,7 @@ def test_e2e_flags_in_ps_and_cmdline_through_exec_many(client, iids):
     script = ("sh -c 'sleep 3' app-worker --db-password=pw-s3cr3t --token tok-s3cr3t "
               "--queue jobs & sleep 0.3; ps -eo args | grep '[a]pp-worker'; "
               "cat /proc/$!/cmdline; kill $!")
-    runs = ka.exec_many(client, iids, script, timeout=30)
+    runs = ka.exec_many(client, script, instances=iids, timeout=30)
     for out in runs["stdout"]:
         gone(out, "pw-s3cr3t", "tok-s3cr3t")
         kept(out, "app-worker --db-password=[redacted] --token [redacted] --queue jobs",
@@ -467,7 +467,7 @@ def test_e2e_flags_in_ps_aux_through_exec_table(client, iids):
     proc = subprocess.Popen(["sh", "-c", "sleep 20", worker, "--db-password=pw-s3cr3t",
                              "--token", "tok-s3cr3t", "--queue", "jobs"])
     try:
-        df = ka.exec_table(client, iids, "processes", timeout=30)
+        df = ka.exec_table(client, "processes", instances=iids, timeout=30)
     finally:
         proc.kill()
         proc.wait()
@@ -497,7 +497,7 @@ def test_e2e_docker_env_jwt_and_url_token_through_exec_many(client, iids, tmp_pa
                                  "Labels": {"session": JWT}}], indent=2)
                     + "\norigin https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com"
                       "/acme/app.git (fetch)\n")
-    runs = ka.exec_many(client, iids, ["cat", str(path)], timeout=30)
+    runs = ka.exec_many(client, ["cat", str(path)], instances=iids, timeout=30)
     for out in runs["stdout"]:
         gone(out, "hunter2", "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV", "ghp_16C7e42F292c")
         kept(out, "origin https://[redacted]@github.com/acme/app.git (fetch)")
@@ -540,7 +540,7 @@ def test_e2e_widget_key_across_frames_and_colour(client, iids):
               + "; sleep 0.3; printf '%s\\n' " + " ".join(body[1:])
               + "; sleep 0.3; printf '%s\\n' '-----END OPENSSH PRIVATE KEY-----' done; "
               "printf '\\033[01;31m\\033[KDB_PASSWORD\\033[m\\033[K=pw-s3cr3t\\n'")
-    w = ka.ExecWidget(client, ka.load_instances(client, progress=False))
+    w = ka.ExecWidget(client, instances=ka.load_instances(client, progress=False))
     w.run(script, instances=[iids[0]])
     shown = "".join(o.get("text", "") for o in w._cells.children[0].children[1].outputs)
     gone(shown, "pw-s3cr3t", *(line[:16] for line in body))

@@ -77,7 +77,7 @@ def test_exec_table_keeps_whole_rows_on_both_sides_of_the_cut(fleet, name):
     dropped = len(truth) - max_output
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        df = ka.exec_table(client, running.head(2), command, parser=parser,
+        df = ka.exec_table(client, command, instances=running.head(2), parser=parser,
                            max_output=max_output)
     message = one_warning(caught)
 
@@ -111,7 +111,7 @@ def test_exec_table_without_truncation_says_so_and_stays_quiet(fleet):
     client, running = fleet
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        df = ka.exec_table(client, running.head(1), "seq 1 50 | sed 's/.*/V&=&/'",
+        df = ka.exec_table(client, "seq 1 50 | sed 's/.*/V&=&/'", instances=running.head(1),
                            parser="env", max_output=4096)
     assert df["value"].astype(int).tolist() == list(range(1, 51))
     assert df.attrs["truncated"] is False
@@ -129,7 +129,7 @@ def test_exec_many_flags_truncated_runs_and_marks_the_cut(fleet):
     dropped = len(truth) - max_output
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        runs = ka.exec_many(client, [first, second], command, max_output=max_output)
+        runs = ka.exec_many(client, command, instances=[first, second], max_output=max_output)
     message = one_warning(caught)
 
     assert list(runs.columns) == list(ka.execute.MANY_COLUMNS)
@@ -143,7 +143,7 @@ def test_exec_many_flags_truncated_runs_and_marks_the_cut(fleet):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        quiet = ka.exec_many(client, [first], "seq 1 10", max_output=max_output)
+        quiet = ka.exec_many(client, "seq 1 10", instances=[first], max_output=max_output)
     assert quiet["truncated"].tolist() == [False]
     assert quiet["bytes_dropped"].tolist() == [0]
     assert quiet["stdout"].iloc[0] == "".join(f"{i}\n" for i in range(1, 11))
@@ -195,7 +195,7 @@ def test_the_widget_shows_a_notice_and_the_transcript_keeps_the_mark(fleet):
     max_output = 3001
     head, tail = cut_of(truth, max_output)
     dropped = len(truth) - max_output
-    w = ka.ExecWidget(client, running, max_output=max_output)
+    w = ka.ExecWidget(client, instances=running, max_output=max_output)
     w.run(f"seq 1 {N}", instances=[iid])
     footer = w._cells.children[0].children[2].value
     assert "ka-truncated" in footer
@@ -219,7 +219,7 @@ def test_the_widget_table_of_a_truncated_run_has_only_whole_rows(fleet):
     max_output = 5001
     head_lines, tail_lines = whole_lines(*cut_of(truth, max_output))
     want = [int(line.split()[0]) for line in head_lines[1:] + tail_lines]
-    w = ka.ExecWidget(client, running, max_output=max_output)
+    w = ka.ExecWidget(client, instances=running, max_output=max_output)
     w.run("./ps", instances=[iid], as_table=True)
     row = w.transcript.iloc[0]
     assert row["exit_code"] == 0 and sum(bool(MARKER.match(x))

@@ -26,7 +26,8 @@ def wsim(exec_sim):
 @pytest.fixture
 def widget(wsim):
     client = fast_client(wsim)
-    return ka.ExecWidget(client, ka.load_instances(client, progress=False), confirm_above=3)
+    return ka.ExecWidget(client, instances=ka.load_instances(client, progress=False),
+                         confirm_above=3)
 
 
 def runnable(w, n):
@@ -89,7 +90,7 @@ def test_ansi_colours_kept_control_sequences_stripped():
 
 def test_huge_output_shows_head_and_tail_but_keeps_everything(wsim):
     client = fast_client(wsim)
-    w = ka.ExecWidget(client, ka.load_instances(client, progress=False), head_lines=10,
+    w = ka.ExecWidget(client, instances=ka.load_instances(client, progress=False), head_lines=10,
                       tail_lines=5)
     w.run("seq 1 1000", instances=runnable(w, 1))
     shown = "".join(o["text"] for o in cell_parts(w, 0)[1])
@@ -155,7 +156,7 @@ def test_notebook_cells_validate(widget):
 def test_confirmation_and_allowlist_block(wsim):
     client = fast_client(wsim)
     inst = ka.load_instances(client, progress=False)
-    w = ka.ExecWidget(client, inst, confirm_above=2,
+    w = ka.ExecWidget(client, instances=inst, confirm_above=2,
                       allowlist=["uptime", re.compile(r"echo [a-z]+")])
     w._picker.value = tuple(runnable(w, 3))
     w._command.value = "echo many"
@@ -194,7 +195,7 @@ def test_widget_in_a_real_kernel(wsim):
 def test_the_picker_names_services(exec_sim):
     client = exec_sim.client()
     inst = ka.load_instances(client, statuses="HEALTHY", progress=False).head(3)
-    w = ka.ExecWidget(client, inst)
+    w = ka.ExecWidget(client, instances=inst)
     labels = [label for label, _ in w._picker.options]
     assert all(f"{r.app_name}/{r.service_name}" in label
                for label, r in zip(labels, inst.itertuples(), strict=True))

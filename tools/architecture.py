@@ -27,8 +27,8 @@ PACKAGE = "koyeb_analytics"
 # (the __init__ is the face for users, as the package's own __init__ is).
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("contract", "what every stage agrees on: exceptions, column schemas, redaction, "
-     "time windows, display names", ("_version", "_compat", "errors", "schema",
-                                     "timewindow", "redact", "textsafe", "labels")),
+     "time windows, display names", ("_version", "errors", "schema", "timewindow",
+                                     "redact", "textsafe", "labels")),
     ("api", "one request path to Koyeb: HTTP, websocket, paging, argument checks",
      ("api",)),
     ("analysis", "frames in, figures out; no I/O", ("analysis",)),

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import STATUSES, TERMINAL_STATUSES, TIME_DTYPE, status_dtype
-from ..timewindow import TimeLike, WindowLike, resolve_window, utcnow
+from ..timewindow import DurationLike, TimeLike, resolve_window, utcnow
 from ._classify import (
     WAKE,
     Mapping_,
@@ -178,7 +178,7 @@ def lifecycles(
     *,
     since: TimeLike | None = None,
     until: TimeLike | None = None,
-    window: WindowLike | None = None,
+    window: DurationLike | None = None,
     mapping: Mapping_ = None,
     previous_key: str | None = None,
     start_status: pd.DataFrame | None = None,
@@ -444,15 +444,15 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
             prev_of[key] = possible_previous(STATUSES[key[0]], key[1])
         return prev_of[key]
 
-    live = same & ~np.isin(a, _TERMINAL_CODES)
+    alive = same & ~np.isin(a, _TERMINAL_CODES)
     # Which status may precede which, as tables over status codes; a start that wakes
     # from sleep (told by its message) may follow SLEEPING only.
     wake = np.zeros(n - 1, bool)
-    starts = np.flatnonzero(live & (b == _CODE["STARTING"]))
+    starts = np.flatnonzero(alive & (b == _CODE["STARTING"]))
     if len(starts):
         wake[starts] = pd.Series(messages[starts + 1], dtype=object).fillna("").astype(
             str).str.contains(WAKE).to_numpy()
-    bad = live & np.where(wake, a != _CODE["SLEEPING"], ~_MAY_PRECEDE[b, a])
+    bad = alive & np.where(wake, a != _CODE["SLEEPING"], ~_MAY_PRECEDE[b, a])
     durations = spans.end - spans.start
     normal = np.r_[same & ~bad, False] & (spans.end != _NAT)
     medians = {int(c): int(np.median(durations[normal & (spans.status == c)]))
@@ -461,7 +461,7 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     for c, med in medians.items():
         limit[c] = min(limit[c], max(HOUR_US, 100 * med))
     passing = np.isin(a, [_CODE["ALLOCATING"], _CODE["STARTING"], _CODE["UNHEALTHY"]])
-    bad |= live & passing & (durations[:-1] > limit[np.clip(a, 0, None)]) \
+    bad |= alive & passing & (durations[:-1] > limit[np.clip(a, 0, None)]) \
         & (wake | _STEADY_BEFORE[b])
     lost = int(bad.sum())
     if not lost:

@@ -22,9 +22,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .._compat import positional_deprecated
 from ..schema import STATUSES, STRING_DTYPE, TIME_DTYPE
-from ..timewindow import TimeLike, WindowLike, parse_duration, parse_time
+from ..timewindow import DurationLike, TimeLike, parse_duration, parse_time
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class UptimePolicy:
         ``"all"`` (up only while every instance is up) or ``"fraction"`` (the share of
         instances up, time-weighted).
     exclude
-        Windows left out entirely (maintenance), as ``(start, end)`` pairs.
+        Periods left out entirely (maintenance), as ``(start, end)`` pairs.
     no_data
         How time with no instance at all counts, between a group's first and last
         instance: ``"down"`` (default: a crash loop's restart gaps are downtime),
@@ -81,13 +80,13 @@ class UptimePolicy:
                               ("no_data", ("down", "up", "excluded"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        windows = []
+        periods = []
         for pair in self.exclude:
             a, b = (parse_time(x, "exclude") for x in pair)
             if a >= b:
-                raise ValueError(f"exclude window {pair!r} must start before it ends")
-            windows.append((a, b))
-        object.__setattr__(self, "exclude", tuple(windows))
+                raise ValueError(f"exclude: the period {pair!r} must start before it ends")
+            periods.append((a, b))
+        object.__setattr__(self, "exclude", tuple(periods))
         object.__setattr__(self, "up_statuses", tuple(self.up_statuses))
 
     def describe(self) -> str:
@@ -101,7 +100,7 @@ class UptimePolicy:
                 f"{combine}; time with no instance counts as {self.no_data}; time whose "
                 "status is unknown is left out and stated as coverage")
         if self.exclude:
-            text += f"; {len(self.exclude)} maintenance window(s) excluded"
+            text += f"; {len(self.exclude)} maintenance period(s) excluded"
         return text + f"; target {self.target:.3%}."
 
     def as_dict(self) -> dict[str, Any]:
@@ -151,7 +150,7 @@ def _group_dtype(iv: pd.DataFrame, by: str | None) -> Any:
 
 
 def _bounds(iv: pd.DataFrame, since: TimeLike | None, until: TimeLike | None,
-            window: WindowLike | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+            window: DurationLike | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
     if window is not None and since is not None:
         raise ValueError("pass either window or since, not both")
     hi = parse_time(until, "until") if until is not None else iv.attrs.get("until")
@@ -167,10 +166,9 @@ def _bounds(iv: pd.DataFrame, since: TimeLike | None, until: TimeLike | None,
     return pd.Timestamp(lo), pd.Timestamp(hi)
 
 
-@positional_deprecated("by", "policy")
 def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
              policy: UptimePolicy | None = None, since: TimeLike | None = None,
-             until: TimeLike | None = None, window: WindowLike | None = None,
+             until: TimeLike | None = None, window: DurationLike | None = None,
              freq: str | None = None) -> pd.DataFrame:
     """Split each group's time into segments of constant state.
 
@@ -189,7 +187,8 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     policy
         The :class:`UptimePolicy` (default: HEALTHY and SLEEPING up, any replica).
     since, until, window
-        The stretch to measure; by default the intervals' own (``attrs``).
+        The window to measure (``window``: its duration, back from ``until``); by
+        default the intervals' own (``attrs``).
     freq
         Also cut segments at period edges (``"1D"``) and add a ``period`` column.
 
@@ -299,10 +298,9 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     return out
 
 
-@positional_deprecated("by", "policy")
 def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
            policy: UptimePolicy | None = None, since: TimeLike | None = None,
-           until: TimeLike | None = None, window: WindowLike | None = None,
+           until: TimeLike | None = None, window: DurationLike | None = None,
            freq: str | None = None) -> pd.DataFrame:
     """Time-weighted availability per group (and per period with ``freq``).
 
@@ -396,13 +394,12 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
     return out
 
 
-@positional_deprecated("by", "policy")
 def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
               policy: UptimePolicy | None = None, since: TimeLike | None = None,
-              until: TimeLike | None = None, window: WindowLike | None = None,
+              until: TimeLike | None = None, window: DurationLike | None = None,
               merge_gap: str | pd.Timedelta = "5min",
               min_duration: str | pd.Timedelta = "1min") -> pd.DataFrame:
-    """Find the windows in which a group was not fully up, under the policy.
+    """Find the stretches in which a group was not fully up, under the policy.
 
     Down stretches closer than ``merge_gap`` are merged into one incident; incidents
     shorter than ``min_duration`` are dropped as blips.
@@ -416,7 +413,8 @@ def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
     policy
         The :class:`UptimePolicy` (default: HEALTHY and SLEEPING up, any replica).
     since, until, window
-        The stretch to measure; by default the intervals' own (``attrs``).
+        The window to measure (``window``: its duration, back from ``until``); by
+        default the intervals' own (``attrs``).
     merge_gap, min_duration
         Durations (``"5min"``, a Timedelta, or 0).
 
@@ -560,10 +558,9 @@ def incident_summary(inc: pd.DataFrame) -> dict[str, dict[str, pd.Timedelta | fl
     return {"mttr": stats(inc["duration"]), "mtbf": stats(between)}
 
 
-@positional_deprecated("freq", "by")
 def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
              since: TimeLike | None = None, until: TimeLike | None = None,
-             window: WindowLike | None = None, freq: str = "5min") -> pd.DataFrame:
+             window: DurationLike | None = None, freq: str = "5min") -> pd.DataFrame:
     """Concurrent instances over time: the time-weighted mean count in each period.
 
     Parameters
@@ -573,7 +570,8 @@ def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
     by
         One column per value of this column (``"status"``), or None for one total.
     since, until, window
-        The stretch to measure; by default the intervals' own.
+        The window to measure (``window``: its duration, back from ``until``); by
+        default the intervals' own.
     freq
         The period (``"5min"``, ``"1h"``).
 
@@ -642,13 +640,11 @@ def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
     return out
 
 
-@positional_deprecated("n", "within", "slot")
 def crash_loops(intervals: pd.DataFrame, *,
                 by: Sequence[str] = ("service_id", "region", "replica_index"),
                 since: TimeLike | None = None, until: TimeLike | None = None,
-                window: WindowLike | None = None, n: int = 3,
-                within: str | pd.Timedelta = "30min",
-                slot: Sequence[str] | None = None) -> pd.DataFrame:
+                window: DurationLike | None = None, n: int = 3,
+                within: str | pd.Timedelta = "30min") -> pd.DataFrame:
     """Replica slots whose instance ended in ERROR at least ``n`` times within ``within``.
 
     Parameters
@@ -656,9 +652,9 @@ def crash_loops(intervals: pd.DataFrame, *,
     intervals
         Status intervals from :func:`~koyeb_analytics.lifecycles`.
     by
-        The columns that name a replica slot (``slot=`` is its former name).
+        The columns that name a replica slot.
     since, until, window
-        Count only ERRORs that began in this stretch.
+        Count only ERRORs that began in this window (``window``: its duration).
     n, within
         How many ERRORs, within how long a stretch, make a crash loop.
 
@@ -683,10 +679,10 @@ def crash_loops(intervals: pd.DataFrame, *,
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     span = parse_duration(within, "within")
-    slot = list(slot if slot is not None else by)
+    slot = list(by)
     missing = [c for c in slot if c not in iv]
     if missing:
-        raise ValueError(f"slot columns {missing} are not in the intervals")
+        raise ValueError(f"by: the slot columns {missing} are not in the intervals")
     errors = iv[iv["status"].astype(object).eq("ERROR")]
     if len(errors) and (since is not None or until is not None or window is not None):
         lo, hi = _bounds(iv, since, until, window)
@@ -740,7 +736,7 @@ class Availability:
 
 
 def availability_text(value: float, coverage: float) -> str:
-    """An availability with the coverage beside it, as reports, the CLI's live lines and
+    """An availability with the coverage beside it, as reports, the CLI's ``watch`` lines and
     the live view print it: ``"99.930 % over 98.7 % of service-time; 1.3 % unknown"``.
 
     Examples
@@ -790,7 +786,7 @@ class Peak:
 def overall_availability(intervals: pd.DataFrame, *, by: str | None = None,
                          policy: UptimePolicy | None = None, since: TimeLike | None = None,
                          until: TimeLike | None = None,
-                         window: WindowLike | None = None) -> Availability:
+                         window: DurationLike | None = None) -> Availability:
     """Availability of everything in ``intervals``: one of two figures, named by ``by``.
 
     ``by=None`` takes the fleet as one group: it is up while any instance is up (under
@@ -809,7 +805,8 @@ def overall_availability(intervals: pd.DataFrame, *, by: str | None = None,
     policy
         The :class:`~koyeb_analytics.UptimePolicy`.
     since, until, window
-        The stretch to measure; by default the intervals' own.
+        The window to measure (``window``: its duration, back from ``until``); by
+        default the intervals' own.
 
     Returns
     -------
@@ -845,7 +842,7 @@ def overall_availability(intervals: pd.DataFrame, *, by: str | None = None,
 def error_budget(intervals: pd.DataFrame, *, target: float | None = None,
                  by: str | None = None, policy: UptimePolicy | None = None,
                  since: TimeLike | None = None, until: TimeLike | None = None,
-                 window: WindowLike | None = None) -> ErrorBudget:
+                 window: DurationLike | None = None) -> ErrorBudget:
     """How much of the downtime ``target`` allows was used.
 
     The budget of one of :func:`overall_availability`'s two figures: ``by=None`` (the
@@ -892,7 +889,7 @@ def error_budget(intervals: pd.DataFrame, *, target: float | None = None,
 
 def recovery(intervals: pd.DataFrame, *, by: str | None = "service_id",
              policy: UptimePolicy | None = None, since: TimeLike | None = None,
-             until: TimeLike | None = None, window: WindowLike | None = None,
+             until: TimeLike | None = None, window: DurationLike | None = None,
              merge_gap: str | pd.Timedelta = "5min",
              min_duration: str | pd.Timedelta = "1min") -> Recovery:
     """MTTR and MTBF of the incidents :func:`~koyeb_analytics.incidents` finds.
@@ -932,7 +929,7 @@ def recovery(intervals: pd.DataFrame, *, by: str | None = "service_id",
 
 
 def peak_capacity(intervals: pd.DataFrame, *, since: TimeLike | None = None,
-                  until: TimeLike | None = None, window: WindowLike | None = None) -> Peak:
+                  until: TimeLike | None = None, window: DurationLike | None = None) -> Peak:
     """The exact maximum of concurrent instances, and when it began.
 
     Parameters
@@ -940,7 +937,8 @@ def peak_capacity(intervals: pd.DataFrame, *, since: TimeLike | None = None,
     intervals
         Status intervals from :func:`~koyeb_analytics.lifecycles`.
     since, until, window
-        The stretch to look in; by default the intervals' own.
+        The window to look in (``window``: its duration, back from ``until``); by
+        default the intervals' own.
 
     Returns
     -------

@@ -17,7 +17,6 @@ import math
 import os
 import random
 import time
-import warnings
 import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -239,8 +238,6 @@ class KoyebClient:
         at a time: best over a real network), or ``"none"``. Default: pipelined for a
         loopback host, threads otherwise. A setting, never a timing rule, so the same
         code runs on every machine.
-    session
-        Deprecated: a ``urllib3.PoolManager``; its ``ca_certs`` and proxy are used.
 
     Examples
     --------
@@ -273,7 +270,6 @@ class KoyebClient:
         no_proxy: str | None = None,
         network: Network | None = None,
         read_ahead: str | None = None,
-        session: Any = None,
     ) -> None:
         if token is not None and (not isinstance(token, str) or not token.strip()
                                   or any(c in token for c in "\r\n\0,")):
@@ -288,16 +284,6 @@ class KoyebClient:
             raise TypeError(f"base_url must be a string, got {type(base_url).__name__}")
         if network is not None and not isinstance(network, Network):
             raise TypeError("network must be a koyeb_analytics.Network")
-        if session is not None:
-            warnings.warn("session= is deprecated: pass ca_bundle=, proxy= or network=",
-                          DeprecationWarning, stacklevel=2)
-            pool_kw = getattr(session, "connection_pool_kw", None)
-            if not isinstance(pool_kw, dict):
-                raise TypeError("session must be a urllib3.PoolManager (or ProxyManager)")
-            ca_bundle = ca_bundle or pool_kw.get("ca_certs")
-            session_proxy = getattr(session, "proxy", None)
-            if proxy is None and session_proxy is not None:
-                proxy = str(session_proxy)
         if token is None:
             token, found_url = discover_credentials()
             base_url = base_url or found_url

@@ -170,6 +170,8 @@ class WebSocket:
                 kind = opcode
             else:
                 raise ProtocolError(f"unknown frame opcode {opcode}")
+            if fin and not message:
+                return kind, payload  # one frame, the usual case: no copy
             message += payload
             if fin:
                 return kind, bytes(message)

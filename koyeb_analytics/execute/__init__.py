@@ -1,7 +1,7 @@
 """Exec: run commands on instances over the exec websocket, one or many; their output as data.
 
 Modules with one job each: ``_codec`` (the protocol's frames, pure functions shared
-with the simulator), ``_stream`` (a live session over the websocket: the connection
+with the simulator), ``_stream`` (an open session over the websocket: the connection
 under a deadline, the whole session under ``timeout`` when one is given), ``_run`` (one
 command: capture, cancel, result), ``_fanout`` (many instances, outputs compared),
 ``_diagnostics`` (outputs parsed with ``jc`` into one frame) and ``_transcript`` (every
@@ -19,7 +19,6 @@ from ._codec import (
     Event,
     Exit,
     Output,
-    ServerError,
     command_frame,
     decode_frame,
     error_for,
@@ -45,7 +44,7 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT", "EXEC_PATH", "MANY_COLUMNS", "STDIN_CHUNK", "TRANSCRIPT_COLUMNS",
     "CancelToken", "Closed", "Diagnostic", "ErrorFrame", "Event", "ExecFailedError",
     "ExecInterrupted", "ExecResult", "ExecStream", "Exit", "InstanceNotRunningError",
-    "Output", "ServerError", "command_frame", "decode_frame", "diagnostics", "error_for",
+    "Output", "command_frame", "decode_frame", "diagnostics", "error_for",
     "error_frame", "exec_command", "exec_many", "exec_stream", "exec_table",
     "group_outputs", "instance_targets", "load_transcript", "normalize_command",
     "resize_frame", "result_frame", "save_transcript", "stdin_close_frame", "stdin_frames",

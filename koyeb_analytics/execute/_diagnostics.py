@@ -15,8 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from ..api._client import KoyebClient
 from ..redact import Redactor
 from ._fanout import check_command, instance_targets, run_each
 from ._run import DEFAULT_MAX_OUTPUT, ExecResult
@@ -152,6 +154,20 @@ def whole_lines(result: ExecResult) -> str:
     return (head + tail).decode("utf-8", "replace")
 
 
+def _rows_or_reason(res: ExecResult, diagnostic: Diagnostic) -> list[dict[str, Any]] | str:
+    """A run's output as rows, or why it gave none (failed, timed out, did not parse)."""
+    if res.error is not None:
+        return res.error
+    if res.timed_out:
+        return "timed out"
+    if not res.ok:
+        return f"{res.status}: {res.stderr_text.strip()[:200]}"
+    try:
+        return _parse(whole_lines(res), diagnostic)
+    except ValueError as exc:
+        return str(exc)
+
+
 def _parse(text: str, diagnostic: Diagnostic) -> list[dict[str, Any]]:
     import jc
 
@@ -189,6 +205,32 @@ def _choose(command: str | Sequence[str], parser: str | None) -> tuple[Any, Diag
     return command, Diagnostic(" ".join(argv), parser, "")
 
 
+def _columns(rows: list[dict[str, Any]]) -> tuple[dict[str, list[Any]], int]:
+    """Rows as columns, named in the order they first appear, NaN where a row has none."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return {k: [row.get(k, np.nan) for row in rows] for k in names}, len(rows)
+
+
+def _frame(parts: list[tuple[dict[str, list[Any]], int]]) -> pd.DataFrame:
+    """The frame of the rows of every part, in order: ``pd.DataFrame(rows)``, built from
+    columns (cheaper than from one dict per row)."""
+    columns: dict[str, list[Any]] = {}
+    n = 0
+    for cols, size in parts:
+        if not size:
+            continue
+        for name in columns.keys() - cols.keys():
+            columns[name].extend([np.nan] * size)
+        for name, values in cols.items():
+            if name not in columns:
+                columns[name] = [np.nan] * n
+            columns[name].extend(values)
+        n += size
+    return pd.DataFrame(columns)
+
+
 def _rows(parsed: Any) -> list[dict[str, Any]]:
     if isinstance(parsed, dict):
         return [parsed]
@@ -202,13 +244,17 @@ def _duration(text: Any) -> pd.Timedelta:
     if not isinstance(text, str):
         return pd.NaT
     days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":") if p.isdigit()]
+    # ASCII digits only: "²".isdigit() is true, and int("²") fails.
+    parts = [int(p) for p in clock.split(":") if p.isascii() and p.isdigit()]
     if not parts or len(parts) != len(clock.split(":")) or len(parts) > 3:
         return pd.NaT
     while len(parts) < 3:
         parts.insert(0, 0)
-    return pd.Timedelta(days=int(days) if days.isdigit() else 0, hours=parts[0],
-                        minutes=parts[1], seconds=parts[2])
+    try:
+        return pd.Timedelta(days=int(days) if days.isascii() and days.isdigit() else 0,
+                            hours=parts[0], minutes=parts[1], seconds=parts[2]).as_unit("ns")
+    except (OverflowError, ValueError):  # more time than a column of Timedeltas holds
+        return pd.NaT
 
 
 def _typed(df: pd.DataFrame, kib: Iterable[str], diagnostic: Diagnostic | None = None,
@@ -217,7 +263,11 @@ def _typed(df: pd.DataFrame, kib: Iterable[str], diagnostic: Diagnostic | None =
     if diagnostic is not None:
         for col in diagnostic.durations:
             if col in df:
-                df[col] = pd.to_timedelta(df[col].map(_duration))
+                # A few distinct values (``0:00``, ``0:01``...) over many rows: each
+                # distinct one is read once.
+                codes, uniques = pd.factorize(df[col])  # a missing value's code is -1
+                read = np.array([*map(_duration, uniques), pd.NaT], dtype=object)
+                df[col] = pd.to_timedelta(read[codes])
         for col in diagnostic.seconds:
             if col in df:
                 df[col.removesuffix("_total_seconds") or col] = pd.to_timedelta(
@@ -239,8 +289,8 @@ def _typed(df: pd.DataFrame, kib: Iterable[str], diagnostic: Diagnostic | None =
     return df
 
 
-def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
-               command: str | Sequence[str], *, parser: str | None = None,
+def exec_table(client: KoyebClient, command: str | Sequence[str], *,
+               instances: pd.DataFrame | Iterable[str], parser: str | None = None,
                timeout: float | None = 30, concurrency: int = 8,
                redact: Redactor | bool = True,
                max_output: int = DEFAULT_MAX_OUTPUT) -> pd.DataFrame:
@@ -250,12 +300,12 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
     ----------
     client
         A :class:`~koyeb_analytics.KoyebClient`.
-    instances
-        A frame from :func:`~koyeb_analytics.load_instances`, or instance ids.
     command
         A named diagnostic (see :func:`diagnostics`: ``"processes"``, ``"disk"``...),
         or a command whose first word names its parser (``"ps aux"``, ``"df -k"``,
         ``"cat /proc/meminfo"``).
+    instances
+        A frame from :func:`~koyeb_analytics.load_instances`, or instance ids.
     parser
         A ``jc`` parser name, to force one.
     timeout, concurrency, redact, max_output
@@ -281,7 +331,7 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
     >>> with ka.simulate(seed=1, days=1, services=1) as sim:
     ...     c = sim.client()
     ...     running = ka.load_instances(c, statuses="HEALTHY", progress=False).head(2)
-    ...     mem = ka.exec_table(c, running, "memory")
+    ...     mem = ka.exec_table(c, "memory", instances=running)
     >>> sorted(set(mem["type"])), bool((mem.loc[mem["type"] == "Mem", "total"] > 0).all())
     (['Mem', 'Swap'], True)
     >>> mem.attrs["truncated"], mem.attrs["bytes_dropped"]
@@ -293,34 +343,32 @@ def exec_table(client: Any, instances: pd.DataFrame | Iterable[str],
              and c in instances]
     targets = instance_targets(instances, columns=("service_id", "region", *extra))
 
-    _, results = run_each(client, targets, to_run, timeout=timeout, concurrency=concurrency,
-                          redact=redact, max_output=max_output, fn="exec_table")
-    frames: list[dict[str, Any]] = []
-    failed: list[dict[str, str]] = []
-    info_of = targets.set_index("instance_id")
-    for res in results:
-        reason = None
-        if res.error is not None:
-            reason = res.error
-        elif res.timed_out:
-            reason = "timed out"
-        elif not res.ok:
-            reason = f"{res.status}: {res.stderr_text.strip()[:200]}"
-        if reason is None:
-            try:
-                parsed = _parse(whole_lines(res), diag)
-            except ValueError as exc:
-                reason = str(exc)
-            else:
-                info = info_of.loc[res.instance_id]
-                head = {"instance_id": res.instance_id,
-                        **{c: info[c] for c in ("service_id", "region", *extra)}}
-                frames.extend({**head, **r} for r in parsed)
-        if reason is not None:
-            failed.append({"instance_id": str(res.instance_id), "reason": reason})
     base = ["instance_id", "service_id", "region", *extra]
+    info_of = targets.set_index("instance_id")[base[1:]].to_dict("index")
+    # Each output is parsed, and made columns, in the thread that ran it as soon as it
+    # ended: that work overlaps with the instances still running instead of following
+    # them all.
+    outcome: dict[str | None, tuple[dict[str, list[Any]], int] | str] = {}
+
+    def parse(res: ExecResult) -> None:
+        rows = _rows_or_reason(res, diag)
+        outcome[res.instance_id] = rows if isinstance(rows, str) else _columns(
+            [{"instance_id": res.instance_id, **info_of.get(res.instance_id, {}), **r}
+             for r in rows])
+
+    _, results = run_each(client, to_run, instances=targets, timeout=timeout,
+                          concurrency=concurrency, redact=redact, max_output=max_output,
+                          fn="exec_table", then=parse)
+    parts: list[tuple[dict[str, list[Any]], int]] = []
+    failed: list[dict[str, str]] = []
+    for res in results:
+        part = outcome[res.instance_id]
+        if isinstance(part, str):
+            failed.append({"instance_id": str(res.instance_id), "reason": part})
+        else:
+            parts.append(part)
     # One frame, typed once: cheaper than a frame per instance.
-    df = _typed(pd.DataFrame(frames), diag.kib, diag) if frames else \
+    df = _typed(_frame(parts), diag.kib, diag) if any(n for _, n in parts) else \
         pd.DataFrame(columns=base)
     cut = [r for r in results if r.stdout_dropped]
     dropped = sum(r.stdout_dropped for r in cut)

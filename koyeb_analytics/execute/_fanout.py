@@ -7,13 +7,14 @@ One instance failing, timing out or sending anything at all never stops the othe
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
 
 from ..api._checks import check_client
+from ..api._client import KoyebClient
 from ..errors import KoyebError
 from ..redact import Redactor
 from ..schema import is_full_id
@@ -35,8 +36,8 @@ def check_command(command: Any, fn: str) -> None:
     if isinstance(command, (bytes, bytearray)):
         raise TypeError(f"{accepted}, got {type(command).__name__} (decode it first)")
     if isinstance(command, pd.DataFrame):
-        raise TypeError(f"{accepted}, got DataFrame: the instances come first, "
-                        f"{fn}(client, instances, command)")
+        raise TypeError(f"{accepted}, got DataFrame: the command comes first, "
+                        f"{fn}(client, command, instances=...)")
     if not isinstance(command, Sequence):
         raise TypeError(f"{accepted}, got {type(command).__name__}")
     for i, arg in enumerate(command):
@@ -107,8 +108,8 @@ def instance_targets(instances: pd.DataFrame | Iterable[str], *,
     return df[["instance_id", *columns]].reset_index(drop=True)
 
 
-def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
-              command: str | Sequence[str], *, concurrency: int = 8,
+def exec_many(client: KoyebClient, command: str | Sequence[str], *,
+              instances: pd.DataFrame | Iterable[str], concurrency: int = 8,
               timeout: float | None = 30, stdin: bytes | str | None = None,
               tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT,
               cancel: CancelToken | None = None,
@@ -122,11 +123,11 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     ----------
     client
         A :class:`~koyeb_analytics.KoyebClient`.
+    command
+        A list of arguments, or a string run through ``sh -c``.
     instances
         A frame from :func:`~koyeb_analytics.load_instances` (``id`` or
         ``instance_id`` column), or instance ids.
-    command
-        A list of arguments, or a string run through ``sh -c``.
     concurrency
         How many instances at once.
     timeout, stdin, tty, max_output, cancel, redact
@@ -151,11 +152,12 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     >>> with ka.simulate(seed=1, days=1, services=2) as sim:
     ...     c = sim.client()
     ...     running = ka.load_instances(c, statuses="HEALTHY", progress=False).head(2)
-    ...     runs = ka.exec_many(c, running, ["echo", "hi"], timeout=30)
+    ...     runs = ka.exec_many(c, ["echo", "hi"], instances=running, timeout=30)
     >>> runs["stdout"].tolist(), runs["exit_code"].tolist(), runs["truncated"].tolist()
     (['hi\\n', 'hi\\n'], [0, 0], [False, False])
     """
-    targets, results = run_each(client, instances, command, concurrency=concurrency,
+    targets, results = run_each(client, command, instances=instances,
+                                concurrency=concurrency,
                                 timeout=timeout, stdin=stdin, tty=tty,
                                 max_output=max_output, cancel=cancel, redact=redact,
                                 fn="exec_many")
@@ -185,19 +187,24 @@ def exec_many(client: Any, instances: pd.DataFrame | Iterable[str],
     return df
 
 
-def run_each(client: Any, instances: pd.DataFrame | Iterable[str],
-             command: str | Sequence[str], *, concurrency: int = 8,
+def run_each(client: KoyebClient, command: str | Sequence[str], *,
+             instances: pd.DataFrame | Iterable[str], concurrency: int = 8,
              timeout: float | None = 30, stdin: bytes | str | None = None,
              tty: bool = False, max_output: int = DEFAULT_MAX_OUTPUT,
              cancel: CancelToken | None = None, redact: Redactor | bool = True,
-             fn: str = "exec_many") -> tuple[pd.DataFrame, list[ExecResult]]:
+             fn: str = "exec_many", then: Callable[[ExecResult], object] | None = None,
+             ) -> tuple[pd.DataFrame, list[ExecResult]]:
     """Check the arguments, then run as :func:`exec_many` does.
+
+    ``then`` is called with each result in the thread that ran it, as soon as it
+    ended, so that work on one output (parsing it) overlaps with the runs still
+    waiting on their instances; ``fn`` is the public function named in argument errors.
 
     Returns
     -------
     tuple
         The targets (from :func:`instance_targets`) and one :class:`ExecResult` per
-        target, in order; ``fn`` is the public function named in argument errors.
+        target, in order.
     """
     check_client(client)
     check_command(command, fn)
@@ -214,14 +221,17 @@ def run_each(client: Any, instances: pd.DataFrame | Iterable[str],
 
     def one(iid: str) -> ExecResult:
         try:
-            return exec_command(client, argv, instance_id=iid, timeout=timeout, stdin=stdin,
-                                tty=tty, max_output=max_output, cancel=cancel,
-                                redact=redactor)
+            result = exec_command(client, argv, instance_id=iid, timeout=timeout,
+                                  stdin=stdin, tty=tty, max_output=max_output,
+                                  cancel=cancel, redact=redactor)
         except Exception as exc:  # noqa: BLE001 - one instance never sinks the others
             now = pd.Timestamp.now(tz="UTC")
             what = str(exc) if isinstance(exc, KoyebError) else f"{type(exc).__name__}: {exc}"
-            return ExecResult(instance_id=iid, command=argv, error=client.scrub(what),
-                              started_at=now, ended_at=now)
+            result = ExecResult(instance_id=iid, command=argv, error=client.scrub(what),
+                                started_at=now, ended_at=now)
+        if then is not None:
+            then(result)
+        return result
 
     with ThreadPoolExecutor(max_workers=min(concurrency, max(len(targets), 1)),
                             thread_name_prefix="koyeb-exec") as pool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -17,33 +17,57 @@ from typing import IO, Any
 import pandas as pd
 
 from ..api._checks import check_client
+from ..api._client import KoyebClient
 from ..errors import ExecFailedError, ExecInterrupted, TransportError
 from ..redact import DEFAULT_REDACTOR, Redactor
 from ._codec import GRPC_ERRORS, Closed, ErrorFrame, Exit, Output, error_for
-from ._stream import ExecStream, command_and_target
+from ._stream import ExecStream
 
 DEFAULT_MAX_OUTPUT = 16 * 2**20
 
 
 class _Capture:
-    """Keeps a stream's head and tail within a byte cap, counting what was dropped."""
+    """Keeps a stream's head and tail within a byte cap, counting what was dropped.
 
-    def __init__(self, cap: int, spill: IO[bytes] | None = None) -> None:
+    Chunks are kept as they came (no copy per chunk) and joined once, in :meth:`value`.
+    With ``screen`` (a redactor's :meth:`~koyeb_analytics.redact.Redactor.may_hold_secret`),
+    each chunk is screened while it is small and fresh: ``clean`` stays true while no
+    chunk could hold a secret, and then the whole needs no redaction pass.
+    """
+
+    def __init__(self, cap: int, spill: IO[bytes] | None = None,
+                 screen: Callable[[bytes], bool] | None = None) -> None:
         self.cap = cap
-        self.head = bytearray()
+        self.screen = screen
+        self.clean = screen is not None
+        self._head: list[bytes] = []
+        self.head_size = 0
         self.tail: deque[bytes] = deque()
         self.tail_size = 0
         self.dropped = 0
         self.total = 0
         self.spill = spill
 
+    @property
+    def head(self) -> bytes:
+        """The first ``cap // 2`` bytes (or fewer, all there was)."""
+        return b"".join(self._head)
+
     def add(self, data: bytes) -> None:
         self.total += len(data)
         if self.spill is not None:
             self.spill.write(data)
-        room = self.cap // 2 - len(self.head)
+        if self.clean and data and self.screen is not None and self.screen(data):
+            self.clean = False
+        room = self.cap // 2 - self.head_size
         if room > 0:
-            self.head += data[:room]
+            if len(data) <= room:
+                if data:
+                    self._head.append(data)
+                    self.head_size += len(data)
+                return
+            self._head.append(data[:room])
+            self.head_size += room
             data = data[room:]
         if not data:
             return
@@ -63,7 +87,8 @@ class _Capture:
                 self.dropped += extra
 
     def value(self) -> bytes:
-        return bytes(self.head) + b"".join(self.tail)
+        """Head and tail as one bytes (the two sides of a cut, when one was made)."""
+        return b"".join([*self._head, *self.tail])
 
 
 @dataclass(frozen=True)
@@ -196,8 +221,9 @@ class CancelToken:
 
 
 def exec_command(
-    client: Any,
-    *args: Any,
+    client: KoyebClient,
+    command: str | Sequence[str],
+    *,
     instance_id: str | None = None,
     service_id: str | None = None,
     stdin: bytes | str | None = None,
@@ -212,10 +238,6 @@ def exec_command(
     redact: Redactor | bool = True,
 ) -> ExecResult:
     """Run one command on an instance and return what it did.
-
-    Call it as ``exec_command(client, command, instance_id=...)`` (or
-    ``service_id=...``). The older ``exec_command(client, instance_id, command)``
-    still works for one release, with a ``DeprecationWarning``.
 
     Parameters
     ----------
@@ -263,20 +285,20 @@ def exec_command(
     >>> res.ok, res.stdout_text                                            # doctest: +ELLIPSIS
     (True, 'Linux ...')
     """
-    command, instance_id = command_and_target(args, instance_id, service_id, "exec_command")
     redactor = as_redactor(redact)
     if stdin is not None and not isinstance(stdin, (bytes, bytearray, str)):
         raise TypeError("stdin must be bytes, str or None")
     check_client(client)
     if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 2:
         raise ValueError(f"max_output must be an integer of at least 2 bytes, got {max_output!r}")
-    stream = ExecStream(client, instance_id, command, service_id=service_id, tty=tty,
-                        timeout=timeout)
+    stream = ExecStream(client, command, instance_id=instance_id, service_id=service_id,
+                        tty=tty, timeout=timeout)
     spills: list[IO[bytes]] = []
     if spill_to is not None:
         spills = [open(spill_to, "wb"), open(f"{spill_to}.stderr", "wb")]  # noqa: SIM115
-    out = _Capture(max_output, spills[0] if spills else None)
-    err = _Capture(max_output, spills[1] if spills else None)
+    screen = redactor.may_hold_secret if redactor.enabled else None
+    out = _Capture(max_output, spills[0] if spills else None, screen)
+    err = _Capture(max_output, spills[1] if spills else None, screen)
     exit_code: int | None = None
     error: str | None = None
     started = False
@@ -343,10 +365,12 @@ def _result(stream: ExecStream, out: _Capture, err: _Capture, exit_code: int | N
 
 def _kept(capture: _Capture, redactor: Redactor) -> tuple[bytes, int | None, int]:
     """What a stream kept, redacted; where its dropped middle was; how many secrets."""
+    if capture.clean:  # no chunk held a byte any rule needs: nothing to redact
+        return capture.value(), capture.head_size if capture.dropped else None, 0
     if not capture.dropped:
         data, n = redactor.redact_bytes(capture.value())
         return data, None, n
-    head, tail = bytes(capture.head), b"".join(capture.tail)
+    head, tail = capture.head, b"".join(capture.tail)
     if not redactor.enabled:
         return head + tail, len(head), 0
     # Head and tail are redacted as one text, as before, so that a secret cut at the

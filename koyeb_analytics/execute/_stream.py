@@ -1,4 +1,4 @@
-"""A live exec session: the socket loop over the codec.
+"""An open exec session: the socket loop over the codec.
 
 The connection and upgrade are under a deadline (``connect_timeout``); the whole
 session is under ``timeout`` when one is given, and has no limit otherwise (the
@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import pandas as pd
 
 from ..api._checks import check_client
+from ..api._client import KoyebClient
 from ..api._websocket import OP_CLOSE, WebSocket
 from ..errors import ConnectionClosed, HandshakeRefused, TransportError, WebSocketProtocolError
 from ..schema import is_full_id
@@ -83,7 +83,7 @@ def check_timeout(timeout: float | None, name: str = "timeout") -> float | None:
 
 
 class ExecStream:
-    """A live exec session: write stdin, resize, and iterate over typed events.
+    """An open exec session: write stdin, resize, and iterate over typed events.
 
     Iteration yields :class:`Output`, then :class:`Exit`, :class:`ErrorFrame` or
     :class:`Closed`, and stops. At the deadline the socket is shut, whatever the server
@@ -94,10 +94,10 @@ class ExecStream:
     ----------
     client
         A :class:`~koyeb_analytics.KoyebClient`.
-    instance_id, service_id
-        Exactly one (full ids).
     command
         A list of arguments, or a string run through ``sh -c``.
+    instance_id, service_id
+        Exactly one (full ids).
     tty
         Run under a pseudo-terminal.
     timeout
@@ -114,9 +114,10 @@ class ExecStream:
     b'hello\\n'
     """
 
-    def __init__(self, client: Any, instance_id: str | None, command: str | Sequence[str], *,
-                 service_id: str | None = None, tty: bool = False,
-                 timeout: float | None = None, connect_timeout: float | None = None) -> None:
+    def __init__(self, client: KoyebClient, command: str | Sequence[str], *,
+                 instance_id: str | None = None, service_id: str | None = None,
+                 tty: bool = False, timeout: float | None = None,
+                 connect_timeout: float | None = None) -> None:
         self._client = check_client(client)
         self.target, self.id_type = check_target(instance_id, service_id)
         self.instance_id = instance_id
@@ -244,32 +245,10 @@ class ExecStream:
                     return
 
 
-def command_and_target(args: tuple[Any, ...], instance_id: str | None,
-                       service_id: str | None, name: str) -> tuple[Any, str | None]:
-    """``(command, instance_id)`` from the new call form ``f(client, command, *,
-    instance_id=...)`` or the old one ``f(client, instance_id, command)`` (warned)."""
-    import warnings
-
-    if len(args) == 1:
-        return args[0], instance_id
-    if len(args) == 2:
-        if instance_id is not None:
-            raise TypeError(f"{name}() got instance_id twice")
-        warnings.warn(f"{name}(client, instance_id, command) is deprecated: call "
-                      f"{name}(client, command, instance_id=...)", DeprecationWarning,
-                      stacklevel=3)
-        return args[1], args[0]
-    raise TypeError(f"{name}() takes the client and the command positionally, then "
-                    "instance_id= or service_id= by keyword")
-
-
-def exec_stream(client: Any, *args: Any, instance_id: str | None = None,
-                service_id: str | None = None, tty: bool = False,
-                timeout: float | None = None) -> ExecStream:
+def exec_stream(client: KoyebClient, command: str | Sequence[str], *,
+                instance_id: str | None = None, service_id: str | None = None,
+                tty: bool = False, timeout: float | None = None) -> ExecStream:
     """Open a streaming exec session (use it in a ``with`` block).
-
-    Call it as ``exec_stream(client, command, instance_id=...)``; the older
-    ``exec_stream(client, instance_id, command)`` warns for one release.
 
     Parameters
     ----------
@@ -300,6 +279,5 @@ def exec_stream(client: Any, *args: Any, instance_id: str | None = None,
     >>> b"".join(e.data for e in events if isinstance(e, Output)), events[-1]
     (b'hello\\n', Exit(code=0))
     """
-    command, instance_id = command_and_target(args, instance_id, service_id, "exec_stream")
-    return ExecStream(client, instance_id, command, service_id=service_id, tty=tty,
-                      timeout=timeout)
+    return ExecStream(client, command, instance_id=instance_id, service_id=service_id,
+                      tty=tty, timeout=timeout)

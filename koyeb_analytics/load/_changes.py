@@ -40,7 +40,7 @@ from ..schema import (
     deployment_status_dtype,
     is_full_id,
 )
-from ..timewindow import TimeLike, TimeWindow, WindowLike, resolve_window, utcnow
+from ..timewindow import DurationLike, TimeLike, TimeWindow, resolve_window, utcnow
 from ._frames import Collector
 
 KNOWN_VERBS: frozenset[str] = frozenset({
@@ -288,7 +288,7 @@ def load_deployments(
     *,
     since: TimeLike | None = None,
     until: TimeLike | None = None,
-    window: WindowLike | None = None,
+    window: DurationLike | None = None,
     app_id: str | None = None,
     service_id: str | None = None,
     statuses: Iterable[str] | str | None = None,
@@ -517,7 +517,7 @@ def load_activities(
     *,
     since: TimeLike | None = None,
     until: TimeLike | None = None,
-    window: WindowLike | None = None,
+    window: DurationLike | None = None,
     types: Iterable[str] | str | None = None,
     app_id: str | None = None,
     service_id: str | None = None,

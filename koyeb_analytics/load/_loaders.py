@@ -38,7 +38,7 @@ from ..schema import (
     TERMINAL_STATUSES,
     is_full_id,
 )
-from ..timewindow import TimeLike, TimeWindow, WindowLike, resolve_window, to_rfc3339, utcnow
+from ..timewindow import DurationLike, TimeLike, TimeWindow, resolve_window, to_rfc3339, utcnow
 from ._frames import Collector, build_frame, cyclic_gc_paused
 from ._names import add_names, load_names
 
@@ -89,7 +89,7 @@ def load_instances(
     *,
     since: TimeLike | None = None,
     until: TimeLike | None = None,
-    window: WindowLike | None = None,
+    window: DurationLike | None = None,
     statuses: Iterable[str] | str | None = None,
     app_id: str | None = None,
     service_id: str | None = None,
@@ -297,7 +297,7 @@ def load_events(
     *,
     since: TimeLike | None = None,
     until: TimeLike | None = None,
-    window: WindowLike | None = None,
+    window: DurationLike | None = None,
     instance_ids: Iterable[str] | str | None = None,
     types: Iterable[str] | str | None = None,
     expand_metadata: bool = False,

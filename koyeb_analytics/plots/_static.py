@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._compat import positional_deprecated
 from ..labels import service_labels
 from ..schema import STATUSES
 
@@ -128,7 +127,6 @@ def _expect(data: Any, needs: set[str], fn: str, source: str) -> None:
                         f"{sorted(needs)}); got {got}")
 
 
-@positional_deprecated("ax", renamed={"group": "by"})
 def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any = None,
                     events: pd.DataFrame | None = None, incidents: pd.DataFrame | None = None,
                     lane_height: float = 0.8, labels: Mapping[Any, str] | None = None,
@@ -137,7 +135,7 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
 
     Spans are drawn as one ``PolyCollection`` per status (never one artist per span), so
     tens of thousands of spans stay fast. ``events`` adds markers on the lanes;
-    ``incidents`` (from :func:`~koyeb_analytics.incidents`) shades their windows;
+    ``incidents`` (from :func:`~koyeb_analytics.incidents`) shades their stretches;
     ``changes`` (from :func:`~koyeb_analytics.changes`) puts a triangle, coloured by
     kind, on the first lane of the group it changed.
 
@@ -146,7 +144,7 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     intervals
         From :func:`~koyeb_analytics.lifecycles`.
     by
-        Lanes are grouped (and labelled) by this column (``group=`` is its former name).
+        Lanes are grouped (and labelled) by this column.
     ax
         Axes to draw on; a new figure's by default.
     events, incidents, changes
@@ -272,7 +270,6 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     return ax
 
 
-@positional_deprecated("ax")
 def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None,
                   changes: pd.DataFrame | None = None) -> Any:
     """Stacked step areas of concurrent instances over time (from :func:`capacity`).
@@ -336,7 +333,6 @@ def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None,
     return ax
 
 
-@positional_deprecated("ax")
 def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
                 labels: Mapping[Any, str] | None = None,
                 changes: pd.DataFrame | None = None) -> Any:
@@ -473,7 +469,6 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
     return ax
 
 
-@positional_deprecated("ax")
 def plot_events(events: pd.DataFrame, *, ax: Any = None) -> Any:
     """A strip timeline of events: one row per event type, a tick per event.
 

@@ -48,7 +48,7 @@ from ..schema import (
     INSTANCE_COLUMNS,
     STRING_DTYPE,
 )
-from ..timewindow import TimeLike, WindowLike, parse_duration, resolve_window, utcnow
+from ..timewindow import DurationLike, TimeLike, parse_duration, resolve_window, utcnow
 from ._files import TMP_PREFIX, Files
 from ._snapshots import json_columns, json_safe
 
@@ -143,7 +143,7 @@ class HistoryStore:
     True
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, overlap: WindowLike = "10min",
+    def __init__(self, path: str | os.PathLike[str], *, overlap: DurationLike = "10min",
                  lock_timeout: float = 60.0,
                  storage_options: dict[str, Any] | None = None) -> None:
         self.files = Files(path, storage_options)
@@ -437,7 +437,7 @@ class HistoryStore:
                      schema)
 
     def deployments(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
-                    window: WindowLike | None = None, app_id: str | None = None,
+                    window: DurationLike | None = None, app_id: str | None = None,
                     service_id: str | None = None, context: bool = True) -> pd.DataFrame:
         """The latest record of each stored deployment, as ``load_deployments`` returns
         them (the window's, and with ``context`` those in force at ``since`` and the
@@ -473,7 +473,7 @@ class HistoryStore:
         return self._attrs(df[cols], manifest, query, [])
 
     def activities(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
-                   window: WindowLike | None = None, app_id: str | None = None,
+                   window: DurationLike | None = None, app_id: str | None = None,
                    service_id: str | None = None) -> pd.DataFrame:
         """The stored activities of a window, as ``load_activities`` returns them.
 
@@ -520,7 +520,7 @@ class HistoryStore:
     # -- reading ----------------------------------------------------------------
 
     def events(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
-               window: WindowLike | None = None,
+               window: DurationLike | None = None,
                instance_ids: Iterable[str] | str | None = None,
                types: Iterable[str] | str | None = None) -> pd.DataFrame:
         """The stored events of a window, as ``load_events`` returns them.
@@ -576,7 +576,7 @@ class HistoryStore:
         return self._attrs(df, manifest, query, notes)
 
     def instances(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
-                  window: WindowLike | None = None,
+                  window: DurationLike | None = None,
                   statuses: Iterable[str] | str | None = None,
                   app_id: str | None = None, service_id: str | None = None,
                   regional_deployment_id: str | None = None,

@@ -26,6 +26,8 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
+from ..api._checks import check_client
+from ..api._client import KoyebClient
 from ..execute._diagnostics import Diagnostic, parse_output, parser_for, whole_lines
 from ..execute._fanout import group_outputs, instance_targets, output_text
 from ..execute._run import DEFAULT_MAX_OUTPUT, CancelToken, ExecResult, as_redactor, exec_command
@@ -208,23 +210,24 @@ class ExecWidget(widgets.VBox):
 
     Examples
     --------
-    >>> w = ka.ExecWidget(client, ka.load_instances(client))
+    >>> w = ka.ExecWidget(client, instances=ka.load_instances(client))
     >>> runs = w.run("uptime", instances=[iid])
     >>> len(w.transcript), bool(w.transcript.exit_code[0] == 0)
     (1, True)
     """
 
-    def __init__(self, client: Any, instances: pd.DataFrame | Iterable[str] | None = None, *,
+    def __init__(self, client: KoyebClient, *,
+                 instances: pd.DataFrame | Iterable[str] | None = None,
                  service_id: str | None = None, timeout: float = 30, confirm_above: int = 5,
                  allowlist: Sequence[str | re.Pattern[str]] | None = None,
                  head_lines: int = 200, tail_lines: int = 50, concurrency: int = 8,
                  max_output: int = DEFAULT_MAX_OUTPUT,
                  redact: Redactor | bool = True) -> None:
+        self.client = check_client(client)
         if instances is None and service_id is None:
-            raise ValueError("pass instances (a DataFrame or ids) or service_id")
+            raise ValueError("pass instances= (a DataFrame or ids) or service_id=")
         if instances is None:
             instances = load_instances(client, service_id=service_id, progress=False)
-        self.client = client
         self.redactor = as_redactor(redact)
         self.instances = self._table(instances)
         self.confirm_above = confirm_above
@@ -325,7 +328,7 @@ class ExecWidget(widgets.VBox):
         return ids
 
     # ------------------------------------------------------------------ running
-    def run(self, command: str | Sequence[str], instances: Iterable[str] | None = None, *,
+    def run(self, command: str | Sequence[str], *, instances: Iterable[str] | None = None,
             timeout: float | None = None, confirm: bool = False,
             wait: bool = True, as_table: bool | None = None) -> list[ExecResult] | None:
         """Run ``command`` on ``instances`` (default: the picked ones), as the Run button.

@@ -20,10 +20,11 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..analysis._metrics import overall_availability
+from ..api._client import KoyebClient
 from ..plots._static import plot_lifecycles
 from ..poller import Poller, PollResult, format_change
 from ..schema import STATUSES
-from ..timewindow import WindowLike, utcnow
+from ..timewindow import DurationLike, utcnow
 
 FEED_LINES = 50
 
@@ -256,7 +257,7 @@ def _loop(ref: weakref.ref[LiveView]) -> None:
             return
 
 
-def follow(client: Any, *, window: WindowLike = "2h", every: WindowLike = "15s",
+def follow(client: KoyebClient, *, window: DurationLike = "2h", every: DurationLike = "15s",
            service_id: str | None = None, app_id: str | None = None, store: Any = None,
            start: bool = True) -> LiveView:
     """Follow the fleet live in the notebook: board, lifecycle chart, change feed.

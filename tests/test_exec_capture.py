@@ -1,0 +1,245 @@
+"""The capture path's shortcuts give what the long way gives: plain output frames read
+without JSON, chunks kept without copies and screened for secrets as they come, and
+outputs parsed as their runs end."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import koyeb_analytics as ka
+from koyeb_analytics.execute import ErrorFrame, Exit, Output, decode_frame
+from koyeb_analytics.execute._codec import _output_frame
+from koyeb_analytics.execute._diagnostics import parse_output, parser_for
+from koyeb_analytics.execute._run import _Capture, _kept
+from koyeb_analytics.redact import DEFAULT_REDACTOR, Redactor
+
+from .hostile import ws_frame
+from .test_exec_units import IID, client_for, scripted
+
+
+def the_long_way(frame: bytes) -> tuple[str, object]:
+    """What decoding the frame as JSON gives (a str frame never takes the shortcut)."""
+    try:
+        return "events", decode_frame(frame.decode("utf-8"))
+    except ValueError as exc:
+        return "error", type(exc)
+
+
+def the_short_way(frame: bytes) -> tuple[str, object]:
+    try:
+        return "events", decode_frame(frame)
+    except ValueError as exc:
+        return "error", type(exc)
+
+
+def compact(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def spaced(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def output(stream: str, b64: str) -> dict:
+    result: dict = {"stdout": None, "stderr": None, "exited": False, "exit_code": 0}
+    result[stream] = {"data": b64}
+    return {"result": result}
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=200), stream=st.sampled_from(["stdout", "stderr"]),
+       dump=st.sampled_from([compact, spaced]))
+def test_a_plain_output_frame_reads_as_its_json_says(data, stream, dump):
+    frame = dump(output(stream, base64.b64encode(data).decode()))
+    assert the_short_way(frame) == the_long_way(frame)
+    if data:  # the shortcut took it: no JSON parse for the frame a command sends most
+        assert _output_frame(frame) == [Output(stream, data)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(min_size=1, max_size=60), stream=st.sampled_from(["stdout", "stderr"]),
+       dump=st.sampled_from([compact, spaced]),
+       edit=st.sampled_from(["escape slash", "unicode escape", "cut padding", "space",
+                             "newline escape", "junk", "exited", "code 1", "both"]))
+def test_any_other_frame_takes_the_json_path(data, stream, dump, edit):
+    b64 = base64.b64encode(data).decode()
+    frame = dump(output(stream, b64))
+    first = b64[:1].encode()
+    if edit == "escape slash":       # JSON may escape "/": the same string
+        frame = frame.replace(b"/", b"\\/")
+    elif edit == "unicode escape":   # and any character
+        frame = frame.replace(b'"' + first, b'"\\u%04x' % ord(first), 1)
+    elif edit == "cut padding":
+        frame = frame.replace(b"=", b"", 1)
+    elif edit == "space":
+        frame = frame.replace(first, b" " + first, 1)
+    elif edit == "newline escape":
+        frame = frame.replace(first, b"\\n" + first, 1)
+    elif edit == "junk":
+        frame = frame.replace(first, b"*" + first, 1)
+    elif edit == "exited":
+        frame = frame.replace(b"false", b"true")
+    elif edit == "code 1":
+        frame = frame.replace(b":0}", b":1}").replace(b": 0}", b": 1}")
+    elif edit == "both":
+        obj = output(stream, b64)
+        obj["result"]["stdout" if stream == "stderr" else "stderr"] = {"data": b64}
+        frame = dump(obj)
+    assert the_short_way(frame) == the_long_way(frame)
+
+
+def test_the_frames_the_api_and_the_simulator_send_take_the_shortcut():
+    api = b'{"result":{"stdout":{"data":"aGVsbG8K"},"stderr":null,"exited":false,"exit_code":0}}'
+    assert _output_frame(api) == [Output("stdout", b"hello\n")]
+    sim = ka.execute.result_frame(None, b"oops").encode()
+    assert _output_frame(sim) == [Output("stderr", b"oops")]
+    assert _output_frame(ka.execute.result_frame(exited=True, exit_code=3).encode()) is None
+    assert decode_frame(ka.execute.result_frame(exited=True, exit_code=3).encode()) == [Exit(3)]
+    escaped = api.replace(b"aGVsbG8K", b"aGVs\\/G8K")  # a JSON escape: the long way
+    assert _output_frame(escaped) is None
+    assert decode_frame(escaped) == decode_frame(escaped.decode())
+
+
+def test_a_message_in_fragments_is_whole_and_a_ping_between_them_is_answered():
+    body = b'{"result":{"stdout":{"data":"' + base64.b64encode(b"in three parts") + \
+        b'"},"stderr":null,"exited":false,"exit_code":0}}'
+    replies = [ws_frame(body[:10], 0x1, fin=False), ws_frame(b"hi", 0x9),
+               ws_frame(body[10:30], 0x0, fin=False), ws_frame(body[30:], 0x0),
+               ws_frame(b'{"result":{"stdout":{"data":"eA=="},"stderr":null,'
+                        b'"exited":false,"exit_code":0}}'),
+               ws_frame(b'{"result":{"stdout":null,"stderr":null,"exited":true,'
+                        b'"exit_code":0}}')]
+    with scripted(replies) as srv:
+        result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
+        frames = srv.state["frames"]
+    assert (result.stdout, result.exit_code) == (b"in three partsx", 0)
+    assert (0xA, b"hi") in frames  # the pong
+
+
+# Chunks a command could print: text with no byte any rule needs, text with secrets,
+# colour codes, keys, and pieces of them cut anywhere.
+PIECES = [b"xyz ", b"0123\n", b"hello world\n", b"DB_PASSWORD=hunter2\n", b"token",
+          b"=", b":", b"eyJhbGciOi.eyJzdWIi.c2ln\n", b"AKIAABCDEFGHIJKLMNOP ",
+          b"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n", b"-----END RSA PRIVATE KEY-----\n",
+          b"\x1b[31mSECRET\x1b[0m=v\n", b"https://u:pw@host/\n", b"\xff\xfe", b"A", b"e", b"-"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunks=st.lists(st.sampled_from(PIECES) | st.binary(max_size=12), max_size=25),
+       cap=st.integers(min_value=2, max_value=200),
+       redactor=st.sampled_from([DEFAULT_REDACTOR, Redactor(patterns=(r"xyz",)),
+                                 Redactor(enabled=False)]))
+def test_screening_chunks_as_they_come_keeps_what_redacting_the_whole_keeps(chunks, cap,
+                                                                            redactor):
+    screened = _Capture(cap, screen=redactor.may_hold_secret if redactor.enabled else None)
+    whole = _Capture(cap)
+    for chunk in chunks:
+        screened.add(chunk)
+        whole.add(chunk)
+    assert screened.value() == whole.value() and screened.dropped == whole.dropped
+    assert _kept(screened, redactor) == _kept(whole, redactor)
+    text = b"".join(chunks)
+    clean = redactor.enabled and (not text or not redactor.patterns and not any(
+        t in text for t in (b"=", b":", b"-", b"e", b"A")))
+    assert screened.clean == clean  # the shortcut is taken exactly when it may be
+
+
+def test_a_pattern_is_matched_in_output_that_no_built_in_rule_could_touch():
+    red = Redactor(patterns=(r"x{3}",))
+    cap = _Capture(100, screen=red.may_hold_secret)
+    for chunk in (b"abxx", b"xcd\n"):
+        cap.add(chunk)
+    assert not cap.clean
+    assert _kept(cap, red) == (b"ab[redacted]cd\n", None, 1)
+
+
+def test_chunks_are_kept_as_they_came_and_joined_once():
+    cap = _Capture(1000)
+    chunks = [b"a" * 10, b"b" * 20]
+    for chunk in chunks:
+        cap.add(chunk)
+    assert cap._head[0] is chunks[0] and cap._head[1] is chunks[1]  # no copy per chunk
+    assert (cap.head, cap.head_size, cap.value()) == (b"a" * 10 + b"b" * 20, 30,
+                                                       b"a" * 10 + b"b" * 20)
+
+
+def test_cpu_times_no_timedelta_can_hold_are_missing_not_a_crash():
+    ps = ("USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND\n"
+          "root 1 0.0 0.1 1000 200 ? Ss 12:00 \u00b2:00 init\n"
+          "root 2 0.0 0.1 1000 200 ? Ss 12:00 99999999999999-00:00:00 spin\n"
+          "root 3 0.0 0.1 1000 200 ? Ss 12:00 1-02:03:04 work\n"
+          "root 4 0.0 0.1 1000 200 ? Ss 12:00 1-02:03:04 work\n")
+    df = parse_output(ps, parser_for("processes"))
+    assert df["time"].isna().tolist() == [True, True, False, False]
+    assert df["time"].iloc[2] == pd.Timedelta("1 days 02:03:04")
+
+
+def test_exec_table_parses_each_output_in_the_thread_that_ran_it(monkeypatch, exec_sim):
+    import threading
+
+    from koyeb_analytics.execute import _diagnostics
+
+    from .conftest import fast_client
+
+    client = fast_client(exec_sim)
+    running = ka.load_instances(client, statuses="HEALTHY", progress=False).head(3)
+    threads: list[str] = []
+    parse = _diagnostics._parse
+
+    def recording(text, diagnostic):
+        threads.append(threading.current_thread().name)
+        return parse(text, diagnostic)
+    monkeypatch.setattr(_diagnostics, "_parse", recording)
+    df = ka.exec_table(client, "load", instances=running, concurrency=3)
+    assert sorted(df["instance_id"]) == sorted(running["id"])
+    assert len(threads) == 3 and all(t.startswith("koyeb-exec") for t in threads)
+    assert not df.attrs["failed"]
+
+
+def test_an_error_frame_mid_run_still_ends_the_result():
+    replies = [ws_frame(b'{"result":{"stdout":{"data":"b2s="},"stderr":null,"exited":false,'
+                        b'"exit_code":0}}'),
+               ws_frame(b'{"error":{"code":13,"message":"internal"}}')]
+    with scripted(replies) as srv:
+        result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
+    assert result.stdout == b"ok" and result.error == "server error: internal (code 13)"
+    assert ErrorFrame(13, "internal").text() == "internal (code 13)"
+
+
+@pytest.mark.parametrize("redact", [True, False])
+def test_a_large_clean_output_comes_back_whole(redact):
+    data = b"x" * 70_000 + b"\n"
+    frames = [ws_frame(ka.execute.result_frame(data[i:i + 32768]).encode())
+              for i in range(0, len(data), 32768)]
+    frames.append(ws_frame(ka.execute.result_frame(exited=True, exit_code=0).encode()))
+    with scripted(frames) as srv:
+        result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5,
+                                 redact=redact)
+    assert result.stdout == data and result.redacted == (0 if redact else None)
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True),
+                   st.text(max_size=3), st.just(float("nan")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(instances=st.lists(st.lists(st.dictionaries(st.sampled_from("abcde"), VALUES,
+                                                   max_size=5), max_size=4), max_size=4))
+def test_a_frame_built_from_columns_is_the_frame_of_the_rows(instances):
+    from koyeb_analytics.execute._diagnostics import _columns, _frame
+
+    # as exec_table makes them: the instance first, then what its output parsed into
+    instances = [[{"instance_id": f"i{k}", **row} for row in part]
+                 for k, part in enumerate(instances)]
+    rows = [row for part in instances for row in part]
+    parts = [_columns(part) for part in instances]
+    if not rows:
+        assert not any(n for _, n in parts)
+        return
+    pd.testing.assert_frame_equal(_frame(parts), pd.DataFrame(rows))
