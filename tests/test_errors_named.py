@@ -46,7 +46,7 @@ def run_against(silent, call):
 ])
 def test_a_wrong_instances_argument_is_named_with_what_it_accepts(silent, fn, instances, got):
     call = getattr(ka, fn)
-    message = run_against(silent, lambda c: call(c, instances, "uptime"))
+    message = run_against(silent, lambda c: call(c, "uptime", instances=instances))
     assert message.startswith("instances must be ")
     assert re.search(ACCEPTS, message)
     assert message.endswith(f"got {got}")
@@ -62,17 +62,20 @@ def test_a_wrong_instances_argument_is_named_with_what_it_accepts(silent, fn, in
 ])
 def test_a_wrong_command_argument_is_named_with_what_it_accepts(silent, fn, command, words):
     call = getattr(ka, fn)
-    message = run_against(silent, lambda c: call(c, [IID], command))
+    message = run_against(silent, lambda c: call(c, command, instances=[IID]))
     assert re.search(words, message), message
 
 
 @pytest.mark.parametrize("fn", ["exec_many", "exec_table"])
 def test_instances_and_command_swapped_says_which_goes_where(silent, fn):
     frame = pd.DataFrame({"id": [IID]})
-    message = run_against(silent, lambda c: getattr(ka, fn)(c, "uptime", frame))
+    message = run_against(silent, lambda c: getattr(ka, fn)(c, frame, instances=[IID]))
     assert message.startswith("command must be a string")
     assert "got DataFrame" in message
-    assert f"{fn}(client, instances, command)" in message
+    assert f"{fn}(client, command, instances=...)" in message
+    # the old positional habit is refused by the signature, before anything is sent
+    message = run_against(silent, lambda c: getattr(ka, fn)(c, frame, "uptime"))
+    assert "positional argument" in message
 
 
 # -- follow against an API that stops answering ---------------------------------------
