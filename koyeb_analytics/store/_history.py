@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from .._version import __version__
 from ..api._checks import check_bool, check_client, check_ids, check_statuses, check_str
+from ..api._client import KoyebClient
 from ..errors import IncompleteListingError, StoreError
 from ..load._frames import build_frame, frame_from_arrow
 from ..load._loaders import load_events, load_instances, overlapping
@@ -149,7 +150,7 @@ class HistoryStore:
 
     # -- writing -----------------------------------------------------------------
 
-    def sync(self, client: Any, *, progress: bool = False) -> SyncResult:
+    def sync(self, client: KoyebClient, *, progress: bool = False) -> SyncResult:
         """Read what is new from the API and append it.
 
         Events are read newest first down to the high-water mark less ``overlap``
@@ -203,7 +204,7 @@ class HistoryStore:
             manifest.update({
                 "last_sync": synced_at.isoformat(),
                 "source": instances.attrs.get("source") or events.attrs.get("source"),
-                "simulated": bool(getattr(client, "simulated", False)),
+                "simulated": bool(client.simulated),
             })
             if failure is None:
                 manifest["instances_listed_at"] = synced_at.isoformat()
