@@ -407,6 +407,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                     mode = Mode.PLAIN
                 next_reply, page_at = fetch(offset, limit), offset
             reply = next_reply
+        stats.discarded += 1  # the reply in hand was requested, and is not used
         stats.warn(f"{desc}: stopped after {MAX_PAGES} pages (MAX_PAGES)")
     finally:
         ahead.drop()
