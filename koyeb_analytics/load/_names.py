@@ -36,6 +36,8 @@ def load_names(client: KoyebClient) -> tuple[dict[str, str], dict[str, str], lis
         path = f"/v1/{key}"
         stats = _Quiet()
         try:
+            # Count paging, as the Koyeb CLI pages these: an app created meanwhile may
+            # be missed, and a short id then stands in (names are a convenience).
             pages = list(client.pages(path, key=key, paging="count", stats=stats))
             for page in pages:
                 for row in page:
