@@ -30,17 +30,19 @@ def activity(k: int) -> dict:
                            - pd.Timedelta(minutes=k)).isoformat()}
 
 
-def has_next_only(total: int | None = N, *, repeat: bool = False):
+def has_next_only(total: int | None = N, *, repeat: bool = False, count: bool = False):
     """Activities as the API pages them: limit/offset, ``has_next``, no ``count``;
-    ``total=None`` never ends; ``repeat`` ignores ``offset`` (every page is the first)."""
+    ``total=None`` never ends; ``repeat`` ignores ``offset`` (every page is the first);
+    ``count`` adds one, as deployments have (newest first, like activities)."""
     def route(req, srv):
         limit, offset = int(req.query["limit"]), int(req.query["offset"])
         if repeat:
             offset = 0
         end = offset + limit if total is None else min(offset + limit, total)
+        extra = {"count": total} if count else {}
         return 200, {"activities": [activity(k) for k in range(offset, end)],
                      "limit": limit, "offset": offset,
-                     "has_next": total is None or end < total}, {}
+                     "has_next": total is None or end < total, **extra}, {}
     return rest(route)
 
 
@@ -148,6 +150,22 @@ def test_has_next_without_count_is_read_to_the_end(read_ahead):
         assert offsets(sent) == [0, 100, 200, 300] and stats.discarded == 1
     else:
         assert offsets(sent) == [0, 100, 200] and len(ids) == N
+
+
+@pytest.mark.parametrize("paging, offsets_seen", [(None, [0, 99, 198]),
+                                                   ("count", [0, 100, 200])])
+def test_a_reply_with_has_next_is_paged_by_it_even_with_a_count(paging, offsets_seen):
+    # deployments carry both and come newest first: only has_next paging's overlap
+    # check notices rows inserted at the head, so it is the default; count is asked for
+    with HostileServer(has_next_only(count=True)) as srv:
+        stats = PageStats()
+        pages = list(client_for(srv, "threads").pages("/v1/deployments", key="activities",
+                                                      paging=paging, stats=stats))
+        sent = received(srv, stats)
+    assert {r["id"] for p in pages for r in p} == {activity(k)["id"] for k in range(N)}
+    got = sorted(offsets(sent))
+    assert got[:3] == offsets_seen and len(got) == stats.pages + stats.discarded
+    assert got == offsets_seen if paging == "count" else len(got) <= 3 + 4
 
 
 @pytest.mark.parametrize("paging", [None, "has_next"])

@@ -612,8 +612,9 @@ class KoyebClient:
             where the reply has no ``has_next``); read ahead with each page
             overlapping the previous one by a row, so rows inserted at the head cannot
             open a gap unnoticed: safe for newest-first listings. ``None`` (default):
-            has_next style with a ``stop`` rule, else count style when the first
-            reply carries a ``count`` and has_next style when it does not.
+            count style when there is no ``stop`` rule and the first reply carries a
+            ``count`` but no ``has_next`` (the instance listing), has_next style
+            otherwise (events, activities, deployments).
         limit
             Rows asked per page; a server that echoes or sends fewer is followed.
         stop

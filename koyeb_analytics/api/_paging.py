@@ -522,8 +522,9 @@ def listing(fetch: Fetch, fetch_each: FetchEach, key: str, *, read_ahead: str,
     ``"pipelined"`` hands ``fetch_each`` to the generator (when ``concurrency > 1``),
     ``"threads"`` lets it keep ``concurrency`` requests in flight, ``"none"`` neither.
     With ``paging=None`` the first reply decides: count style when it carries a
-    ``count`` and there is no ``stop`` rule, has_next style otherwise (that first
-    reply is used, not requested again).
+    ``count`` and no ``has_next`` and there is no ``stop`` rule, has_next style
+    otherwise, since it is safe whatever the listing's order (that first reply is
+    used, not requested again).
     """
     each = fetch_each if read_ahead == "pipelined" and concurrency > 1 else None
     threads = concurrency if read_ahead == "threads" else 1
@@ -532,7 +533,8 @@ def listing(fetch: Fetch, fetch_each: FetchEach, key: str, *, read_ahead: str,
             paging = "has_next"
         else:
             first = fetch(0, limit)
-            paging = "count" if _count(first) is not None else "has_next"
+            paging = "count" if _count(first) is not None and \
+                not isinstance(first.get("has_next"), bool) else "has_next"
             fetch = _replaying(first, fetch)
     if paging == "count":
         yield from count_pages(fetch, key, limit=limit, concurrency=threads, stats=stats,
