@@ -23,6 +23,7 @@ from .analysis._classify import classify_events
 from .analysis._lifecycle import lifecycles
 from .analysis._startstatus import start_status
 from .api._checks import check_client, check_str
+from .api._client import KoyebClient
 from .errors import DeadlineExceeded, IncompleteListingError, KoyebError
 from .labels import service_labels
 from .load._frames import build_frame
@@ -91,7 +92,8 @@ class Poller:
     (True, 0)
     """
 
-    def __init__(self, client: Any, *, window: DurationLike = "2h", every: DurationLike = "15s",
+    def __init__(self, client: KoyebClient, *, window: DurationLike = "2h",
+                 every: DurationLike = "15s",
                  service_id: str | None = None, app_id: str | None = None,
                  store: Any = None, overlap: DurationLike = "10min",
                  lookbehind: DurationLike | int = "6h") -> None:
@@ -183,7 +185,7 @@ class Poller:
                 self.store.append(events=received if received is not None else None,
                                   instances=self.instances if error is None else None,
                                   read_since=since, complete=complete and error is None,
-                                  simulated=bool(getattr(self.client, "simulated", False)))
+                                  simulated=bool(self.client.simulated))
             except (KoyebError, OSError) as exc:
                 error = f"history store: {exc}"
         if error is None:
@@ -200,12 +202,10 @@ class Poller:
         chain: list[BaseException | None] = [exc, getattr(exc, "cause", None),
                                              exc.__cause__]
         if any(isinstance(e, DeadlineExceeded) for e in chain):
-            timeout = getattr(self.client, "timeout", None)
-            tries = int(getattr(self.client, "max_retries", 0) or 0) + 1
-            after = f" after {timeout:g} s" if isinstance(timeout, (int, float)) else ""
+            tries = self.client.max_retries + 1
             lead = "did not answer" if self.last_success is None else "stopped answering"
-            text = (f"the API {lead}: GET {getattr(self.client, 'base_url', '')}{path} "
-                    f"timed out{after}"
+            text = (f"the API {lead}: GET {self.client.base_url}{path} "
+                    f"timed out after {self.client.timeout:g} s"
                     + (f" (each of {tries} tries)" if tries > 1 else ""))
             partial = getattr(exc, "partial", None)
             if partial is not None and len(partial):

@@ -33,7 +33,7 @@ CORE: dict[str, list[str]] = {
     # thousand mutants would take days on 2 cores)
     "analysis/_classify.py": ["test_classify.py", "test_lifecycle.py", "test_hostile_inputs.py"],
     "api/_paging.py": ["test_pagination_units.py", "test_pagination.py",
-                       "test_hostile_listings.py"],
+                       "test_hostile_listings.py", "test_pages.py"],
     "analysis/_metrics.py": ["test_analysis.py"],
     "execute/_codec.py": ["test_codec.py", "test_hostile_data.py"],
     "analysis/_lifecycle.py": ["test_lifecycle_exact.py", "test_lifecycle.py",

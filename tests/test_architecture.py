@@ -110,6 +110,72 @@ def test_the_walk_finds_circles_faces_and_strays(tmp_path):
                                  LAYERS * 5)[-1] == "10 layers, more than 8"
 
 
+def paging_seam_breaches(package: Path = PACKAGE) -> list[str]:
+    """Where a module outside ``api/`` reads an attribute named ``read_ahead`` (also
+    through ``getattr``) or imports from ``api._paging`` what its ``__all__`` does not
+    export (or the module itself): listings go through ``KoyebClient.pages``."""
+    name = package.name
+    tree = ast.parse((package / "api" / "_paging.py").read_text())
+    exported = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                     and any(getattr(t, "id", "") == "__all__" for t in n.targets)), [])
+    paging = f"{name}.api._paging"
+    out: list[tuple[str, int, str]] = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package)
+        if rel.parts[0] == "api":
+            continue
+        parts = [name, *rel.with_suffix("").parts]
+        home = parts[:-1]  # the package a relative import starts from
+        where = str(rel)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "read_ahead":
+                out.append((where, node.lineno, "reads read_ahead"))
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in (
+                    "getattr", "hasattr") and len(node.args) > 1 and \
+                    getattr(node.args[1], "value", None) == "read_ahead":
+                out.append((where, node.lineno, "reads read_ahead"))
+            elif isinstance(node, ast.Import):
+                out += [(where, node.lineno, f"imports {a.name}") for a in node.names
+                        if a.name == paging]
+            elif isinstance(node, ast.ImportFrom):
+                base = home[:len(home) - node.level + 1] if node.level else []
+                module = ".".join(base + (node.module.split(".") if node.module else []))
+                for alias in node.names:
+                    if module == paging and alias.name not in exported or \
+                            f"{module}.{alias.name}" == paging:
+                        out.append((where, node.lineno, f"imports {module}.{alias.name}"))
+    return [f"{where}:{line} {what}" for where, line, what in sorted(out)]
+
+
+def test_listings_go_through_pages_and_nothing_outside_api_reads_read_ahead():
+    assert paging_seam_breaches() == []
+
+
+def test_the_paging_seam_walk_finds_every_way_around(tmp_path):
+    root = _package(tmp_path, {
+        "api/__init__.py": "__all__ = []\n",
+        "api/_paging.py": "__all__ = ['PageStats']\ndef count_pages(): ...\n",
+        "api/_client.py": "def f(c):\n    return c.read_ahead\n",            # allowed
+        "load/__init__.py": "__all__ = []\n",
+        "load/_ok.py": "from ..api._paging import PageStats\nx = {'read_ahead': 1}\n",
+        "load/_names.py": "def f(client):\n"
+                          "    return getattr(client, 'read_ahead', '') == 'threads'\n",
+        "load/_loaders.py": "from ..api._paging import PageStats, count_pages\n"
+                            "def g(client):\n"
+                            "    from ..api import _paging\n"
+                            "    return client.read_ahead\n",
+        "poller.py": "import pkg.api._paging\nfrom .api._paging import _in_order\n",
+    })
+    assert paging_seam_breaches(root) == [
+        "load/_loaders.py:1 imports pkg.api._paging.count_pages",
+        "load/_loaders.py:3 imports pkg.api._paging",
+        "load/_loaders.py:4 reads read_ahead",
+        "load/_names.py:2 reads read_ahead",
+        "poller.py:1 imports pkg.api._paging",
+        "poller.py:2 imports pkg.api._paging._in_order",
+    ]
+
+
 def _imported_names(code: str) -> list[tuple[str, str | None]]:
     """``(module, name)`` for each import of the package in ``code`` (name None for a
     plain ``import``), and ``ka.<attribute>`` chains as ``(chain, None)``."""

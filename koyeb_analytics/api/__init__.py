@@ -1,8 +1,10 @@
 """The Koyeb API: one client, one request path, one network, the exec websocket, paging.
 
 :class:`KoyebClient` adds auth, total deadlines, retries, size caps and error mapping to
-every request; :class:`Network` decides TLS trust and proxies for REST and websocket
-alike. Paging and the argument checks every entry point shares live beside them.
+every request, and :meth:`KoyebClient.pages` reads every listing (paging style,
+read-ahead, stop rule, page statistics); :class:`Network` decides TLS trust and proxies
+for REST and websocket alike. The argument checks every entry point shares live beside
+them.
 """
 
 from __future__ import annotations

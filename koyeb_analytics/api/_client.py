@@ -19,7 +19,7 @@ import random
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -32,6 +32,7 @@ from ..errors import (
     error_class,
 )
 from ._network import WATCHDOG, Network, target_of
+from ._paging import MAX_LIMIT, PAGING_STYLES, Page, PageStats, listing
 
 log = logging.getLogger("koyeb_analytics")
 
@@ -571,6 +572,135 @@ class KoyebClient:
         finally:
             if conn is not None:
                 conn.close()
+
+    def pages(self, path: str, params: Params | None = None, *, key: str,
+              paging: str | None = None, limit: int = MAX_LIMIT,
+              stop: Callable[[Page], bool] | None = None,
+              left: Callable[[Page], float] | None = None,
+              seen: Callable[[Page], int] | None = None,
+              stats: PageStats | None = None, progress: bool = False,
+              desc: str | None = None) -> Iterator[Page]:
+        """Yield the pages of a limit/offset listing, each a list of row dicts.
+
+        The one way the package reads a listing: this method chooses the paging style
+        and how pages are requested ahead (as :attr:`read_ahead` says), applies the
+        stop rule, counts what it read in ``stats``, and never loops forever (a page
+        that brings no new row, an empty page while the server claims more, or
+        :data:`~koyeb_analytics.api._paging.MAX_PAGES` ends it with a
+        :class:`~koyeb_analytics.errors.PaginationWarning`, kept in ``stats.notes``).
+        Rows are not deduplicated here: ``seen`` tells the pager how many are new.
+        Arguments are checked before any request; a request that fails raises after
+        the pages received before it were yielded.
+
+        Parameters
+        ----------
+        path
+            The listing's path, e.g. ``"/v1/instances"``.
+        params
+            Query parameters (a mapping, or ``(name, value)`` pairs; list values are
+            sent as repeated keys). ``limit`` and ``offset`` are added here.
+        key
+            The reply field that holds the rows (``"instances"``, ``"events"``...).
+        paging
+            ``"count"``: replies carry the total ``count``; after the first page, the
+            pages up to it are requested ahead (on threads they arrive out of order),
+            then read on while pages bring new rows. Only for listings whose new rows
+            land at the end (oldest first). ``"has_next"``: pages in order, each at the
+            offset of the rows received so far, while ``has_next`` (or a full page
+            where the reply has no ``has_next``); read ahead with each page
+            overlapping the previous one by a row, so rows inserted at the head cannot
+            open a gap unnoticed: safe for newest-first listings. ``None`` (default):
+            count style when there is no ``stop`` rule and the first reply carries a
+            ``count`` but no ``has_next`` (the instance listing), has_next style
+            otherwise (events, activities, deployments).
+        limit
+            Rows asked per page; a server that echoes or sends fewer is followed.
+        stop
+            ``stop(page)`` is called after each page, in order; true ends the listing
+            after that page (e.g. a newest-first page whose oldest row is older than
+            the window's start). Needs has_next paging.
+        left
+            With ``stop``: ``left(page)`` estimates how many more pages the listing
+            needs (NaN: unknown), so that reading ahead on threads wastes at most
+            ``concurrency - 1`` requests past the page that stops it; without it, a
+            listing with a stop rule is read ahead only when pipelined.
+        seen
+            ``seen(page)`` returns how many of the page's rows are new (default: rows
+            with an ``id``); a page with none ends the listing with a warning.
+        stats
+            A :class:`~koyeb_analytics.api._paging.PageStats` to add to (pages,
+            rows, pages requested ahead and discarded, notes, ``complete``); share one
+            over several listings to count them together.
+        progress
+            Show a progress bar once the listing spans more than a few pages.
+        desc
+            How warnings and the progress bar name the listing (default ``key``).
+
+        Returns
+        -------
+        Iterator of list of dict
+            Lazy: nothing is requested before the first page is asked for.
+
+        Examples
+        --------
+        >>> import koyeb_analytics as ka, pandas as pd
+        >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+        ...     client = sim.client()
+        ...     every = [r for page in client.pages("/v1/instances", {"order": "asc"},
+        ...                                         key="instances") for r in page]
+        ...     since = sim.now - pd.Timedelta("1h")
+        ...     recent = list(client.pages(
+        ...         "/v1/instance_events", {"order": "desc"}, key="events",
+        ...         stop=lambda page: pd.Timestamp(page[-1]["when"]) < since))
+        >>> len(every) > 0, len(recent) >= 1
+        (True, True)
+        """
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"path must be a string starting with '/', got {path!r}")
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"key must be a non-empty string, got {key!r}")
+        if paging is not None and paging not in PAGING_STYLES:
+            raise ValueError(f"paging must be 'count', 'has_next' or None, got {paging!r}")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        for name, value in (("stop", stop), ("left", left), ("seen", seen)):
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+        if paging == "count" and stop is not None:
+            raise ValueError("stop needs paging='has_next' (or None): count-style pages "
+                             "may arrive out of order")
+        if stats is not None and not isinstance(stats, PageStats):
+            raise TypeError(f"stats must be a PageStats, got {type(stats).__name__}")
+        if params is None:
+            base: list[tuple[str, Any]] = []
+        elif isinstance(params, Mapping):
+            base = list(params.items())
+        elif isinstance(params, Sequence) and not isinstance(params, (str, bytes)) \
+                and all(isinstance(p, tuple) and len(p) == 2 for p in params):
+            base = list(params)
+        else:
+            raise TypeError("params must be a mapping or a list of (name, value) pairs, "
+                            f"got {type(params).__name__}")
+        taken = sorted({name for name, _ in base} & {"limit", "offset"})
+        if taken:
+            raise ValueError(f"params must not set {' or '.join(taken)}: pages() sets them")
+
+        def query(offset: int, limit: int) -> list[tuple[str, Any]]:
+            return base + [("limit", str(limit)), ("offset", str(offset))]
+
+        def fetch(offset: int, limit: int) -> dict[str, Any]:
+            return self.get(path, query(offset, limit))
+
+        def fetch_each(offsets: Iterable[int], limit: int,
+                       last: Callable[[dict[str, Any]], bool] | None = None,
+                       ) -> Generator[dict[str, Any], None, None]:
+            return self.get_each(path, (query(offset, limit) for offset in offsets),
+                                 last=last)
+
+        return listing(fetch, fetch_each, key, read_ahead=self.read_ahead,
+                       concurrency=self.concurrency, paging=paging, limit=limit,
+                       stop=stop, left=left, seen=seen, stats=stats, progress=progress,
+                       desc=desc or key)
 
     def _api_error(self, status: int, content: bytes, path: str) -> Exception:
         code, message = "", ""

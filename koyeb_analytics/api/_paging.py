@@ -1,5 +1,9 @@
 """Generators over the API's limit/offset pages: count style and has_next style.
 
+:meth:`KoyebClient.pages <koyeb_analytics.KoyebClient.pages>` is the one way in:
+:func:`listing` picks the paging style and the read-ahead there, and no module outside
+``api/`` uses the generators below or reads ``read_ahead`` (a test walks the imports).
+
 Both are lazy and trust what pages hold over what a server says: they adopt the page
 size pages actually have (a server that silently caps ``limit`` is still read to the
 end), read on past ``count`` while pages bring new rows, and never loop forever: a
@@ -29,12 +33,16 @@ from typing import Any, Protocol
 
 from ..errors import MalformedResponseError, PaginationWarning
 
+__all__ = ["MAX_LIMIT", "MAX_PAGES", "PAGING_STYLES", "Page", "PageStats", "PaginationWarning"]
+"""What modules outside ``api/`` may import from here; the rest serves ``pages()``."""
+
 MAX_LIMIT = 100
 MAX_PAGES = 200_000
 """The most pages one listing reads (20 million rows at 100 a page): a bound that holds
 whatever a server claims, even one that invents new rows forever."""
 Page = list[dict[str, Any]]
 Fetch = Callable[[int, int], dict[str, Any]]
+PAGING_STYLES = ("count", "has_next")
 
 
 class FetchEach(Protocol):
@@ -399,6 +407,7 @@ def has_next_pages(fetch: Fetch, key: str, *, limit: int = MAX_LIMIT,
                     mode = Mode.PLAIN
                 next_reply, page_at = fetch(offset, limit), offset
             reply = next_reply
+        stats.discarded += 1  # the reply in hand was requested, and is not used
         stats.warn(f"{desc}: stopped after {MAX_PAGES} pages (MAX_PAGES)")
     finally:
         ahead.drop()
@@ -499,3 +508,49 @@ def _in_order(fetch: Fetch, offsets: Iterator[int], limit: int, concurrency: int
     finally:
         unsent(sum(fut.cancel() for fut in pending))
         pool.shutdown(wait=True)
+
+
+def listing(fetch: Fetch, fetch_each: FetchEach, key: str, *, read_ahead: str,
+            concurrency: int, paging: str | None = None, limit: int = MAX_LIMIT,
+            stop: Callable[[Page], bool] | None = None,
+            left: Callable[[Page], float] | None = None,
+            seen: Callable[[Page], int] | None = None, stats: PageStats | None = None,
+            progress: bool = False, desc: str = "pages") -> Iterator[Page]:
+    """Yield a listing's pages, paged in ``paging`` style with the client's read-ahead.
+
+    The one place where ``read_ahead`` becomes a way of requesting pages:
+    ``"pipelined"`` hands ``fetch_each`` to the generator (when ``concurrency > 1``),
+    ``"threads"`` lets it keep ``concurrency`` requests in flight, ``"none"`` neither.
+    With ``paging=None`` the first reply decides: count style when it carries a
+    ``count`` and no ``has_next`` and there is no ``stop`` rule, has_next style
+    otherwise, since it is safe whatever the listing's order (that first reply is
+    used, not requested again).
+    """
+    each = fetch_each if read_ahead == "pipelined" and concurrency > 1 else None
+    threads = concurrency if read_ahead == "threads" else 1
+    if paging is None:
+        if stop is not None:
+            paging = "has_next"
+        else:
+            first = fetch(0, limit)
+            paging = "count" if _count(first) is not None and \
+                not isinstance(first.get("has_next"), bool) else "has_next"
+            fetch = _replaying(first, fetch)
+    if paging == "count":
+        yield from count_pages(fetch, key, limit=limit, concurrency=threads, stats=stats,
+                               progress=progress, desc=desc, fetch_each=each, seen=seen)
+    else:
+        yield from has_next_pages(fetch, key, limit=limit, stats=stats, progress=progress,
+                                  desc=desc, stop=stop, seen=seen, fetch_each=each,
+                                  concurrency=threads, left=left)
+
+
+def _replaying(first: dict[str, Any], fetch: Fetch) -> Fetch:
+    """``fetch``, except that the first request for offset 0 is answered by ``first``."""
+    kept = [first]
+
+    def replay(offset: int, limit: int) -> dict[str, Any]:
+        if kept and offset == 0:
+            return kept.pop()
+        return fetch(offset, limit)
+    return replay

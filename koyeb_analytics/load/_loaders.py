@@ -1,7 +1,7 @@
 """Loaders: instance and event listings as typed DataFrames.
 
 Long because its loaders document every parameter; the frame-building machinery is
-in ``_frames`` and the paging in ``koyeb_analytics.api._paging``.
+in ``_frames``, and every listing is read through ``KoyebClient.pages``.
 
 Each loader validates its arguments before any request, collects rows page by page
 (deduplicated by id), builds the frame once, applies the schema from
@@ -13,7 +13,7 @@ A listing that fails part way raises
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +23,7 @@ import pandas as pd
 from ..analysis._classify import KNOWN_TYPES, status_from_message, status_from_metadata
 from ..api._checks import check_bool, check_client, check_ids, check_statuses, check_str
 from ..api._client import KoyebClient
-from ..api._paging import MAX_LIMIT, Page, PageStats, count_pages, has_next_pages
+from ..api._paging import Page, PageStats
 from ..errors import (
     IncompleteListingError,
     KoyebError,
@@ -53,7 +53,7 @@ def _attrs(df: pd.DataFrame, client: KoyebClient, query: dict[str, Any], stats: 
            collector: Collector, fetched_at: pd.Timestamp) -> pd.DataFrame:
     df.attrs.update({
         "source": client.base_url,
-        "simulated": bool(getattr(client, "simulated", False)),
+        "simulated": bool(client.simulated),
         "query": query,
         "fetched_at": fetched_at,
         "pages": stats.pages,
@@ -168,17 +168,6 @@ def load_instances(
     if replica_index is not None:
         query["replica_index"] = replica_index
 
-    def fetch(offset: int, limit: int) -> dict[str, Any]:
-        return client.get("/v1/instances",
-                          params + [("limit", str(limit)), ("offset", str(offset))])
-
-    def fetch_each(offsets: Iterable[int], limit: int,
-                   last: Callable[[dict[str, Any]], bool] | None = None,
-                   ) -> Generator[dict[str, Any], None, None]:
-        return client.get_each("/v1/instances", (
-            params + [("limit", str(limit)), ("offset", str(offset))] for offset in offsets),
-            last=last)
-
     collector = Collector(INSTANCE_COLUMNS)
     stats = PageStats()
     fetched_at = utcnow()
@@ -191,15 +180,13 @@ def load_instances(
                            axis=1)
         return _attrs(df, client, query, stats, collector, fetched_at)
 
-    pipelined = client.read_ahead == "pipelined" and client.concurrency > 1
-    threads = client.concurrency if client.read_ahead == "threads" else 1
     # Names are listed while the instances are: on a remote API they then cost nothing.
     namer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="koyeb-names")
     found = namer.submit(load_names, client) if names else None
     try:
-        _collect(count_pages(fetch, "instances", concurrency=threads, stats=stats,
-                             progress=progress, desc="instances", seen=collector.count_new,
-                             fetch_each=fetch_each if pipelined else None),
+        # Oldest first, so count paging is safe: rows added meanwhile land at the end.
+        _collect(client.pages("/v1/instances", params, key="instances", paging="count",
+                              stats=stats, progress=progress, seen=collector.count_new),
                  collector, listed, "/v1/instances", stats)
     finally:
         namer.shutdown(wait=False)
@@ -307,14 +294,14 @@ def load_events(
 
     The API has no time filter, so events are read newest first and the listing stops
     at the first page that reaches back past ``since``: a short window reads only its
-    own pages (plus one), not the whole history. Pages are requested ahead as
-    ``client.read_ahead`` says: ``"pipelined"`` (the default on loopback), the next
-    one while the current one is used (with ``since``, only once it is known not to
-    be the last); ``"threads"`` (the default elsewhere), for a whole history,
-    ``client.concurrency`` at a time, each overlapping
-    the previous one by a row so that events arriving meanwhile cannot open a gap
-    unnoticed (see :func:`~koyeb_analytics.api._paging.has_next_pages`). Pages
-    requested past the end are counted in ``df.attrs["pages_discarded"]``.
+    own pages (plus one), not the whole history. Pages are requested ahead as the
+    client's ``read_ahead`` says (see :meth:`~koyeb_analytics.KoyebClient.pages`):
+    ``"pipelined"`` (the default on loopback), the next one while the current one is
+    used (with ``since``, only once it is known not to be the last); ``"threads"``
+    (the default elsewhere), ``client.concurrency`` at a time, each overlapping the
+    previous one by a row so that events arriving meanwhile cannot open a gap
+    unnoticed. Pages requested past the end are counted in
+    ``df.attrs["pages_discarded"]``.
 
     Parameters
     ----------
@@ -429,29 +416,14 @@ def read_events(client: KoyebClient, tw: TimeWindow, *, ids: list[str] | None = 
     def pages() -> Iterator[Page]:
         for chunk in _id_chunks(ids) if ids is not None else [None]:
             params = base + [("instance_ids", i) for i in chunk or []]
-
-            def fetch(offset: int, limit: int,
-                      params: list[tuple[str, str]] = params) -> dict[str, Any]:
-                return client.get("/v1/instance_events",
-                                  params + [("limit", str(limit)), ("offset", str(offset))])
-
-            def fetch_each(offsets: Iterable[int], limit: int,
-                           last: Callable[[dict[str, Any]], bool] | None = None,
-                           params: list[tuple[str, str]] = params,
-                           ) -> Generator[dict[str, Any], None, None]:
-                return client.get_each("/v1/instance_events", (
-                    params + [("limit", str(limit)), ("offset", str(offset))]
-                    for offset in offsets), last=last)
-
-            yield from counted(has_next_pages(
-                fetch, "events", limit=MAX_LIMIT, stats=stats, progress=progress,
-                desc="events", stop=stop if read_to is not None else None,
+            # Newest first: has_next paging, whose read-ahead checks each page overlaps
+            # the previous one (events arriving meanwhile shift every offset).
+            yield from counted(client.pages(
+                "/v1/instance_events", params, key="events", paging="has_next",
+                stats=stats, progress=progress, stop=stop if read_to is not None else None,
                 seen=collector.count_new,
-                fetch_each=fetch_each if pipelined else None,
-                concurrency=client.concurrency if client.read_ahead == "threads" else 1,
                 left=_pages_left(read_to)))  # one estimate per listing
 
-    pipelined = client.read_ahead == "pipelined" and client.concurrency > 1
     _collect(pages(), collector, finish, "/v1/instance_events", stats)
     return finish()
 

@@ -8,11 +8,12 @@ with a note: names are a convenience, never a reason to lose the data.
 
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
-from ..api._paging import PageStats, count_pages
+from ..api._client import KoyebClient
+from ..api._paging import PageStats
 from ..errors import KoyebError, NotFoundError, PermissionDeniedError
 from ..schema import STRING_DTYPE
 
@@ -26,7 +27,7 @@ class _Quiet(PageStats):
         self.notes.append(message)
 
 
-def load_names(client: Any) -> tuple[dict[str, str], dict[str, str], list[str]]:
+def load_names(client: KoyebClient) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """``(app names, service names, notes)``, each name keyed by its id.
 
     Examples
@@ -40,16 +41,11 @@ def load_names(client: Any) -> tuple[dict[str, str], dict[str, str], list[str]]:
 
     def listing(key: str) -> None:
         path = f"/v1/{key}"
-
-        def fetch(offset: int, limit: int, path: str = path) -> dict[str, Any]:
-            reply: dict[str, Any] = client.get(path, {"limit": limit, "offset": offset})
-            return reply
-
         stats = _Quiet()
-        threads = client.concurrency if getattr(client, "read_ahead", "") == "threads" else 1
         try:
-            pages = list(count_pages(fetch, key, stats=stats, progress=False, desc=key,
-                                     concurrency=threads))
+            # Count paging, as the Koyeb CLI pages these: an app created meanwhile may
+            # be missed, and a short id then stands in (names are a convenience).
+            pages = list(client.pages(path, key=key, paging="count", stats=stats))
             for page in pages:
                 for row in page:
                     if isinstance(row, dict) and isinstance(row.get("id"), str) \
@@ -64,14 +60,12 @@ def load_names(client: Any) -> tuple[dict[str, str], dict[str, str], list[str]]:
         notes.extend(f"names: {n}" for n in stats.notes)
 
     # Both listings at once: on a remote API they cost one round of requests, not two.
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="koyeb-names") as pool:
         list(pool.map(listing, ("apps", "services")))
     return found["apps"], found["services"], notes
 
 
-def add_names(df: pd.DataFrame, client: Any,
+def add_names(df: pd.DataFrame, client: KoyebClient,
               found: tuple[dict[str, str], dict[str, str], list[str]] | None = None,
               ) -> pd.DataFrame:
     """``df`` with ``app_name`` and ``service_name`` columns (short ids where unknown).

@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from .._version import __version__
 from ..api._checks import check_bool, check_client, check_ids, check_statuses, check_str
+from ..api._client import KoyebClient
 from ..errors import IncompleteListingError, StoreError
 from ..load._changes import load_activities, load_deployments, select_window, typed
 from ..load._frames import build_frame, frame_from_arrow
@@ -173,7 +174,7 @@ class HistoryStore:
 
     # -- writing -----------------------------------------------------------------
 
-    def sync(self, client: Any, *, progress: bool = False) -> SyncResult:
+    def sync(self, client: KoyebClient, *, progress: bool = False) -> SyncResult:
         """Read what is new from the API and append it.
 
         Events are read newest first down to the high-water mark less ``overlap``
@@ -230,7 +231,7 @@ class HistoryStore:
             manifest.update({
                 "last_sync": synced_at.isoformat(),
                 "source": instances.attrs.get("source") or events.attrs.get("source"),
-                "simulated": bool(getattr(client, "simulated", False)),
+                "simulated": bool(client.simulated),
             })
             if failure is None:
                 manifest["instances_listed_at"] = synced_at.isoformat()
@@ -333,7 +334,7 @@ class HistoryStore:
                 self.files.remove(name)
         return {"files_before": before, "files_after": after}
 
-    def _sync_changes(self, client: Any, manifest: dict[str, Any], notes: list[str],
+    def _sync_changes(self, client: KoyebClient, manifest: dict[str, Any], notes: list[str],
                       failure: IncompleteListingError | None,
                       ) -> tuple[tuple[int, int], IncompleteListingError | None]:
         """Read the deployments and activities created since each table's mark (less the
