@@ -8,8 +8,8 @@ if it is ever not newest first, the early stop is not trusted, the listing is re
 its end and a finding says so. Activities stop at a wholly older page whatever the
 order (a finding says when it was not newest first).
 
-Paging is one small function over ``client.get`` (:func:`_pages`), bounded whatever
-the server says, so that it can move onto a shared paging primitive later.
+Paging is :meth:`KoyebClient.pages` (has_next style, with a stop rule per listing),
+bounded whatever the server says.
 
 Long because two listings of different promises (count and order for one, neither for
 the other), the by-id fetches of the context and their findings share one module.
@@ -17,7 +17,7 @@ the other), the by-id fetches of the context and their findings share one module
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..api._checks import check_bool, check_client, check_ids, check_str
 from ..api._client import KoyebClient
-from ..api._paging import MAX_LIMIT, MAX_PAGES, Page, PageStats
+from ..api._paging import Page, PageStats
 from ..errors import (
     IncompleteListingError,
     KoyebError,
@@ -92,44 +92,6 @@ def _time(value: Any) -> pd.Timestamp | None:
     return ts.tz_convert("UTC")
 
 
-def _pages(client: KoyebClient, path: str, key: str, params: list[tuple[str, str]],
-           stats: PageStats, seen: Callable[[Page], int], *,
-           limit: int = MAX_LIMIT) -> Iterator[Page]:
-    """Yield the pages of a limit/offset listing, in order, bounded whatever it says.
-
-    Ends at ``has_next`` false, at ``count`` reached, at a short page when the reply
-    says neither, at an empty page, at a page with nothing new (a server ignoring
-    ``offset``: warned) and at :data:`MAX_PAGES` (warned).
-    """
-    offset = 0
-    for _ in range(MAX_PAGES):
-        reply = client.get(path, params + [("limit", str(limit)), ("offset", str(offset))])
-        items = reply.get(key, [])
-        if not isinstance(items, list):
-            kind = "null" if items is None else type(items).__name__
-            raise MalformedResponseError(f"GET {path}: '{key}' is {kind}, not a list")
-        stats.pages += 1
-        stats.rows += len(items)
-        if not items:
-            return
-        if not seen(items):
-            stats.warn(f"{path}: the page at offset {offset} repeats rows already read "
-                       "(the server may ignore offset); stopping")
-            return
-        yield items
-        offset += len(items)
-        has_next, count = reply.get("has_next"), reply.get("count")
-        if has_next is False:
-            return
-        if has_next is not True:
-            if isinstance(count, int) and not isinstance(count, bool):
-                if offset >= count:
-                    return
-            elif len(items) < limit:
-                return
-    stats.warn(f"{path}: stopped after {MAX_PAGES} pages")
-
-
 class _Order:
     """Watch a newest-first listing: notice rows newer than what came before them."""
 
@@ -147,6 +109,26 @@ class _Order:
                 self.broken += 1
             self.oldest = t if self.oldest is None else min(self.oldest, t)
         return (max(times), min(times)) if times else (None, None)
+
+
+class _Older:
+    """Whether a page is wholly older than ``since``, judged once per page.
+
+    The pager may ask about a page before the loop reads it (when it reads ahead), so
+    the order is checked the first time a page is seen and the answer kept.
+    """
+
+    def __init__(self, order: _Order, since: pd.Timestamp | None) -> None:
+        self.order, self.since = order, since
+        self.judged: dict[int, tuple[Page, bool]] = {}  # the page is held: ids stay unique
+
+    def __call__(self, page: Page) -> bool:
+        key = id(page)
+        if key not in self.judged:
+            newest, _ = self.order.page(page)
+            self.judged[key] = (page, self.since is not None and newest is not None
+                                and newest < self.since)
+        return self.judged[key][1]
 
 
 def _fail(exc: KoyebError, what: str, partial: pd.DataFrame, pages: int) -> Exception:
@@ -376,16 +358,19 @@ def load_deployments(
                       order_broken=order.broken)
 
     try:
-        for page in _pages(client, "/v1/deployments", "deployments", params, stats,
-                           new_rows):
+        older = _Older(order, tw.since)
+
+        def stop(page: Page) -> bool:
+            # A page wholly older than the window ends the listing, unless rows came
+            # out of order before it.
+            return older(page) and not order.broken
+
+        for page in client.pages("/v1/deployments", params, key="deployments",
+                                 paging="has_next", stats=stats, seen=new_rows, stop=stop):
             flat = [_flat_deployment(r) for r in page if isinstance(r, dict)]
             ids.update(r["id"] for r in flat if isinstance(r.get("id"), str))
             rows.extend(flat)
-            newest, oldest = order.page(page)
-            if tw.since is not None and newest is not None and newest < tw.since:
-                beyond[0] += 1
-                if not order.broken:
-                    break
+            beyond[0] += older(page)
         if order.broken:
             stats.note(f"/v1/deployments: {order.broken} row(s) came newer than rows "
                        "before them (the listing is not newest first): read to the end "
@@ -603,13 +588,12 @@ def load_activities(
         return out
 
     try:
-        for page in _pages(client, "/v1/activities", "activities", params, stats,
-                           collector.count_new):
+        older = _Older(order, tw.since)
+        for page in client.pages("/v1/activities", params, key="activities",
+                                 paging="has_next", stats=stats, seen=collector.count_new,
+                                 stop=older):
             collector.add([_flat_activity(r) for r in page])
-            newest, _ = order.page(page)
-            if tw.since is not None and newest is not None and newest < tw.since:
-                beyond[0] += 1
-                break
+            beyond[0] += older(page)
         if order.broken:
             stats.note(f"/v1/activities: {order.broken} row(s) came newer than rows "
                        "before them (the feed is not newest first); the listing still "
