@@ -76,7 +76,14 @@ from .execute import (
     load_transcript,
     save_transcript,
 )
-from .load import get_instance, load_events, load_instances
+from .load import (
+    get_instance,
+    load_events,
+    load_instance_types,
+    load_instances,
+    load_logs,
+    load_metrics,
+)
 from .plots import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .redact import Redactor
 from .schema import STATUSES
@@ -141,7 +148,10 @@ __all__ = [
     "incidents",
     "lifecycles",
     "load_events",
+    "load_instance_types",
     "load_instances",
+    "load_logs",
+    "load_metrics",
     "load_snapshot",
     "load_transcript",
     "load_window",

@@ -1,14 +1,17 @@
-"""The API's listings as typed frames: instances, instance events, and the names of apps
-and services.
+"""The API's listings as typed frames: instances, instance events, the names of apps
+and services, and what the system said (logs, metrics, the instance catalog).
 
 ``_loaders`` validates arguments, reads every page and builds each frame once;
 ``_frames`` turns collected rows (or Arrow tables) into frames of the schema;
-``_names`` lists app and service names for the ids instances carry.
+``_names`` lists app and service names for the ids instances carry; ``_streams`` reads
+logs by time-window cursors, metrics one call per metric, and the instance catalog.
 """
 
 from __future__ import annotations
 
 from ._loaders import get_instance, load_events, load_instances
 from ._names import add_names, load_names
+from ._streams import load_instance_types, load_logs, load_metrics
 
-__all__ = ["add_names", "get_instance", "load_events", "load_instances", "load_names"]
+__all__ = ["add_names", "get_instance", "load_events", "load_instance_types", "load_instances",
+           "load_logs", "load_metrics", "load_names"]

@@ -5,8 +5,8 @@ It serves ``GET /v1/instances``, ``GET /v1/instances/{id}`` and
 whose ground truth (:meth:`Simulator.truth_intervals`) is known, with fault injection
 built in; and what the fleet says (``sim.streams``): the logs query and tail, the
 metrics and the instance catalog, with the causes behind its troubles as ground truth
-(``sim.streams.truth()``). Its event vocabularies (:class:`EventVocabulary`) are its own: the toolkit
-never reads them.
+(``sim.streams.truth()``). Its event vocabularies (:class:`EventVocabulary`) are its
+own: the toolkit never reads them.
 """
 
 from __future__ import annotations
