@@ -3,14 +3,16 @@
 Bottom up: ``_classify`` (what status each event announces), ``_lifecycle`` (status
 intervals per instance), ``_startstatus`` (each instance's status at a window's start),
 ``_metrics`` (uptime, incidents, capacity, crash loops, and the headline numbers as
-values) and ``_summary`` (:func:`analyse` and :func:`headline`). Nothing here reads the
-API, a store or the simulator: it gets frames and a :class:`~koyeb_analytics.Window`.
+values), ``_logs`` (log patterns, each incident's top new one) and ``_summary``
+(:func:`analyse` and :func:`headline`). Nothing here reads the API, a store or the
+simulator: it gets frames and a :class:`~koyeb_analytics.Window`.
 """
 
 from __future__ import annotations
 
 from ._classify import TRANSITIONS, classify_events, event_vocabulary
 from ._lifecycle import findings, lifecycles
+from ._logs import incident_patterns, log_patterns
 from ._metrics import (
     Availability,
     ErrorBudget,
@@ -34,7 +36,7 @@ from ._summary import Analysis, Headline, analyse, headline
 __all__ = [
     "TRANSITIONS", "Analysis", "Availability", "ErrorBudget", "Headline", "Peak", "Recovery",
     "UptimePolicy", "alive_at", "analyse", "capacity", "classify_events", "crash_loops",
-    "error_budget", "event_vocabulary", "findings", "headline", "incident_summary",
-    "incidents", "lifecycles", "overall_availability", "peak_capacity", "recovery",
-    "start_status", "timeline", "uptime",
+    "error_budget", "event_vocabulary", "findings", "headline", "incident_patterns",
+    "incident_summary", "incidents", "lifecycles", "log_patterns", "overall_availability",
+    "peak_capacity", "recovery", "start_status", "timeline", "uptime",
 ]

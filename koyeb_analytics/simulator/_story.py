@@ -115,7 +115,7 @@ FAMILIES: list[Family] = [
     Family(1, lambda a, b, c: f"ERROR request {_uuid(a, b)} failed: KeyError: 'customer_id'",
            "KeyError: 'customer_id'"),
     Family(1, lambda a, b, c: f"ERROR TypeError: Cannot read properties of undefined (reading "
-           f"'total') in cart {a & 0xFFFFFF:06x}",
+           f"'total') in cart {a & 0xFFFFFFFF:08x}",
            "TypeError: Cannot read properties of undefined (reading 'total')"),
     Family(1, lambda a, b, c: f"panic: runtime error: index out of range [{a % 64 + 4}] with "
            f"length {a % 4}", "panic: runtime error: index out of range"),
