@@ -100,8 +100,9 @@ class _Slice:
         self.cursor = start
         self.t: list[np.ndarray] = []
         self.msg: list[pa.Array] = []
-        # labels as codes into this slice's own dictionaries (remapped when joined)
-        self.codes: dict[str, list[int]] = {}
+        # labels as codes into this slice's own dictionaries (remapped when joined), a
+        # dict of arrays per page
+        self.codes: list[dict[str, np.ndarray]] = []
         self.values: dict[str, dict[str | None, int]] = {}
         self.pages = 0
         self.lines = 0
@@ -120,10 +121,10 @@ class _Slice:
         t = _parse_times([e.get("created_at") for e in rows], "ns")
         keep_t: list[int] = []
         msgs: list[str] = []
-        codes, values = self.codes, self.values
+        codes: dict[str, list[int]] = {}
+        values = self.values
         edge, edge_t = self._edge, self._edge_t
-        n0 = self.lines
-        n = n0
+        n = 0
         for e, ts in zip(rows, t.tolist(), strict=True):
             if ts < 0:
                 self.bad_time += 1
@@ -149,9 +150,10 @@ class _Slice:
                 col = codes.get(k)
                 if col is None:
                     col = codes[k] = [0] * n
-                    values[k] = {None: 0}
+                table = values.get(k)
+                if table is None:
+                    table = values[k] = {None: 0}
                 value = v if isinstance(v, str) or v is None else str(v)
-                table = values[k]
                 code = table.get(value)
                 if code is None:
                     code = table[value] = len(table)
@@ -161,10 +163,15 @@ class _Slice:
                 if len(col) < n:
                     col.append(0)
         self._edge, self._edge_t = edge, edge_t
-        if n > n0:
+        if n:
             self.t.append(np.asarray(keep_t, np.int64))
-            self.msg.append(pa.array(msgs, type=pa.large_string()))
-        self.lines = n
+            # The system allocator: Arrow's own keeps per-thread caches that double the
+            # resident memory of a load on eight threads.
+            self.msg.append(pa.array(msgs, type=pa.large_string(),
+                                     memory_pool=pa.system_memory_pool()))
+            # compact at once: a list of ints costs twice what an int32 array does
+            self.codes.append({k: np.asarray(v, np.int32) for k, v in codes.items()})
+        self.lines += n
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -458,17 +465,14 @@ def _labels(parts: list[_Slice], key: str, n: int) -> pd.Categorical:
     index = {v: i for i, v in enumerate(cats)}
     chunks = []
     for p in parts:
-        if not p.lines:
-            continue
-        table = p.values.get(key)
-        if table is None:
-            chunks.append(np.full(p.lines, -1, np.int32))
-            continue
+        table = p.values.get(key, {None: 0})
         remap = np.full(len(table), -1, np.int32)
         for v, code in table.items():
             if v is not None:
                 remap[code] = index[v]
-        chunks.append(remap[np.asarray(p.codes[key], np.int32)])
+        for page, t in zip(p.codes, p.t, strict=True):
+            got = page.get(key)
+            chunks.append(remap[got] if got is not None else np.full(len(t), -1, np.int32))
     codes = np.concatenate(chunks) if chunks else np.empty(0, np.int32)
     assert len(codes) == n
     return pd.Categorical.from_codes(codes, categories=pd.Index(cats, dtype=STRING_DTYPE))
@@ -480,7 +484,8 @@ def _log_frame(parts: list[_Slice]) -> pd.DataFrame:
     msg = pa.chunked_array([c for p in parts for c in p.msg], type=pa.large_string())
     keys: list[str] = [k for k in LOG_COLUMNS if k not in ("ts", "msg")]
     for p in parts:
-        keys += [k for k in p.codes if k not in keys]
+        for page in p.codes:
+            keys += [k for k in page if k not in keys]
     columns: dict[str, Any] = {
         "ts": pd.Series(t.view("datetime64[ns]")).dt.tz_localize("UTC")
         if len(t) else pd.Series([], dtype=_NS_TIME_DTYPE),
@@ -493,8 +498,13 @@ def _log_frame(parts: list[_Slice]) -> pd.DataFrame:
         df = df.sort_values("ts", kind="stable").reset_index(drop=True)
     dups = 0
     if len(df) > 1:
-        # Lines are repeated only where slices or pages meet: compare within equal times.
-        tied = df["ts"].duplicated(keep=False).to_numpy()
+        # Lines are repeated only where slices or pages meet: compare within equal times
+        # (times are sorted, so equal ones are neighbours).
+        ns = df["ts"].array.asi8
+        same = ns[1:] == ns[:-1]
+        tied = np.zeros(len(ns), bool)
+        tied[1:] |= same
+        tied[:-1] |= same
         if tied.any():
             sub = df.loc[tied, ["ts", "instance_id", "stream", "msg"]]
             repeat = sub.duplicated()

@@ -83,6 +83,20 @@ class MetricSource:
 
     def __init__(self, story: Story) -> None:
         self.story = story
+        self._index: tuple[Any, ...] | None = None
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Segment bounds per instance (segments are grouped by instance) and episodes
+        sorted by instance, kept while the story is the same."""
+        st = self.story
+        key = (id(st.seg_inst), id(st.ep["inst"]))
+        if self._index is None or self._index[0] != key:
+            n = len(st.inst_service)
+            bounds = np.searchsorted(st.seg_inst, np.arange(n + 1))
+            order = np.argsort(st.ep["inst"], kind="stable")
+            ep_bounds = np.searchsorted(st.ep["inst"][order], np.arange(n + 1))
+            self._index = (key, bounds, order, ep_bounds)
+        return self._index[1], self._index[2], self._index[3]
 
     def _load(self, svc: int, t: np.ndarray) -> np.ndarray:
         seed = self.story.seed
@@ -96,7 +110,9 @@ class MetricSource:
         """0..1: how far an episode of ``cause`` of instance ``i`` has pushed at ``t``."""
         ep = self.story.ep
         out = np.zeros(len(t))
-        for j in np.flatnonzero((ep["inst"] == i) & (ep["cause"] == cause)).tolist():
+        _, order, bounds = self._rows()
+        mine = order[bounds[i]:bounds[i + 1]]
+        for j in mine[ep["cause"][mine] == cause].tolist():
             a, b = int(ep["start"][j]), int(ep["end"][j])
             ramp = np.clip((t - (a - lead)) / lead, 0, 1)
             out = np.maximum(out, np.where(t <= b, ramp, 0.0))
@@ -105,7 +121,8 @@ class MetricSource:
     def running(self, i: int, t: np.ndarray) -> np.ndarray:
         """Whether instance ``i`` has a running process at each time."""
         st = self.story
-        rows = np.flatnonzero(st.seg_inst == i)
+        bounds = self._rows()[0]
+        rows = np.arange(bounds[i], bounds[i + 1])
         if not len(rows):
             return np.zeros(len(t), bool)
         k = np.searchsorted(st.seg_start[rows], t, side="right") - 1

@@ -23,6 +23,7 @@ errors) describe one story and read best side by side.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,13 +72,11 @@ def _uuid(a: int, b: int) -> str:
 
 
 def _clf(a: int) -> str:
-    ts = pd.Timestamp(1_790_000_000 + a % 10_000_000, unit="s")
-    return str(ts.strftime("%d/%b/%Y:%H:%M:%S +0000"))
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(1_790_000_000 + a % 10_000_000))
 
 
 def _iso(a: int) -> str:
-    ts = pd.Timestamp(1_790_000_000 + a % 10_000_000, unit="s")
-    return str(ts.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_790_000_000 + a % 10_000_000))
 
 
 @dataclass(frozen=True)
@@ -196,6 +195,11 @@ class Lines:
     def text(self, i: int) -> str:
         a, b, c = (int(x) for x in self.params[i])
         return FAMILIES[int(self.family[i])].render(a, b, c)
+
+    def texts(self) -> list[str]:
+        """Every line's message, in order."""
+        renders = [FAMILIES[f].render for f in self.family.tolist()]
+        return [r(a, b, c) for r, (a, b, c) in zip(renders, self.params.tolist(), strict=True)]
 
 
 STREAM_OF = np.array([f.stream for f in FAMILIES], np.int8)

@@ -37,6 +37,7 @@ MAX_LOG_LIMIT = 1000
 _FILTERS = {"app_id": "app", "service_id": "service", "deployment_id": "deployment",
             "regional_deployment_id": "regional_deployment"}
 _STEP = re.compile(r"^(\d+)([mh])$")
+_quote: Any = json.encoder.encode_basestring  # C, no ASCII-escaping
 
 
 class _Bad(Exception):
@@ -100,6 +101,7 @@ class Streams:
         self.bad_utf8_share = 0.0
         self.nan_share = 0.0
         self.tail_poll = 0.5
+        self._labels: dict[Any, Any] = {}
 
     def register(self, app: web.Application) -> None:
         """Add the routes to the simulator's application."""
@@ -210,28 +212,35 @@ class Streams:
                 break
         return Lines.concat(parts).take(slice(0, want))
 
-    def _entries(self, lines: Lines) -> list[dict[str, Any]]:
+    def _entries(self, lines: Lines) -> list[str]:
+        """Each line as the JSON of a ``LogEntry`` (labels rendered once per instance)."""
         fleet = self.sim.fleet
         inst = fleet.inst
-        org = fleet.organization_id
         times = _rfc3339_ns(lines.t)
-        streams = lines.stream()
-        out = []
-        for k in range(len(lines)):
-            i = int(lines.inst[k])
-            stream = STREAMS[streams[k]]
-            labels = {"type": "runtime", "stream": stream, "organization_id": org,
-                      "app_id": inst["app"][i], "service_id": inst["service"][i]}
-            if stream != "koyeb":  # platform lines carry no instance id (console fixture)
-                labels["instance_id"] = inst["id"][i]
-            msg = lines.text(k)
-            if self.bad_utf8_share and mix(int(lines.t[k]), i) / 2.0 ** 64 < self.bad_utf8_share:
-                msg += " \udcff\udcfe"  # two bytes that are not UTF-8, sent raw
-            out.append({"msg": msg, "created_at": times[k], "labels": labels})
-        return out
-
-    def _encode(self, body: Any) -> bytes:
-        return json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogateescape")
+        texts = lines.texts()
+        cache = self._labels
+        if cache.get("fleet") is not fleet.inst:
+            cache.clear()
+            cache["fleet"] = fleet.inst
+        keys = (lines.inst * 4 + lines.stream()).tolist()
+        heads = []
+        for key in keys:
+            head = cache.get(key)
+            if head is None:
+                i, stream = divmod(key, 4)
+                d = {"type": "runtime", "stream": STREAMS[stream],
+                     "organization_id": fleet.organization_id, "app_id": inst["app"][i],
+                     "service_id": inst["service"][i]}
+                if STREAMS[stream] != "koyeb":  # platform lines carry no instance id
+                    d["instance_id"] = inst["id"][i]
+                head = cache[key] = '","labels":' + json.dumps(d) + "}"
+            heads.append(head)
+        if self.bad_utf8_share:
+            for k, (t, i) in enumerate(zip(lines.t.tolist(), lines.inst.tolist(), strict=True)):
+                if mix(t, i) / 2.0 ** 64 < self.bad_utf8_share:
+                    texts[k] += " \udcff\udcfe"  # two bytes that are not UTF-8, sent raw
+        return ['{"msg":' + _quote(m) + ',"created_at":"' + t + h
+                for m, t, h in zip(texts, times, heads, strict=True)]
 
     async def query(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/streams/logs/query``."""
@@ -253,8 +262,9 @@ class Streams:
             # The next window includes the last line's time: ties are sent again.
             nxt = (edge, hi) if asc else (lo, edge + 1)
             pagination["next_start"], pagination["next_end"] = _rfc3339_ns(np.array(nxt))
-        return web.Response(body=self._encode({"data": data, "pagination": pagination}),
-                            content_type="application/json")
+        body = ('{"data":[' + ",".join(data) + '],"pagination":' + json.dumps(pagination)
+                + "}").encode("utf-8", "surrogateescape")
+        return web.Response(body=body, content_type="application/json")
 
     async def tail(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/streams/logs/tail`` as a websocket: the backlog, then new lines."""
@@ -285,8 +295,8 @@ class Streams:
                 backlog = self._collect(sel, lo, hi, sel["limit"], asc=False)
                 entries = self._entries(backlog.take(slice(None, None, -1)))
             for entry in entries:
-                await ws.send_str(self._encode({"result": entry}).decode("utf-8",
-                                                                          "surrogateescape"))
+                await ws.send_bytes(('{"result":' + entry + "}").encode("utf-8",
+                                                                       "surrogateescape"))
             cursor = hi
             while not ws.closed:
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -299,7 +309,7 @@ class Streams:
                     entries = self._entries(fresh)
                 cursor = max(cursor, now_ns)
                 for entry in entries:
-                    await ws.send_str(self._encode({"result": entry}).decode(
+                    await ws.send_bytes(('{"result":' + entry + "}").encode(
                         "utf-8", "surrogateescape"))
         finally:
             if not ws.closed:
@@ -316,9 +326,9 @@ class Streams:
                 body = self._metric_body(q)
         except _Bad as exc:
             return _error(400, exc.field, exc.description)
-        return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+        return web.Response(body=body.encode(), content_type="application/json")
 
-    def _metric_body(self, q: Any) -> dict[str, Any]:
+    def _metric_body(self, q: Any) -> str:
         name = q.get("name") or "UNKNOWN"
         if name not in METRICS:
             raise _Bad("name", f"unknown metric {name!r}")
@@ -364,7 +374,8 @@ class Streams:
                     series.append(({"instance_id": fleet.inst["id"][i]}, values))
         else:
             series = self.metrics.service_series(name, svc, t, step)
-        out = []
+        parts = []
+        heads = [f'{{"timestamp":"{x}Z","value":' for x in stamps.tolist()]
         for labels, values in series:
             ok = np.flatnonzero(~np.isnan(values))
             vals: list[Any] = values[ok].tolist()
@@ -372,11 +383,11 @@ class Streams:
                 vals = [int(v) for v in vals]
             if self.nan_share:
                 bad = _unit_of(t[ok]) < self.nan_share
-                vals = ["NaN" if b else v for v, b in zip(vals, bad.tolist(), strict=True)]
-            ts = stamps[ok].tolist()
-            out.append({"labels": labels, "samples": [
-                {"timestamp": s + "Z", "value": v} for s, v in zip(ts, vals, strict=True)]})
-        return {"metrics": out}
+                vals = ['"NaN"' if b else v for v, b in zip(vals, bad.tolist(), strict=True)]
+            samples = ",".join([heads[k] + str(v) + "}"
+                                for k, v in zip(ok.tolist(), vals, strict=True)])
+            parts.append('{"labels":' + json.dumps(labels) + ',"samples":[' + samples + "]}")
+        return '{"metrics":[' + ",".join(parts) + "]}"
 
     async def catalog(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/catalog/instances``: every instance type with its memory and vCPU."""
