@@ -39,6 +39,7 @@ from .analysis import (
     overall_availability,
     peak_capacity,
     recovery,
+    resource_usage,
     timeline,
     uptime,
 )
@@ -167,6 +168,7 @@ __all__ = [
     "plot_uptime",
     "read_manifest",
     "recovery",
+    "resource_usage",
     "save_snapshot",
     "save_transcript",
     "simulate",

@@ -120,3 +120,28 @@ def test_the_top_new_pattern_names_the_application_error():
     results = [hit for seed in range(1, 7) for hit, _ in attribution(seed, days=1.5)]
     assert len(results) >= 20
     assert sum(results) / len(results) >= 0.95, results
+
+
+def test_resource_usage_from_the_simulators_metrics():
+    with ka.simulate(seed=3, days=1, services=3, now=NOW) as sim:
+        c = sim.client()
+        since, until = "2026-11-20T06:00Z", "2026-11-20T10:00Z"
+        inst = ka.load_instances(c, since=since, until=until, progress=False)
+        types = ka.load_instance_types(c)
+        frames = [ka.load_metrics(c, service_id=s.service_id, since=since, until=until)
+                  for s in sim.fleet.services]
+    m = pd.concat(frames, ignore_index=True)
+    usage = ka.resource_usage(m, instances=inst, instance_types=types)
+    assert set(usage["service_id"]) == {s.service_id for s in sim.fleet.services}
+    assert (usage["type"] != "unknown").all()
+    assert (usage["cpu_p50"] <= usage["cpu_p95"]).all()
+    assert (usage["cpu_p95"] <= usage["cpu_max"]).all()
+    assert usage["mem_share_max"].between(0, 1).all()
+    cpu = m[(m["metric"] == "CPU_TOTAL_PERCENT") & (m["service_id"] == usage["service_id"][0])]
+    assert usage["cpu_max"][0] == cpu["value"].max()
+    assert usage["http_5xx_share"].between(0, 1).all()
+    # latency as served: the highest p99 is a served value, never a new average
+    p99 = m[m["metric"] == "HTTP_RESPONSE_TIME_99P"]["value"]
+    assert set(usage["latency_p99_max_ms"]) <= set(p99)
+    with pytest.raises(ValueError, match="lacks"):
+        ka.resource_usage(m.drop(columns="code"))

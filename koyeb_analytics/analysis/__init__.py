@@ -3,7 +3,8 @@
 Bottom up: ``_classify`` (what status each event announces), ``_lifecycle`` (status
 intervals per instance), ``_startstatus`` (each instance's status at a window's start),
 ``_metrics`` (uptime, incidents, capacity, crash loops, and the headline numbers as
-values), ``_logs`` (log patterns, each incident's top new one) and ``_summary``
+values), ``_logs`` (log patterns, each incident's top new one), ``_resources`` (CPU,
+memory, errors and latency from metrics) and ``_summary``
 (:func:`analyse` and :func:`headline`). Nothing here reads the API, a store or the
 simulator: it gets frames and a :class:`~koyeb_analytics.Window`.
 """
@@ -30,6 +31,7 @@ from ._metrics import (
     timeline,
     uptime,
 )
+from ._resources import resource_usage
 from ._startstatus import alive_at, start_status
 from ._summary import Analysis, Headline, analyse, headline
 
@@ -38,5 +40,5 @@ __all__ = [
     "UptimePolicy", "alive_at", "analyse", "capacity", "classify_events", "crash_loops",
     "error_budget", "event_vocabulary", "findings", "headline", "incident_patterns",
     "incident_summary", "incidents", "lifecycles", "log_patterns", "overall_availability",
-    "peak_capacity", "recovery", "start_status", "timeline", "uptime",
+    "peak_capacity", "recovery", "resource_usage", "start_status", "timeline", "uptime",
 ]
