@@ -86,6 +86,7 @@ from .load import (
     load_instances,
     load_logs,
     load_metrics,
+    tail_logs,
 )
 from .plots import STATUS_COLORS, plot_capacity, plot_events, plot_lifecycles, plot_uptime
 from .redact import Redactor
@@ -172,6 +173,7 @@ __all__ = [
     "save_snapshot",
     "save_transcript",
     "simulate",
+    "tail_logs",
     "timeline",
     "uptime",
 ]

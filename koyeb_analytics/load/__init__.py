@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._loaders import get_instance, load_events, load_instances
 from ._names import add_names, load_names
-from ._streams import load_instance_types, load_logs, load_metrics
+from ._streams import load_instance_types, load_logs, load_metrics, tail_logs
 
 __all__ = ["add_names", "get_instance", "load_events", "load_instance_types", "load_instances",
-           "load_logs", "load_metrics", "load_names"]
+           "load_logs", "load_metrics", "load_names", "tail_logs"]

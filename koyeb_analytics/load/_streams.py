@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -780,3 +781,180 @@ def _number(value: Any) -> float:
         return float(value) if value is not None and not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
         return math.nan
+
+
+# ---------------------------------------------------------------------------- tail
+
+TAIL_PATH = "/v1/streams/logs/tail"
+
+
+def tail_logs(
+    client: KoyebClient,
+    *,
+    app_id: str | None = None,
+    service_id: str | None = None,
+    instance_ids: Iterable[str] | str | None = None,
+    streams: Iterable[str] | str | None = None,
+    text: str | None = None,
+    regex: str | None = None,
+    since: TimeLike | None = None,
+    duration: WindowLike = "1min",
+    max_lines: int = 10_000,
+    reconnects: int = 3,
+    reconnect_wait: float = 1.0,
+) -> Iterator[dict[str, Any]]:
+    """Follow log lines as they are written (the tail websocket), for a bounded time.
+
+    The server first replays a backlog (the lines since ``since``, by default its own
+    choice: the last 24 hours, at most 1000 lines), then sends new lines. When the
+    connection drops, it is opened again (at most ``reconnects`` times, ``reconnect_wait``
+    seconds apart) from the last line's time, and the line that comes back twice is
+    dropped, as the Koyeb CLI does.
+
+    Parameters
+    ----------
+    client
+        A :class:`KoyebClient`.
+    app_id, service_id, instance_ids
+        Whose lines (at least one).
+    streams, text, regex
+        As for :func:`load_logs`.
+    since
+        Where the backlog starts.
+    duration
+        How long to follow before returning (the deadline of the whole tail).
+    max_lines
+        Stop after this many lines.
+    reconnects, reconnect_wait
+        How often, and how long apart, a dropped connection is opened again.
+
+    Yields
+    ------
+    dict
+        ``ts`` (a Timestamp to the nanosecond), ``msg``, ``stream``, ``instance_id``,
+        ``service_id``, ``app_id``.
+
+    Examples
+    --------
+    >>> import koyeb_analytics as ka
+    >>> with ka.simulate(seed=1, days=1, services=1, now="2026-11-20T12:00:00Z") as sim:
+    ...     svc = sim.fleet.services[0].service_id
+    ...     lines = list(ka.tail_logs(sim.client(), service_id=svc, max_lines=5,
+    ...                               duration="5s"))
+    >>> len(lines), sorted(lines[0])[:3]
+    (5, ['app_id', 'instance_id', 'msg'])
+    """
+    check_client(client)
+    filters = {name: check_str(name, value) for name, value in (
+        ("app_id", app_id), ("service_id", service_id))}
+    ids = check_ids("instance_ids", instance_ids)
+    if not any(filters.values()) and not ids:
+        raise ValueError("tail_logs needs whose lines to follow: app_id, service_id or "
+                         "instance_ids")
+    stream_list = check_ids("streams", streams)
+    if stream_list is not None and any(s not in LOG_STREAMS for s in stream_list):
+        bad = next(s for s in stream_list if s not in LOG_STREAMS)
+        raise ValueError(f"streams: unknown stream {bad!r}; expected some of "
+                         f"{', '.join(LOG_STREAMS)}")
+    check_str("text", text)
+    check_str("regex", regex)
+    if text is not None and regex is not None:
+        raise ValueError("pass text or regex, not both (the API refuses the two together)")
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"regex {regex!r} does not compile: {exc}") from None
+    seconds = parse_duration(duration, "duration").total_seconds()
+    if isinstance(max_lines, bool) or not isinstance(max_lines, int) or max_lines < 1:
+        raise ValueError(f"max_lines must be a positive integer, got {max_lines!r}")
+    if isinstance(reconnects, bool) or not isinstance(reconnects, int) or reconnects < 0:
+        raise ValueError(f"reconnects must be a non-negative integer, got {reconnects!r}")
+    start_ts = None if since is None else resolve_window(since, None, None).since
+    return _tail(client, filters, ids, stream_list, text, regex, start_ts, seconds,
+                 max_lines, reconnects, float(reconnect_wait))
+
+
+def _tail(client: KoyebClient, filters: dict[str, str | None], ids: list[str] | None,
+          stream_list: list[str] | None, text: str | None, regex: str | None,
+          start: pd.Timestamp | None, seconds: float, max_lines: int, reconnects: int,
+          wait: float) -> Iterator[dict[str, Any]]:
+    from urllib.parse import urlencode
+
+    from ..api._websocket import OP_BINARY, OP_CLOSE, OP_TEXT, WebSocket
+
+    end = time.monotonic() + seconds
+    sent = 0
+    last_t = -1
+    last_keys: set[tuple[Any, ...]] = set()
+    attempts = 0
+    while sent < max_lines and time.monotonic() < end:
+        params: list[tuple[str, str]] = [(k, v) for k, v in filters.items() if v]
+        params += [("instance_ids", i) for i in ids or []]
+        params += [("streams", s) for s in stream_list or []]
+        if text is not None:
+            params.append(("text", text))
+        if regex is not None:
+            params.append(("regex", regex))
+        if last_t >= 0:
+            params.append(("start", _rfc3339_ns(pd.Timestamp(last_t, tz="UTC"))))
+        elif start is not None:
+            params.append(("start", _rfc3339_ns(start)))
+        url = client.websocket_url(TAIL_PATH) + "?" + urlencode(params)
+        try:
+            ws = WebSocket.connect(client.network, url,
+                                   subprotocols=client.auth_subprotocols(),
+                                   deadline=min(end, time.monotonic() + client.timeout),
+                                   max_message=client.max_response_bytes)
+        except KoyebError:
+            if attempts >= reconnects or time.monotonic() + wait >= end:
+                raise
+            attempts += 1
+            time.sleep(wait)
+            continue
+        try:
+            ws.set_deadline(end)
+            while sent < max_lines:
+                try:
+                    opcode, payload = ws.recv()
+                except KoyebError:
+                    break  # dropped (or the deadline shut it): reconnect if time is left
+                if opcode == OP_CLOSE:
+                    end = 0.0  # the server ended the tail
+                    break
+                if opcode not in (OP_TEXT, OP_BINARY) or not payload.strip():
+                    continue
+                try:
+                    frame = json.loads(payload.decode("utf-8", "replace"))
+                except ValueError:
+                    continue
+                if not isinstance(frame, dict):
+                    continue
+                if isinstance(frame.get("error"), dict):
+                    err = frame["error"]
+                    raise MalformedResponseError(client.scrub(
+                        f"the log tail answered an error: {str(err.get('message'))[:200]}"))
+                entry = frame.get("result")
+                if not isinstance(entry, dict):
+                    continue
+                t = _parse_times([entry.get("created_at")], "ns")[0]
+                raw = entry.get("labels")
+                labels: dict[str, Any] = raw if isinstance(raw, dict) else {}
+                msg, _ = _clean(entry.get("msg"))
+                key = (t, labels.get("instance_id"), labels.get("stream"), msg)
+                if t < last_t or (t == last_t and key in last_keys):
+                    continue  # the line the reconnect sends again
+                if t > last_t:
+                    last_t, last_keys = t, set()
+                last_keys.add(key)
+                sent += 1
+                yield {"ts": pd.Timestamp(t, tz="UTC") if t >= 0 else pd.NaT, "msg": msg,
+                       "stream": labels.get("stream"), "instance_id": labels.get("instance_id"),
+                       "service_id": labels.get("service_id"), "app_id": labels.get("app_id")}
+        finally:
+            ws.close()
+        if attempts >= reconnects or time.monotonic() + wait >= end:
+            return
+        attempts += 1
+        time.sleep(wait)
+
