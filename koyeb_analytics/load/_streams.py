@@ -16,10 +16,10 @@ whatever the server says, and keep what was read when a request fails.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
-import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
