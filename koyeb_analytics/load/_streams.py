@@ -833,11 +833,12 @@ def tail_logs(
     reconnects, reconnect_wait
         How often, and how long apart, a dropped connection is opened again.
 
-    Yields
-    ------
-    dict
-        ``ts`` (a Timestamp to the nanosecond), ``msg``, ``stream``, ``instance_id``,
-        ``service_id``, ``app_id``.
+    Returns
+    -------
+    Iterator of dict
+        A generator of lines, each ``ts`` (a Timestamp to the nanosecond), ``msg``,
+        ``stream``, ``instance_id``, ``service_id``, ``app_id``. Arguments are checked
+        at the call, before anything is opened.
 
     Examples
     --------
