@@ -34,7 +34,6 @@ from ..errors import IncompleteListingError, KoyebError, MalformedResponseError
 from ..schema import (
     LOG_COLUMNS,
     LOG_STREAMS,
-    METRIC_COLUMNS,
     METRIC_NAMES,
     METRIC_UNITS,
     STRING_DTYPE,
@@ -645,12 +644,12 @@ def load_metrics(
 
 def _metric_frame(replies: dict[str, dict[str, Any]],
                   service_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    ts_parts: list[np.ndarray] = []
-    val_parts: list[np.ndarray] = []
-    meta: list[tuple[str, dict[str, str], int]] = []
+    series_list: list[tuple[tuple[int, str, str], str, dict[str, str], np.ndarray,
+                            np.ndarray]] = []
     non_finite: dict[str, int] = {}
     bad_time = 0
     notes: list[str] = []
+    rank = {n: i for i, n in enumerate(METRIC_NAMES)}
     for name, reply in replies.items():
         series = reply.get("metrics", [])
         if series is None:
@@ -661,54 +660,65 @@ def _metric_frame(replies: dict[str, dict[str, Any]],
         for s in series:
             if not isinstance(s, dict):
                 continue
-            labels = s.get("labels") if isinstance(s.get("labels"), dict) else {}
+            raw = s.get("labels")
+            labels = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
             samples = s.get("samples")
             if not isinstance(samples, list):
                 samples = []
-            samples = [x for x in samples if isinstance(x, dict)]
+            if not all(isinstance(x, dict) for x in samples):
+                samples = [x for x in samples if isinstance(x, dict)]
             t = _parse_times([x.get("timestamp") for x in samples], "us")
             values = _values([x.get("value") for x in samples])
             ok = t >= 0
-            bad_time += int((~ok).sum())
-            t, values = t[ok], values[ok]
-            nf = int((~np.isfinite(values)).sum())
-            if nf:
-                non_finite[name] = non_finite.get(name, 0) + nf
-                values = np.where(np.isfinite(values), values, np.nan)
-            ts_parts.append(t)
-            val_parts.append(values)
-            meta.append((name, {str(k): str(v) for k, v in (labels or {}).items()}, len(t)))
+            if not ok.all():
+                bad_time += int((~ok).sum())
+                t, values = t[ok], values[ok]
+            finite = np.isfinite(values)
+            if not finite.all():
+                non_finite[name] = non_finite.get(name, 0) + int((~finite).sum())
+                values = np.where(finite, values, np.nan)
+            if len(t) > 1 and (np.diff(t) < 0).any():
+                order = np.argsort(t, kind="stable")
+                t, values = t[order], values[order]
+            key = (rank[name], labels.get("instance_id", ""), labels.get("code", ""))
+            series_list.append((key, name, labels, t, values))
     if non_finite:
         notes.append("samples without a finite value, kept as NaN: " + ", ".join(
             f"{k} {v}" for k, v in non_finite.items()))
     if bad_time:
         notes.append(f"{bad_time} sample(s) without a readable timestamp were dropped")
-    n = sum(m[2] for m in meta)
-    t = np.concatenate(ts_parts) if ts_parts else np.empty(0, np.int64)
-    values = np.concatenate(val_parts) if val_parts else np.empty(0, np.float64)
-    metric = np.repeat([m[0] for m in meta], [m[2] for m in meta]) if meta else np.empty(0, str)
+    # Series in the frame's order (metric, labels), each in time order: no global sort.
+    series_list.sort(key=lambda item: item[0])
+    sizes = [len(item[3]) for item in series_list]
+    n = sum(sizes)
+    t = np.concatenate([item[3] for item in series_list]) if series_list else \
+        np.empty(0, np.int64)
+    values = np.concatenate([item[4] for item in series_list]) if series_list else \
+        np.empty(0, np.float64)
     keys: list[str] = []
-    for _, labels, _ in meta:
-        keys += [k for k in labels if k not in keys]
-    label_cols = {k: np.repeat(np.array([m[1].get(k) for m in meta], dtype=object),
-                               [m[2] for m in meta]) if meta else np.empty(0, object)
-                  for k in dict.fromkeys(["instance_id", "code", *keys])}
+    for item in series_list:
+        keys += [k for k in item[2] if k not in keys]
     names = list(METRIC_NAMES)
+    metric_codes = np.repeat(np.array([rank[item[1]] for item in series_list], np.int8),
+                             sizes) if series_list else np.empty(0, np.int8)
+    units = sorted(set(METRIC_UNITS.values()))
+    unit_of = np.array([units.index(METRIC_UNITS[m]) for m in names], np.int8)
+
+    def label(key: str) -> pd.Series:
+        per = np.array([item[2].get(key) for item in series_list], dtype=object)
+        return pd.Series(np.repeat(per, sizes) if series_list else per, dtype=STRING_DTYPE)
+
     df = pd.DataFrame({
         "ts": pd.Series(t.view("datetime64[us]")).dt.tz_localize("UTC") if n else
         pd.Series([], dtype=TIME_DTYPE),
-        "metric": pd.Categorical(metric, categories=names),
+        "metric": pd.Categorical.from_codes(metric_codes, categories=names),
         "value": values.astype(np.float64),
-        "unit": pd.Categorical([METRIC_UNITS[m] for m in metric],
-                               categories=sorted(set(METRIC_UNITS.values()))),
-        "instance_id": pd.Series(label_cols.pop("instance_id"), dtype=STRING_DTYPE),
-        "code": pd.Series(label_cols.pop("code"), dtype=STRING_DTYPE),
+        "unit": pd.Categorical.from_codes(unit_of[metric_codes], categories=units),
+        "instance_id": label("instance_id"),
+        "code": label("code"),
         "service_id": pd.Series([service_id] * n, dtype=STRING_DTYPE),
-        **{k: pd.Series(v, dtype=STRING_DTYPE) for k, v in label_cols.items()},
+        **{k: label(k) for k in keys if k not in ("instance_id", "code")},
     })
-    df = df[list(METRIC_COLUMNS) + [c for c in df.columns if c not in METRIC_COLUMNS]]
-    df = df.sort_values(["metric", "instance_id", "code", "ts"], kind="stable",
-                        na_position="first").reset_index(drop=True)
     return df, {"non_finite": non_finite, "bad_time": bad_time, "notes": notes}
 
 
