@@ -146,3 +146,32 @@ def deployment_status_dtype(extra: Iterable[str] = ()) -> pd.CategoricalDtype:
     """Return the deployment status categorical, unknown statuses appended at the end."""
     return pd.CategoricalDtype(
         list(DEPLOYMENT_STATUSES) + sorted(set(extra) - set(DEPLOYMENT_STATUSES)))
+
+
+# -- what the system said: logs and metrics (koyeb-api-beyond-instances.md §3, §4) --
+
+LOG_COLUMNS: tuple[str, ...] = ("ts", "msg", "stream", "instance_id", "service_id", "app_id",
+                                "type")
+"""Columns of a logs frame. ``ts`` keeps the API's nanoseconds (``datetime64[ns, UTC]``),
+the one exception to the microsecond rule; labels are categoricals."""
+LOG_STREAMS: tuple[str, ...] = ("stdout", "stderr", "koyeb")
+"""The log streams: the application's two, and ``koyeb`` (platform messages)."""
+METRIC_COLUMNS: tuple[str, ...] = ("ts", "metric", "value", "unit", "instance_id", "code",
+                                   "service_id")
+"""Columns of a metrics frame (one row per sample; labels the series did not carry are NaN)."""
+METRIC_UNITS: dict[str, str] = {
+    "CPU_TOTAL_PERCENT": "percent",
+    "MEM_RSS": "bytes",
+    "HTTP_THROUGHPUT": "requests/s",
+    "HTTP_RESPONSE_TIME_50P": "ms",
+    "HTTP_RESPONSE_TIME_90P": "ms",
+    "HTTP_RESPONSE_TIME_99P": "ms",
+    "HTTP_RESPONSE_TIME_MAX": "ms",
+    "PUBLIC_DATA_TRANSFER_IN": "bytes/step",
+    "PUBLIC_DATA_TRANSFER_OUT": "bytes/step",
+}
+"""Each metric's unit as this toolkit reads it. The API does not state them: percent is of
+the instance's CPU limit, throughput a rate averaged over the step, transfer bytes per
+step (assumptions, see koyeb-api-beyond-instances.md §4)."""
+METRIC_NAMES: tuple[str, ...] = tuple(METRIC_UNITS)
+"""The metric names the API knows (its enum, without ``UNKNOWN``)."""

@@ -481,13 +481,22 @@ class KoyebClient:
                 continue
             return reply
 
-    def get(self, path: str, params: Params | None = None) -> dict[str, Any]:
+    def get(self, path: str, params: Params | None = None, *,
+            errors: str = "strict") -> dict[str, Any]:
         """GET ``path`` (e.g. ``/v1/instances``) and return the decoded JSON object.
 
-        List values in ``params`` are sent as repeated keys, as the API expects.
+        List values in ``params`` are sent as repeated keys, as the API expects. With
+        ``errors="replace"``, bytes of the body that are not UTF-8 (an application's
+        log line passed through) become U+FFFD instead of failing the whole reply.
         """
         reply = self._request(path, params)
-        return self._decode(reply.status, reply.body, path)
+        body = reply.body
+        if errors != "strict" and reply.status < 300:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                body = body.decode("utf-8", errors).encode("utf-8")
+        return self._decode(reply.status, body, path)
 
     def _decode(self, status: int, content: bytes, path: str) -> dict[str, Any]:
         """Map an error status onto the exception tree, else decode the JSON object."""

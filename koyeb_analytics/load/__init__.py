@@ -1,10 +1,12 @@
 """The API's listings as typed frames: instances, instance events, deployments,
-activities, and the names of apps and services.
+activities, the names of apps and services, and what the system said (logs,
+metrics, the instance catalog).
 
 ``_loaders`` validates arguments, reads every page and builds each frame once;
 ``_frames`` turns collected rows (or Arrow tables) into frames of the schema;
 ``_names`` lists app and service names for the ids instances carry; ``_changes`` loads
-deployments and activities (what changed).
+deployments and activities (what changed); ``_streams`` reads logs by time-window
+cursors, metrics one call per metric, and the instance catalog.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from ._changes import KNOWN_VERBS, get_deployment, load_activities, load_deployments
 from ._loaders import get_instance, load_events, load_instances
 from ._names import add_names, load_names
+from ._streams import load_instance_types, load_logs, load_metrics, tail_logs
 
 __all__ = ["KNOWN_VERBS", "add_names", "get_deployment", "get_instance", "load_activities",
-           "load_deployments", "load_events", "load_instances", "load_names"]
+           "load_deployments", "load_events", "load_instance_types", "load_instances",
+           "load_logs", "load_metrics", "load_names", "tail_logs"]

@@ -92,11 +92,13 @@ mean {{ mtbf.mean }}.</p>
 <p class="muted">Severity: the incident's duration times the instances it affected, in
 instance-minutes.</p>
 <table id="incident-table"><tr><th>service</th><th>start</th><th>end</th><th>duration</th>
-<th>instances</th><th>severity</th><th>statuses</th><th>nearest change before</th></tr>
+<th>instances</th><th>severity</th><th>statuses</th><th>nearest change before</th>
+{%- if patterns %}<th>top new log pattern</th>{% endif %}</tr>
 {% for r in incident_rows %}<tr><td><code>{{ r.group }}</code></td><td>{{ r.start }}</td>
 <td>{{ r.end }}</td><td class="num">{{ r.duration }}</td><td class="num">{{ r.instances }}</td>
-<td class="num">{{ r.severity }}</td><td>{{ r.statuses }}</td><td>{{ r.change }}</td></tr>
-{% else %}<tr><td colspan="8">No incident under this policy.</td></tr>{% endfor %}</table>
+<td class="num">{{ r.severity }}</td><td>{{ r.statuses }}</td><td>{{ r.change }}</td>
+{%- if patterns %}<td><code>{{ r.pattern }}</code></td>{% endif %}</tr>
+{% else %}<tr><td colspan="9">No incident under this policy.</td></tr>{% endfor %}</table>
 
 <h2 id="changes">Changes</h2>
 {% if changes_loaded %}<p>{{ change_count }} change event(s) in the window: {{ change_kinds }}.
@@ -123,6 +125,17 @@ this report.</p>{% endif %}
      src="data:image/png;base64,{{ charts.capacity }}">
 <table id="hours-table"><tr><th>instance type</th><th>instance-hours</th></tr>
 {% for t, h in hours %}<tr><td>{{ t }}</td><td class="num">{{ h }}</td></tr>{% endfor %}</table>
+{% if resources %}<h3 id="resources">What the metrics say</h3>
+<p class="muted">Per service and instance type, over every sample: CPU in percent of the
+limit, memory as a share of the type's memory, the share of 5xx replies, and p99 latency
+as served (its median and highest 5-minute value; never averaged).</p>
+<table id="resources-table"><tr><th>service</th><th>type</th><th>CPU p95</th><th>CPU max</th>
+<th>memory p95</th><th>memory max</th><th>5xx</th><th>p99 latency</th><th>p99 highest</th></tr>
+{% for r in resources %}<tr><td><code>{{ r.group }}</code></td><td>{{ r.type }}</td>
+<td class="num">{{ r.cpu_p95 }}</td><td class="num">{{ r.cpu_max }}</td>
+<td class="num">{{ r.mem_p95 }}</td><td class="num">{{ r.mem_max }}</td>
+<td class="num">{{ r.http_5xx }}</td><td class="num">{{ r.p99 }}</td>
+<td class="num">{{ r.p99_max }}</td></tr>{% endfor %}</table>{% endif %}
 
 <h2 id="findings">Data quality</h2>
 <p>{{ finding_count }} finding(s).</p>
@@ -227,12 +240,30 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
                    for _, r in worst_first.iterrows()]
     key = a.incidents.columns[0] if len(a.incidents.columns) else "group"
     nearest = _nearest_changes(a)
+    # What the system said, when the caller added it: ka.incident_patterns and
+    # ka.resource_usage frames in a.extra.
+    said = a.extra.get("incident_patterns")
+    patterns = {} if said is None else {
+        (r[key], r["start"]): r["top_pattern"] for _, r in said.iterrows()
+        if isinstance(r["top_pattern"], str)}
     incident_rows = [{"group": label(r[key]), "start": _ts(r["start"]), "end": _ts(r["end"]),
                       "duration": format_duration(r["duration"]), "instances": len(r["instances"]),
                       "severity": f"{r['duration'].total_seconds() / 60 * len(r['instances']):.0f}",
-                      "statuses": ", ".join(r["statuses"]), "change": nearest.get(i, "–")}
+                      "statuses": ", ".join(r["statuses"]), "change": nearest.get(i, "–"),
+                      "pattern": patterns.get((r[key], r["start"]), "–")}
                      for i, r in a.incidents.sort_values("start").iterrows()]
     changes = _change_rows(a, label)
+    usage = a.extra.get("resource_usage")
+    resources = [] if usage is None else [
+        {"group": label(r["service_id"]), "type": r["type"],
+         **{k: "–" if pd.isna(r[c]) else f"{r[c]:.0f}%" for k, c in (
+             ("cpu_p95", "cpu_p95"), ("cpu_max", "cpu_max"))},
+         **{k: "–" if pd.isna(r[c]) else f"{r[c]:.0%}" for k, c in (
+             ("mem_p95", "mem_share_p95"), ("mem_max", "mem_share_max"),
+             ("http_5xx", "http_5xx_share"))},
+         **{k: "–" if pd.isna(r[c]) else f"{r[c]:.0f} ms" for k, c in (
+             ("p99", "latency_p99_ms"), ("p99_max", "latency_p99_max_ms"))}}
+        for _, r in usage.head(20).iterrows()]
     summary = a.incidents.attrs.get("summary", {})
     fmt = {k: {s: format_duration(v.get(s)) for s in ("median", "p90", "mean")}
            for k, v in summary.items()} if summary else {}
@@ -276,7 +307,8 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
         method=a.policy.describe(),
         overall="–" if pd.isna(a.uptime.attrs.get("overall", float("nan"))) else
         f"{a.uptime.attrs['overall']:.4%}",
-        uptime_rows=uptime_rows, incident_rows=incident_rows,
+        uptime_rows=uptime_rows, incident_rows=incident_rows, patterns=bool(patterns),
+        resources=resources,
         incident_count=len(a.incidents),
         mttr=fmt.get("mttr", {"median": "–", "p90": "–", "mean": "–"}),
         mtbf=fmt.get("mtbf", {"median": "–", "p90": "–", "mean": "–"}),

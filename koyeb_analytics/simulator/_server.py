@@ -37,6 +37,7 @@ from ._exec import ExecEndpoint, ExecFaults, close_process
 from ._faults import FaultPlan, Faults
 from ._fleet import Fleet, FleetConfig, to_us
 from ._realtime import Incident, LiveFleet
+from ._streams import TAIL_PATH, Streams
 from ._vocabulary import (
     STATUS_MESSAGES,
     STATUSES,
@@ -430,6 +431,8 @@ class Simulator:
         self._exec_root = tempfile.mkdtemp(prefix="koyeb-sim-exec-")
         self._exec = ExecEndpoint(self, Path(self._exec_root))
         app.router.add_get(EXEC_PATH, self._exec.handle)
+        self.streams = Streams(self)  # logs, metrics, catalog
+        self.streams.register(app)
         return app
 
     # ------------------------------------------------------------------ plumbing
@@ -451,8 +454,8 @@ class Simulator:
         return response
 
     async def _dispatch(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path == EXEC_PATH:
-            answer: web.StreamResponse = await handler(request)  # exec checks its own token
+        if request.path in (EXEC_PATH, TAIL_PATH):
+            answer: web.StreamResponse = await handler(request)  # websockets check their token
             return answer
         auth = request.headers.get("Authorization", "")
         if not secrets.compare_digest(auth.encode(), f"Bearer {self._token}".encode()):

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..analysis._metrics import overall_availability
 from ..api._client import KoyebClient
+from ..load._streams import tail_logs
 from ..plots._static import plot_lifecycles
 from ..poller import Poller, PollResult, format_change
 from ..schema import STATUSES
@@ -93,6 +94,31 @@ class LiveView(widgets.VBox):
     def changes(self) -> pd.DataFrame:
         """Every status change seen since the view started, oldest first."""
         return self.poller.changes
+
+    def affected(self) -> list[str]:
+        """Ids of the instances that are neither healthy nor asleep now."""
+        inst = self.poller.instances
+        if inst.empty:
+            return []
+        bad = ~inst["status"].astype(str).isin(["HEALTHY", "SLEEPING", "STOPPED"])
+        return sorted(inst.loc[bad, "id"].astype(str))
+
+    def tail(self, *, instance_ids: list[str] | None = None, duration: DurationLike = "30s",
+             max_lines: int = 500, since: Any = None) -> pd.DataFrame:
+        """Follow the logs of the affected instances (or of ``instance_ids``) for a while.
+
+        Returns the lines (``ts, msg, stream, instance_id, service_id, app_id``) read
+        within ``duration``, at most ``max_lines``: the backlog from ``since`` (by
+        default the last five minutes) and what they write meanwhile.
+        """
+        ids = instance_ids if instance_ids is not None else self.affected()
+        columns = ["ts", "msg", "stream", "instance_id", "service_id", "app_id"]
+        if not ids:
+            return pd.DataFrame(columns=columns)
+        start = since if since is not None else utcnow() - pd.Timedelta("5min")
+        lines = list(tail_logs(self.poller.client, instance_ids=ids, duration=duration,
+                               max_lines=max_lines, since=start))
+        return pd.DataFrame(lines, columns=columns)
 
     @property
     def running(self) -> bool:
