@@ -140,3 +140,12 @@ def test_render_report_links_the_side_files_by_stem(report):
     assert '<a href="monthly-services.csv">' in html
     assert '<a href="monthly-incidents.csv">' in html
     assert not Path("monthly-services.csv").exists()  # rendering writes nothing
+
+
+def test_the_reports_lifecycle_runs_are_the_notebooks(report):
+    from koyeb_analytics.plots._static import state_runs
+
+    a, _ = report
+    # the report draws the runs analyse kept; a notebook computing them gets the same
+    pd.testing.assert_frame_equal(a.states, state_runs(a.intervals, policy=a.policy))
+    assert set(a.states["state"]) <= {"up", "degraded", "down", "unknown"}

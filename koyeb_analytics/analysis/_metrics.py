@@ -574,6 +574,30 @@ def _members(iv: pd.DataFrame, inc: pd.DataFrame, by: str | None,
     return members, _split(names, told["inc"].to_numpy(), n)
 
 
+def _runs_of(seg: pd.DataFrame) -> pd.DataFrame:
+    """Segments of :func:`timeline` as runs of one state per group (excluded time left
+    out), with each group's time not up (see ``plots.state_runs``)."""
+    seg = seg[(seg["state"] != "excluded").to_numpy()]
+    cols = ["group", "start", "end", "state", "not_up"]
+    if seg.empty:
+        return pd.DataFrame({c: pd.Series(dtype=seg[c].dtype if c in seg else
+                                          "timedelta64[us]") for c in cols})
+    group, state = seg["group"].to_numpy(), seg["state"].to_numpy(dtype=object)
+    start, end = seg["start"].array.asi8, seg["end"].array.asi8
+    new = np.ones(len(seg), bool)
+    new[1:] = (group[1:] != group[:-1]) | (state[1:] != state[:-1]) | (start[1:] != end[:-1])
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:] - 1, len(seg) - 1]
+    runs = pd.DataFrame({"group": seg["group"].iloc[first].to_numpy(dtype=object),
+                         "start": seg["start"].iloc[first].array,
+                         "end": seg["end"].iloc[last].array,
+                         "state": seg["state"].iloc[first].array})
+    lost = seg["duration"] * (1 - seg["upness"].fillna(1))
+    not_up = lost.groupby(seg["group"].to_numpy()).sum()
+    runs["not_up"] = runs["group"].map(not_up)
+    return runs[cols]
+
+
 def _split(values: np.ndarray, owner: np.ndarray, n: int) -> list[list[str]]:
     """``values`` (sorted by ``owner``) as one list per owner ``0..n-1``."""
     cuts = np.searchsorted(owner, np.arange(1, n))

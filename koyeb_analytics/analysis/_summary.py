@@ -24,6 +24,7 @@ from ._metrics import (
     _duration_or_zero,
     _incidents_from,
     _peak_of,
+    _runs_of,
     _timelines,
     _uptime_from,
     availability_text,
@@ -59,6 +60,9 @@ class Analysis:
         Across services (the sums of ``uptime``), as
         :func:`~koyeb_analytics.overall_availability` with ``by="service_id"`` gives it:
         the headline's figure, kept so that it is not computed again.
+    states
+        Each service's time as runs of one state (``plots.state_runs``), which
+        fleet-scale lifecycle charts are drawn from.
 
     Examples
     --------
@@ -82,6 +86,7 @@ class Analysis:
     until: pd.Timestamp
     extra: dict[str, Any] = field(default_factory=dict)
     availability: Availability | None = None
+    states: pd.DataFrame | None = None
 
 
 def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
@@ -136,7 +141,7 @@ def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
         instances=instances, events=events, intervals=iv, uptime=up,
         daily=_uptime_from(iv, daily if daily is not None else plain, inc, by, policy, "1D"),
         incidents=inc, capacity=capacity(iv, freq=freq), findings=findings(iv),
-        policy=policy, since=lo, until=hi,
+        policy=policy, since=lo, until=hi, states=_runs_of(plain),
         # The table leaves out intervals of no service; the headline's figure does not.
         availability=_availability_from(up, policy, by) if len(iv) and bool(
             iv[by].notna().all()) else None)

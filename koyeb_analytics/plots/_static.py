@@ -7,6 +7,7 @@ untouched. One status palette serves every chart.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._compat import positional_deprecated
-from ..analysis._metrics import UptimePolicy, timeline
+from ..analysis._metrics import UptimePolicy, _runs_of, timeline
 from ..labels import service_labels
 from ..schema import STATUSES
 
@@ -49,6 +50,7 @@ def state_runs(intervals: pd.DataFrame, *, by: str = "service_id",
     The aggregated frame fleet-scale lifecycle charts are drawn from: the segments of
     :func:`~koyeb_analytics.timeline` with neighbours of the same state merged, so a
     month of a service is a few runs, not one span per instance status.
+    :func:`~koyeb_analytics.analyse` keeps them as ``Analysis.states``.
 
     Parameters
     ----------
@@ -66,34 +68,17 @@ def state_runs(intervals: pd.DataFrame, *, by: str = "service_id",
         excluded time is left out), ordered by group and start. ``not_up`` is the
         group's time not up over the window (down and the missing share of degraded).
     """
-    seg = timeline(intervals, by=by, policy=policy)
-    seg = seg[(seg["state"] != "excluded").to_numpy()]
-    cols = ["group", "start", "end", "state", "not_up"]
-    if seg.empty:
-        return pd.DataFrame({c: pd.Series(dtype=seg[c].dtype if c in seg else
-                                          "timedelta64[us]") for c in cols})
-    group, state = seg["group"].to_numpy(), seg["state"].to_numpy(dtype=object)
-    start, end = seg["start"].array.asi8, seg["end"].array.asi8
-    new = np.ones(len(seg), bool)
-    new[1:] = (group[1:] != group[:-1]) | (state[1:] != state[:-1]) | (start[1:] != end[:-1])
-    run = np.cumsum(new) - 1
-    runs = pd.DataFrame({"run": run, "group": seg["group"].array, "state": seg["state"].array,
-                         "start": seg["start"].array, "end": seg["end"].array}).groupby(
-        "run", sort=True).agg(group=("group", "first"), start=("start", "first"),
-                              end=("end", "last"), state=("state", "first"))
-    lost = seg["duration"] * (1 - seg["upness"].fillna(1))
-    not_up = lost.groupby(seg["group"].to_numpy()).sum()
-    runs["not_up"] = runs["group"].map(not_up)
-    return runs.reset_index(drop=True)[cols]
+    return _runs_of(timeline(intervals, by=by, policy=policy))
 
 
 def _state_lanes(iv: pd.DataFrame, *, by: str, labels: Mapping[Any, str] | None,
                  policy: UptimePolicy | None, max_lanes: int,
-                 ) -> tuple[pd.DataFrame, list[Any], str]:
+                 runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[Any], str]:
     """The runs a fleet-scale lifecycle chart draws, its groups (top lane first) and
     its title: every group by name when they fit, else the ``max_lanes`` with the most
     time not up, worst first. The static and the interactive chart share it."""
-    runs = state_runs(iv, by=by, policy=policy)
+    if runs is None:
+        runs = state_runs(iv, by=by, policy=policy)
     names = labels or {}
     groups = pd.Index(pd.unique(iv[by].dropna().astype(object)))
     lost = runs.groupby("group")["not_up"].first().reindex(groups).fillna(pd.Timedelta(0))
@@ -170,7 +155,8 @@ def _expect(data: Any, needs: set[str], fn: str, source: str) -> None:
 def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any = None,
                     events: pd.DataFrame | None = None, incidents: pd.DataFrame | None = None,
                     lane_height: float = 0.8, labels: Mapping[Any, str] | None = None,
-                    policy: UptimePolicy | None = None, max_lanes: int = MAX_LANES) -> Any:
+                    policy: UptimePolicy | None = None, max_lanes: int = MAX_LANES,
+                    runs: pd.DataFrame | None = None) -> Any:
     """Draw one swimlane per instance, grouped by ``by``, spans coloured by status; at
     fleet scale, one lane per group coloured by the group's state.
 
@@ -204,6 +190,9 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
         The :class:`~koyeb_analytics.UptimePolicy` of a fleet-scale chart's states.
     max_lanes
         The most groups a fleet-scale chart draws.
+    runs
+        The :func:`state_runs` of ``intervals`` under ``policy`` when already at hand
+        (``Analysis.states``): the same chart, without computing them again.
 
     Returns
     -------
@@ -239,7 +228,7 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     height_px = ax.figure.get_size_inches()[1] * ax.get_position().height * ax.figure.dpi
     if by in lanes and n_instances * 3 > height_px:
         return _plot_states(iv, ax, by=by, labels=labels, policy=policy,
-                            max_lanes=max_lanes, lane_height=lane_height)
+                            max_lanes=max_lanes, lane_height=lane_height, runs=runs)
     lane_of = pd.Series(np.arange(len(lanes)), index=lanes.index)
     y = iv["instance_id"].map(lane_of).to_numpy(float)
     x0, x1 = _num(iv["start"]), _num(iv["end"])
@@ -306,14 +295,15 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
 
 
 def _plot_states(iv: pd.DataFrame, ax: Any, *, by: str, labels: Mapping[Any, str] | None,
-                 policy: UptimePolicy | None, max_lanes: int, lane_height: float) -> Any:
+                 policy: UptimePolicy | None, max_lanes: int, lane_height: float,
+                 runs: pd.DataFrame | None) -> Any:
     """The fleet-scale lifecycle chart: a lane per group (the worst ``max_lanes``)."""
     from matplotlib.collections import PolyCollection
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     runs, shown, title = _state_lanes(iv, by=by, labels=labels, policy=policy,
-                                      max_lanes=max_lanes)
+                                      max_lanes=max_lanes, runs=runs)
     names = labels or {}
     lane = pd.Series(np.arange(len(shown)), index=pd.Index(shown, dtype=object))
     y = runs["group"].map(lane).to_numpy(float)
@@ -531,8 +521,11 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
         ax.set_title("Availability per " + what + rule)
     method = up.attrs.get("method")
     if method:
-        ax.annotate(method, xy=(0, -0.12), xycoords="axes fraction", fontsize=7, va="top",
-                    wrap=True)
+        # Wrapped by characters, for the axes' width: matplotlib's own wrapping measures
+        # the sentence again at every draw, the slowest part of the chart.
+        width = ax.figure.get_size_inches()[0] * ax.get_position().width
+        ax.annotate(textwrap.fill(method, max(40, int(width * 17))), xy=(0, -0.12),
+                    xycoords="axes fraction", fontsize=7, va="top")
     return ax
 
 

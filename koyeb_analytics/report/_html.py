@@ -294,7 +294,7 @@ def _charts(a: Analysis) -> dict[str, str]:
     # per service, the worst ones past a bound) and their titles say how.
     fig, ax = axes(12, height)
     plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents, labels=labels,
-                    policy=a.policy)
+                    policy=a.policy, runs=a.states)
     out["lifecycles"] = png(fig)
     fig, ax = axes(12, 4)
     plot_capacity(a.capacity, ax=ax)
