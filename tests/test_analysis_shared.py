@@ -119,3 +119,33 @@ def test_analyse_finds_the_incidents_once_and_sorts_the_edges_once(monkeypatch):
     assert calls == {"members": 1, "bounds": 2}
     ka.headline(a)  # read from the analysis' own tables
     assert calls == {"members": 1, "bounds": 2}
+
+
+class Findings(list):
+    """A findings list that counts its deep copies."""
+
+    copies = 0
+
+    def __deepcopy__(self, memo):
+        Findings.copies += 1
+        return Findings(self)
+
+
+def test_the_figures_never_copy_the_intervals_attrs():
+    # The intervals' attrs can hold a finding per instance: pandas deep-copies attrs into
+    # every frame and column an operation makes, so the figures work without them.
+    with ka.simulate(seed=1, days=2, services=3, now=NOW, outages=2) as sim:
+        w = ka.load_window(fast_client(sim), window="1d", progress=False)
+    iv = ka.lifecycles(w.instances, w.events, since=w.since, until=w.until)
+    iv.attrs["findings"] = Findings(iv.attrs["findings"] + [
+        {"instance_id": f"i{k}", "kind": "no_events", "detail": "x"} for k in range(1000)])
+    Findings.copies = 0
+    ka.uptime(iv)
+    ka.uptime(iv, freq="1D")
+    ka.incidents(iv, merge_gap=0, min_duration=0)
+    ka.capacity(iv)
+    ka.timeline(iv, by=None)
+    ka.overall_availability(iv)
+    assert Findings.copies == 0
+    iv["start"].min()  # any pandas operation on the frame itself still copies them
+    assert Findings.copies == 1

@@ -116,6 +116,16 @@ def _naive(s: pd.Series) -> np.ndarray:
     return out
 
 
+def _bare(df: pd.DataFrame) -> pd.DataFrame:
+    """The same frame (its data shared, not copied) without its ``attrs``.
+
+    pandas deep-copies ``attrs`` into every frame and column an operation makes; the
+    intervals' can hold a finding per instance, copied again at each step. Read what
+    they say first, then work on the bare frame.
+    """
+    return pd.DataFrame(df, copy=False)
+
+
 def _duration_or_zero(value: Any, name: str) -> pd.Timedelta:
     if value is None or (not isinstance(value, str) and value == 0) or value == "0":
         return pd.Timedelta(0)
@@ -230,6 +240,7 @@ def _timelines(iv: pd.DataFrame, by: str | None, policy: UptimePolicy,
     """
     _check_intervals(iv, by)
     lo, hi = _bounds(iv, since, until, window) if len(iv) else (None, None)
+    iv = _bare(iv)
     cols = _SEGMENT_COLUMNS
     spans = iv[(iv["end"] > iv["start"]).to_numpy()]
     if lo is None or spans.empty:
@@ -530,6 +541,7 @@ def _members(iv: pd.DataFrame, inc: pd.DataFrame, by: str | None,
     n = len(inc)
     if not n:
         return [], []
+    iv = _bare(iv)
     groups = iv[by].astype(object) if by is not None else pd.Series("all", index=iv.index)
     not_up = ~iv["status"].isin(policy.up_statuses).to_numpy()
     g_iv = groups.to_numpy()[not_up]
@@ -675,7 +687,8 @@ def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
     iv = intervals
     _check_intervals(iv, by, needs=frozenset({"start", "end"}))
     step = _fixed_step(freq)
-    spans = iv[(iv["end"] > iv["start"]).to_numpy()]
+    bare = _bare(iv)
+    spans = bare[(bare["end"] > bare["start"]).to_numpy()]
     if spans.empty:
         out = pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="period").as_unit("us"))
         out.attrs = {"peak": {"instances": 0, "at": pd.NaT}, "instance_hours": {}, "freq": freq}
