@@ -2,14 +2,16 @@
 
 For fleets of 30 and 300 services over 30 days (simulator in its own process, 0 ms),
 a child process loads the window (``load_window(window="30d")``), analyses it
-(``analyse``) and renders the report (``write_report``), timing each stage in one run,
-with the child's peak RSS and the size of the HTML. It prints the ratios the fleet-scale
-issue sets targets for: ``analyse`` + render against the load (target at most 1.5x for
-300 services), the growth of ``analyse`` from 30 to 300 services (at most 15x), peak RSS
-(at most 1,000 MB) and the HTML (at most 2.5 MB).
+(``analyse``) and renders the report (``write_report``: the page and its side files),
+timing each stage in one run, with the child's peak RSS and the size of the page and of
+its side files. Each round is a fresh child. It prints each stage's median and spread
+(min-max over the rounds), the ratios analyse/load, render/load and (analyse + render)
+/load per round (median and spread), and how each stage grows from the smallest fleet
+to the largest beside how the data grows. Targets of the fleet-scale issue: (analyse +
+render)/load at most 1.5x for 300 services, analyse growing at most 15x from 30 to 300
+services, peak RSS at most 1,000 MB, the page at most 2.5 MB.
 
-Run: ``python benchmarks/bench_report.py [--services 30 300] [--rounds 1]`` (minutes:
-the 300-service analysis is the slow part).
+Run: ``python benchmarks/bench_report.py [--services 30 300] [--rounds 3]`` (minutes).
 """
 
 from __future__ import annotations
@@ -42,13 +44,15 @@ a = ka.analyse(w)
 t2 = time.perf_counter()
 path = write_report(a, out)
 t3 = time.perf_counter()
+side = sum(p.stat().st_size for p in path.parent.glob(path.stem + "-*.csv"))
 print(json.dumps({"instances": len(w.instances), "events": len(w.events),
                   "load": t1 - t0, "analyse": t2 - t1, "render": t3 - t2,
-                  "peak_mb": status_kb("VmHWM") / 1024, "html_mb": path.stat().st_size / 2**20}))
+                  "peak_mb": status_kb("VmHWM") / 1024, "html_mb": path.stat().st_size / 2**20,
+                  "side_mb": side / 2**20}))
 """
 
 
-def measure(services: int, rounds: int) -> dict[str, float]:
+def measure(services: int, rounds: int) -> list[dict[str, float]]:
     runs = []
     with simulator_process(seed=1, days=30, services=services) as (url, token), \
             tempfile.TemporaryDirectory() as tmp:
@@ -56,7 +60,18 @@ def measure(services: int, rounds: int) -> dict[str, float]:
             out = subprocess.run([sys.executable, "-c", CHILD, url, token, f"{tmp}/r.html"],
                                  capture_output=True, text=True, check=True)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    for r in runs:
+        r["a/load"] = r["analyse"] / r["load"]
+        r["r/load"] = r["render"] / r["load"]
+        r["(a+r)/load"] = (r["analyse"] + r["render"]) / r["load"]
+    return runs
+
+
+def spread(runs: list[dict[str, float]], key: str, fmt: str = ".2f") -> str:
+    values = [r[key] for r in runs]
+    text = format(statistics.median(values), fmt)
+    return text if len(values) == 1 else \
+        f"{text} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
 
 
 def main() -> None:
@@ -64,23 +79,40 @@ def main() -> None:
     parser.add_argument("--services", type=int, nargs="+", default=[30, 300])
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    print(f"{'services':>8s} {'instances':>9s} {'events':>8s} {'load s':>7s} "
-          f"{'analyse s':>9s} {'render s':>8s} {'(a+r)/load':>10s} {'peak MB':>8s} "
-          f"{'HTML MB':>8s}")
+    print("median [min-max] over rounds; seconds, MB")
+    print(f"{'services':>8s} {'instances':>9s} {'events':>8s} {'n':>2s} {'load':>17s} "
+          f"{'analyse':>17s} {'render':>17s} {'analyse/load':>17s} {'render/load':>17s} "
+          f"{'(a+r)/load':>17s} {'peak MB':>8s} {'page MB':>8s} {'CSV MB':>7s}")
     results = {}
     for n in args.services:
-        m = measure(n, args.rounds)
-        results[n] = m
-        print(f"{n:8d} {m['instances']:9.0f} {m['events']:8.0f} {m['load']:7.2f} "
-              f"{m['analyse']:9.2f} {m['render']:8.2f} "
-              f"{(m['analyse'] + m['render']) / m['load']:9.1f}x {m['peak_mb']:8.0f} "
-              f"{m['html_mb']:8.2f}")
+        runs = measure(n, args.rounds)
+        results[n] = runs
+        first = runs[0]
+        print(f"{n:8d} {first['instances']:9.0f} {first['events']:8.0f} {len(runs):2d} "
+              f"{spread(runs, 'load'):>17s} {spread(runs, 'analyse'):>17s} "
+              f"{spread(runs, 'render'):>17s} {spread(runs, 'a/load'):>17s} "
+              f"{spread(runs, 'r/load'):>17s} {spread(runs, '(a+r)/load'):>17s} "
+              f"{statistics.median(r['peak_mb'] for r in runs):8.0f} "
+              f"{statistics.median(r['html_mb'] for r in runs):8.2f} "
+              f"{statistics.median(r['side_mb'] for r in runs):7.2f}", flush=True)
     if len(results) >= 2:
         small, large = min(results), max(results)
-        print(f"analyse grows {results[large]['analyse'] / results[small]['analyse']:.1f}x "
-              f"from {small} to {large} services (target at most 15x); targets for "
-              f"{large}: (analyse + render) / load at most 1.5x, peak RSS at most 1000 MB, "
-              "HTML at most 2.5 MB")
+
+        def grows(key: str) -> float:
+            return (statistics.median(r[key] for r in results[large])
+                    / statistics.median(r[key] for r in results[small]))
+
+        both = {n: [dict(r, both=r["analyse"] + r["render"]) for r in runs]
+                for n, runs in results.items()}
+        joint = (statistics.median(r["both"] for r in both[large])
+                 / statistics.median(r["both"] for r in both[small]))
+        print(f"from {small} to {large} services: events x{grows('events'):.1f}, "
+              f"instances x{grows('instances'):.1f}; load x{grows('load'):.1f}, "
+              f"analyse x{grows('analyse'):.1f} (target at most 15x), "
+              f"render x{grows('render'):.1f}, analyse + render x{joint:.1f}, "
+              f"page x{grows('html_mb'):.2f}")
+        print(f"targets for {large}: (analyse + render)/load at most 1.5x, peak RSS at most "
+              "1000 MB, page at most 2.5 MB")
 
 
 if __name__ == "__main__":

@@ -280,29 +280,41 @@ class Poller:
         labels = service_labels(self.instances)
         service_of = dict(zip(self.instances["id"], self.instances["service_id"],
                               strict=True))
-        rows = []
-        for (_, ev), st in zip(new.iterrows(), status, strict=True):
-            if not isinstance(st, str):
-                continue
-            iid = ev["instance_id"]
-            seen = self._seen_when.get(iid)
-            late = not prime and seen is not None and ev["when"] < seen
-            if late:
-                # Older than what we already showed: history, not the present.
-                old = self._status_before(iid, ev["when"], ev["id"])
-                self.late_events += 1
-            else:
-                old = self._status.get(iid)
-                self._status[iid] = st
-                self._seen_when[iid] = ev["when"]
-                if old == st:
-                    continue
-            svc = service_of.get(iid)
-            label = labels.get(svc, str(svc)[:8]) if isinstance(svc, str) else "?"
-            rows.append({"when": ev["when"], "service": label,
-                         "service_id": svc, "instance_id": iid, "old": old, "new": st,
-                         "message": ev["message"], "event_id": ev["id"], "late": late})
-        found = pd.DataFrame(rows, columns=list(CHANGE_COLUMNS))
+        told = status.notna().to_numpy()
+        ev = new[told].reset_index(drop=True)
+        st = status[told].astype(str).to_numpy(dtype=object)
+        iid = ev["instance_id"].to_numpy(dtype=object)
+        # Events are in time order, so only the newest event an earlier poll showed can
+        # make one late: a late event is history, not the present, and moves nothing.
+        seen = pd.to_datetime(pd.Series(iid, dtype=object).map(self._seen_when), utc=True)
+        late = np.zeros(len(ev), bool) if prime else \
+            (ev["when"] < seen).to_numpy(dtype=bool)
+        # The old status of a present change: its instance's previous event here, or
+        # where the instance stood before this poll.
+        now = pd.DataFrame({"iid": iid[~late], "st": st[~late]})
+        before = now.groupby("iid", sort=False)["st"].shift()
+        first = before.isna().to_numpy()
+        old = np.full(len(ev), None, dtype=object)
+        previous = before.to_numpy(dtype=object, copy=True)
+        previous[first] = [self._status.get(i) for i in now["iid"][first]]
+        old[~late] = previous
+        old[late] = [self._status_before(i, w, e) for i, w, e in
+                     zip(iid[late], ev["when"][late], ev["id"][late], strict=True)]
+        self.late_events += int(late.sum())
+        last = now.assign(when=ev["when"][~late].array).drop_duplicates("iid", keep="last")
+        self._status.update(zip(last["iid"], last["st"], strict=True))
+        self._seen_when.update(zip(last["iid"], last["when"], strict=True))
+        keep = late | (old != st)
+        svc = pd.Series(iid[keep], dtype=object).map(service_of)
+        named = svc.map(labels).astype(object)
+        short = svc.map(lambda v: v[:8] if isinstance(v, str) else "?")
+        found = pd.DataFrame({
+            "when": list(ev["when"][keep]),
+            "service": list(named.where(named.notna(), short)),
+            "service_id": list(svc.astype(object).where(svc.notna(), None)),
+            "instance_id": list(iid[keep]), "old": list(old[keep]), "new": list(st[keep]),
+            "message": list(ev["message"][keep]), "event_id": list(ev["id"][keep]),
+            "late": list(late[keep])}, columns=list(CHANGE_COLUMNS))
         if prime:
             self._stand()
             return found.iloc[0:0]

@@ -115,6 +115,16 @@ def _naive(s: pd.Series) -> np.ndarray:
     return out
 
 
+def _bare(df: pd.DataFrame) -> pd.DataFrame:
+    """The same frame (its data shared, not copied) without its ``attrs``.
+
+    pandas deep-copies ``attrs`` into every frame and column an operation makes; the
+    intervals' can hold a finding per instance, copied again at each step. Read what
+    they say first, then work on the bare frame.
+    """
+    return pd.DataFrame(df, copy=False)
+
+
 def _duration_or_zero(value: Any, name: str) -> pd.Timedelta:
     if value is None or (not isinstance(value, str) and value == 0) or value == "0":
         return pd.Timedelta(0)
@@ -212,16 +222,34 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     >>> timeline(iv)[["duration", "state"]].astype(str).values.tolist()
     [['0 days 01:00:00', 'up'], ['0 days 00:30:00', 'down']]
     """
-    iv = intervals
-    policy = policy or UptimePolicy()
+    plain, periodic = _timelines(intervals, by, policy or UptimePolicy(), since, until,
+                                 window, freq)
+    return plain if periodic is None else periodic
+
+
+_SEGMENT_COLUMNS = ["group", "start", "end", "duration", "present", "up", "upness", "state"]
+
+
+def _timelines(iv: pd.DataFrame, by: str | None, policy: UptimePolicy,
+               since: TimeLike | None, until: TimeLike | None, window: DurationLike | None,
+               freq: str | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The segments of :func:`timeline`, and with ``freq`` the same cut at period edges,
+    from one pass over the sorted span edges.
+
+    Period edges add rows whose deltas are zero: the running counts at every other edge
+    are the same with or without them, so the plain segments are the periodic pass's
+    rows less the period-only edges, each ending at the next edge kept.
+    """
     _check_intervals(iv, by)
     lo, hi = _bounds(iv, since, until, window) if len(iv) else (None, None)
-    cols = ["group", "start", "end", "duration", "present", "up", "upness", "state"]
+    iv = _bare(iv)
+    cols = _SEGMENT_COLUMNS
     spans = iv[(iv["end"] > iv["start"]).to_numpy()]
     if lo is None or spans.empty:
-        return _empty(dict(zip(cols, [_group_dtype(iv, by), TIME_DTYPE, TIME_DTYPE,
-                                      DURATION_DTYPE, "int64", "int64", "float64",
-                                      STRING_DTYPE], strict=True)))
+        empty = _empty(dict(zip(cols, [_group_dtype(iv, by), TIME_DTYPE, TIME_DTYPE,
+                                       DURATION_DTYPE, "int64", "int64", "float64",
+                                       STRING_DTYPE], strict=True)))
+        return empty, (empty.copy() if freq is not None else None)
     status = spans["status"].astype(object)
     sleeping = status.eq("SLEEPING")
     asleep = sleeping & (policy.sleeping == "excluded")
@@ -237,6 +265,7 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
         "du": np.concatenate([(present & up).to_numpy(int), -(present & up).to_numpy(int)]),
         "ds": np.concatenate([asleep.to_numpy(int), -asleep.to_numpy(int)]),
         "dk": np.concatenate([unknown.to_numpy(int), -unknown.to_numpy(int)]),
+        "edge": 1,
     })
     life = pd.DataFrame({"group": keys, "start": spans["start"].array,
                          "end": spans["end"].array}).groupby("group").agg(
@@ -244,20 +273,40 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     edges = [lo, hi]
     for a, b in policy.exclude:
         edges += [a, b]
+
+    def cuts(times: list[Any], edge: int) -> pd.DataFrame:
+        return pd.DataFrame({
+            "group": np.repeat(life.index.to_numpy(), len(times)),
+            "t": np.tile(_naive(pd.Series(pd.DatetimeIndex(times).as_unit("us"))),
+                         len(life)),
+            "dp": 0, "du": 0, "ds": 0, "dk": 0, "edge": edge})
+
+    parts = [deltas, cuts(edges, 1)]
     if freq is not None:
-        edges += list(pd.date_range(lo.floor(_fixed_step(freq)), hi, freq=_fixed_step(freq)))
-    cuts = pd.DataFrame({"group": np.repeat(life.index.to_numpy(), len(edges)),
-                         "t": np.tile(_naive(pd.Series(pd.DatetimeIndex(edges).as_unit("us"))),
-                                      len(life)),
-                         "dp": 0, "du": 0, "ds": 0, "dk": 0})
-    d = pd.concat([deltas, cuts], ignore_index=True)
+        step = _fixed_step(freq)
+        parts.append(cuts(list(pd.date_range(lo.floor(step), hi, freq=step)), 0))
+    d = pd.concat(parts, ignore_index=True)
     d["t"] = d["t"].astype("datetime64[us]").dt.tz_localize("UTC")
-    d = d.groupby(["group", "t"], sort=True)[["dp", "du", "ds", "dk"]].sum().reset_index()
+    d = d.groupby(["group", "t"], sort=True)[["dp", "du", "ds", "dk", "edge"]].sum(
+    ).reset_index()
     d["present"] = d.groupby("group")["dp"].cumsum()
     d["up"] = d.groupby("group")["du"].cumsum()
     d["asleep"] = d.groupby("group")["ds"].cumsum()
     d["unknown"] = d.groupby("group")["dk"].cumsum()
-    d["end"] = d.groupby("group")["t"].shift(-1)
+    if freq is None:
+        return _segments(d, lo, hi, life, policy), None
+    periodic = _segments(d, lo, hi, life, policy)
+    periodic["period"] = periodic["start"].dt.floor(_fixed_step(freq))
+    plain = _segments(d[(d["edge"] > 0).to_numpy()].reset_index(drop=True), lo, hi, life,
+                      policy)
+    return plain, periodic
+
+
+def _segments(d: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp, life: pd.DataFrame,
+              policy: UptimePolicy) -> pd.DataFrame:
+    """Segments between consecutive edges of a group, from the running counts ``d``."""
+    cols = _SEGMENT_COLUMNS
+    d = d.assign(end=d.groupby("group")["t"].shift(-1))
     seg = d.dropna(subset=["end"]).rename(columns={"t": "start"})
     seg = seg[(seg["start"] >= lo) & (seg["end"] <= hi)].copy()
     seg["end"] = seg["end"].astype(TIME_DTYPE)
@@ -292,8 +341,6 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     seg["upness"] = np.where(excluded | undecided, np.nan, upness)
     seg["state"] = state
     out = seg[cols].reset_index(drop=True)
-    if freq is not None:
-        out["period"] = out["start"].dt.floor(_fixed_step(freq))
     out.attrs["policy"] = policy.as_dict()
     return out
 
@@ -344,8 +391,16 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
     True
     """
     policy = policy or UptimePolicy()
-    seg = timeline(intervals, by=by, policy=policy, since=since, until=until, window=window,
-                   freq=freq)
+    plain, periodic = _timelines(intervals, by, policy, since, until, window, freq)
+    inc = _incidents_from(intervals, plain, by, policy, _duration_or_zero("5min", "merge_gap"),
+                          _duration_or_zero("1min", "min_duration"))
+    return _uptime_from(intervals, plain if periodic is None else periodic, inc, by, policy,
+                        freq)
+
+
+def _uptime_from(intervals: pd.DataFrame, seg: pd.DataFrame, inc: pd.DataFrame,
+                 by: str | None, policy: UptimePolicy, freq: str | None) -> pd.DataFrame:
+    """The table of :func:`uptime`, from its segments and the incidents they make."""
     keys = ["group", "period"] if freq is not None else ["group"]
     zero = pd.Timedelta(0)
     if seg.empty:
@@ -369,17 +424,18 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
         out["down_time"] = out["observed_time"] - out["up_time"]
         out["availability"] = out["up_time"] / out["observed_time"].where(
             out["observed_time"] > zero)
-        inc = incidents(intervals, by=by, policy=policy, since=since, until=until,
-                        window=window)
         inc = inc.rename(columns={by or "group": "group"})
         counts = inc.groupby("group").size() if len(inc) else pd.Series(dtype=int)
         if freq is None:
             out["incidents"] = out["group"].map(counts).fillna(0).astype(int)
-        else:
+        elif len(inc):
+            # An incident counts in the period it starts in.
             per = inc.assign(period=inc["start"].dt.floor(freq)).groupby(
-                ["group", "period"]).size() if len(inc) else pd.Series(dtype=int)
-            out["incidents"] = [int(per.get((g, p), 0)) for g, p in
-                                zip(out["group"], out["period"], strict=True)]
+                ["group", "period"]).size()
+            where = pd.MultiIndex.from_arrays([out["group"], out["period"]])
+            out["incidents"] = per.reindex(where, fill_value=0).to_numpy(dtype="int64")
+        else:
+            out["incidents"] = np.zeros(len(out), dtype="int64")
         known = out["observed_time"] + out["unknown_time"]
         out["coverage"] = out["observed_time"] / known.where(known > zero)
         out = out[[*keys, "availability", "up_time", "down_time", "observed_time",
@@ -439,7 +495,14 @@ def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
     policy = policy or UptimePolicy()
     gap = _duration_or_zero(merge_gap, "merge_gap")
     shortest = _duration_or_zero(min_duration, "min_duration")
-    seg = timeline(intervals, by=by, policy=policy, since=since, until=until, window=window)
+    seg, _ = _timelines(intervals, by, policy, since, until, window, None)
+    return _incidents_from(intervals, seg, by, policy, gap, shortest)
+
+
+def _incidents_from(intervals: pd.DataFrame, seg: pd.DataFrame, by: str | None,
+                    policy: UptimePolicy, gap: pd.Timedelta,
+                    shortest: pd.Timedelta) -> pd.DataFrame:
+    """The table of :func:`incidents`, from the segments of :func:`timeline`."""
     cols = ["group", "start", "end", "duration", "instances", "statuses"]
     down = seg[seg["state"].isin(["down", "degraded"])] if len(seg) else seg
     if down.empty:
@@ -482,6 +545,7 @@ def _members(iv: pd.DataFrame, inc: pd.DataFrame, by: str | None,
     n = len(inc)
     if not n:
         return [], []
+    iv = _bare(iv)
     groups = iv[by].astype(object) if by is not None else pd.Series("all", index=iv.index)
     not_up = ~iv["status"].isin(policy.up_statuses).to_numpy()
     g_iv = groups.to_numpy()[not_up]
@@ -510,17 +574,50 @@ def _members(iv: pd.DataFrame, inc: pd.DataFrame, by: str | None,
         step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
         pairs_iv.append(which)
         pairs_inc.append(rows[first + step])
-    members: list[list[str]] = [[] for _ in range(n)]
-    statuses: list[list[str]] = [[] for _ in range(n)]
-    if pairs_inc:
-        found = pd.DataFrame({"inc": np.concatenate(pairs_inc),
-                              "iid": ids[np.concatenate(pairs_iv)],
-                              "st": st[np.concatenate(pairs_iv)]})
-        for i, sub in found.groupby("inc", sort=False):
-            members[int(i)] = sorted(pd.unique(sub["iid"]))
-            seen = set(sub["st"].dropna().astype(str))
-            statuses[int(i)] = [x for x in STATUSES if x in seen]
-    return members, statuses
+    if not pairs_inc:
+        return [[] for _ in range(n)], [[] for _ in range(n)]
+    which_inc = np.concatenate(pairs_inc)
+    which_iv = np.concatenate(pairs_iv)
+    # Each incident's distinct instances in sorted order, and its distinct statuses in
+    # lifecycle order: sort the pairs once, drop repeats, cut the result per incident.
+    found = pd.DataFrame({"inc": which_inc, "iid": ids[which_iv]}).drop_duplicates()
+    found = found.sort_values(["inc", "iid"], kind="stable")
+    members = _split(found["iid"].to_numpy(), found["inc"].to_numpy(), n)
+    code = pd.Categorical(st[which_iv], categories=list(STATUSES)).codes
+    told = pd.DataFrame({"inc": which_inc[code >= 0], "code": code[code >= 0]})
+    told = told.drop_duplicates().sort_values(["inc", "code"], kind="stable")
+    names = np.asarray(STATUSES, dtype=object)[told["code"].to_numpy()]
+    return members, _split(names, told["inc"].to_numpy(), n)
+
+
+def _runs_of(seg: pd.DataFrame) -> pd.DataFrame:
+    """Segments of :func:`timeline` as runs of one state per group (excluded time left
+    out), with each group's time not up (see ``plots.state_runs``)."""
+    seg = seg[(seg["state"] != "excluded").to_numpy()]
+    cols = ["group", "start", "end", "state", "not_up"]
+    if seg.empty:
+        return pd.DataFrame({c: pd.Series(dtype=seg[c].dtype if c in seg else
+                                          "timedelta64[us]") for c in cols})
+    group, state = seg["group"].to_numpy(), seg["state"].to_numpy(dtype=object)
+    start, end = seg["start"].array.asi8, seg["end"].array.asi8
+    new = np.ones(len(seg), bool)
+    new[1:] = (group[1:] != group[:-1]) | (state[1:] != state[:-1]) | (start[1:] != end[:-1])
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:] - 1, len(seg) - 1]
+    runs = pd.DataFrame({"group": seg["group"].iloc[first].to_numpy(dtype=object),
+                         "start": seg["start"].iloc[first].array,
+                         "end": seg["end"].iloc[last].array,
+                         "state": seg["state"].iloc[first].array})
+    lost = seg["duration"] * (1 - seg["upness"].fillna(1))
+    not_up = lost.groupby(seg["group"].to_numpy()).sum()
+    runs["not_up"] = runs["group"].map(not_up)
+    return runs[cols]
+
+
+def _split(values: np.ndarray, owner: np.ndarray, n: int) -> list[list[str]]:
+    """``values`` (sorted by ``owner``) as one list per owner ``0..n-1``."""
+    cuts = np.searchsorted(owner, np.arange(1, n))
+    return [part.tolist() for part in np.split(values, cuts)]
 
 
 def incident_summary(inc: pd.DataFrame) -> dict[str, dict[str, pd.Timedelta | float]]:
@@ -596,7 +693,8 @@ def capacity(intervals: pd.DataFrame, *, by: str | None = "status",
     iv = intervals
     _check_intervals(iv, by, needs=frozenset({"start", "end"}))
     step = _fixed_step(freq)
-    spans = iv[(iv["end"] > iv["start"]).to_numpy()]
+    bare = _bare(iv)
+    spans = bare[(bare["end"] > bare["start"]).to_numpy()]
     if spans.empty:
         # The columns a full result can have: the statuses for "status", the one total
         # for None (other columns' values are unknown without rows).
@@ -825,7 +923,7 @@ def overall_availability(intervals: pd.DataFrame, *, by: str | None = None,
     True
     """
     policy = policy or UptimePolicy()
-    seg = timeline(intervals, by=by, policy=policy, since=since, until=until, window=window)
+    seg, _ = _timelines(intervals, by, policy, since, until, window, None)
     zero = pd.Timedelta(0)
     if seg.empty:
         return Availability(float("nan"), zero, zero, zero, policy.describe(), by)
@@ -881,6 +979,24 @@ def error_budget(intervals: pd.DataFrame, *, target: float | None = None,
         raise ValueError(f"target must be a fraction between 0 and 1, got {target!r}")
     a = overall_availability(intervals, by=by, policy=policy, since=since, until=until,
                              window=window)
+    return _budget_of(a, target)
+
+
+def _availability_from(up: pd.DataFrame, policy: UptimePolicy, by: str | None,
+                       ) -> Availability:
+    """:func:`overall_availability` from the table :func:`uptime` made (its sums are
+    the segments' sums, in whole microseconds: the same figure)."""
+    zero = pd.Timedelta(0)
+    if up.empty:
+        return Availability(float("nan"), zero, zero, zero, policy.describe(), by)
+    observed = up["observed_time"].sum()
+    down = observed - up["up_time"].sum()
+    value = float((observed - down) / observed) if observed > zero else float("nan")
+    return Availability(value, observed - down, down, observed, policy.describe(), by,
+                        up["unknown_time"].sum())
+
+
+def _budget_of(a: Availability, target: float) -> ErrorBudget:
     allowed = a.observed_time * (1 - target)
     used_share = a.down_time / allowed if allowed > pd.Timedelta(0) else float("nan")
     return ErrorBudget(float(target), allowed, a.down_time,
@@ -953,7 +1069,11 @@ def peak_capacity(intervals: pd.DataFrame, *, since: TimeLike | None = None,
     2
     """
     cap = capacity(intervals, by=None, since=since, until=until, window=window)
-    peak = cap.attrs["peak"]
+    return _peak_of(cap.attrs["peak"])
+
+
+def _peak_of(peak: dict[str, Any]) -> Peak:
+    """A :class:`Peak` from ``capacity(...).attrs["peak"]``."""
     at = peak.get("at")
     return Peak(int(peak.get("instances") or 0), None if at is None or pd.isna(at)
                 else pd.Timestamp(at))

@@ -18,14 +18,21 @@ from ..timewindow import TimeLike, Window
 from ._changes import suspects
 from ._lifecycle import findings, lifecycles
 from ._metrics import (
+    Availability,
     UptimePolicy,
+    _availability_from,
+    _budget_of,
+    _duration_or_zero,
+    _incidents_from,
+    _peak_of,
+    _runs_of,
+    _timelines,
+    _uptime_from,
     availability_text,
     capacity,
     error_budget,
-    incidents,
     overall_availability,
     peak_capacity,
-    uptime,
 )
 
 UNKNOWN_THRESHOLD = 0.01
@@ -54,6 +61,13 @@ class Analysis:
         given to :func:`analyse`.
     extra
         Anything a caller adds for its own report.
+    availability
+        Across services (the sums of ``uptime``), as
+        :func:`~koyeb_analytics.overall_availability` with ``by="service_id"`` gives it:
+        the headline's figure, kept so that it is not computed again.
+    states
+        Each service's time as runs of one state (``plots.state_runs``), which
+        fleet-scale lifecycle charts are drawn from.
 
     Examples
     --------
@@ -78,6 +92,8 @@ class Analysis:
     extra: dict[str, Any] = field(default_factory=dict)
     changes: pd.DataFrame | None = None
     suspects: pd.DataFrame | None = None
+    availability: Availability | None = None
+    states: pd.DataFrame | None = None
 
 
 def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
@@ -125,13 +141,22 @@ def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
     start = data.start_status if isinstance(data, Window) else None
     iv = lifecycles(instances, events, since=since, until=until, start_status=start)
     lo, hi = iv.attrs["since"] or (iv["start"].min() if len(iv) else None), iv.attrs["until"]
-    inc = incidents(iv, policy=policy)
+    # One pass over the span edges gives the segments of both tables; the incidents are
+    # found once, and counted in both (as uptime() and incidents() do one by one).
+    by = "service_id"
+    plain, daily = _timelines(iv, by, policy, None, None, None, "1D")
+    inc = _incidents_from(iv, plain, by, policy, _duration_or_zero("5min", "merge_gap"),
+                          _duration_or_zero("1min", "min_duration"))
+    up = _uptime_from(iv, plain, inc, by, policy, None)
     return Analysis(
-        instances=instances, events=events, intervals=iv,
-        uptime=uptime(iv, policy=policy), daily=uptime(iv, policy=policy, freq="1D"),
-        incidents=inc, capacity=capacity(iv, freq=freq),
-        findings=findings(iv), policy=policy, since=lo, until=hi, changes=changes,
-        suspects=None if changes is None else suspects(inc, changes, lookback=lookback))
+        instances=instances, events=events, intervals=iv, uptime=up,
+        daily=_uptime_from(iv, daily if daily is not None else plain, inc, by, policy, "1D"),
+        incidents=inc, capacity=capacity(iv, freq=freq), findings=findings(iv),
+        policy=policy, since=lo, until=hi, states=_runs_of(plain), changes=changes,
+        suspects=None if changes is None else suspects(inc, changes, lookback=lookback),
+        # The table leaves out intervals of no service; the headline's figure does not.
+        availability=_availability_from(up, policy, by) if len(iv) and bool(
+            iv[by].notna().all()) else None)
 
 
 @dataclass(frozen=True)
@@ -237,9 +262,14 @@ def headline(a: Analysis) -> Headline:
     by = a.uptime.attrs.get("by") or "service_id"
     # The headline's figures are the functions' own (across services, time-weighted:
     # the same sums as the per-service table), never summed again here.
-    fleet = overall_availability(a.intervals, by=by, policy=a.policy, since=a.since,
-                                 until=a.until)
-    budget = error_budget(a.intervals, by=by, policy=a.policy, since=a.since, until=a.until)
+    if a.availability is not None and a.availability.by == by:
+        fleet = a.availability
+        budget = _budget_of(fleet, a.policy.target)
+    else:
+        fleet = overall_availability(a.intervals, by=by, policy=a.policy, since=a.since,
+                                     until=a.until)
+        budget = error_budget(a.intervals, by=by, policy=a.policy, since=a.since,
+                              until=a.until)
     unknown, coverage = fleet.unknown_time, fleet.coverage
     note = None
     if 1 - coverage > UNKNOWN_THRESHOLD:
@@ -253,7 +283,11 @@ def headline(a: Analysis) -> Headline:
     inc = a.incidents
     key = inc.columns[0] if len(inc.columns) else "group"
     longest = inc.sort_values("duration", ascending=False).head(1)
-    peak = peak_capacity(a.intervals, since=a.since, until=a.until)
+    # capacity()'s peak counts every instance whatever its columns: the same as
+    # peak_capacity()'s, over the same window.
+    known = a.capacity.attrs.get("peak")
+    peak = _peak_of(known) if known is not None else peak_capacity(
+        a.intervals, since=a.since, until=a.until)
     source = str(a.instances.attrs.get("source", ""))
     return Headline(
         since=a.since, until=a.until,

@@ -14,8 +14,17 @@ from typing import Any
 
 import pandas as pd
 
+from ..analysis._metrics import UptimePolicy
 from ..schema import STATUSES
-from ._static import CHANGE_COLORS, STATUS_COLORS, UNKNOWN_COLOR, change_markers
+from ._static import (
+    CHANGE_COLORS,
+    MAX_LANES,
+    STATE_COLORS,
+    STATUS_COLORS,
+    UNKNOWN_COLOR,
+    _state_lanes,
+    change_markers,
+)
 
 __all__ = ["capacity_figure", "lifecycles_figure"]
 
@@ -51,14 +60,24 @@ def _change_traces(go: Any, rows: pd.DataFrame, y: Any) -> list[Any]:
     return traces
 
 
+MAX_INSTANCE_LANES = 330
+"""Past this many instances (about 3 px a lane in the tallest figure), a lane per group."""
+
+
 def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
                       labels: Mapping[Any, str] | None = None,
-                      changes: pd.DataFrame | None = None) -> Any:
+                      changes: pd.DataFrame | None = None,
+                      policy: UptimePolicy | None = None,
+                      max_lanes: int = MAX_LANES) -> Any:
     """Lifecycles to zoom and hover: a lane per instance, grouped by ``by``.
 
     Hovering a span shows the instance, its service, the status, start and end.
     ``changes`` (from :func:`~koyeb_analytics.changes`) adds a triangle per change on
-    the first lane of its group; hovering it says what changed.
+    the first lane of its group; hovering it says what changed. Past
+    :data:`MAX_INSTANCE_LANES` instances, as the static chart
+    (:func:`~koyeb_analytics.plot_lifecycles`) does: a lane per group coloured by its
+    state under ``policy``, the ``max_lanes`` groups with the most time not up when
+    there are more, worst first, the rule in the title.
 
     Parameters
     ----------
@@ -70,6 +89,8 @@ def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
         Names for the values of ``by`` (``names.service_labels(inst)``).
     changes
         Optional change markers.
+    policy, max_lanes
+        A fleet-scale figure's state rule and its most lanes.
 
     Returns
     -------
@@ -88,6 +109,9 @@ def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
     fig = go.Figure()
     if intervals is None or len(intervals) == 0:
         return fig
+    if by in intervals and intervals["instance_id"].nunique() > MAX_INSTANCE_LANES:
+        return _states_figure(go, intervals, by=by, labels=labels, policy=policy,
+                              max_lanes=max_lanes)
     iv = intervals.copy()
     names = labels or {}
     group = iv[by].map(lambda v: names.get(v, str(v)[:8])) if by in iv else \
@@ -134,7 +158,41 @@ def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
     return fig
 
 
-def capacity_figure(capacity: pd.DataFrame, *, changes: pd.DataFrame | None = None) -> Any:
+def _states_figure(go: Any, intervals: pd.DataFrame, *, by: str,
+                   labels: Mapping[Any, str] | None, policy: UptimePolicy | None,
+                   max_lanes: int) -> Any:
+    """A lane per group, its state over time (the fleet-scale lifecycles)."""
+    runs, shown, title = _state_lanes(intervals, by=by, labels=labels, policy=policy,
+                                      max_lanes=max_lanes)
+    names = labels or {}
+    what = by.removesuffix("_id")
+    lane = {g: f"{names.get(g, str(g)[:8])} · {str(g)[:8]}" for g in shown}
+    fig = go.Figure()
+    for state, color in STATE_COLORS.items():
+        part = runs[(runs["state"] == state).to_numpy()]
+        if part.empty:
+            continue
+        width = (part["end"] - part["start"]).dt.total_seconds() * 1000
+        fig.add_trace(go.Bar(
+            y=part["group"].map(lane), x=width, base=part["start"], orientation="h",
+            name=state, marker_color=color,
+            customdata=list(zip(part["group"].map(lambda g: names.get(g, str(g))),
+                                part["start"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+                                part["end"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+                                strict=True)),
+            hovertemplate=(f"{what} %{{customdata[0]}}<br>{state}<br>"
+                           "%{customdata[1]} → %{customdata[2]} UTC<extra></extra>")))
+    fig.update_layout(barmode="overlay", title=title,
+                      xaxis={"type": "date", "title": "time (UTC)"},
+                      yaxis={"categoryorder": "array", "categoryarray": list(lane.values()),
+                             "autorange": "reversed"},
+                      height=min(1200, 200 + 14 * len(lane)),
+                      legend={"title": f"{what} state"})
+    return fig
+
+
+def capacity_figure(capacity: pd.DataFrame, *,
+                    changes: pd.DataFrame | None = None) -> Any:
     """Concurrent instances over time to zoom and hover, stacked by column.
 
     Parameters

@@ -10,12 +10,14 @@ handles its own empty, crowded and marked cases, which read best beside each oth
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..analysis._metrics import UptimePolicy, _runs_of, timeline
 from ..labels import service_labels
 from ..schema import STATUSES
 
@@ -83,6 +85,81 @@ def _mark_changes(ax: Any, changes: pd.DataFrame | None, y: Any = None) -> list[
     return handles
 
 
+STATE_COLORS: dict[str, str] = {
+    "up": STATUS_COLORS["HEALTHY"],
+    "degraded": STATUS_COLORS["UNHEALTHY"],
+    "down": STATUS_COLORS["ERROR"],
+    "unknown": "#bdbdbd",
+}
+"""A group's state on a fleet-scale lifecycle chart, in the status palette's colours."""
+MAX_LANES = 40
+"""Fleet-scale charts draw at most this many groups (the worst; the rule is in the title)."""
+
+
+def state_runs(intervals: pd.DataFrame, *, by: str = "service_id",
+               policy: UptimePolicy | None = None) -> pd.DataFrame:
+    """Each group's time as runs of one state, and how long each group was not up.
+
+    The aggregated frame fleet-scale lifecycle charts are drawn from: the segments of
+    :func:`~koyeb_analytics.timeline` with neighbours of the same state merged, so a
+    month of a service is a few runs, not one span per instance status.
+    :func:`~koyeb_analytics.analyse` keeps them as ``Analysis.states``.
+
+    Parameters
+    ----------
+    intervals
+        From :func:`~koyeb_analytics.lifecycles`.
+    by
+        The group column.
+    policy
+        The :class:`~koyeb_analytics.UptimePolicy` deciding up and down.
+
+    Returns
+    -------
+    DataFrame
+        ``group, start, end, state, not_up`` (``state``: up, degraded, down or unknown;
+        excluded time is left out), ordered by group and start. ``not_up`` is the
+        group's time not up over the window (down and the missing share of degraded).
+    """
+    return _runs_of(timeline(intervals, by=by, policy=policy))
+
+
+def _state_lanes(iv: pd.DataFrame, *, by: str, labels: Mapping[Any, str] | None,
+                 policy: UptimePolicy | None, max_lanes: int,
+                 runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[Any], str]:
+    """The runs a fleet-scale lifecycle chart draws, its groups (top lane first) and
+    its title: every group by name when they fit, else the ``max_lanes`` with the most
+    time not up, worst first. The static and the interactive chart share it."""
+    if runs is None:
+        runs = state_runs(iv, by=by, policy=policy)
+    names = labels or {}
+    groups = pd.Index(pd.unique(iv[by].dropna().astype(object)))
+    lost = runs.groupby("group")["not_up"].first().reindex(groups).fillna(pd.Timedelta(0))
+    if len(groups) <= max_lanes:
+        shown, cut = sorted(groups, key=lambda g: (names.get(g, str(g)), str(g))), False
+    else:
+        shown, cut = worst_groups(lost, max_lanes, ascending=False)
+    what = by.removesuffix("_id")
+    n = iv["instance_id"].nunique()
+    if cut:
+        title = (f"{what.capitalize()} states: the {len(shown)} of {len(groups)} {what}s "
+                 f"with the most time not up, worst first ({n} instances: too many for a "
+                 "lane each)")
+    else:
+        title = (f"{what.capitalize()} states: {n} instances in {len(shown)} lanes, one "
+                 f"per {what} (too many for a lane each)")
+    return runs[runs["group"].isin(shown).to_numpy()], shown, title
+
+
+def worst_groups(values: pd.Series, n: int, *, ascending: bool) -> tuple[list[Any], bool]:
+    """The ``n`` groups with the worst ``values`` (indexed by group), worst first, and
+    whether any group was left out; all groups in their own order when they fit."""
+    if len(values) <= n:
+        return list(values.index), False
+    order = values.sort_values(ascending=ascending, kind="stable", na_position="last")
+    return list(order.index[:n]), True
+
+
 def _axes(ax: Any) -> Any:
     if ax is None:
         import matplotlib.pyplot as plt
@@ -130,14 +207,24 @@ def _expect(data: Any, needs: set[str], fn: str, source: str) -> None:
 def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any = None,
                     events: pd.DataFrame | None = None, incidents: pd.DataFrame | None = None,
                     lane_height: float = 0.8, labels: Mapping[Any, str] | None = None,
-                    changes: pd.DataFrame | None = None) -> Any:
-    """Draw one swimlane per instance, grouped by ``by``, spans coloured by status.
+                    changes: pd.DataFrame | None = None,
+                    policy: UptimePolicy | None = None, max_lanes: int = MAX_LANES,
+                    runs: pd.DataFrame | None = None) -> Any:
+    """Draw one swimlane per instance, grouped by ``by``, spans coloured by status; at
+    fleet scale, one lane per group coloured by the group's state.
 
     Spans are drawn as one ``PolyCollection`` per status (never one artist per span), so
     tens of thousands of spans stay fast. ``events`` adds markers on the lanes;
     ``incidents`` (from :func:`~koyeb_analytics.incidents`) shades their stretches;
     ``changes`` (from :func:`~koyeb_analytics.changes`) puts a triangle, coloured by
     kind, on the first lane of the group it changed.
+
+    When the instances are too many for a lane each (under about 3 px a lane), the chart
+    summarises: one lane per group, drawn from :func:`state_runs` (up, degraded, down or
+    unknown under ``policy``, as the incidents are found), with instantaneous ERRORs as
+    markers; beyond ``max_lanes`` groups, only the ``max_lanes`` with the most time not
+    up, worst first. The title states which. ``events`` and ``incidents`` are not
+    drawn there: the down and degraded runs are where the incidents are.
 
     Parameters
     ----------
@@ -154,6 +241,13 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     labels
         Names for the values of ``by``; by default the intervals' own ``app/service``
         names when they carry them, short ids otherwise.
+    policy
+        The :class:`~koyeb_analytics.UptimePolicy` of a fleet-scale chart's states.
+    max_lanes
+        The most groups a fleet-scale chart draws.
+    runs
+        The :func:`state_runs` of ``intervals`` under ``policy`` when already at hand
+        (``Analysis.states``): the same chart, without computing them again.
 
     Returns
     -------
@@ -184,16 +278,13 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
              .agg(**{k: (k, "first") for k in keys}, first=("start", "min")))
     lanes = lanes.sort_values([*keys, "first"], kind="stable", na_position="last")
     n_instances = len(lanes)
-    # Past about 3 px a lane, one lane per instance is unreadable: one lane per group,
-    # its instances drawn over each other (and the title says so).
+    # Past about 3 px a lane, one lane per instance is unreadable, and drawing every
+    # span costs more than the chart tells: one lane per group, its state over time.
     height_px = ax.figure.get_size_inches()[1] * ax.get_position().height * ax.figure.dpi
-    aggregated = by in lanes and n_instances * 3 > height_px
-    if aggregated:
-        groups = pd.Index(lanes[by].drop_duplicates())
-        lane_of = pd.Series(groups.get_indexer(lanes[by]), index=lanes.index)
-        lanes = lanes.drop_duplicates(by)
-    else:
-        lane_of = pd.Series(np.arange(len(lanes)), index=lanes.index)
+    if by in lanes and n_instances * 3 > height_px:
+        return _plot_states(iv, ax, by=by, labels=labels, policy=policy,
+                            max_lanes=max_lanes, lane_height=lane_height, runs=runs)
+    lane_of = pd.Series(np.arange(len(lanes)), index=lanes.index)
     y = iv["instance_id"].map(lane_of).to_numpy(float)
     x0, x1 = _num(iv["start"]), _num(iv["end"])
     # A terminal status is an instant: give it a sliver of width so it shows.
@@ -211,7 +302,7 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
                           np.c_[x1[m], y[m] + half], np.c_[x1[m], y[m] - half]], axis=1)
         color = STATUS_COLORS.get(s, UNKNOWN_COLOR)
         ax.add_collection(PolyCollection(list(verts), facecolors=color, edgecolors="none",
-                                         label=s, alpha=0.6 if aggregated else 1.0))
+                                         label=s))
     # Instantaneous statuses (an ERROR, a STOPPED) as markers: a sliver would vanish.
     instant = (iv["end"] <= iv["start"]).to_numpy() & np.isin(status, ["ERROR", "STOPPED"])
     for s in ("ERROR", "STOPPED"):
@@ -262,11 +353,55 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     _time_axis(ax)
     _status_legend(ax, [s for s in present if s != "unknown"], extra=extra,
                    loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    if aggregated:
-        ax.set_title(f"Instance lifecycles: {n_instances} instances in {len(lanes)} lanes, "
-                     f"one per {by.removesuffix('_id')} (too many for a lane each)")
-    else:
-        ax.set_title(f"Instance lifecycles ({n_instances} instances, {len(iv)} spans)")
+    ax.set_title(f"Instance lifecycles ({n_instances} instances, {len(iv)} spans)")
+    return ax
+
+
+def _plot_states(iv: pd.DataFrame, ax: Any, *, by: str, labels: Mapping[Any, str] | None,
+                 policy: UptimePolicy | None, max_lanes: int, lane_height: float,
+                 runs: pd.DataFrame | None) -> Any:
+    """The fleet-scale lifecycle chart: a lane per group (the worst ``max_lanes``)."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    runs, shown, title = _state_lanes(iv, by=by, labels=labels, policy=policy,
+                                      max_lanes=max_lanes, runs=runs)
+    names = labels or {}
+    lane = pd.Series(np.arange(len(shown)), index=pd.Index(shown, dtype=object))
+    y = runs["group"].map(lane).to_numpy(float)
+    x0, x1 = _num(runs["start"]), _num(runs["end"])
+    half = lane_height / 2
+    drawn: list[Any] = []
+    for state, color in STATE_COLORS.items():
+        m = (runs["state"] == state).to_numpy()
+        if not m.any():
+            continue
+        drawn.append(Patch(facecolor=color, label=state))
+        verts = np.stack([np.c_[x0[m], y[m] - half], np.c_[x0[m], y[m] + half],
+                          np.c_[x1[m], y[m] + half], np.c_[x1[m], y[m] - half]], axis=1)
+        ax.add_collection(PolyCollection(list(verts), facecolors=color, edgecolors="none",
+                                         label=state))
+    # Crashes (an instant in ERROR) on their group's lane: a down run may hide them.
+    crash = (iv["end"] <= iv["start"]).to_numpy() & \
+        iv["status"].astype(object).eq("ERROR").to_numpy() & \
+        iv[by].isin(lane.index).to_numpy()
+    if crash.any():
+        ax.scatter(_num(iv["start"][crash]), iv[by][crash].map(lane).to_numpy(float),
+                   marker="x", s=14, color="black", linewidths=0.8, zorder=4)
+        drawn.append(Line2D([], [], marker="x", color="black", linestyle="none",
+                            label="crash (ERROR)"))
+    lo, hi = _num(iv["start"]).min(), _num(iv["end"]).max()
+    ax.set_xlim(lo, hi if hi > lo else lo + 1 / 24)
+    ax.set_ylim(len(shown) - 0.5, -0.5)
+    ax.set_yticks(np.arange(len(shown)))
+    ax.set_yticklabels([names.get(g, str(g)[:8]) for g in shown], fontsize=7)
+    what = by.removesuffix("_id")
+    ax.set_ylabel(what + ("" if labels else " (short id)"))
+    _time_axis(ax)
+    ax.legend(handles=drawn, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+              frameon=False, title=f"{what} state")
+    ax.set_title(title)
     return ax
 
 
@@ -335,13 +470,15 @@ def plot_capacity(capacity: pd.DataFrame, *, ax: Any = None,
 
 def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
                 labels: Mapping[Any, str] | None = None,
-                changes: pd.DataFrame | None = None) -> Any:
+                changes: pd.DataFrame | None = None, max_groups: int = MAX_LANES) -> Any:
     """Availability per group as bars, or per group and period as a heatmap.
 
     The policy's method is printed under the chart. With ``changes`` (from
     :func:`~koyeb_analytics.changes`), each heatmap cell whose group changed in that
     period gets a triangle in its corner, and each bar says how many changes its group
-    had.
+    had. Beyond ``max_groups`` groups, only the ``max_groups`` with the lowest
+    availability over the whole table (up time over observed time, summed over its
+    periods) are drawn, worst first, and the title says so.
 
     Parameters
     ----------
@@ -353,6 +490,8 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
         Names for the groups (``names.service_labels(inst)``); short ids otherwise.
     changes
         Optional change markers.
+    max_groups
+        The most groups drawn.
 
     Returns
     -------
@@ -377,6 +516,21 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
         return ax
     by = up.attrs.get("by") or up.columns[0]
     names = labels or {}
+    what = "service" if by == "service_id" else str(by)
+    sums = up.groupby(by, sort=False)[["up_time", "observed_time"]].sum() \
+        if {"up_time", "observed_time"} <= set(up.columns) else None
+    if sums is not None:
+        seen = sums["observed_time"].where(sums["observed_time"] > pd.Timedelta(0))
+        overall = sums["up_time"] / seen
+    else:
+        overall = up.groupby(by, sort=False)["availability"].mean()
+    shown, cut = worst_groups(overall, max_groups, ascending=True)
+    rule = (f": the {len(shown)} of {len(overall)} {what}s with the lowest availability, "
+            "worst first" if cut else "")
+    if cut:
+        rank = pd.Series(np.arange(len(shown)), index=pd.Index(shown, dtype=object))
+        up = up[up[by].isin(rank.index).to_numpy()]
+        up = up.iloc[np.argsort(up[by].map(rank).to_numpy(), kind="stable")]
     group_labels = up[by].map(lambda v: names.get(v, str(v)[:8]))
     if "period" in up:
         import matplotlib as mpl
@@ -386,6 +540,8 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
         grid = up.assign(label=group_labels).pivot_table(
             index="label", columns="period", values="availability", aggfunc="mean",
             dropna=False)
+        if cut:  # worst first, as the title says
+            grid = grid.reindex(pd.unique(group_labels))
         observed = up.groupby("period")["observed_time"].max()
         values = grid.to_numpy(float)
         # One scale for every report: anchored on the target, a point below it red.
@@ -426,7 +582,7 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
         bar.ax.set_title(f"target\n{target:.2%}", fontsize=6)
         ax.set_xlabel("* partial period; grey: no data; colours from the target "
                       f"({target:.2%}) minus a point (red) to 100% (green)", fontsize=7)
-        ax.set_title("Availability per period")
+        ax.set_title("Availability per period" + rule)
     else:
         from matplotlib.patches import Patch
         from matplotlib.ticker import PercentFormatter
@@ -461,11 +617,14 @@ def plot_uptime(uptime: pd.DataFrame, *, ax: Any = None,
                   loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
         ax.set_xlabel("availability" + (f" (the axis starts at {start:.1f}%, not 0)"
                                         if start > 0 else ""))
-        ax.set_title("Availability per " + ("service" if by == "service_id" else str(by)))
+        ax.set_title("Availability per " + what + rule)
     method = up.attrs.get("method")
     if method:
-        ax.annotate(method, xy=(0, -0.12), xycoords="axes fraction", fontsize=7, va="top",
-                    wrap=True)
+        # Wrapped by characters, for the axes' width: matplotlib's own wrapping measures
+        # the sentence again at every draw, the slowest part of the chart.
+        width = ax.figure.get_size_inches()[0] * ax.get_position().width
+        ax.annotate(textwrap.fill(method, max(40, int(width * 17))), xy=(0, -0.12),
+                    xycoords="axes fraction", fontsize=7, va="top")
     return ax
 
 

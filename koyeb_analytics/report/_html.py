@@ -1,16 +1,28 @@
-"""A self-contained HTML report: tables and PNG charts in one file.
+"""An HTML report: one page of tables and PNG charts, and the full tables beside it.
 
 Only renders: what it shows is computed by :func:`koyeb_analytics.analyse`.
-Built with a Jinja2 template with autoescaping on, so every string that came from the
+Built with Jinja2 templates with autoescaping on, so every string that came from the
 API is escaped. Charts are drawn with :mod:`koyeb_analytics.plots` on
 ``matplotlib.figure.Figure`` objects (no pyplot, no backend change) and embedded as
 base64 PNG.
+
+The page stays the same size however large the fleet: it holds the first screen, the
+:data:`PAGE_ROWS` worst services and longest incidents, and charts in summary form
+(the worst services past a bound). Every service and every incident go to CSV files
+written beside the page (:data:`SIDE_TABLES`) and linked from it by relative links, so
+the page and its files move together.
+
+The page is a list of sections (:data:`SECTIONS`): a section is an id and a template
+fragment, with an optional function of the analysis giving the names only it uses; a
+new section is one more entry, and a new side file one more :class:`SideTable`.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +32,18 @@ from .._version import __version__
 from ..analysis._classify import event_vocabulary
 from ..analysis._summary import Analysis, headline
 from ..labels import service_labels
-from ..plots._static import plot_capacity, plot_lifecycles, plot_uptime
-from ..textsafe import visible
+from ..plots._static import MAX_LANES, plot_capacity, plot_lifecycles, plot_uptime
+from ..textsafe import visible, write_csv
 from ._text import format_duration
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["PAGE_ROWS", "SECTIONS", "SIDE_TABLES", "Section", "SideTable", "render_report",
+           "side_files", "write_report"]
 
-TEMPLATE = """<!DOCTYPE html>
+PAGE_ROWS = 20
+"""Rows of the services and incidents tables on the page; all of them are in the side
+files."""
+
+HEAD = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{{ title }}</title>
 <style>
@@ -47,7 +64,9 @@ figure below comes from the embedded simulator, not from a Koyeb account.</p>{% 
 <p class="muted">Window {{ since }} to {{ until }} (UTC) · data fetched {{ fetched_at }} from
 {{ h.source }}{% if h.simulated %} (simulator){% endif %} · {{ n_instances }} instances,
 {{ n_events }} events, {{ n_spans }} spans</p>
+"""
 
+SUMMARY = """
 <h2 id="summary">Summary</h2>
 <table class="headline" id="summary-table">
 {% if h.coverage_note %}<tr id="coverage-note"><td colspan="2" class="below">
@@ -63,11 +82,19 @@ the longest {{ longest }}{% endif %}</td></tr>
 <tr><td>Fleet</td><td>{{ h.services }} services, {{ h.instances }} instances; peak
 {{ h.peak_instances }} at once{% if peak_at %} ({{ peak_at }}){% endif %}</td></tr>
 <tr><td>Data quality</td><td>{{ h.findings }} finding(s) (see below)</td></tr>
+<tr><td>Full tables</td><td id="side-files">{% for t in side %}<a href="{{ t.href }}">
+{{- t.href }}</a> ({{ t.caption }}){{ "; " if not loop.last }}{% endfor %}</td></tr>
 </table>
+"""
 
+UPTIME = """
 <h2 id="uptime">Availability per service</h2>
 <p class="method">Method: {{ method }}</p>
 <p>Overall availability: <b>{{ overall }}</b></p>
+<p class="muted" id="uptime-rows">{% if uptime_rows|length < n_groups %}The {{
+uptime_rows|length }} services with the lowest availability, of {{ n_groups }}{% else %}Every
+service, worst first{% endif %}; every service with all its figures:
+<a href="{{ files.services }}">{{ files.services }}</a>.</p>
 <table id="uptime-table"><tr><th>service</th><th>availability</th><th>downtime</th>
 <th>observed</th><th>coverage</th><th>incidents</th></tr>
 {% for r in uptime_rows %}<tr><td><code>{{ r.group }}</code></td>
@@ -79,18 +106,27 @@ the longest {{ longest }}{% endif %}</td></tr>
 target of {{ target }}" src="data:image/png;base64,{{ charts.uptime }}">
 <figcaption id="uptime-caption" class="muted">Dashed line: the target, {{ target }}. Green:
 at or above the target; red: below it. The axis does not start at 0 when every service
-is near the top: its first value is printed under the chart.</figcaption></figure>
+is near the top: its first value is printed under the chart.{{ chart_rule }}</figcaption>
+</figure>
+"""
 
+DAILY = """
 <h2 id="daily">Availability per day</h2>
 <img id="heatmap-chart" alt="availability per service and day"
      src="data:image/png;base64,{{ charts.heatmap }}">
+"""
 
+INCIDENTS = """
 <h2 id="incidents">Incidents</h2>
 <p>{{ incident_count }} incident(s). MTTR median {{ mttr.median }}, p90 {{ mttr.p90 }},
 mean {{ mttr.mean }}. MTBF median {{ mtbf.median }}, p90 {{ mtbf.p90 }},
 mean {{ mtbf.mean }}.</p>
 <p class="muted">Severity: the incident's duration times the instances it affected, in
 instance-minutes.</p>
+<p class="muted" id="incident-rows">{% if incident_rows|length < incident_count %}The {{
+incident_rows|length }} longest of {{ incident_count }} incidents{% else %}Every incident,
+longest first{% endif %}; every incident in time order, with its instances:
+<a href="{{ files.incidents }}">{{ files.incidents }}</a>.</p>
 <table id="incident-table"><tr><th>service</th><th>start</th><th>end</th><th>duration</th>
 <th>instances</th><th>severity</th><th>statuses</th><th>nearest change before</th>
 {%- if patterns %}<th>top new log pattern</th>{% endif %}</tr>
@@ -100,6 +136,9 @@ instance-minutes.</p>
 {%- if patterns %}<td><code>{{ r.pattern }}</code></td>{% endif %}</tr>
 {% else %}<tr><td colspan="9">No incident under this policy.</td></tr>{% endfor %}</table>
 
+"""
+
+CHANGES = """
 <h2 id="changes">Changes</h2>
 {% if changes_loaded %}<p>{{ change_count }} change event(s) in the window: {{ change_kinds }}.
 {{ followed }} of {{ incident_count }} incident(s) follow a change of their service within
@@ -111,14 +150,19 @@ never by value. Autoscaling is context, not a suspect.</p>
 {% for r in change_rows %}<tr><td>{{ r.at }}</td><td><code>{{ r.group }}</code></td>
 <td>{{ r.event }}</td><td>{{ r.summary }}</td><td>{{ r.commit }}</td><td>{{ r.actor }}</td></tr>
 {% else %}<tr><td colspan="6">No change in the window.</td></tr>{% endfor %}</table>
-{% if change_more %}<p class="muted">{{ change_more }} more change event(s) not shown.</p>
+{% if change_more %}<p class="muted">{{ change_more }} more change event(s) not shown; every
+one: <a href="{{ files.changes }}">{{ files.changes }}</a>.</p>
 {% endif %}{% else %}<p id="changes-missing">Deployments and activities were not loaded for
 this report.</p>{% endif %}
+"""
 
+LIFECYCLES = """
 <h2 id="lifecycles">Lifecycles</h2>
 <img id="lifecycle-chart" alt="instance lifecycles"
      src="data:image/png;base64,{{ charts.lifecycles }}">
+"""
 
+CAPACITY = """
 <h2 id="capacity">Capacity</h2>
 <p>Peak: <b>{{ peak.instances }}</b> concurrent instances at {{ peak.at }}.</p>
 <img id="capacity-chart" alt="concurrent instances"
@@ -136,7 +180,9 @@ as served (its median and highest 5-minute value; never averaged).</p>
 <td class="num">{{ r.mem_p95 }}</td><td class="num">{{ r.mem_max }}</td>
 <td class="num">{{ r.http_5xx }}</td><td class="num">{{ r.p99 }}</td>
 <td class="num">{{ r.p99_max }}</td></tr>{% endfor %}</table>{% endif %}
+"""
 
+FINDINGS = """
 <h2 id="findings">Data quality</h2>
 <p>{{ finding_count }} finding(s).</p>
 <table id="findings-table">
@@ -154,13 +200,109 @@ timestamps.</p>
 {% for r in vocabulary %}<tr><td><code>{{ r.type }}</code></td><td>{{ r.example_message }}</td>
 <td class="num">{{ r.count }}</td><td>{{ r.status }}</td><td>{{ r.rule }}</td></tr>
 {% else %}<tr><td colspan="5">No event.</td></tr>{% endfor %}</table>
+"""
 
+QUERY = """
 <h2 id="query">Query</h2>
 <table id="query-table">
 {% for k, v in query %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
-<p class="muted">Generated by koyeb-analytics {{ version }}.</p>
+"""
+
+FOOT = """<p class="muted">Generated by koyeb-analytics {{ version }}.</p>
 </body></html>
 """
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the page: its id (the anchor), its template fragment and,
+    optionally, a function of the analysis returning the names only it uses (the
+    names every section shares are those :func:`render_report` builds)."""
+
+    id: str
+    template: str
+    context: Callable[[Analysis], dict[str, Any]] | None = None
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("summary", SUMMARY), Section("uptime", UPTIME), Section("daily", DAILY),
+    Section("incidents", INCIDENTS), Section("changes", CHANGES, lambda a: _change_rows(
+        a, _label_of(a))), Section("lifecycles", LIFECYCLES),
+    Section("capacity", CAPACITY), Section("findings", FINDINGS), Section("query", QUERY))
+"""The page's sections, in order."""
+
+
+@dataclass(frozen=True)
+class SideTable:
+    """A full table written beside the page as ``<page stem>-<key>.csv``."""
+
+    key: str
+    caption: str
+    build: Callable[[Analysis], pd.DataFrame]
+
+
+def _label_of(a: Analysis) -> Callable[[Any], str]:
+    by = a.uptime.attrs.get("by") or "service_id"
+    labels = service_labels(a.instances) if by == "service_id" else {}
+    return lambda value: labels.get(value) or str(value)
+
+
+def _seconds(values: pd.Series) -> pd.Series:
+    return values.dt.total_seconds()
+
+
+def _worst_first(a: Analysis) -> pd.DataFrame:
+    return a.uptime.sort_values("availability", na_position="last", kind="stable")
+
+
+def services_table(a: Analysis) -> pd.DataFrame:
+    """Every service (or group) of ``a.uptime``, worst first: the page's table, whole."""
+    up = _worst_first(a)
+    by = up.attrs.get("by") or "service_id"
+    label = _label_of(a)
+    return pd.DataFrame({
+        "service": up[by].map(label).astype(object), by: up[by].astype(object),
+        "availability": up["availability"], "down_time_s": _seconds(up["down_time"]),
+        "up_time_s": _seconds(up["up_time"]), "observed_time_s": _seconds(up["observed_time"]),
+        "unknown_time_s": _seconds(up["unknown_time"]),
+        "excluded_time_s": _seconds(up["excluded_time"]), "coverage": up["coverage"],
+        "incidents": up["incidents"]}).reset_index(drop=True)
+
+
+def incidents_table(a: Analysis) -> pd.DataFrame:
+    """Every incident, in time order, with its instances and statuses spelled out."""
+    inc = a.incidents.sort_values("start", kind="stable")
+    key = inc.columns[0] if len(inc.columns) else "group"
+    label = _label_of(a)
+    count = inc["instances"].map(len) if len(inc) else pd.Series(dtype="int64")
+    return pd.DataFrame({
+        "service": inc[key].map(label).astype(object), key: inc[key].astype(object),
+        "start": inc["start"], "end": inc["end"], "duration_s": _seconds(inc["duration"]),
+        "instances": count.astype("int64"),
+        "severity_instance_minutes": _seconds(inc["duration"]) / 60 * count,
+        "statuses": inc["statuses"].map(", ".join).astype(object),
+        "instance_ids": inc["instances"].map(" ".join).astype(object),
+    }).reset_index(drop=True)
+
+
+def changes_table(a: Analysis) -> pd.DataFrame:
+    """Every change event of the analysis (none when changes were not loaded)."""
+    if a.changes is None:
+        return pd.DataFrame(columns=["changed_at", "service_id", "kind", "event", "summary"])
+    return a.changes.sort_values("changed_at", kind="stable").reset_index(drop=True)
+
+
+SIDE_TABLES: tuple[SideTable, ...] = (
+    SideTable("services", "every service, worst first", services_table),
+    SideTable("incidents", "every incident, in time order", incidents_table),
+    SideTable("changes", "every change event, in time order", changes_table))
+"""The full tables written beside the page, and linked from it."""
+
+
+def side_files(page: str | Path) -> dict[str, Path]:
+    """Where :func:`write_report` writes each side table for the page at ``page``."""
+    page = Path(page)
+    return {t.key: page.with_name(f"{page.stem}-{t.key}.csv") for t in SIDE_TABLES}
 
 
 def _png(fig: Any) -> str:
@@ -189,17 +331,20 @@ def _charts(a: Analysis) -> dict[str, str]:
     out = {}
     height = min(14, 3 + a.intervals["instance_id"].nunique() * 0.03) if len(a.intervals) else 3
     labels = service_labels(a.instances)
+    # The same calls as in a notebook: at fleet scale the functions summarise (a lane
+    # per service, the worst ones past a bound) and their titles say how.
     fig, ax = axes(12, height)
     plot_lifecycles(a.intervals, ax=ax, incidents=a.incidents, labels=labels,
-                    changes=a.changes)
+                    changes=a.changes, policy=a.policy, runs=a.states)
     out["lifecycles"] = png(fig)
     fig, ax = axes(12, 4)
     plot_capacity(a.capacity, ax=ax, changes=a.changes)
     out["capacity"] = png(fig)
-    fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
+    rows = min(max(len(a.uptime), 1), MAX_LANES)
+    fig, ax = axes(10, 1 + 0.3 * rows)
     plot_uptime(a.uptime, ax=ax, labels=labels, changes=a.changes)
     out["uptime"] = png(fig)
-    fig, ax = axes(10, 1 + 0.3 * max(len(a.uptime), 1))
+    fig, ax = axes(10, 1 + 0.3 * rows)
     plot_uptime(a.daily, ax=ax, labels=labels, changes=a.changes)
     out["heatmap"] = png(fig)
     return out
@@ -213,8 +358,24 @@ def _ts(value: Any) -> str:
     return "–" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
 
 
-def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
-    """Render the report's HTML.
+def render_report(a: Analysis, *, title: str = "Koyeb services report",
+                  stem: str = "report") -> str:
+    """Render the report's page.
+
+    Parameters
+    ----------
+    a
+        From :func:`~koyeb_analytics.analyse`.
+    title
+        The page's title.
+    stem
+        The page's file name without its suffix: the side files are linked as
+        ``<stem>-services.csv`` and ``<stem>-incidents.csv`` (:func:`write_report`
+        writes them).
+
+    Returns
+    -------
+    str
 
     Examples
     --------
@@ -225,19 +386,16 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
     """
     import jinja2
 
+    label = _label_of(a)
+    worst_first = _worst_first(a)
     by = a.uptime.attrs.get("by") or "service_id"
-    labels = service_labels(a.instances) if by == "service_id" else {}
-
-    def label(value: Any) -> str:
-        return labels.get(value) or str(value)
-
-    worst_first = a.uptime.sort_values("availability", na_position="last", kind="stable")
-    uptime_rows = [{"group": label(r[by]), "availability": "–" if pd.isna(r["availability"]) else
-                    f"{r['availability']:.4%}", "down": format_duration(r["down_time"]),
-                    "observed": format_duration(r["observed_time"]),
-                    "coverage": "–" if pd.isna(r["coverage"]) else f"{r['coverage']:.1%}",
-                    "incidents": r["incidents"]}
-                   for _, r in worst_first.iterrows()]
+    top = worst_first.head(PAGE_ROWS)
+    uptime_rows = [{"group": label(g), "availability": "–" if pd.isna(v) else f"{v:.4%}",
+                    "down": format_duration(d), "observed": format_duration(o),
+                    "coverage": "–" if pd.isna(c) else f"{c:.1%}", "incidents": n}
+                   for g, v, d, o, c, n in zip(
+                       top[by], top["availability"], top["down_time"], top["observed_time"],
+                       top["coverage"], top["incidents"], strict=True)]
     key = a.incidents.columns[0] if len(a.incidents.columns) else "group"
     nearest = _nearest_changes(a)
     # What the system said, when the caller added it: ka.incident_patterns and
@@ -246,13 +404,17 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
     patterns = {} if said is None else {
         (r[key], r["start"]): r["top_pattern"] for _, r in said.iterrows()
         if isinstance(r["top_pattern"], str)}
-    incident_rows = [{"group": label(r[key]), "start": _ts(r["start"]), "end": _ts(r["end"]),
-                      "duration": format_duration(r["duration"]), "instances": len(r["instances"]),
-                      "severity": f"{r['duration'].total_seconds() / 60 * len(r['instances']):.0f}",
-                      "statuses": ", ".join(r["statuses"]), "change": nearest.get(i, "–"),
-                      "pattern": patterns.get((r[key], r["start"]), "–")}
-                     for i, r in a.incidents.sort_values("start").iterrows()]
-    changes = _change_rows(a, label)
+    longest = a.incidents.sort_values(["duration", "start"], ascending=[False, True],
+                                      kind="stable").head(PAGE_ROWS)
+    incident_rows = [{"group": label(g), "start": _ts(t0), "end": _ts(t1),
+                      "duration": format_duration(d), "instances": len(members),
+                      "severity": f"{d.total_seconds() / 60 * len(members):.0f}",
+                      "statuses": ", ".join(statuses), "change": nearest.get(i, "–"),
+                      "pattern": patterns.get((g, t0), "–")}
+                     for i, g, t0, t1, d, members, statuses in zip(
+                         longest.index, longest[key], longest["start"], longest["end"],
+                         longest["duration"], longest["instances"], longest["statuses"],
+                         strict=True)]
     usage = a.extra.get("resource_usage")
     resources = [] if usage is None else [
         {"group": label(r["service_id"]), "type": r["type"],
@@ -281,11 +443,8 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
     query = a.instances.attrs.get("query", {})
     peak = a.capacity.attrs.get("peak", {"instances": 0, "at": None})
     h = headline(a)
-    # Control characters from the API are shown as text too (\x1b), as on a terminal:
-    # the file stays plain text for a pager or a diff.
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
-                             finalize=lambda v: visible(v) if isinstance(v, str) else v)
-    return env.from_string(TEMPLATE).render(
+    files = {t.key: f"{stem}-{t.key}.csv" for t in SIDE_TABLES}
+    context = dict(
         h=h, met=bool(h.availability >= h.target), availability=_percent(h.availability),
         coverage=f"known for {h.coverage:.1%} of service-time" if h.coverage < 1 else
         "the state of all service-time is known",
@@ -307,9 +466,12 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
         method=a.policy.describe(),
         overall="–" if pd.isna(a.uptime.attrs.get("overall", float("nan"))) else
         f"{a.uptime.attrs['overall']:.4%}",
-        uptime_rows=uptime_rows, incident_rows=incident_rows, patterns=bool(patterns),
-        resources=resources,
+        uptime_rows=uptime_rows, n_groups=len(a.uptime), incident_rows=incident_rows,
+        patterns=bool(patterns), resources=resources,
         incident_count=len(a.incidents),
+        chart_rule=f" Past {MAX_LANES} services the charts show the {MAX_LANES} worst, as "
+        "their titles say." if len(a.uptime) > MAX_LANES else "",
+        files=files, side=[{"href": files[t.key], "caption": t.caption} for t in SIDE_TABLES],
         mttr=fmt.get("mttr", {"median": "–", "p90": "–", "mean": "–"}),
         mtbf=fmt.get("mtbf", {"median": "–", "p90": "–", "mean": "–"}),
         peak={"instances": peak.get("instances", 0), "at": _ts(peak.get("at"))},
@@ -320,11 +482,22 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report") -> str:
         unclassified_share=f"{vocab.attrs['unclassified_share']:.1%}",
         query=[(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
                for k, v in query.items()],
-        charts=_charts(a), version=__version__, **changes)
+        charts=_charts(a), version=__version__)
+    # Control characters from the API are shown as text too (\x1b), as on a terminal:
+    # the file stays plain text for a pager or a diff.
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                             finalize=lambda v: visible(v) if isinstance(v, str) else v)
+    parts = [env.from_string(HEAD).render(context)]
+    for section in SECTIONS:
+        extra = section.context(a) if section.context is not None else {}
+        parts.append(env.from_string(section.template).render({**context, **extra}))
+    parts.append(env.from_string(FOOT).render(context))
+    return "".join(parts)
 
 
-MAX_CHANGE_ROWS = 200
-"""The Changes table shows the newest this many events (the rest are counted)."""
+
+MAX_CHANGE_ROWS = PAGE_ROWS
+"""The Changes table shows the newest this many events (all are in the changes CSV)."""
 
 
 def _nearest_changes(a: Analysis) -> dict[Any, str]:
@@ -371,7 +544,25 @@ def _change_rows(a: Analysis, label: Any) -> dict[str, Any]:
 
 
 def write_report(a: Analysis, path: str | Path, **options: Any) -> Path:
-    """Render the report and write it to ``path``.
+    """Write the report's page to ``path`` and its full tables beside it.
+
+    Each of :data:`SIDE_TABLES` goes to ``<stem>-<key>.csv`` in the page's folder (see
+    :func:`side_files`), written as :func:`~koyeb_analytics.textsafe.write_csv` writes
+    (text a spreadsheet would run is defused); the page links them relatively.
+
+    Parameters
+    ----------
+    a
+        From :func:`~koyeb_analytics.analyse`.
+    path
+        Where the page goes.
+    options
+        Passed to :func:`render_report` (``title``).
+
+    Returns
+    -------
+    Path
+        The page's path.
 
     Examples
     --------
@@ -383,5 +574,8 @@ def write_report(a: Analysis, path: str | Path, **options: Any) -> Path:
     ('report.html', True)
     """
     path = Path(path)
-    path.write_text(render_report(a, **options), encoding="utf-8")
+    page = render_report(a, stem=path.stem, **options)
+    for table in SIDE_TABLES:
+        write_csv(table.build(a), side_files(path)[table.key])
+    path.write_text(page, encoding="utf-8")
     return path
