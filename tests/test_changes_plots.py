@@ -89,3 +89,19 @@ def test_interactive_charts_hover_what_changed(frames):
     cap = capacity_figure(ka.capacity(iv, freq="1h"), changes=ch)
     marks = [t for t in cap.data if str(t.name).startswith("change:")]
     assert sum(len(t.x) for t in marks) == 3 and np.all([y == 0 for t in marks for y in t.y])
+
+
+def test_fleet_scale_lanes_mark_each_change_on_its_groups_lane(frames):
+    iv, ch = frames
+    # 400 instances of s1 and s2 in a small figure: a lane per service, not per instance
+    many = pd.concat([iv.assign(instance_id=iv["instance_id"] + str(k)) for k in range(100)],
+                     ignore_index=True)
+    ax = ka.plot_lifecycles(many, changes=ch, ax=Figure(figsize=(6, 2), dpi=60).subplots())
+    assert ax.get_ylim() == (1.5, -0.5)  # two lanes: the fleet-scale chart
+    deploys = _markers(ax, "change: deploy")
+    assert len(deploys) == 1
+    assert sorted(deploys[0].get_offsets()[:, 1].tolist()) == [-0.4, 0.6]  # s1's, s2's lane
+    fig = lifecycles_figure(many, changes=ch)
+    marks = [t for t in fig.data if t.name and t.name.startswith("change: ")]
+    assert {t.name for t in marks} == {"change: deploy", "change: scale"}
+    assert sum(len(t.x) for t in marks) == 4  # d1, d2, d3 created and a1; not d1 healthy

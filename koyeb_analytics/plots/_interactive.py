@@ -111,7 +111,7 @@ def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
         return fig
     if by in intervals and intervals["instance_id"].nunique() > MAX_INSTANCE_LANES:
         return _states_figure(go, intervals, by=by, labels=labels, policy=policy,
-                              max_lanes=max_lanes)
+                              max_lanes=max_lanes, changes=changes)
     iv = intervals.copy()
     names = labels or {}
     group = iv[by].map(lambda v: names.get(v, str(v)[:8])) if by in iv else \
@@ -160,7 +160,7 @@ def lifecycles_figure(intervals: pd.DataFrame, *, by: str = "service_id",
 
 def _states_figure(go: Any, intervals: pd.DataFrame, *, by: str,
                    labels: Mapping[Any, str] | None, policy: UptimePolicy | None,
-                   max_lanes: int) -> Any:
+                   max_lanes: int, changes: pd.DataFrame | None = None) -> Any:
     """A lane per group, its state over time (the fleet-scale lifecycles)."""
     runs, shown, title = _state_lanes(intervals, by=by, labels=labels, policy=policy,
                                       max_lanes=max_lanes)
@@ -182,6 +182,12 @@ def _states_figure(go: Any, intervals: pd.DataFrame, *, by: str,
                                 strict=True)),
             hovertemplate=(f"{what} %{{customdata[0]}}<br>{state}<br>"
                            "%{customdata[1]} → %{customdata[2]} UTC<extra></extra>")))
+    rows = change_markers(changes) if changes is not None else None
+    if rows is not None and len(rows) and by in rows:
+        where = rows[by].map(lane)  # on the lane of the group it changed
+        for trace in _change_traces(go, rows[where.notna().to_numpy()],
+                                    where[where.notna()].to_numpy()):
+            fig.add_trace(trace)
     fig.update_layout(barmode="overlay", title=title,
                       xaxis={"type": "date", "title": "time (UTC)"},
                       yaxis={"categoryorder": "array", "categoryarray": list(lane.values()),

@@ -283,7 +283,8 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
     height_px = ax.figure.get_size_inches()[1] * ax.get_position().height * ax.figure.dpi
     if by in lanes and n_instances * 3 > height_px:
         return _plot_states(iv, ax, by=by, labels=labels, policy=policy,
-                            max_lanes=max_lanes, lane_height=lane_height, runs=runs)
+                            max_lanes=max_lanes, lane_height=lane_height, runs=runs,
+                            changes=changes)
     lane_of = pd.Series(np.arange(len(lanes)), index=lanes.index)
     y = iv["instance_id"].map(lane_of).to_numpy(float)
     x0, x1 = _num(iv["start"]), _num(iv["end"])
@@ -359,7 +360,7 @@ def plot_lifecycles(intervals: pd.DataFrame, *, by: str = "service_id", ax: Any 
 
 def _plot_states(iv: pd.DataFrame, ax: Any, *, by: str, labels: Mapping[Any, str] | None,
                  policy: UptimePolicy | None, max_lanes: int, lane_height: float,
-                 runs: pd.DataFrame | None) -> Any:
+                 runs: pd.DataFrame | None, changes: pd.DataFrame | None = None) -> Any:
     """The fleet-scale lifecycle chart: a lane per group (the worst ``max_lanes``)."""
     from matplotlib.collections import PolyCollection
     from matplotlib.lines import Line2D
@@ -392,6 +393,12 @@ def _plot_states(iv: pd.DataFrame, ax: Any, *, by: str, labels: Mapping[Any, str
         drawn.append(Line2D([], [], marker="x", color="black", linestyle="none",
                             label="crash (ERROR)"))
     lo, hi = _num(iv["start"]).min(), _num(iv["end"]).max()
+    if changes is not None and by in changes:
+        # On their group's lane, as on the per-instance chart's first lane of a group.
+        marked = change_markers(changes)
+        at = _num(marked["changed_at"])
+        drawn += _mark_changes(ax, marked, (marked[by].map(lane) - half).where(
+            (at >= lo) & (at <= hi)))
     ax.set_xlim(lo, hi if hi > lo else lo + 1 / 24)
     ax.set_ylim(len(shown) - 0.5, -0.5)
     ax.set_yticks(np.arange(len(shown)))

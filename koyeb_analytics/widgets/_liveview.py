@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import io
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -21,11 +22,13 @@ import pandas as pd
 
 from ..analysis._metrics import overall_availability
 from ..api._client import KoyebClient
+from ..errors import KoyebError
 from ..load._streams import tail_logs
 from ..plots._static import plot_lifecycles
 from ..poller import Poller, PollResult, format_change
 from ..schema import STATUSES
-from ..timewindow import DurationLike, utcnow
+from ..sources import load_changes
+from ..timewindow import DurationLike, parse_duration, utcnow
 
 FEED_LINES = 50
 
@@ -39,6 +42,8 @@ class LiveView(widgets.VBox):
         The :class:`~koyeb_analytics.poller.Poller` that reads the API.
     start
         Start polling at once.
+    changes_every
+        How often the chart's change markers are read again (see :func:`follow`).
 
     Examples
     --------
@@ -46,8 +51,14 @@ class LiveView(widgets.VBox):
     >>> view.stop()
     """
 
-    def __init__(self, poller: Poller, *, start: bool = True) -> None:
+    def __init__(self, poller: Poller, *, start: bool = True,
+                 changes_every: DurationLike | None = "5min") -> None:
         self.poller = poller
+        self.changes_every = None if changes_every is None else \
+            parse_duration(changes_every, "changes_every").total_seconds()
+        self.change_events: pd.DataFrame | None = None
+        self.changes_error: str | None = None
+        self._changes_read: float | None = None
         self.status = widgets.HTML()
         self.board_html = widgets.HTML()
         self.chart = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
@@ -230,7 +241,7 @@ class LiveView(widgets.VBox):
         fig = Figure(figsize=(11, 4.5), dpi=80)
         ax = fig.add_subplot()
         if len(iv):
-            plot_lifecycles(iv, ax=ax)
+            plot_lifecycles(iv, ax=ax, changes=self._what_changed())
             now = utcnow()
             ax.set_xlim(now - self.poller.window, now)  # the newest edge at the right
         ax.set_title(f"Last {_ago(self.poller.window)} (updated {utcnow():%H:%M:%S} UTC): "
@@ -238,6 +249,24 @@ class LiveView(widgets.VBox):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", bbox_inches="tight")
         self.chart.value = buf.getvalue()
+
+
+    def _what_changed(self) -> pd.DataFrame | None:
+        """The window's deployments and activities as changes, read again at most every
+        ``changes_every`` (a failed read keeps the last ones and says why)."""
+        if self.changes_every is None:
+            return None
+        now = time.monotonic()
+        if self._changes_read is None or now - self._changes_read >= self.changes_every:
+            self._changes_read = now
+            try:
+                self.change_events = load_changes(
+                    self.poller.client, since=utcnow() - self.poller.window,
+                    service_id=self.poller.service_id)
+                self.changes_error = None
+            except KoyebError as exc:
+                self.changes_error = str(exc)
+        return self.change_events
 
 
 def availability_line(iv: pd.DataFrame) -> str:
@@ -285,7 +314,7 @@ def _loop(ref: weakref.ref[LiveView]) -> None:
 
 def follow(client: KoyebClient, *, window: DurationLike = "2h", every: DurationLike = "15s",
            service_id: str | None = None, app_id: str | None = None, store: Any = None,
-           start: bool = True) -> LiveView:
+           start: bool = True, changes_every: DurationLike | None = "5min") -> LiveView:
     """Follow the fleet live in the notebook: board, lifecycle chart, change feed.
 
     Each poll reads only the events newer than the last seen (one request when nothing
@@ -307,6 +336,10 @@ def follow(client: KoyebClient, *, window: DurationLike = "2h", every: DurationL
         A :class:`~koyeb_analytics.HistoryStore` that every poll also appends to.
     start
         Start polling at once (else press Start, or call ``view.start()``).
+    changes_every
+        How often the chart's change markers (deployments, scaling, pauses: see
+        :func:`~koyeb_analytics.load_changes`) are read again (``"5min"``); None: no
+        markers, no such request.
 
     Returns
     -------
@@ -322,4 +355,5 @@ def follow(client: KoyebClient, *, window: DurationLike = "2h", every: DurationL
     True
     """
     return LiveView(Poller(client, window=window, every=every, service_id=service_id,
-                           app_id=app_id, store=store), start=start)
+                           app_id=app_id, store=store), start=start,
+                    changes_every=changes_every)
