@@ -1,4 +1,4 @@
-"""One window from any source: the API (live) or a history store, as a :class:`Window`.
+"""One window from any source: the API or a history store, as a :class:`Window`.
 
 :func:`load_window` returns the instances and events of a window together with the
 resolved ``since`` and ``until`` and each instance's status at ``since``, so nobody has

@@ -373,7 +373,7 @@ def frame_from_arrow(table: pa.Table, schema: Mapping[str, str],
 
 def _json_values(col: pa.ChunkedArray) -> list[Any]:
     """Decode a column of JSON texts, each distinct text once (Arrow's dictionary
-    encoding finds them), every row getting its own copy, as from a live listing."""
+    encoding finds them), every row getting its own copy, as from an API listing."""
     import copy
     import json
 

@@ -3,7 +3,7 @@
 ``store.sync(client)`` reads only what is new (events newest first down to the store's
 high-water mark, less an overlap for events that arrive late), deduplicates by id and
 appends; each sync also records the instance listing. Queries run in process on DuckDB
-over the Parquet files and return the frames the live loaders return, so every stage
+over the Parquet files and return the frames the API loaders return, so every stage
 downstream (lifecycles, analysis, plots, the report) works on a store as on the API.
 
 Layout (readable as-is by DuckDB, Polars, Spark or Trino)::

@@ -2,7 +2,7 @@
 
 A snapshot keeps what a post-mortem needs offline: the instances, events, intervals
 and exec transcript of a window, with their dtypes and ``attrs``. Reloading it gives
-frames equal to the ones saved, so the numbers computed from it are the live numbers.
+frames equal to the ones saved, so the numbers computed from it are the numbers the API gave.
 """
 
 from __future__ import annotations
