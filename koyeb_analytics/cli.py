@@ -142,7 +142,7 @@ def _report_window(args: argparse.Namespace) -> dict[str, Any]:
 def _report(args: argparse.Namespace) -> int:
     from .analysis._metrics import UptimePolicy
     from .analysis._summary import analyse
-    from .errors import NotFoundError, PermissionDeniedError
+    from .errors import KoyebError
     from .report._html import write_report
     from .report._text import text_summary
     from .sources import load_changes, load_window
@@ -157,7 +157,9 @@ def _report(args: argparse.Namespace) -> int:
         try:
             ch = load_changes(client, since=data.since, until=data.until,
                               progress=_progress(args))
-        except (NotFoundError, PermissionDeniedError) as exc:
+        except KoyebError as exc:
+            # What changed is context: a listing the API refuses, or that fails part
+            # way, leaves it out and says why; the report itself still stands.
             _say(f"What changed is left out of the report: {exc}")
     finally:
         if sim is not None:

@@ -59,7 +59,7 @@ def check(w: ka.Window | None, iv: pd.DataFrame | None = None,
         assert daily["incidents"].tolist() == per_period_counts(daily, inc, "service_id")
         # the plain and the per-period segments from one pass, each as timeline() alone
         for by, freq in (("service_id", "1D"), (None, "6h"), ("region", "12h")):
-            plain, periodic = _metrics._timelines(iv_, by, policy, None, None, None, freq)
+            plain, periodic = _metrics.timelines(iv_, by, policy, None, None, None, freq)
             same(plain, ka.timeline(iv_, by=by, policy=policy))
             same(periodic, ka.timeline(iv_, by=by, policy=policy, freq=freq))
             assert plain["duration"].sum() == periodic["duration"].sum()

@@ -125,7 +125,7 @@ def _bare(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(df, copy=False)
 
 
-def _duration_or_zero(value: Any, name: str) -> pd.Timedelta:
+def duration_or_zero(value: Any, name: str) -> pd.Timedelta:
     if value is None or (not isinstance(value, str) and value == 0) or value == "0":
         return pd.Timedelta(0)
     return parse_duration(value, name)
@@ -222,7 +222,7 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
     >>> timeline(iv)[["duration", "state"]].astype(str).values.tolist()
     [['0 days 01:00:00', 'up'], ['0 days 00:30:00', 'down']]
     """
-    plain, periodic = _timelines(intervals, by, policy or UptimePolicy(), since, until,
+    plain, periodic = timelines(intervals, by, policy or UptimePolicy(), since, until,
                                  window, freq)
     return plain if periodic is None else periodic
 
@@ -230,7 +230,7 @@ def timeline(intervals: pd.DataFrame, *, by: str | None = "service_id",
 _SEGMENT_COLUMNS = ["group", "start", "end", "duration", "present", "up", "upness", "state"]
 
 
-def _timelines(iv: pd.DataFrame, by: str | None, policy: UptimePolicy,
+def timelines(iv: pd.DataFrame, by: str | None, policy: UptimePolicy,
                since: TimeLike | None, until: TimeLike | None, window: DurationLike | None,
                freq: str | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The segments of :func:`timeline`, and with ``freq`` the same cut at period edges,
@@ -391,14 +391,14 @@ def uptime(intervals: pd.DataFrame, *, by: str | None = "service_id",
     True
     """
     policy = policy or UptimePolicy()
-    plain, periodic = _timelines(intervals, by, policy, since, until, window, freq)
-    inc = _incidents_from(intervals, plain, by, policy, _duration_or_zero("5min", "merge_gap"),
-                          _duration_or_zero("1min", "min_duration"))
-    return _uptime_from(intervals, plain if periodic is None else periodic, inc, by, policy,
+    plain, periodic = timelines(intervals, by, policy, since, until, window, freq)
+    inc = incidents_from(intervals, plain, by, policy, duration_or_zero("5min", "merge_gap"),
+                          duration_or_zero("1min", "min_duration"))
+    return uptime_from(intervals, plain if periodic is None else periodic, inc, by, policy,
                         freq)
 
 
-def _uptime_from(intervals: pd.DataFrame, seg: pd.DataFrame, inc: pd.DataFrame,
+def uptime_from(intervals: pd.DataFrame, seg: pd.DataFrame, inc: pd.DataFrame,
                  by: str | None, policy: UptimePolicy, freq: str | None) -> pd.DataFrame:
     """The table of :func:`uptime`, from its segments and the incidents they make."""
     keys = ["group", "period"] if freq is not None else ["group"]
@@ -493,13 +493,13 @@ def incidents(intervals: pd.DataFrame, *, by: str | None = "service_id",
     [Timedelta('0 days 00:20:00')]
     """
     policy = policy or UptimePolicy()
-    gap = _duration_or_zero(merge_gap, "merge_gap")
-    shortest = _duration_or_zero(min_duration, "min_duration")
-    seg, _ = _timelines(intervals, by, policy, since, until, window, None)
-    return _incidents_from(intervals, seg, by, policy, gap, shortest)
+    gap = duration_or_zero(merge_gap, "merge_gap")
+    shortest = duration_or_zero(min_duration, "min_duration")
+    seg, _ = timelines(intervals, by, policy, since, until, window, None)
+    return incidents_from(intervals, seg, by, policy, gap, shortest)
 
 
-def _incidents_from(intervals: pd.DataFrame, seg: pd.DataFrame, by: str | None,
+def incidents_from(intervals: pd.DataFrame, seg: pd.DataFrame, by: str | None,
                     policy: UptimePolicy, gap: pd.Timedelta,
                     shortest: pd.Timedelta) -> pd.DataFrame:
     """The table of :func:`incidents`, from the segments of :func:`timeline`."""
@@ -590,7 +590,7 @@ def _members(iv: pd.DataFrame, inc: pd.DataFrame, by: str | None,
     return members, _split(names, told["inc"].to_numpy(), n)
 
 
-def _runs_of(seg: pd.DataFrame) -> pd.DataFrame:
+def runs_of(seg: pd.DataFrame) -> pd.DataFrame:
     """Segments of :func:`timeline` as runs of one state per group (excluded time left
     out), with each group's time not up (see ``plots.state_runs``)."""
     seg = seg[(seg["state"] != "excluded").to_numpy()]
@@ -923,7 +923,7 @@ def overall_availability(intervals: pd.DataFrame, *, by: str | None = None,
     True
     """
     policy = policy or UptimePolicy()
-    seg, _ = _timelines(intervals, by, policy, since, until, window, None)
+    seg, _ = timelines(intervals, by, policy, since, until, window, None)
     zero = pd.Timedelta(0)
     if seg.empty:
         return Availability(float("nan"), zero, zero, zero, policy.describe(), by)
@@ -979,10 +979,10 @@ def error_budget(intervals: pd.DataFrame, *, target: float | None = None,
         raise ValueError(f"target must be a fraction between 0 and 1, got {target!r}")
     a = overall_availability(intervals, by=by, policy=policy, since=since, until=until,
                              window=window)
-    return _budget_of(a, target)
+    return budget_of(a, target)
 
 
-def _availability_from(up: pd.DataFrame, policy: UptimePolicy, by: str | None,
+def availability_from(up: pd.DataFrame, policy: UptimePolicy, by: str | None,
                        ) -> Availability:
     """:func:`overall_availability` from the table :func:`uptime` made (its sums are
     the segments' sums, in whole microseconds: the same figure)."""
@@ -996,7 +996,7 @@ def _availability_from(up: pd.DataFrame, policy: UptimePolicy, by: str | None,
                         up["unknown_time"].sum())
 
 
-def _budget_of(a: Availability, target: float) -> ErrorBudget:
+def budget_of(a: Availability, target: float) -> ErrorBudget:
     allowed = a.observed_time * (1 - target)
     used_share = a.down_time / allowed if allowed > pd.Timedelta(0) else float("nan")
     return ErrorBudget(float(target), allowed, a.down_time,
@@ -1069,10 +1069,10 @@ def peak_capacity(intervals: pd.DataFrame, *, since: TimeLike | None = None,
     2
     """
     cap = capacity(intervals, by=None, since=since, until=until, window=window)
-    return _peak_of(cap.attrs["peak"])
+    return peak_of(cap.attrs["peak"])
 
 
-def _peak_of(peak: dict[str, Any]) -> Peak:
+def peak_of(peak: dict[str, Any]) -> Peak:
     """A :class:`Peak` from ``capacity(...).attrs["peak"]``."""
     at = peak.get("at")
     return Peak(int(peak.get("instances") or 0), None if at is None or pd.isna(at)

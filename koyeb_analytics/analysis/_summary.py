@@ -20,19 +20,19 @@ from ._lifecycle import findings, lifecycles
 from ._metrics import (
     Availability,
     UptimePolicy,
-    _availability_from,
-    _budget_of,
-    _duration_or_zero,
-    _incidents_from,
-    _peak_of,
-    _runs_of,
-    _timelines,
-    _uptime_from,
+    availability_from,
     availability_text,
+    budget_of,
     capacity,
+    duration_or_zero,
     error_budget,
+    incidents_from,
     overall_availability,
     peak_capacity,
+    peak_of,
+    runs_of,
+    timelines,
+    uptime_from,
 )
 
 UNKNOWN_THRESHOLD = 0.01
@@ -144,18 +144,18 @@ def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
     # One pass over the span edges gives the segments of both tables; the incidents are
     # found once, and counted in both (as uptime() and incidents() do one by one).
     by = "service_id"
-    plain, daily = _timelines(iv, by, policy, None, None, None, "1D")
-    inc = _incidents_from(iv, plain, by, policy, _duration_or_zero("5min", "merge_gap"),
-                          _duration_or_zero("1min", "min_duration"))
-    up = _uptime_from(iv, plain, inc, by, policy, None)
+    plain, daily = timelines(iv, by, policy, None, None, None, "1D")
+    inc = incidents_from(iv, plain, by, policy, duration_or_zero("5min", "merge_gap"),
+                          duration_or_zero("1min", "min_duration"))
+    up = uptime_from(iv, plain, inc, by, policy, None)
     return Analysis(
         instances=instances, events=events, intervals=iv, uptime=up,
-        daily=_uptime_from(iv, daily if daily is not None else plain, inc, by, policy, "1D"),
+        daily=uptime_from(iv, daily if daily is not None else plain, inc, by, policy, "1D"),
         incidents=inc, capacity=capacity(iv, freq=freq), findings=findings(iv),
-        policy=policy, since=lo, until=hi, states=_runs_of(plain), changes=changes,
+        policy=policy, since=lo, until=hi, states=runs_of(plain), changes=changes,
         suspects=None if changes is None else suspects(inc, changes, lookback=lookback),
         # The table leaves out intervals of no service; the headline's figure does not.
-        availability=_availability_from(up, policy, by) if len(iv) and bool(
+        availability=availability_from(up, policy, by) if len(iv) and bool(
             iv[by].notna().all()) else None)
 
 
@@ -264,7 +264,7 @@ def headline(a: Analysis) -> Headline:
     # the same sums as the per-service table), never summed again here.
     if a.availability is not None and a.availability.by == by:
         fleet = a.availability
-        budget = _budget_of(fleet, a.policy.target)
+        budget = budget_of(fleet, a.policy.target)
     else:
         fleet = overall_availability(a.intervals, by=by, policy=a.policy, since=a.since,
                                      until=a.until)
@@ -286,7 +286,7 @@ def headline(a: Analysis) -> Headline:
     # capacity()'s peak counts every instance whatever its columns: the same as
     # peak_capacity()'s, over the same window.
     known = a.capacity.attrs.get("peak")
-    peak = _peak_of(known) if known is not None else peak_capacity(
+    peak = peak_of(known) if known is not None else peak_capacity(
         a.intervals, since=a.since, until=a.until)
     source = str(a.instances.attrs.get("source", ""))
     return Headline(

@@ -22,8 +22,8 @@ from ._static import (
     STATE_COLORS,
     STATUS_COLORS,
     UNKNOWN_COLOR,
-    _state_lanes,
     change_markers,
+    state_lanes,
 )
 
 __all__ = ["capacity_figure", "lifecycles_figure"]
@@ -162,7 +162,7 @@ def _states_figure(go: Any, intervals: pd.DataFrame, *, by: str,
                    labels: Mapping[Any, str] | None, policy: UptimePolicy | None,
                    max_lanes: int, changes: pd.DataFrame | None = None) -> Any:
     """A lane per group, its state over time (the fleet-scale lifecycles)."""
-    runs, shown, title = _state_lanes(intervals, by=by, labels=labels, policy=policy,
+    runs, shown, title = state_lanes(intervals, by=by, labels=labels, policy=policy,
                                       max_lanes=max_lanes)
     names = labels or {}
     what = by.removesuffix("_id")

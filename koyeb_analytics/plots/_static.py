@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..analysis._metrics import UptimePolicy, _runs_of, timeline
+from ..analysis._metrics import UptimePolicy, runs_of, timeline
 from ..labels import service_labels
 from ..schema import STATUSES
 
@@ -121,10 +121,10 @@ def state_runs(intervals: pd.DataFrame, *, by: str = "service_id",
         excluded time is left out), ordered by group and start. ``not_up`` is the
         group's time not up over the window (down and the missing share of degraded).
     """
-    return _runs_of(timeline(intervals, by=by, policy=policy))
+    return runs_of(timeline(intervals, by=by, policy=policy))
 
 
-def _state_lanes(iv: pd.DataFrame, *, by: str, labels: Mapping[Any, str] | None,
+def state_lanes(iv: pd.DataFrame, *, by: str, labels: Mapping[Any, str] | None,
                  policy: UptimePolicy | None, max_lanes: int,
                  runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[Any], str]:
     """The runs a fleet-scale lifecycle chart draws, its groups (top lane first) and
@@ -366,7 +366,7 @@ def _plot_states(iv: pd.DataFrame, ax: Any, *, by: str, labels: Mapping[Any, str
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    runs, shown, title = _state_lanes(iv, by=by, labels=labels, policy=policy,
+    runs, shown, title = state_lanes(iv, by=by, labels=labels, policy=policy,
                                       max_lanes=max_lanes, runs=runs)
     names = labels or {}
     lane = pd.Series(np.arange(len(shown)), index=pd.Index(shown, dtype=object))

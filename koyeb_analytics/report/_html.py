@@ -15,6 +15,10 @@ the page and its files move together.
 The page is a list of sections (:data:`SECTIONS`): a section is an id and a template
 fragment, with an optional function of the analysis giving the names only it uses; a
 new section is one more entry, and a new side file one more :class:`SideTable`.
+
+Long because the page's templates (summary, uptime, incidents, changes, lifecycles,
+capacity with what the metrics say, data quality, query) live beside the code that fills
+them, so a section reads in one place.
 """
 
 from __future__ import annotations
