@@ -28,7 +28,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -367,32 +367,9 @@ class HistoryStore:
     def _append_deployments(self, manifest: dict[str, Any], frame: pd.DataFrame) -> int:
         if frame.empty:
             return 0
-        entry = manifest["deployments"]
-        observed = pd.Timestamp(frame.attrs.get("fetched_at") or utcnow())
         current = frame[frame["id"].notna()].drop(columns=["in_window"]).copy()
-        if entry["files"]:
-            latest = self._latest_deployments(manifest)
-            keys = [c for c in DEPLOYMENT_KEYS if c in current and c in latest]
-            before = latest.set_index("id")[keys]
-            now = current.set_index("id")[keys]
-            known = now.index.isin(before.index)
-            changed = ~known
-            if known.any():
-                old = before.reindex(now.index[known]).astype(object).map(repr)
-                new = now[known].astype(object).map(repr)
-                changed[known] = (old.to_numpy() != new.to_numpy()).any(axis=1)
-            current = current[changed].reset_index(drop=True)
-        if current.empty:
-            return 0
-        current["observed_at"] = pd.Series(observed, index=current.index).astype(
-            "datetime64[us, UTC]")
-        json_cols = sorted(set(entry["json_columns"]) | set(json_columns(current)))
-        entry["json_columns"] = json_cols
-        written = self._write_part("deployments", observed.strftime("%Y-%m-%d"),
-                                   self._arrow(current, json_cols))
-        entry["files"][written.pop("file")] = written
-        entry["rows"] += len(current)
-        return len(current)
+        return self._append_records(manifest, "deployments", current, frame.attrs,
+                                    self._latest_deployments, DEPLOYMENT_KEYS)
 
     def _append_activities(self, manifest: dict[str, Any], frame: pd.DataFrame,
                            since: pd.Timestamp | None) -> int:
@@ -863,12 +840,20 @@ class HistoryStore:
     def _append_instances(self, manifest: dict[str, Any], instances: pd.DataFrame) -> int:
         if instances.empty:
             return 0
-        entry = manifest["instances"]
-        observed = pd.Timestamp(instances.attrs.get("fetched_at") or utcnow())
         current = instances[instances["id"].notna()].copy()
+        return self._append_records(manifest, "instances", current, instances.attrs,
+                                    self._latest_instances, RECORD_KEYS)
+
+    def _append_records(self, manifest: dict[str, Any], table: str, current: pd.DataFrame,
+                        attrs: dict[str, Any],
+                        latest_of: Callable[[dict[str, Any]], pd.DataFrame],
+                        record_keys: Sequence[str]) -> int:
+        """Append the records (by ``id``) that are new or differ from the latest kept."""
+        entry = manifest[table]
+        observed = pd.Timestamp(attrs.get("fetched_at") or utcnow())
         if entry["files"]:
-            latest = self._latest_instances(manifest)
-            keys = [c for c in RECORD_KEYS if c in current and c in latest]
+            latest = latest_of(manifest)
+            keys = [c for c in record_keys if c in current and c in latest]
             before = latest.set_index("id")[keys]
             now = current.set_index("id")[keys]
             known = now.index.isin(before.index)
@@ -884,7 +869,7 @@ class HistoryStore:
             "datetime64[us, UTC]")
         json_cols = sorted(set(entry["json_columns"]) | set(json_columns(current)))
         entry["json_columns"] = json_cols
-        written = self._write_part("instances", observed.strftime("%Y-%m-%d"),
+        written = self._write_part(table, observed.strftime("%Y-%m-%d"),
                                    self._arrow(current, json_cols))
         entry["files"][written.pop("file")] = written
         entry["rows"] += len(current)
