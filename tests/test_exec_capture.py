@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -117,7 +118,12 @@ def test_a_message_in_fragments_is_whole_and_a_ping_between_them_is_answered():
                         b'"exit_code":0}}')]
     with scripted(replies) as srv:
         result = ka.exec_command(client_for(srv), ["id"], instance_id=IID, timeout=5)
-        frames = srv.state["frames"]
+        # The server's thread reads the client's frames on its own time: give it a
+        # bounded moment to have read the pong.
+        deadline = time.monotonic() + 5
+        while (0xA, b"hi") not in srv.state["frames"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        frames = list(srv.state["frames"])
     assert (result.stdout, result.exit_code) == (b"in three partsx", 0)
     assert (0xA, b"hi") in frames  # the pong
 
