@@ -397,20 +397,7 @@ class HistoryStore:
         schema = {k: v for k, v in DEPLOYMENT_COLUMNS.items() if k != "in_window"}
         if not names:
             return typed(build_frame({}, schema), schema)
-        import duckdb
-
-        con = self._connect()
-        try:
-            table = con.sql(
-                f"SELECT * EXCLUDE (rn, observed_at) FROM (SELECT *, row_number() OVER "
-                f"(PARTITION BY id ORDER BY observed_at DESC) AS rn FROM read_parquet("
-                f"{self._paths_sql(names)}, union_by_name=true, hive_partitioning=false))"
-                " WHERE rn = 1").to_arrow_table()
-        except duckdb.Error as exc:
-            raise StoreError(f"the history store {self.files.url!r} cannot be read: "
-                             f"{exc}") from None
-        finally:
-            con.close()
+        table = self._latest_records(names)
         return typed(frame_from_arrow(table, schema, _json_in(table, manifest, "deployments")),
                      schema)
 
@@ -844,6 +831,23 @@ class HistoryStore:
         return self._append_records(manifest, "instances", current, instances.attrs,
                                     self._latest_instances, RECORD_KEYS)
 
+    def _latest_records(self, names: list[str]) -> pa.Table:
+        """The newest record of each ``id`` in the part files ``names``."""
+        import duckdb
+
+        con = self._connect()
+        try:
+            return con.sql(
+                f"SELECT * EXCLUDE (rn, observed_at) FROM (SELECT *, row_number() OVER "
+                f"(PARTITION BY id ORDER BY observed_at DESC) AS rn FROM read_parquet("
+                f"{self._paths_sql(names)}, union_by_name=true, hive_partitioning=false))"
+                " WHERE rn = 1").to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"the history store {self.files.url!r} cannot be read: "
+                             f"{exc}") from None
+        finally:
+            con.close()
+
     def _append_records(self, manifest: dict[str, Any], table: str, current: pd.DataFrame,
                         attrs: dict[str, Any],
                         latest_of: Callable[[dict[str, Any]], pd.DataFrame],
@@ -881,20 +885,7 @@ class HistoryStore:
         if not names:
             df = build_frame({}, schema)
         else:
-            import duckdb
-
-            con = self._connect()
-            try:
-                table = con.sql(
-                    f"SELECT * EXCLUDE (rn, observed_at) FROM (SELECT *, row_number() OVER "
-                    f"(PARTITION BY id ORDER BY observed_at DESC) AS rn FROM read_parquet("
-                    f"{self._paths_sql(names)}, union_by_name=true, hive_partitioning=false))"
-                    " WHERE rn = 1").to_arrow_table()
-            except duckdb.Error as exc:
-                raise StoreError(f"the history store {self.files.url!r} cannot be read: "
-                                 f"{exc}") from None
-            finally:
-                con.close()
+            table = self._latest_records(names)
             df = frame_from_arrow(table, schema, manifest["instances"]["json_columns"])
         # Names last, as load_instances adds them.
         order = [c for c in df.columns if c not in NAME_COLUMNS] + list(NAME_COLUMNS)
