@@ -105,7 +105,7 @@ def test_checks_return_what_they_were_given_cleaned():
      "UNHEALTHY, STOPPING, STOPPED, ERROR, SLEEPING"),
     (lambda: check_statuses([3]), ValueError, "statuses: unknown status 3; expected some"),
     (lambda: check_statuses([]), ValueError,
-     "statuses must name at least one status (None means all eight)"),
+     "statuses must name at least one status (None means all 8)"),
     (lambda: check_ids("types", b"x"), TypeError,
      "types must be a string or a list of strings, got b'x'"),
     (lambda: check_ids("types", {"a": 1}), TypeError, "types must be a string or a list"),

@@ -5,7 +5,7 @@ Bad input fails here, with a message that names the argument, before any request
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..schema import STATUSES
@@ -31,22 +31,28 @@ def check_str(name: str, value: Any) -> str | None:
     return value
 
 
-def check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
-    """Return the statuses asked for, upper-cased and deduplicated (all eight for None)."""
+def check_statuses(statuses: Iterable[str] | str | None, *,
+                   known: Sequence[str] = STATUSES, kind: str = "status") -> list[str]:
+    """Return the statuses asked for, upper-cased and deduplicated (all ``known`` for None).
+
+    ``known`` is the vocabulary (the eight instance statuses by default); ``kind`` names it
+    in the error (``"deployment status"``).
+    """
     if statuses is None:
-        return list(STATUSES)
+        return list(known)
     if isinstance(statuses, str):
         statuses = [statuses]
     if not isinstance(statuses, Iterable):
         raise TypeError(f"statuses must be a status name or a list of them, got {statuses!r}")
     out = []
     for s in statuses:
-        if not isinstance(s, str) or s.upper() not in STATUSES:
-            raise ValueError(f"statuses: unknown status {s!r}; expected some of "
-                             f"{', '.join(STATUSES)}")
+        if not isinstance(s, str) or s.upper() not in known:
+            raise ValueError(f"statuses: unknown {kind} {s!r}; expected some of "
+                             f"{', '.join(known)}")
         out.append(s.upper())
     if not out:
-        raise ValueError("statuses must name at least one status (None means all eight)")
+        raise ValueError(f"statuses must name at least one status (None means all "
+                         f"{len(known)})")
     return list(dict.fromkeys(out))
 
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ..api._checks import check_bool, check_client, check_ids, check_str
+from ..api._checks import check_bool, check_client, check_ids, check_statuses, check_str
 from ..api._client import KoyebClient
 from ..api._paging import Page, PageStats
 from ..errors import (
@@ -248,23 +248,6 @@ def get_deployment(client: KoyebClient, deployment_id: str) -> pd.Series:
     return out
 
 
-def _check_statuses(statuses: Iterable[str] | str | None) -> list[str] | None:
-    if statuses is None:
-        return None
-    values = [statuses] if isinstance(statuses, str) else statuses
-    if not isinstance(values, Iterable):
-        raise TypeError(f"statuses must be a status name or a list of them, got {statuses!r}")
-    out = []
-    for s in values:
-        if not isinstance(s, str) or s.upper() not in DEPLOYMENT_STATUSES:
-            raise ValueError(f"statuses: unknown deployment status {s!r}; expected some of "
-                             f"{', '.join(DEPLOYMENT_STATUSES)}")
-        out.append(s.upper())
-    if not out:
-        raise ValueError("statuses must name at least one status (None means all sixteen)")
-    return list(dict.fromkeys(out))
-
-
 def load_deployments(
     client: KoyebClient,
     *,
@@ -328,7 +311,8 @@ def load_deployments(
     tw = resolve_window(since, until, window)
     filters = {name: check_str(name, value) for name, value in (
         ("app_id", app_id), ("service_id", service_id))}
-    status_list = _check_statuses(statuses)
+    status_list = None if statuses is None else check_statuses(
+        statuses, known=DEPLOYMENT_STATUSES, kind="deployment status")
     check_bool("context", context)
     check_bool("progress", progress)
     params = [(k, v) for k, v in filters.items() if v is not None]

@@ -183,6 +183,27 @@ def _bool(name: str, value: Any) -> bool:
     return check_bool(name, value)
 
 
+def _check_line_filters(streams: Iterable[str] | str | None, text: str | None,
+                        regex: str | None) -> list[str] | None:
+    """Check the filters of a logs query or tail; return the streams asked for."""
+    stream_list = check_ids("streams", streams)
+    if stream_list is not None:
+        bad = [s for s in stream_list if s not in LOG_STREAMS]
+        if bad or not stream_list:
+            raise ValueError(f"streams: unknown stream {bad[0] if bad else ''!r}; expected "
+                             f"some of {', '.join(LOG_STREAMS)}")
+    check_str("text", text)
+    check_str("regex", regex)
+    if text is not None and regex is not None:
+        raise ValueError("pass text or regex, not both (the API refuses the two together)")
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"regex {regex!r} does not compile: {exc}") from None
+    return stream_list
+
+
 def load_logs(
     client: KoyebClient,
     *,
@@ -284,21 +305,7 @@ def load_logs(
     if not any(filters.values()) and not ids:
         raise ValueError("load_logs needs whose lines to read: app_id, service_id, "
                          "deployment_id or instance_ids")
-    stream_list = check_ids("streams", streams)
-    if stream_list is not None:
-        bad = [s for s in stream_list if s not in LOG_STREAMS]
-        if bad or not stream_list:
-            raise ValueError(f"streams: unknown stream {bad[0] if bad else ''!r}; expected "
-                             f"some of {', '.join(LOG_STREAMS)}")
-    check_str("text", text)
-    check_str("regex", regex)
-    if text is not None and regex is not None:
-        raise ValueError("pass text or regex, not both (the API refuses the two together)")
-    if regex is not None:
-        try:
-            re.compile(regex)
-        except re.error as exc:
-            raise ValueError(f"regex {regex!r} does not compile: {exc}") from None
+    stream_list = _check_line_filters(streams, text, regex)
     if type not in ("runtime", "build"):
         raise ValueError(f"type must be 'runtime' or 'build', got {type!r}")
     kept = parse_duration(retention, "retention")
@@ -867,20 +874,7 @@ def tail_logs(
     if not any(filters.values()) and not ids:
         raise ValueError("tail_logs needs whose lines to follow: app_id, service_id or "
                          "instance_ids")
-    stream_list = check_ids("streams", streams)
-    if stream_list is not None and any(s not in LOG_STREAMS for s in stream_list):
-        bad = next(s for s in stream_list if s not in LOG_STREAMS)
-        raise ValueError(f"streams: unknown stream {bad!r}; expected some of "
-                         f"{', '.join(LOG_STREAMS)}")
-    check_str("text", text)
-    check_str("regex", regex)
-    if text is not None and regex is not None:
-        raise ValueError("pass text or regex, not both (the API refuses the two together)")
-    if regex is not None:
-        try:
-            re.compile(regex)
-        except re.error as exc:
-            raise ValueError(f"regex {regex!r} does not compile: {exc}") from None
+    stream_list = _check_line_filters(streams, text, regex)
     seconds = parse_duration(duration, "duration").total_seconds()
     if isinstance(max_lines, bool) or not isinstance(max_lines, int) or max_lines < 1:
         raise ValueError(f"max_lines must be a positive integer, got {max_lines!r}")
