@@ -339,3 +339,54 @@ def test_the_poller_knows_the_status_at_its_window_start():
     assert line.startswith("availability ") and " of service-time; " in line
     assert line.endswith(" % unknown")
     assert "unknown" not in availability_line(iv) or unknown(iv) > 0
+
+
+def test_an_unread_event_whose_type_only_ever_announces_one_status_is_that_status():
+    # The real API prints texts nobody has catalogued; the event still arrives, with its
+    # time and its type. Where that type, in the same data, announces one status and
+    # nothing else, and the events around it allow that status, it is that status: here
+    # a sleep whose text is unknown, before a wake (which only follows a sleep).
+    msg = {"HEALTHY": "Instance is healthy. All health checks are passing.",
+           "STARTING": "Instance is starting", "ALLOCATING": "Instance created.",
+           "SLEEPING": "Instance is sleeping. It will wake up on the next request.",
+           "WAKE": "Instance is waking up. Waiting for health checks to pass.",
+           "UNHEALTHY": "Instance is unhealthy", "ERROR": "Application exited with code 1.",
+           "?": "Lifecycle hook completed with result 6162."}
+    kind = {"HEALTHY": "t.h", "STARTING": "t.s", "WAKE": "t.s", "ALLOCATING": "t.a",
+            "SLEEPING": "t.z", "UNHEALTHY": "t.u", "ERROR": "t.e"}
+    rows = [("r", 0, "ALLOCATING", None), ("r", 1, "STARTING", None), ("r", 2, "HEALTHY", None),
+            ("r", 30, "SLEEPING", None), ("r", 90, "WAKE", None), ("r", 91, "HEALTHY", None),
+            ("r", 200, "SLEEPING", None),
+            # a: asleep at 100 (text unknown, type t.z: always SLEEPING), woken at 700
+            ("a", 0, "ALLOCATING", None), ("a", 1, "STARTING", None), ("a", 2, "HEALTHY", None),
+            ("a", 100, "?", "t.z"), ("a", 700, "WAKE", None), ("a", 701, "HEALTHY", None),
+            # b: an unknown text of a type seen announcing two statuses tells nothing
+            ("b", 0, "ALLOCATING", None), ("b", 1, "STARTING", None), ("b", 2, "HEALTHY", None),
+            ("b", 100, "?", "t.mixed"), ("b", 140, "UNHEALTHY", "t.mixed"),
+            ("b", 145, "HEALTHY", "t.mixed"),
+            # c: a type that always means SLEEPING, where SLEEPING cannot be (it is
+            # followed by a recovery, which only follows UNHEALTHY): left unread
+            ("c", 0, "ALLOCATING", None), ("c", 1, "STARTING", None), ("c", 2, "HEALTHY", None),
+            ("c", 50, "UNHEALTHY", None), ("c", 52, "?", "t.z"), ("c", 54, "HEALTHY", None)]
+    ev = pd.DataFrame({"id": [f"e{i}" for i in range(len(rows))],
+                       "instance_id": [r[0] for r in rows], "when": [m(r[1]) for r in rows],
+                       "type": [r[3] or kind[r[2]] for r in rows],
+                       "message": [msg[r[2]] for r in rows], "metadata": [{}] * len(rows)})
+    inst = pd.DataFrame({"id": ["r", "a", "b", "c"],
+                         "status": ["SLEEPING", "HEALTHY", "HEALTHY", "HEALTHY"],
+                         "created_at": m(0), "updated_at": [m(200), m(701), m(145), m(54)]})
+    iv = ka.lifecycles(inst, ev, until=m(800))
+
+    def of(i):
+        return [(str(r.status), (r.start - T0) / pd.Timedelta("1min"), r.source)
+                for r in iv[iv.instance_id == i].itertuples()][2:]
+
+    assert of("a") == [("HEALTHY", 2, "events"), ("SLEEPING", 100, "events"),
+                       ("STARTING", 700, "events"), ("HEALTHY", 701, "events")]
+    assert of("b") == [("HEALTHY", 2, "events"), ("UNHEALTHY", 140, "events"),
+                       ("HEALTHY", 145, "events")]
+    assert of("c") == [("HEALTHY", 2, "events"), ("UNHEALTHY", 50, "events"),
+                       ("HEALTHY", 54, "events")]
+    unread = [f for f in iv.attrs["findings"] if f["kind"] == "unknown_event_types"]
+    assert unread and unread[0]["detail"].startswith("2 of 25 events")
+

@@ -16,7 +16,9 @@ first event's own metadata (``events``), from ``start_status`` (what
 :func:`~koyeb_analytics.load_window` found by reading events before ``since``,
 ``lookbehind``, or in the instance record, ``record``), from what the first event's
 message implies about the status before it (``transition``,
-:data:`~koyeb_analytics.analysis.TRANSITIONS`), and only then is it unknown. Two
+:data:`~koyeb_analytics.analysis.TRANSITIONS`), and only then is it unknown. An event
+whose text no rule reads still counts when its type announces one status everywhere else
+in the data and the events around it allow that status (:func:`_read_by_type`). Two
 consecutive events that cannot follow each other betray a lost event: the steady status
 (HEALTHY, SLEEPING) the second one implies fills the gap after the first one's median
 duration (``gap``).
@@ -259,11 +261,14 @@ def lifecycles(
         status = decided["status"].cat.codes.to_numpy().astype(np.int8)
         code = ids.get_indexer(events["instance_id"].astype(object))
         when = _us(events["when"])
-        findings += _ignored_events(events, decided["rule"].to_numpy(), code, when)
         meta = events["metadata"].to_numpy() if "metadata" in events else \
             np.full(len(events), None, object)
         messages = events["message"].astype(object).to_numpy() if "message" in events \
             else np.full(len(events), None, object)
+        rule = decided["rule"].to_numpy().astype(object)
+        _read_by_type(events["type"].astype(object).to_numpy(), status, rule, code, when,
+                      messages, start_code)
+        findings += _ignored_events(events, rule, code, when)
         # The look-behind's evidence joins the events as the status it saw, so that an
         # event lost across the window's start is seen like any other.
         seen = np.zeros(len(ids), bool)
@@ -392,6 +397,57 @@ def _lead_in(first_meta: np.ndarray, code: np.ndarray, when: np.ndarray,
         hit = implied >= 0
         status[todo[hit]], source[todo[hit]] = implied[hit], "transition"
     return _Spans(code[gap], status, born[gap], when[gap], source)
+
+
+def _read_by_type(types: np.ndarray, status: np.ndarray, rule: np.ndarray,
+                  code: np.ndarray, when: np.ndarray, messages: np.ndarray,
+                  start_code: np.ndarray) -> None:
+    """Read an event no rule understood by its type, where the events around it agree.
+
+    Real fleets print texts nobody has catalogued, but the event still arrives with its
+    time and its ``type``. A type that, in the same data, announces one status and
+    nothing else (every event of it a rule decided says that status; none
+    informational) is taken to announce it here too, when the instance's status events
+    just before and just after allow it (:data:`~koyeb_analytics.analysis.TRANSITIONS`;
+    the status at the window's start stands in for a missing one before). The type's
+    other events and the sequence are two pieces of evidence, so no count of them is
+    needed (the sequence-free ``learned`` rule of ``classify_events`` needs
+    ``LEARN_MIN``). Changes ``status`` and ``rule`` in place (rule ``learned``).
+    """
+    unread = np.flatnonzero((rule == "unclassified") & (code >= 0) & (when != _NAT))
+    if not len(unread):
+        return
+    said = (rule != "unclassified") & (rule != "mapping")
+    told = pd.DataFrame({"type": pd.Series(types[said], dtype=object),
+                         "status": status[said].astype(np.int64)})
+    span = told.groupby("type", dropna=True)["status"].agg(["min", "max"])
+    pure = span.loc[(span["min"] == span["max"]) & (span["min"] >= 0), "min"]
+    if pure.empty:
+        return
+    guess = pd.Series(types[unread], dtype=object).map(pure).to_numpy()
+    unread, guess = unread[pd.notna(guess)], guess[pd.notna(guess)].astype(np.int64)
+    if not len(unread):
+        return
+    known = np.flatnonzero((status >= 0) & (code >= 0) & (when != _NAT))
+    known = known[np.lexsort((known, when[known], code[known]))]
+    k_code, k_when = code[known], when[known]
+    for j, st in zip(unread.tolist(), guess.tolist(), strict=True):
+        lo, hi = np.searchsorted(k_code, code[j], "left"), np.searchsorted(k_code, code[j],
+                                                                           "right")
+        at = lo + int(np.searchsorted(k_when[lo:hi], when[j], "left"))
+        after = lo + int(np.searchsorted(k_when[lo:hi], when[j], "right"))
+        before = int(status[known[at - 1]]) if at > lo else int(start_code[code[j]])
+        # An uncatalogued text cannot say whether a start wakes from sleep.
+        if before >= 0 and not (_MAY_PRECEDE[st, before] or (
+                st == _CODE["STARTING"] and before == _CODE["SLEEPING"])):
+            continue
+        if after < hi:
+            nxt = known[after]
+            wakes = status[nxt] == _CODE["STARTING"] and isinstance(messages[nxt], str) \
+                and WAKE.search(messages[nxt]) is not None
+            if not (st == _CODE["SLEEPING"] if wakes else _MAY_PRECEDE[status[nxt], st]):
+                continue
+        status[j], rule[j] = st, "learned"
 
 
 def _outlasts(status: np.ndarray, durations: np.ndarray, normal: np.ndarray,
