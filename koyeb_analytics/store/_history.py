@@ -791,8 +791,8 @@ class HistoryStore:
         >>> lines = store.logs(streams="koyeb")
         >>> r.log_lines_added > 0, set(lines["stream"]) <= {"koyeb"}
         (True, True)
-        >>> store.logs(since="2026-11-20T11:00Z").attrs["notes"][0][:30]
-        'the store holds logs from 2026-'
+        >>> store.logs(since="2026-11-20T11:00Z").attrs["notes"][0].split(" (")[0]
+        'the store holds logs from 2026-11-20T11:50:00+00:00 on'
         """
         manifest = self._manifest(required=True) or {}
         tw = resolve_window(since, until, window, now=self._now(manifest))

@@ -468,11 +468,13 @@ def metrics_frame(table: pa.Table | None) -> pd.DataFrame:
             STRING_DTYPE) for c in ("instance_id", "code", "service_id", *extras)},
     })
     if n > 1:
-        # As load_metrics orders them: by metric, then series labels, then time.
+        # As load_metrics orders them (by metric, then series labels, then time), the
+        # service first among the labels: one read holds one service, a store many.
         order = pd.DataFrame({
-            "r": out["metric"].cat.codes, "i": out["instance_id"].fillna(""),
-            "c": out["code"].fillna(""), "t": out["ts"]})
-        out = out.iloc[order.sort_values(["r", "i", "c", "t"], kind="stable").index]
+            "r": out["metric"].cat.codes, "s": out["service_id"].fillna(""),
+            "i": out["instance_id"].fillna(""), "c": out["code"].fillna(""),
+            "t": out["ts"]})
+        out = out.iloc[order.sort_values(["r", "s", "i", "c", "t"], kind="stable").index]
     return out.reset_index(drop=True)
 
 
