@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -141,6 +142,14 @@ def test_a_sync_again_adds_nothing(sim, store):
     samples = store.metrics()
     assert not samples.duplicated(["metric", "ts", "service_id", "instance_id", "code"]
                                   ).any()
+    # Compaction changes no answer, and the budget still counts what is on disk.
+    lines = store.logs()
+    merged = store.compact()
+    assert merged["files_after"] < merged["files_before"]
+    pd.testing.assert_frame_equal(store.logs(), lines)
+    pd.testing.assert_frame_equal(store.metrics(), samples)
+    on_disk = sum(p.stat().st_size for p in (Path(store.files.root) / "logs").rglob("*.parquet"))
+    assert store.manifest()["logs"]["bytes"] == on_disk
 
 
 def test_a_later_sync_reads_only_what_is_new(sim, services, tmp_path):
@@ -243,6 +252,13 @@ def test_a_read_before_what_the_store_holds_says_so(sim, store, tmp_path):
     assert len(metrics_note) == 1 and "holds metrics" in metrics_note[0]
     assert store.logs(since=T0 - HOUR).attrs["notes"] == []
     assert store.metrics(since=T0 - HOUR).attrs["notes"] == []
+    after = store.logs(since=T0 - HOUR, until=T0 + HOUR).attrs["notes"]
+    assert after == [f"the store holds logs up to {T0.isoformat()} (its last complete "
+                     f"read); the window ends at {(T0 + HOUR).isoformat()}"]
+    # A window ends where the reads ended (the simulator's clock), not at the sync's time.
+    recent = store.logs(window="30min")
+    assert len(recent) and recent["ts"].min() >= T0 - pd.Timedelta("30min")
+    assert recent.attrs["notes"] == [] and len(store.metrics(window="30min"))
     bare = ka.HistoryStore(tmp_path / "bare")
     bare.sync(fast_client(sim), metrics=["MEM_RSS"], backfill="1h", until=T0)
     assert "holds no logs" in bare.logs().attrs["notes"][0]

@@ -76,6 +76,7 @@ from ._streams import (
     logs_frame,
     metrics_frame,
     plan_streams,
+    read_end,
     stream_tables,
     sync_streams,
 )
@@ -702,7 +703,8 @@ class HistoryStore:
         names
             Metric names (:data:`~koyeb_analytics.schema.METRIC_NAMES`); all by default.
         since, until, window
-            Keep samples with ``since <= ts < until`` (``window`` ends at the last sync).
+            Keep samples with ``since <= ts < until`` (``window`` ends where the newest
+            complete read of metrics ended).
         service_id, instance_id
             Only this service's samples; only this instance's series (CPU and memory:
             the service-level series carry no instance).
@@ -712,7 +714,7 @@ class HistoryStore:
         DataFrame
             ``ts, metric, value, unit, instance_id, code, service_id`` with the dtypes,
             units and order of ``load_metrics``; ``attrs["step"]`` is the store's step,
-            and ``attrs["notes"]`` says when the window starts before what is held.
+            and ``attrs["notes"]`` says when the window reaches outside what is held.
 
         Examples
         --------
@@ -726,7 +728,8 @@ class HistoryStore:
         (True, ['percent'])
         """
         manifest = self._manifest(required=True) or {}
-        tw = resolve_window(since, until, window, now=self._now(manifest))
+        tw = resolve_window(since, until, window,
+                            now=read_end(manifest, "metrics") or self._now(manifest))
         listed = check_ids("names", names)
         if listed is not None and not listed:
             raise ValueError("names is empty; pass None for every metric")
@@ -749,7 +752,7 @@ class HistoryStore:
         query = {"names": listed or list(METRIC_NAMES),
                  **{k: v for k, v in filters.items() if v is not None},
                  **{k: v for k, v in tw.as_dict().items() if v is not None}}
-        notes = held_note(manifest, "metrics", tw.since, filters["service_id"],
+        notes = held_note(manifest, "metrics", tw.since, tw.until, filters["service_id"],
                           listed or METRIC_NAMES)
         df = self._attrs(df, manifest, query, notes)
         df.attrs["step"] = manifest["metrics"].get("step")
@@ -765,7 +768,8 @@ class HistoryStore:
         Parameters
         ----------
         since, until, window
-            Keep lines with ``since <= ts < until`` (``window`` ends at the last sync).
+            Keep lines with ``since <= ts < until`` (``window`` ends where the newest
+            complete read of logs ended).
         service_id, instance_ids
             Only this service's lines; only these instances' (``koyeb`` lines carry no
             instance).
@@ -779,8 +783,9 @@ class HistoryStore:
         DataFrame
             ``ts`` (to the nanosecond), ``msg``, then the labels as categoricals, as
             ``load_logs`` returns them, sorted by (ts, instance, stream, msg).
-            ``attrs["notes"]`` says when the window starts before what the store holds
-            (its first sync of the service, or days dropped for the byte budget).
+            ``attrs["notes"]`` says when the window reaches outside what the store
+            holds: before its first read of the service or the days dropped for the
+            byte budget, or after its last complete read.
 
         Examples
         --------
@@ -795,7 +800,8 @@ class HistoryStore:
         'the store holds logs from 2026-11-20T11:50:00+00:00 on'
         """
         manifest = self._manifest(required=True) or {}
-        tw = resolve_window(since, until, window, now=self._now(manifest))
+        tw = resolve_window(since, until, window,
+                            now=read_end(manifest, "logs") or self._now(manifest))
         check_str("service_id", service_id)
         ids = check_ids("instance_ids", instance_ids)
         if ids is not None and not ids:
@@ -846,7 +852,7 @@ class HistoryStore:
                            ("streams", stream_list), ("text", text), ("regex", regex)):
             if value is not None:
                 query[key] = value
-        notes = held_note(manifest, "logs", tw.since, service_id)
+        notes = held_note(manifest, "logs", tw.since, tw.until, service_id)
         return self._attrs(df, manifest, query, notes)
 
     def _window_where(self, tw: TimeWindow, column: str) -> tuple[list[str], list[Any]]:

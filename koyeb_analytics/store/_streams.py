@@ -428,8 +428,10 @@ def _keys(df: pd.DataFrame, key: list[str]) -> pd.MultiIndex:
 
 def _write_days(store: Store, entry: dict[str, Any], table: str, df: pd.DataFrame, *,
                 bytes_too: bool) -> None:
-    day = df["ts"].dt.strftime("%Y-%m-%d")
-    for value, part in df.groupby(day, sort=True):
+    # Midnights, formatted once per day (strftime on every row costs seconds at a million).
+    day = df["ts"].dt.tz_convert("UTC").dt.normalize()
+    for midnight, part in df.groupby(day, sort=True):
+        value = pd.Timestamp(midnight).strftime("%Y-%m-%d")
         order = ["ts"] if table == "logs" else ["metric", "ts"]
         part = part.sort_values(order, kind="stable").reset_index(drop=True)
         part.attrs = {}  # the loader's attrs describe its read, not this file
@@ -500,23 +502,36 @@ def logs_frame(table: pa.Table | None) -> pd.DataFrame:
     return pd.DataFrame(data, index=pd.RangeIndex(n))
 
 
-def held_note(manifest: dict[str, Any], table: str, since: pd.Timestamp | None,
-              service_id: str | None, names: Iterable[str] = ()) -> list[str]:
-    """Say when a read reaches before what the store holds of ``table``."""
-    entry = manifest[table]
-    marks: dict[str, Any] = entry["marks"]
+def _marks(manifest: dict[str, Any], table: str, service_id: str | None,
+           names: Iterable[str]) -> list[dict[str, Any]]:
+    """The marks of the selection: per service (logs), per service and metric (metrics)."""
+    marks: dict[str, Any] = manifest[table]["marks"]
     services = [service_id] if service_id is not None else sorted(marks)
-    whose = f" of service {service_id}" if service_id is not None else ""
     if table == "metrics":
         wanted = list(names)
-        starts = [(marks.get(s) or {}).get(n, {}).get("from") for s in services
-                  for n in wanted]
-    else:
-        starts = [(marks.get(s) or {}).get("from") for s in services]
-    known = [pd.Timestamp(s) for s in starts if s]
+        return [(marks.get(s) or {}).get(n) or {} for s in services for n in wanted]
+    return [marks.get(s) or {} for s in services]
+
+
+def read_end(manifest: dict[str, Any], table: str) -> pd.Timestamp | None:
+    """Where the newest complete read of ``table`` ended: a window ends there."""
+    ends = [m.get("to") for m in _marks(manifest, table, None, METRIC_NAMES)]
+    known = [pd.Timestamp(t) for t in ends if t]
+    return max(known) if known else None
+
+
+def held_note(manifest: dict[str, Any], table: str, since: pd.Timestamp | None,
+              until: pd.Timestamp | None, service_id: str | None,
+              names: Iterable[str] = ()) -> list[str]:
+    """Say when a read reaches outside what the store holds of ``table``."""
+    entry = manifest[table]
+    marks = _marks(manifest, table, service_id, names)
+    whose = f" of service {service_id}" if service_id is not None else ""
+    known = [pd.Timestamp(m["from"]) for m in marks if m.get("from")]
     if not known:
         how = "metrics=True" if table == "metrics" else "logs=True"
         return [f"the store holds no {table}{whose}: sync with {how}"]
+    notes = []
     held = min(known)
     why = "its first sync of them started there"
     floor = entry.get("dropped_before")
@@ -525,9 +540,15 @@ def held_note(manifest: dict[str, Any], table: str, since: pd.Timestamp | None,
         why = (f"older days were dropped to keep the logs within max_log_bytes="
                f"{entry.get('max_bytes')}")
     if since is not None and since < held:
-        return [f"the store holds {table}{whose} from {held.isoformat()} on ({why}); the "
-                f"window starts at {since.isoformat()}"]
-    if since is not None and table == "metrics" and since < max(known):
-        return [f"some of these metrics{whose} are held only from "
-                f"{max(known).isoformat()} on; the window starts at {since.isoformat()}"]
-    return []
+        notes.append(f"the store holds {table}{whose} from {held.isoformat()} on ({why}); "
+                     f"the window starts at {since.isoformat()}")
+    elif since is not None and table == "metrics" and since < max(known):
+        notes.append(f"some of these metrics{whose} are held only from "
+                     f"{max(known).isoformat()} on; the window starts at {since.isoformat()}")
+    ends = [pd.Timestamp(m["to"]) for m in marks if m.get("to")]
+    if until is not None and (not ends or until > max(ends)):
+        upto = f"up to {max(ends).isoformat()} (its last complete read)" if ends else \
+            "from no complete read yet"
+        notes.append(f"the store holds {table}{whose} {upto}; the window ends at "
+                     f"{until.isoformat()}")
+    return notes
