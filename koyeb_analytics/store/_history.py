@@ -45,13 +45,13 @@ from ..errors import IncompleteListingError, StoreError
 from ..load._changes import load_activities, load_deployments, select_window, typed
 from ..load._frames import build_frame, frame_from_arrow
 from ..load._loaders import load_events, load_instances, overlapping
+from ..load._streams import check_line_filters
 from ..schema import (
     ACTIVITY_COLUMNS,
     DEPLOYMENT_COLUMNS,
     EVENT_COLUMNS,
     INSTANCE_COLUMNS,
     LOG_COLUMNS,
-    LOG_STREAMS,
     METRIC_COLUMNS,
     METRIC_NAMES,
     STRING_DTYPE,
@@ -70,6 +70,7 @@ from ._streams import (
     DEFAULT_BACKFILL,
     DEFAULT_MAX_LOG_BYTES,
     STREAM_TABLES,
+    check_metric_names,
     check_plan,
     file_bytes,
     held_note,
@@ -730,13 +731,7 @@ class HistoryStore:
         manifest = self._manifest(required=True) or {}
         tw = resolve_window(since, until, window,
                             now=read_end(manifest, "metrics") or self._now(manifest))
-        listed = check_ids("names", names)
-        if listed is not None and not listed:
-            raise ValueError("names is empty; pass None for every metric")
-        unknown = [n for n in listed or [] if n not in METRIC_NAMES]
-        if unknown:
-            raise ValueError(f"names: unknown metric {unknown[0]!r}; the API knows "
-                             f"{', '.join(METRIC_NAMES)}")
+        listed = check_metric_names("names", names)
         filters = {name: check_str(name, value) for name, value in (
             ("service_id", service_id), ("instance_id", instance_id))}
         where, params = self._window_where(tw, "ts")
@@ -806,21 +801,7 @@ class HistoryStore:
         ids = check_ids("instance_ids", instance_ids)
         if ids is not None and not ids:
             raise ValueError("instance_ids is empty; pass None for every instance")
-        stream_list = check_ids("streams", streams)
-        if stream_list is not None:
-            bad = [s for s in stream_list if s not in LOG_STREAMS]
-            if bad or not stream_list:
-                raise ValueError(f"streams: unknown stream {bad[0] if bad else ''!r}; "
-                                 f"expected some of {', '.join(LOG_STREAMS)}")
-        check_str("text", text)
-        check_str("regex", regex)
-        if text is not None and regex is not None:
-            raise ValueError("pass text or regex, not both")
-        if regex is not None:
-            try:
-                re.compile(regex)
-            except re.error as exc:
-                raise ValueError(f"regex {regex!r} does not compile: {exc}") from None
+        stream_list = check_line_filters(streams, text, regex)
         where: list[str] = []
         params: list[Any] = []
         for bound, op in ((tw.since, ">="), (tw.until, "<")):

@@ -116,14 +116,8 @@ def plan_streams(*, metrics: bool | Iterable[str] | str, step: str,
     elif metrics is False or metrics is None:
         names = ()
     else:
-        listed = check_ids("metrics", metrics) or []
-        if not listed:
-            raise ValueError("metrics is empty; pass True for all nine, or False")
-        unknown = [n for n in listed if n not in METRIC_NAMES]
-        if unknown:
-            raise ValueError(f"metrics: unknown metric {unknown[0]!r}; the API knows "
-                             f"{', '.join(METRIC_NAMES)}")
-        names = tuple(sorted(listed, key=_RANK.__getitem__))
+        names = tuple(sorted(check_metric_names("metrics", metrics) or [],
+                             key=_RANK.__getitem__))
     if not isinstance(step, str) or not _STEP.match(step):
         raise ValueError(f"step must be a number of minutes or hours such as '5m' or '1h', "
                          f"got {step!r}")
@@ -144,6 +138,18 @@ def plan_streams(*, metrics: bool | Iterable[str] | str, step: str,
     end = None if until is None else resolve_window(None, until, None).until
     return StreamPlan(metric_names=names, step=step, log_services=services,
                       max_log_bytes=max_log_bytes, backfill=depth, until=end)
+
+
+def check_metric_names(name: str, values: Iterable[str] | str | None) -> list[str] | None:
+    """Return the metric names asked for (None stays None), or raise naming ``name``."""
+    listed = check_ids(name, values)
+    if listed is not None and not listed:
+        raise ValueError(f"{name} is empty; name some of {', '.join(METRIC_NAMES)}")
+    unknown = [n for n in listed or [] if n not in METRIC_NAMES]
+    if unknown:
+        raise ValueError(f"{name}: unknown metric {unknown[0]!r}; the API knows "
+                         f"{', '.join(METRIC_NAMES)}")
+    return listed
 
 
 def step_delta(step: str) -> pd.Timedelta:
