@@ -183,7 +183,7 @@ def _bool(name: str, value: Any) -> bool:
     return check_bool(name, value)
 
 
-def _check_line_filters(streams: Iterable[str] | str | None, text: str | None,
+def check_line_filters(streams: Iterable[str] | str | None, text: str | None,
                         regex: str | None) -> list[str] | None:
     """Check the filters of a logs query or tail; return the streams asked for."""
     stream_list = check_ids("streams", streams)
@@ -305,7 +305,7 @@ def load_logs(
     if not any(filters.values()) and not ids:
         raise ValueError("load_logs needs whose lines to read: app_id, service_id, "
                          "deployment_id or instance_ids")
-    stream_list = _check_line_filters(streams, text, regex)
+    stream_list = check_line_filters(streams, text, regex)
     if type not in ("runtime", "build"):
         raise ValueError(f"type must be 'runtime' or 'build', got {type!r}")
     kept = parse_duration(retention, "retention")
@@ -874,7 +874,7 @@ def tail_logs(
     if not any(filters.values()) and not ids:
         raise ValueError("tail_logs needs whose lines to follow: app_id, service_id or "
                          "instance_ids")
-    stream_list = _check_line_filters(streams, text, regex)
+    stream_list = check_line_filters(streams, text, regex)
     seconds = parse_duration(duration, "duration").total_seconds()
     if isinstance(max_lines, bool) or not isinstance(max_lines, int) or max_lines < 1:
         raise ValueError(f"max_lines must be a positive integer, got {max_lines!r}")

@@ -13,9 +13,12 @@ Layout (readable as-is by DuckDB, Polars, Spark or Trino)::
     instances/date=YYYY-MM-DD/part-*.parquet  instance records, by the day observed
     deployments/date=YYYY-MM-DD/part-*.parquet  deployment records, by the day observed
     activities/date=YYYY-MM-DD/part-*.parquet   one row per activity, by its day
+    metrics/date=YYYY-MM-DD/part-*.parquet      one row per metric sample (``metrics=``)
+    logs/date=YYYY-MM-DD/part-*.parquet         one row per log line (``logs=``, bounded)
 
-A store of schema version 1 (no deployments, no activities) is upgraded when opened:
-its manifest gains the two tables, written back at the next sync.
+Logs and metrics are kept by :mod:`._streams`. A store of schema version 1 (no
+deployments, no activities) or 2 (no logs, no metrics) is upgraded when opened: its
+manifest gains the tables, written back at the next sync.
 
 Long because a store's one job (keep what was read, answer from it) spans the sync,
 the queries (``sql`` closed to the store's own tables among them) and the compaction,
@@ -42,22 +45,49 @@ from ..errors import IncompleteListingError, StoreError
 from ..load._changes import load_activities, load_deployments, select_window, typed
 from ..load._frames import build_frame, frame_from_arrow
 from ..load._loaders import load_events, load_instances, overlapping
+from ..load._streams import check_line_filters
 from ..schema import (
     ACTIVITY_COLUMNS,
     DEPLOYMENT_COLUMNS,
     EVENT_COLUMNS,
     INSTANCE_COLUMNS,
+    LOG_COLUMNS,
+    METRIC_COLUMNS,
+    METRIC_NAMES,
     STRING_DTYPE,
 )
-from ..timewindow import DurationLike, TimeLike, parse_duration, resolve_window, utcnow
+from ..timewindow import (
+    DurationLike,
+    TimeLike,
+    TimeWindow,
+    parse_duration,
+    resolve_window,
+    utcnow,
+)
 from ._files import TMP_PREFIX, Files
 from ._snapshots import json_columns, json_safe
+from ._streams import (
+    DEFAULT_BACKFILL,
+    DEFAULT_MAX_LOG_BYTES,
+    STREAM_TABLES,
+    check_metric_names,
+    check_plan,
+    file_bytes,
+    held_note,
+    logs_frame,
+    metrics_frame,
+    plan_streams,
+    read_end,
+    stream_tables,
+    sync_streams,
+)
 
 __all__ = ["HistoryStore", "SyncResult"]
 
-SCHEMA_VERSION = 2
-"""The layout this code writes and reads. Version 1 (before deployments and activities)
-is upgraded when opened; any other version is refused."""
+SCHEMA_VERSION = 3
+"""The layout this code writes and reads. Versions 1 (before deployments and
+activities) and 2 (before logs and metrics) are upgraded when opened; any other version
+is refused."""
 CHANGE_TABLES = ("deployments", "activities")
 DEPLOYMENT_KEYS = ("status", "updated_at", "succeeded_at", "terminated_at", "child_id",
                    "messages")
@@ -65,6 +95,7 @@ DEPLOYMENT_KEYS = ("status", "updated_at", "succeeded_at", "terminated_at", "chi
 DEPLOYMENT_JSON = ["definition", "messages", "metadata", "provisioning_info",
                    "database_info"]
 FORMAT = "koyeb-analytics history store"
+TABLES = ("events", "instances", *CHANGE_TABLES, *STREAM_TABLES)
 NAME_COLUMNS = ("app_name", "service_name")
 RECORD_KEYS = ("status", "updated_at", "messages", *NAME_COLUMNS)
 """An instance record is written when one of these changed since the last one kept."""
@@ -92,6 +123,14 @@ class SyncResult:
     deployment_records_added, activities_added
         Deployment records written (new deployments, or changed status) and activities
         new to the store.
+    metric_requests, metric_samples_read, metric_samples_added
+        With ``metrics=``: requests sent (one per metric and read), samples received
+        (whole steps only) and those new to the store.
+    log_pages, log_lines_read, log_lines_added
+        With ``logs=``: pages read, lines received and lines new to the store.
+    log_bytes, log_days_dropped
+        The bytes the logs' files take after the sync, and the days dropped to keep
+        them within ``max_log_bytes`` (oldest first; said in ``notes`` too).
 
     Examples
     --------
@@ -112,6 +151,14 @@ class SyncResult:
     notes: list[str] = field(default_factory=list)
     deployment_records_added: int = 0
     activities_added: int = 0
+    metric_requests: int = 0
+    metric_samples_read: int = 0
+    metric_samples_added: int = 0
+    log_pages: int = 0
+    log_lines_read: int = 0
+    log_lines_added: int = 0
+    log_bytes: int = 0
+    log_days_dropped: list[str] = field(default_factory=list)
 
 
 class HistoryStore:
@@ -174,7 +221,12 @@ class HistoryStore:
 
     # -- writing -----------------------------------------------------------------
 
-    def sync(self, client: KoyebClient, *, progress: bool = False) -> SyncResult:
+    def sync(self, client: KoyebClient, *, progress: bool = False,
+             metrics: bool | Iterable[str] | str = False, step: str = "5m",
+             logs: bool | Iterable[str] | str = False,
+             max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+             backfill: DurationLike = DEFAULT_BACKFILL,
+             until: TimeLike | None = None) -> SyncResult:
         """Read what is new from the API and append it.
 
         Events are read newest first down to the high-water mark less ``overlap``
@@ -186,12 +238,37 @@ class HistoryStore:
         ``overlap``, on. The manifest is replaced last: a sync
         killed at any point leaves the store as it was, and the next one completes it.
 
+        With ``metrics`` and ``logs``, the same sync keeps what the system said, for
+        every service of the instance listing (or the services named): each read
+        starts where that service's last complete read ended, less ``overlap``
+        (``backfill`` before ``until`` the first time), and what is already kept is not
+        written again. Logs are off by default and bounded: when their files take more
+        than ``max_log_bytes``, the oldest days are dropped (never the newest), as
+        ``notes`` and ``log_days_dropped`` say.
+
         Parameters
         ----------
         client
             A :class:`~koyeb_analytics.KoyebClient`.
         progress
             Show the loaders' progress bars.
+        metrics
+            True for all nine metrics, or some names
+            (:data:`~koyeb_analytics.schema.METRIC_NAMES`); samples of whole steps only,
+            as ``load_metrics`` returns them (``store.metrics()``).
+        step
+            The metrics' step (``"5m"``, ``"1h"``); a store keeps one step.
+        logs
+            True for every listed service's log lines, or some service ids
+            (``store.logs()``); runtime lines of the three streams.
+        max_log_bytes
+            The logs' budget, in bytes of Parquet files (default 256 MiB).
+        backfill
+            How far before ``until`` a service's first read of logs or metrics starts
+            (default one day).
+        until
+            Where the reads of logs and metrics end (default now, and never later): the
+            simulator's clock (``sim.now``) for a simulator with a fixed one.
 
         Returns
         -------
@@ -207,9 +284,12 @@ class HistoryStore:
         """
         client = check_client(client)
         check_bool("progress", progress)
+        plan = plan_streams(metrics=metrics, step=step, logs=logs,
+                            max_log_bytes=max_log_bytes, backfill=backfill, until=until)
         synced_at = utcnow()
         with self.files.lock(self.lock_timeout):
             manifest = self._manifest(required=False) or self._new_manifest()
+            check_plan(manifest, plan)
             self._remove_unlisted(manifest)
             mark = manifest["high_water"]["events"]
             since = None if mark is None else pd.Timestamp(mark) - self.overlap
@@ -220,6 +300,7 @@ class HistoryStore:
                 events, failure = exc.partial, exc
             added = self._append_events(manifest, events, since)
             self._advance_mark(manifest, events, since, complete=failure is None)
+            events_failed = failure is not None
             try:
                 instances = load_instances(client, progress=progress)
             except IncompleteListingError as exc:
@@ -228,6 +309,11 @@ class HistoryStore:
             notes = list(events.attrs.get("notes", [])) + \
                 list(instances.attrs.get("notes", []))
             changed, failure = self._sync_changes(client, manifest, notes, failure)
+            streams, lost = sync_streams(
+                self, client, manifest, plan,
+                instances["service_id"].dropna().tolist() if plan.active else [],
+                synced_at, notes, progress)
+            failure = failure or lost
             manifest.update({
                 "last_sync": synced_at.isoformat(),
                 "source": instances.attrs.get("source") or events.attrs.get("source"),
@@ -240,19 +326,35 @@ class HistoryStore:
                 since.isoformat(), "events_read": len(events), "events_added": added,
                 "instance_records_added": records, "complete": failure is None,
                 "deployment_records_added": changed[0], "activities_added": changed[1],
+                "metric_samples_added": streams.metric_samples_added,
+                "log_lines_added": streams.log_lines_added,
+                "log_days_dropped": streams.log_days_dropped,
             }])[-100:]
             self.files.write_manifest(manifest)
+            for name in streams.obsolete:  # unlisted now: a crash here leaves only garbage
+                self.files.remove(name)
         if failure is not None:
-            failure.add_note(f"The history store kept the {added} new event(s) and "
-                             f"{records} instance record(s) received; its high-water mark "
-                             "did not move, so the next sync reads the rest.")
+            failure.add_note(f"The history store kept the {added} new event(s), "
+                             f"{records} instance record(s), "
+                             f"{streams.metric_samples_added} metric sample(s) and "
+                             f"{streams.log_lines_added} log line(s) received; "
+                             + ("its high-water mark did not move" if events_failed else
+                                "the marks of what failed did not move")
+                             + ", so the next sync reads the rest.")
             raise failure
         mark = manifest["high_water"]["events"]
         return SyncResult(events_read=len(events), events_added=added,
                           instances_listed=len(instances), instance_records_added=records,
                           high_water=None if mark is None else pd.Timestamp(mark),
                           since=since, synced_at=synced_at, notes=notes,
-                          deployment_records_added=changed[0], activities_added=changed[1])
+                          deployment_records_added=changed[0], activities_added=changed[1],
+                          metric_requests=streams.metric_requests,
+                          metric_samples_read=streams.metric_samples_read,
+                          metric_samples_added=streams.metric_samples_added,
+                          log_pages=streams.log_pages, log_lines_read=streams.log_lines_read,
+                          log_lines_added=streams.log_lines_added,
+                          log_bytes=streams.log_bytes,
+                          log_days_dropped=streams.log_days_dropped)
 
     def append(self, *, events: pd.DataFrame | None = None,
                instances: pd.DataFrame | None = None,
@@ -311,7 +413,7 @@ class HistoryStore:
             self._remove_unlisted(manifest)
             before = after = 0
             obsolete: list[str] = []
-            for table in ("events", "instances", *CHANGE_TABLES):
+            for table in TABLES:
                 files: dict[str, dict[str, Any]] = manifest[table]["files"]
                 before += len(files)
                 by_day: dict[str, list[str]] = {}
@@ -320,15 +422,20 @@ class HistoryStore:
                 for day, names in sorted(by_day.items()):
                     if len(names) > 1:
                         merged = self._read_table(names)
-                        order = {"events": ["when", "id"], "activities": ["created_at", "id"]
+                        order = {"events": ["when", "id"], "activities": ["created_at", "id"],
+                                 "metrics": ["metric", "ts"], "logs": ["ts"]
                                  }.get(table, ["observed_at", "id"])
                         merged = merged.sort_by([(c, "ascending") for c in order])
                         entry = self._write_part(table, day, merged)
+                        if table == "logs":
+                            entry["bytes"] = file_bytes(self.files, entry["file"])
                         for name in names:
                             del files[name]
                         files[entry.pop("file")] = entry
                         obsolete += names
                 after += len(files)
+            logs = manifest["logs"]
+            logs["bytes"] = sum(int(e.get("bytes", 0)) for e in logs["files"].values())
             self.files.write_manifest(manifest)
             for name in obsolete:  # unlisted now: a crash here leaves only garbage
                 self.files.remove(name)
@@ -586,12 +693,167 @@ class HistoryStore:
         listed = manifest.get("instances_listed_at") or manifest.get("last_sync")
         return self._attrs(df, manifest, query, [], fetched_at=listed)
 
+    def metrics(self, *, names: Iterable[str] | str | None = None,
+                since: TimeLike | None = None, until: TimeLike | None = None,
+                window: DurationLike | None = None, service_id: str | None = None,
+                instance_id: str | None = None) -> pd.DataFrame:
+        """The stored metric samples of a window, as ``load_metrics`` returns them.
+
+        Parameters
+        ----------
+        names
+            Metric names (:data:`~koyeb_analytics.schema.METRIC_NAMES`); all by default.
+        since, until, window
+            Keep samples with ``since <= ts < until`` (``window`` ends where the newest
+            complete read of metrics ended).
+        service_id, instance_id
+            Only this service's samples; only this instance's series (CPU and memory:
+            the service-level series carry no instance).
+
+        Returns
+        -------
+        DataFrame
+            ``ts, metric, value, unit, instance_id, code, service_id`` with the dtypes,
+            units and order of ``load_metrics``; ``attrs["step"]`` is the store's step,
+            and ``attrs["notes"]`` says when the window reaches outside what is held.
+
+        Examples
+        --------
+        >>> import koyeb_analytics as ka
+        >>> store = ka.HistoryStore("memory://doc-metrics")
+        >>> with ka.simulate(seed=1, days=1, services=1, now="2026-11-20T12:00Z") as sim:
+        ...     r = store.sync(sim.client(), metrics=["CPU_TOTAL_PERCENT"], backfill="2h",
+        ...                    until=sim.now)
+        >>> m = store.metrics(since="2026-11-20T11:00Z")
+        >>> r.metric_samples_added > 0, sorted(m["unit"].unique())
+        (True, ['percent'])
+        """
+        manifest = self._manifest(required=True) or {}
+        tw = resolve_window(since, until, window,
+                            now=read_end(manifest, "metrics") or self._now(manifest))
+        listed = check_metric_names("names", names)
+        filters = {name: check_str(name, value) for name, value in (
+            ("service_id", service_id), ("instance_id", instance_id))}
+        where, params = self._window_where(tw, "ts")
+        if listed is not None:
+            where.append("metric IN (SELECT unnest(?))")
+            params.append(listed)
+        for name, value in filters.items():
+            if value is not None:
+                where.append(f"{name} = ?")
+                params.append(value)
+        files = self._files_for(manifest, "metrics", tw.since, tw.until)
+        df = metrics_frame(self._query(files, where, params) if files else None)
+        query = {"names": listed or list(METRIC_NAMES),
+                 **{k: v for k, v in filters.items() if v is not None},
+                 **{k: v for k, v in tw.as_dict().items() if v is not None}}
+        notes = held_note(manifest, "metrics", tw.since, tw.until, filters["service_id"],
+                          listed or METRIC_NAMES)
+        df = self._attrs(df, manifest, query, notes)
+        df.attrs["step"] = manifest["metrics"].get("step")
+        return df
+
+    def logs(self, *, since: TimeLike | None = None, until: TimeLike | None = None,
+             window: DurationLike | None = None, service_id: str | None = None,
+             instance_ids: Iterable[str] | str | None = None,
+             streams: Iterable[str] | str | None = None, text: str | None = None,
+             regex: str | None = None) -> pd.DataFrame:
+        """The stored log lines of a window, as ``load_logs`` returns them.
+
+        Parameters
+        ----------
+        since, until, window
+            Keep lines with ``since <= ts < until`` (``window`` ends where the newest
+            complete read of logs ended).
+        service_id, instance_ids
+            Only this service's lines; only these instances' (``koyeb`` lines carry no
+            instance).
+        streams
+            Some of ``"stdout"``, ``"stderr"`` and ``"koyeb"``; all by default.
+        text, regex
+            Keep lines containing ``text``, or matching ``regex`` (RE2, as the API).
+
+        Returns
+        -------
+        DataFrame
+            ``ts`` (to the nanosecond), ``msg``, then the labels as categoricals, as
+            ``load_logs`` returns them, sorted by (ts, instance, stream, msg).
+            ``attrs["notes"]`` says when the window reaches outside what the store
+            holds: before its first read of the service or the days dropped for the
+            byte budget, or after its last complete read.
+
+        Examples
+        --------
+        >>> import koyeb_analytics as ka
+        >>> store = ka.HistoryStore("memory://doc-logs")
+        >>> with ka.simulate(seed=1, days=1, services=1, now="2026-11-20T12:00Z") as sim:
+        ...     r = store.sync(sim.client(), logs=True, backfill="10min", until=sim.now)
+        >>> lines = store.logs(streams="koyeb")
+        >>> r.log_lines_added > 0, set(lines["stream"]) <= {"koyeb"}
+        (True, True)
+        >>> store.logs(since="2026-11-20T11:00Z").attrs["notes"][0].split(" (")[0]
+        'the store holds logs from 2026-11-20T11:50:00+00:00 on'
+        """
+        manifest = self._manifest(required=True) or {}
+        tw = resolve_window(since, until, window,
+                            now=read_end(manifest, "logs") or self._now(manifest))
+        check_str("service_id", service_id)
+        ids = check_ids("instance_ids", instance_ids)
+        if ids is not None and not ids:
+            raise ValueError("instance_ids is empty; pass None for every instance")
+        stream_list = check_line_filters(streams, text, regex)
+        where: list[str] = []
+        params: list[Any] = []
+        for bound, op in ((tw.since, ">="), (tw.until, "<")):
+            if bound is not None:
+                # Nanoseconds: the store keeps the API's precision.
+                where.append(f"epoch_ns(ts) {op} ?")
+                params.append(int((bound - _EPOCH) // pd.Timedelta(1, "ns")))
+        for column, values in (("instance_id", ids), ("stream", stream_list)):
+            if values is not None:
+                where.append(f"{column} IN (SELECT unnest(?))")
+                params.append(values)
+        if service_id is not None:
+            where.append("service_id = ?")
+            params.append(service_id)
+        if text is not None:
+            where.append("contains(msg, ?)")
+            params.append(text)
+        if regex is not None:
+            where.append("regexp_matches(msg, ?)")
+            params.append(regex)
+        files = self._files_for(manifest, "logs", tw.since, tw.until)
+        table = None
+        if files:
+            table = self._query(files, where, params).sort_by(
+                [(c, "ascending") for c in ("ts", "instance_id", "stream", "msg")])
+        df = logs_frame(table)
+        query: dict[str, Any] = {k: v for k, v in tw.as_dict().items() if v is not None}
+        for key, value in (("service_id", service_id), ("instance_ids", ids),
+                           ("streams", stream_list), ("text", text), ("regex", regex)):
+            if value is not None:
+                query[key] = value
+        notes = held_note(manifest, "logs", tw.since, tw.until, service_id)
+        return self._attrs(df, manifest, query, notes)
+
+    def _window_where(self, tw: TimeWindow, column: str) -> tuple[list[str], list[Any]]:
+        where, params = [], []
+        if tw.since is not None:
+            where.append(f'"{column}" >= ?')
+            params.append(tw.since.to_pydatetime())
+        if tw.until is not None:
+            where.append(f'"{column}" < ?')
+            params.append(tw.until.to_pydatetime())
+        return where, params
+
     def sql(self, query: str) -> pd.DataFrame:
         """Answer one read-only DuckDB query over the store's tables.
 
         Tables: ``events`` (every event; ``metadata`` as JSON text),
-        ``instance_records`` (every instance record, with ``observed_at``) and
-        ``instances`` (the latest record of each instance).
+        ``instance_records`` (every instance record, with ``observed_at``),
+        ``instances`` (the latest record of each instance), ``metrics`` (every kept
+        sample: ``ts, metric, value, unit, instance_id, code, service_id``) and ``logs``
+        (every kept line, ``ts`` to the nanosecond).
 
         The query is classified by DuckDB's own parser before anything runs. Allowed:
         exactly one ``SELECT`` (with ``WITH``, ``FROM``-first, ``VALUES``, and ``PIVOT``
@@ -644,22 +906,25 @@ class HistoryStore:
 
         statement = _read_only_statement(query)
         manifest = self._manifest(required=True) or {}
-        files = {table: self._table_files(manifest, table) for table in ("events",
-                                                                         "instances")}
+        files = {table: self._table_files(manifest, table)
+                 for table in ("events", "instances", *STREAM_TABLES)}
         # Only the listed data files are opened, not the folder: what a killed writer
         # left, the manifest and the lock stay out of reach.
         con = self._connect(allowed_paths=[self.files.url_of(name)
                                            for names in files.values() for name in names])
         try:
-            for table, view in (("events", "events"), ("instances", "instance_records")):
+            empty: dict[str, Iterable[str]] = {
+                "events": EVENT_COLUMNS, "instances": INSTANCE_COLUMNS,
+                "metrics": METRIC_COLUMNS, "logs": LOG_COLUMNS}
+            for table, view in (("events", "events"), ("instances", "instance_records"),
+                                ("metrics", "metrics"), ("logs", "logs")):
                 names = files[table]
                 if names:
                     con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
                                 f"{self._paths_sql(names)}, union_by_name=true, "
                                 "hive_partitioning=false)")
                 else:
-                    schema = EVENT_COLUMNS if table == "events" else INSTANCE_COLUMNS
-                    cols = ", ".join(f'NULL::VARCHAR AS "{c}"' for c in schema)
+                    cols = ", ".join(f'NULL::VARCHAR AS "{c}"' for c in empty[table])
                     con.execute(f"CREATE VIEW {view} AS SELECT {cols} WHERE false")
             if files["instances"]:
                 con.execute("CREATE VIEW instances AS SELECT * EXCLUDE (rn) FROM ("
@@ -675,8 +940,8 @@ class HistoryStore:
             return con.sql(statement).df()
         except duckdb.PermissionException as exc:
             raise StoreError(f"store.sql: the query reaches outside the store ({exc}); it "
-                             "may read only the tables events, instance_records and "
-                             "instances") from None
+                             "may read only the tables events, instance_records, "
+                             "instances, metrics and logs") from None
         except duckdb.Error as exc:
             raise StoreError(f"store.sql: {exc}") from None
         finally:
@@ -704,7 +969,7 @@ class HistoryStore:
                 "events": {"files": {}, "rows": 0, "json_columns": ["metadata"],
                            "oldest": None},
                 "instances": {"files": {}, "rows": 0, "json_columns": ["messages"]},
-                **_change_tables(), "syncs": []}
+                **_change_tables(), **stream_tables(), "syncs": []}
 
     def _manifest(self, required: bool) -> dict[str, Any] | None:
         manifest = self.files.read_manifest()
@@ -721,14 +986,20 @@ class HistoryStore:
             raise StoreError(f"{self.files.url!r} is not a koyeb-analytics history store "
                              f"(its manifest's format is {manifest.get('format')!r})")
         version = manifest.get("schema_version")
+        # Each upgrade adds tables (written back with the next sync; nothing else
+        # changed); ``upgraded_from`` keeps the version the store was written at.
+        if version in (1, 2):
+            manifest.setdefault("upgraded_from", version)
         if version == 1:
-            # Version 1 had no deployments and no activities: add them (written back
-            # with the next sync; nothing else changed).
+            # Version 1 had no deployments and no activities.
             manifest.update(_change_tables())
             manifest["high_water"].update({t: None for t in CHANGE_TABLES})
-            manifest["schema_version"] = SCHEMA_VERSION
-            manifest["upgraded_from"] = 1
+            version = 2
+        if version == 2:
+            # Version 2 had no metrics and no logs.
+            manifest.update(stream_tables())
             version = SCHEMA_VERSION
+        manifest["schema_version"] = version
         if version != SCHEMA_VERSION:
             raise StoreError(f"the history store {self.files.url!r} has schema version "
                              f"{version!r}; this koyeb-analytics reads and writes version "
@@ -744,7 +1015,7 @@ class HistoryStore:
         for name in self.files.fs.ls(self.files.root, detail=False):
             if str(name).rsplit("/", 1)[-1].startswith(TMP_PREFIX):
                 self.files.fs.rm(name)
-        for table in ("events", "instances", *CHANGE_TABLES):
+        for table in TABLES:
             listed = manifest[table]["files"]
             for name in self.files.data_files(table):
                 if name not in listed:
