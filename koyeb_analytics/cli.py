@@ -290,7 +290,9 @@ def _sync(args: argparse.Namespace) -> int:
     client, sim = _api(args)
     try:
         _say(f"Syncing {store.path} from {client.base_url}...")
-        result = store.sync(client, progress=_progress(args))
+        result = store.sync(client, progress=_progress(args), metrics=args.metrics,
+                            step=args.step, logs=args.logs,
+                            max_log_bytes=int(args.max_log_mib * 2**20))
     finally:
         if sim is not None:
             sim.stop()
@@ -302,6 +304,12 @@ def _sync(args: argparse.Namespace) -> int:
     manifest = store.manifest()
     _tell(f"The store holds {manifest['events']['rows']} events (newest "
           f"{result.high_water}) and {manifest['instances']['rows']} instance records.")
+    if args.metrics:
+        _tell(f"Metrics: {result.metric_samples_read} samples read, "
+              f"{result.metric_samples_added} new.")
+    if args.logs:
+        _tell(f"Logs: {result.log_lines_read} lines read, {result.log_lines_added} new; "
+              f"{result.log_bytes / 2**20:.1f} MiB kept.")
     for note in result.notes:
         _tell(f"  note: {_name(note)}")
     return 0
@@ -466,6 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the store's directory or URL (made on the first sync)")
     sync.add_argument("--overlap", default="10min",
                       help="how far back each sync reads again, for events that arrive late")
+    sync.add_argument("--metrics", action="store_true",
+                      help="also keep every service's metrics (all nine, at --step)")
+    sync.add_argument("--step", default="5m", help="the metrics' step (one per store)")
+    sync.add_argument("--logs", action="store_true",
+                      help="also keep every service's runtime logs, within --max-log-mib")
+    sync.add_argument("--max-log-mib", type=float, default=256, metavar="MIB",
+                      help="the logs' budget on disk: past it the oldest days are dropped")
     _source_options(sync, store=False)
     sync.set_defaults(func=_sync)
 

@@ -440,10 +440,15 @@ def test_the_cli_syncs_and_reports_from_a_store(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KOYEB_TOKEN"}
     path = tmp_path / "h"
     run = [sys.executable, "-m", "koyeb_analytics"]
-    first = subprocess.run(run + ["sync", "--store", str(path), "--simulate", "--quiet"],
+    first = subprocess.run(run + ["sync", "--store", str(path), "--simulate", "--quiet",
+                                  "--metrics", "--step", "1h"],
                            capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "Read the whole history" in first.stdout
+    kept = ka.HistoryStore(path).metrics()
+    assert len(kept) > 0 and set(kept["metric"]) >= {"CPU_TOTAL_PERCENT", "MEM_RSS"}
+    assert f"Metrics: {len(kept)} samples read, {len(kept)} new." in first.stdout
+    assert (kept["ts"].diff().dropna() % pd.Timedelta("1h") == pd.Timedelta(0)).all()
     rows = ka.HistoryStore(path).manifest()["events"]["rows"]
     assert f"The store holds {rows} events" in first.stdout
     out = tmp_path / "r.html"
