@@ -82,6 +82,7 @@ from .execute import (
     save_transcript,
 )
 from .load import (
+    build_errors,
     get_deployment,
     get_instance,
     load_activities,
@@ -138,6 +139,7 @@ __all__ = [
     "UptimePolicy",
     "Window",
     "analyse",
+    "build_errors",
     "capacity",
     "changes",
     "classify_events",

@@ -475,6 +475,14 @@ class ChangeStory:
                 "id": _uid(rng), "name": f"{kind}-{rng.randint(1, 99)}", "type": kind,
                 "metadata": {}, "deleted": False}, self._user(rng, users), {}))
 
+    def listing(self) -> list[Deployment]:
+        """The deployments, newest first, built from the fleet as it is now.
+
+        Call with the simulator's lock held (the logs endpoints read it for builds).
+        """
+        self._ensure()
+        return self.deployments
+
     # ------------------------------------------------------------------ truth
     def truth(self) -> pd.DataFrame:
         """Every incident of the fleet and the change that caused it (None: no change).

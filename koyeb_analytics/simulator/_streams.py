@@ -9,7 +9,10 @@ and ``GET /v1/catalog/instances``, in the shapes of koyeb-api-beyond-instances.m
 Where the public material is silent the simulator chooses, and says so: a query's
 window is ``[start, end)``; the cursor's next window *includes* the time of the last
 line sent, so lines sharing that time come again (clients dedupe, as the console does);
-lines older than the organisation's log retention are not served.
+lines older than the organisation's log retention are not served. Build logs
+(``type=build``) are each deployment's build and deploy step (``_builds``), selected by
+``deployment_id``, ``service_id`` or ``app_id``; they carry no instance id, so a query
+by ``instance_ids`` or ``regional_deployment_id`` finds none.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import pandas as pd
 from aiohttp import WSMsgType, web
 
+from ._builds import BuildLines, build_entries, build_truth, select
 from ._fleet import US
 from ._metrics import METRICS, PER_INSTANCE, MetricSource, catalog_items, grid
 from ._story import FAMILIES, STREAMS, Lines, Story, mix
@@ -102,6 +106,7 @@ class Streams:
         self.nan_share = 0.0
         self.tail_poll = 0.5
         self._labels: dict[Any, Any] = {}
+        self._builds: dict[tuple[Any, ...], BuildLines] = {}
 
     def register(self, app: web.Application) -> None:
         """Add the routes to the simulator's application."""
@@ -114,6 +119,12 @@ class Streams:
         """The episodes behind the fleet's troubles (see :meth:`Story.truth`)."""
         with self.sim._lock:
             return self.story.truth()
+
+    def build_truth(self) -> pd.DataFrame:
+        """Which deployments' build logs show an error or carry an incident's cause
+        (see :func:`~koyeb_analytics.simulator._builds.build_truth`)."""
+        with self.sim._lock:
+            return build_truth(self.sim.changes.listing())
 
     # ------------------------------------------------------------------ logs
     def _selection(self, q: Any, *, tail: bool = False) -> dict[str, Any]:
@@ -165,7 +176,9 @@ class Streams:
         if order not in ("asc", "desc"):
             raise _Bad("order", "must be 'asc' or 'desc'")
         return {"build": kind == "build", "allowed": allowed, "streams": wanted,
-                "text": text, "pattern": pattern, "limit": limit, "order": order}
+                "text": text, "pattern": pattern, "limit": limit, "order": order,
+                "filters": {p: q.get(p) for p in _FILTERS if q.get(p)},
+                "by_instance": bool(ids)}
 
     def _window(self, q: Any, *, tail: bool = False) -> tuple[int, int]:
         now_ns = self.story.now() * 1000
@@ -178,6 +191,20 @@ class Streams:
             raise _Bad("start", "start must be before end")
         floor = now_ns - int(self.retention_days * 86400 * 10 ** 9)
         return max(start, floor), min(end, now_ns)
+
+    def _build_lines(self, sel: dict[str, Any], lo: int, hi: int) -> BuildLines:
+        """The build lines of ``[lo, hi)`` the query asks for, sorted by time."""
+        if sel["by_instance"]:
+            return BuildLines.empty()  # build lines belong to no instance
+        lines = select(self.sim.changes.listing(), self.sim.fleet.config.seed,
+                       sel["filters"], lo, hi, self._builds)
+        lines = lines.take(sel["streams"][lines.stream_code])
+        if sel["text"] is not None:
+            lines = lines.take(np.array([sel["text"] in m for m in lines.msg], bool))
+        elif sel["pattern"] is not None:
+            lines = lines.take(np.array([sel["pattern"].search(m) is not None
+                                         for m in lines.msg], bool))
+        return lines
 
     def _match(self, lines: Lines, sel: dict[str, Any], lo: int, hi: int) -> Lines:
         keep = (lines.t >= lo) & (lines.t < hi) & sel["allowed"][lines.inst] \
@@ -193,11 +220,14 @@ class Streams:
         return lines
 
     def _collect(self, sel: dict[str, Any], lo: int, hi: int, want: int,
-                 asc: bool) -> Lines:
+                 asc: bool) -> Any:
         """Up to ``want`` lines of ``[lo, hi)`` in the query's order."""
         story = self.story
-        if sel["build"] or lo >= hi:
+        if lo >= hi:
             return Lines.empty()
+        if sel["build"]:
+            lines = self._build_lines(sel, lo, hi)
+            return (lines if asc else lines.take(slice(None, None, -1))).take(slice(0, want))
         L = story.bucket_us * 1000
         first, last = lo // L, (hi - 1) // L
         parts: list[Lines] = []
@@ -212,9 +242,11 @@ class Streams:
                 break
         return Lines.concat(parts).take(slice(0, want))
 
-    def _entries(self, lines: Lines) -> list[str]:
+    def _entries(self, lines: Any) -> list[str]:
         """Each line as the JSON of a ``LogEntry`` (labels rendered once per instance)."""
         fleet = self.sim.fleet
+        if isinstance(lines, BuildLines):
+            return build_entries(lines, _rfc3339_ns(lines.t), fleet.organization_id)
         inst = fleet.inst
         times = _rfc3339_ns(lines.t)
         texts = lines.texts()
