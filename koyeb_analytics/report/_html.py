@@ -176,14 +176,20 @@ CAPACITY = """
 {% if resources %}<h3 id="resources">What the metrics say</h3>
 <p class="muted">Per service and instance type, over every sample: CPU in percent of the
 limit, memory as a share of the type's memory, the share of 5xx replies, and p99 latency
-as served (its median and highest 5-minute value; never averaged).</p>
+as served (its median and highest 5-minute value; never averaged). Headroom is against
+the scaling of the active deployment: the service's average CPU (its p95 over time)
+under the <code>average_cpu</code> target, and the most instances at once of the
+scaling's max; "–" where there is none (the cell's title says why).</p>
 <table id="resources-table"><tr><th>service</th><th>type</th><th>CPU p95</th><th>CPU max</th>
-<th>memory p95</th><th>memory max</th><th>5xx</th><th>p99 latency</th><th>p99 highest</th></tr>
+<th>memory p95</th><th>memory max</th><th>5xx</th><th>p99 latency</th><th>p99 highest</th>
+<th>CPU headroom</th><th>instances of max</th></tr>
 {% for r in resources %}<tr><td><code>{{ r.group }}</code></td><td>{{ r.type }}</td>
 <td class="num">{{ r.cpu_p95 }}</td><td class="num">{{ r.cpu_max }}</td>
 <td class="num">{{ r.mem_p95 }}</td><td class="num">{{ r.mem_max }}</td>
 <td class="num">{{ r.http_5xx }}</td><td class="num">{{ r.p99 }}</td>
-<td class="num">{{ r.p99_max }}</td></tr>{% endfor %}</table>{% endif %}
+<td class="num">{{ r.p99_max }}</td><td class="num" title="{{ r.note }}">{{ r.cpu_room }}</td>
+<td class="num" title="{{ r.note }}">{{ r.instances_room }}</td></tr>{% endfor %}</table>
+{% endif %}
 """
 
 FINDINGS = """
@@ -428,7 +434,8 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report",
              ("mem_p95", "mem_share_p95"), ("mem_max", "mem_share_max"),
              ("http_5xx", "http_5xx_share"))},
          **{k: "–" if pd.isna(r[c]) else f"{r[c]:.0f} ms" for k, c in (
-             ("p99", "latency_p99_ms"), ("p99_max", "latency_p99_max_ms"))}}
+             ("p99", "latency_p99_ms"), ("p99_max", "latency_p99_max_ms"))},
+         **_headroom_cells(r)}
         for _, r in usage.head(20).iterrows()]
     summary = a.incidents.attrs.get("summary", {})
     fmt = {k: {s: format_duration(v.get(s)) for s in ("median", "p90", "mean")}
@@ -502,6 +509,19 @@ def render_report(a: Analysis, *, title: str = "Koyeb services report",
 
 MAX_CHANGE_ROWS = PAGE_ROWS
 """The Changes table shows the newest this many events (all are in the changes CSV)."""
+
+
+def _headroom_cells(r: pd.Series) -> dict[str, str]:
+    """A usage row's headroom as two short cells, and the reason when there is none."""
+    room, target = r.get("cpu_headroom", float("nan")), r.get("cpu_target", float("nan"))
+    peak, most = r.get("instances_peak", float("nan")), r.get("max_instances", float("nan"))
+    note = r.get("headroom_note")
+    return {"cpu_room": "–" if pd.isna(room) else
+            f"{room:.0f} pp under {target:.0f}%" if room >= 0 else
+            f"{-room:.0f} pp over {target:.0f}%",
+            "instances_room": "–" if pd.isna(peak) or pd.isna(most) else
+            f"{peak:.0f} of {most:.0f}",
+            "note": note if isinstance(note, str) else ""}
 
 
 def _nearest_changes(a: Analysis) -> dict[Any, str]:
