@@ -65,12 +65,15 @@ def test_incident_postmortem(vocabulary, tmp_path):
                   '.total_seconds() / 60, "snapshot_same": bool(same), '
                   '"captures": len(captures), "outputs": str(outputs), '
                   '"changes": len(ch), "suspects": len(sus), "followed": int(followed), '
-                  '"nearest": None if first is None else first["kind"]}', tmp_path,
-                  vocabulary)
+                  '"nearest": None if first is None else first["kind"], '
+                  '"build_errors": errors["msg"].tolist()}', tmp_path, vocabulary)
     assert out["incidents"] >= 1 and out["worst_minutes"] > 1
     # what changed: the week's changes, and the worst incident's nearest one
     assert out["changes"] > 10 and 1 <= out["followed"] <= out["incidents"]
     assert out["suspects"] >= 1 and out["nearest"] == "deploy"
+    # what the system said: the suspect deployment's build log names the crash
+    assert any("ModuleNotFoundError" in m or "ERR_REQUIRE_ESM" in m
+               for m in out["build_errors"]), out["build_errors"]
     assert out["snapshot_same"] is True and out["captures"] >= 1
     assert (tmp_path / out["outputs"] / "manifest.json").is_file()  # beside the notebook
 
