@@ -19,6 +19,10 @@ Layout, beside the tables of :mod:`._history`::
 The manifest keeps, per table, each service's marks (``from``: where the first read
 started, ``to``: where the last complete read ended; per metric for metrics) and, for
 logs, the bytes of each file, the days dropped and ``dropped_before``.
+
+Long because two tables share one life cycle here (marks per service, whole steps or
+deduplicated lines, the byte budget, reads with their notes); split, each half would
+repeat the other's marks and notes.
 """
 
 from __future__ import annotations
