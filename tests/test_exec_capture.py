@@ -341,3 +341,105 @@ def test_a_frame_built_from_columns_is_the_frame_of_the_rows(instances):
         assert not any(n for _, n in parts)
         return
     pd.testing.assert_frame_equal(_frame(parts), pd.DataFrame(rows))
+
+
+# -- ps output read a table at a time, as jc reads it a row at a time -----------------
+PS_HEADERS = ["USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND",
+              "user pid %cpu %mem vsz rss tty stat start time command",
+              "UID PID PPID C STIME TTY TIME CMD", "PID TT STAT TIME COMMAND",
+              "PID TTY TIME CMD", "  PID  %CPU  ", "PID PID CMD", "PID CPU_PERCENT %CPU",
+              "REGION PID CMD", "INSTANCE_ID PID"]
+PS_FIELDS = ["0", "1", "42", "007", "123456", "-1", "0.0", "1.5", "12.", ".5", "1.2.3", ".",
+             "-", "?", "??", "pts/0", "\u00b2", "\uff11\uff12", "1e5", "9" * 25, "1" * 18,
+             "9" * 5000, "1,5", "root", "Ss", "12:00", "0:01", "1-02:03:04", "x\u00a0y"]
+
+
+@st.composite
+def ps_outputs(draw):
+    header = draw(st.sampled_from(PS_HEADERS))
+    width = len(header.split())
+    lines = [header]
+    for _ in range(draw(st.integers(min_value=0, max_value=8))):
+        n = width if draw(st.integers(0, 29)) else draw(st.integers(0, width + 2))
+        fields = [draw(st.sampled_from(PS_FIELDS)) for _ in range(n)]
+        if n >= width and draw(st.booleans()):  # a command with spaces
+            fields.append("/usr/bin/python3 -m app  --workers 4")
+        sep = draw(st.sampled_from([" ", "  ", "\t"]))
+        lead = draw(st.sampled_from(["", " ", "  "]))
+        lines.append(lead + sep.join(fields) + draw(st.sampled_from(["", " "])))
+    end = draw(st.sampled_from(["\n", "\r\n", ""]))
+    return end.join(lines) + end
+
+
+def table_way(text: str, base: dict) -> object:
+    from koyeb_analytics.execute import _diagnostics
+
+    try:
+        return _diagnostics._fast_columns(text, parser_for("processes"), base)
+    except ValueError as exc:
+        return str(exc)
+
+
+def row_way(text: str, base: dict) -> object:
+    from koyeb_analytics.execute import _diagnostics
+
+    try:
+        rows = _diagnostics._parse(text, parser_for("processes"))
+    except ValueError as exc:
+        return str(exc)
+    return _diagnostics._columns([{**base, **r} for r in rows])
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=ps_outputs())
+def test_ps_output_read_as_a_table_gives_what_jc_gives_row_by_row(text):
+    """Whenever the table reading answers (None: it leaves the output to jc), it gives
+    jc's rows as columns, with the same values and types, or the same failure."""
+    base = {"instance_id": IID, "service_id": None, "region": "fra"}
+    got = table_way(text, base)
+    if got is not None:
+        assert got == row_way(text, base)
+
+
+def test_the_table_reading_is_taken_for_ps_aux_and_left_for_what_it_does_not_read(
+        monkeypatch):
+    import jc.parsers.ps
+
+    ps = ("USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND\n"
+          "root 1 0.0 0.1 1000 200 ? Ss 12:00 0:01 /sbin/init  splash\n"
+          "app 77 12.5 3.0 99999 4321 pts/0 R+ 12:01 1-02:03:04 python -m app\n")
+    base = {"instance_id": IID}
+    cols, n = table_way(ps, base)
+    assert n == 2 and cols == row_way(ps, base)[0]
+    assert cols["tty"] == [None, "pts/0"] and cols["cpu_percent"] == [0.0, 12.5]
+    assert list(cols)[-2:] == ["cpu_percent", "mem_percent"]
+    assert table_way(ps.replace("0:01 ", "", 1).replace("init  splash", "x"), base) is None
+    assert table_way(ps + "\n" + ps.splitlines()[1], base) is None     # a blank line
+    assert table_way(ps, {"pid": 1}) is None                             # a name of base
+    monkeypatch.setattr(jc.parsers.ps.info, "version", "9.9")
+    assert table_way(ps, base) is None                     # another jc: read its own way
+
+
+def test_exec_table_on_the_simulator_gives_the_frame_jc_gives(exec_sim):
+    from koyeb_analytics.execute import _diagnostics
+
+    from .conftest import fast_client
+
+    client = fast_client(exec_sim)
+    running = ka.load_instances(client, statuses="HEALTHY", progress=False).head(3)
+    runs = ka.exec_many(client, "ps aux", instances=running, timeout=30)
+    diag = parser_for("processes")
+    results = [ka.execute.ExecResult(iid, ("ps", "aux"), stdout=out.encode(), exit_code=0,
+                                     exited=True) for iid, out in
+               zip(runs["instance_id"], runs["stdout"], strict=True)]
+    bases = [{"instance_id": r.instance_id, "service_id": "s", "region": "fra"}
+             for r in results]
+    fast = [_diagnostics._part_or_reason(r, diag, b) for r, b in zip(results, bases,
+                                                                      strict=True)]
+    assert all(table_way(r.stdout_text, b) is not None for r, b in zip(results, bases,
+                                                                       strict=True))
+    slow = [_diagnostics._columns([{**b, **row} for row in _diagnostics._parse(
+        r.stdout_text, diag)]) for r, b in zip(results, bases, strict=True)]
+    assert fast == slow
+    pd.testing.assert_frame_equal(_diagnostics._typed(_diagnostics._frame(fast), diag.kib, diag),
+                                  _diagnostics._typed(_diagnostics._frame(slow), diag.kib, diag))

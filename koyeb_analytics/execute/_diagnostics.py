@@ -9,9 +9,10 @@ instance beside every row. :func:`diagnostics` lists the named ones.
 
 from __future__ import annotations
 
+import re
 import shlex
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,8 +155,10 @@ def whole_lines(result: ExecResult) -> str:
     return (head + tail).decode("utf-8", "replace")
 
 
-def _rows_or_reason(res: ExecResult, diagnostic: Diagnostic) -> list[dict[str, Any]] | str:
-    """A run's output as rows, or why it gave none (failed, timed out, did not parse)."""
+def _part_or_reason(res: ExecResult, diagnostic: Diagnostic, base: dict[str, Any],
+                    ) -> tuple[dict[str, list[Any]], int] | str:
+    """A run's output as columns (``base`` beside every row), or why it gave none
+    (failed, timed out, did not parse)."""
     if res.error is not None:
         return res.error
     if res.timed_out:
@@ -163,9 +166,14 @@ def _rows_or_reason(res: ExecResult, diagnostic: Diagnostic) -> list[dict[str, A
     if not res.ok:
         return f"{res.status}: {res.stderr_text.strip()[:200]}"
     try:
-        return _parse(whole_lines(res), diagnostic)
+        text = whole_lines(res)
+        fast = _fast_columns(text, diagnostic, base)
+        if fast is not None:
+            return fast
+        rows = _parse(text, diagnostic)
     except ValueError as exc:
         return str(exc)
+    return _columns([{**base, **r} for r in rows])
 
 
 def _parse(text: str, diagnostic: Diagnostic) -> list[dict[str, Any]]:
@@ -176,6 +184,102 @@ def _parse(text: str, diagnostic: Diagnostic) -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - any parser failure is a parse failure
         raise ValueError(f"output did not parse with {diagnostic.parser}: "
                          f"{type(exc).__name__}") from None
+
+
+_PS_INTS = frozenset({"pid", "ppid", "c", "vsz", "rss"})
+_PS_FLOATS = frozenset({"cpu_percent", "mem_percent"})
+_DECIMAL = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+_DECIMALS = re.compile(rf"{_DECIMAL}(?:\n{_DECIMAL})*")
+
+
+def _ps_ints(col: list[str], slow: Callable[[str], Any]) -> list[Any]:
+    """jc's int conversion of a column: ASCII digits are what it leaves as they are
+    (and short ones: int() of thousands of digits fails, and jc has its own way out)."""
+    joined = "".join(col)  # fields are never empty: all digits when this is
+    if joined.isascii() and joined.isdigit() and max(map(len, col)) < 19:
+        return list(map(int, col))
+    return [int(v) if v.isascii() and v.isdigit() and len(v) < 19 else slow(v) for v in col]
+
+
+def _ps_floats(col: list[str], slow: Callable[[str], Any]) -> list[Any]:
+    """jc's float conversion of a column: a decimal of ASCII digits is left as it is."""
+    if _DECIMALS.fullmatch("\n".join(col)):
+        return list(map(float, col))
+    return [float(v) if _DECIMALS.fullmatch(v) else slow(v) for v in col]
+
+
+def _ps_columns(text: str) -> dict[str, list[Any]] | None:
+    """``ps`` output as jc's ``ps`` parser (1.7) reads it, as columns rather than one
+    dict per row; None for output it reads otherwise than as a full table (a line
+    with fewer fields, a blank line, a header it renames onto another), left to jc.
+
+    jc's parser splits each line into as many fields as the header has (the last,
+    the command, keeps its spaces), renames ``%cpu`` and ``%mem`` (moving them last),
+    turns ``pid``, ``ppid``, ``c``, ``vsz``, ``rss`` into ints and the percentages into
+    floats (dropping characters other than digits, ``-`` and ``.``), and a ``tty`` of
+    ``?`` or ``??`` (``tt`` of ``??``) into None.
+    """
+    import jc.utils
+
+    if not text or text.isspace():
+        return None
+    lines = text.splitlines()
+    headers = lines[0].lower().split()
+    renamed = {"%cpu": "cpu_percent", "%mem": "mem_percent"}
+    if not headers or len(set(headers)) != len(headers) \
+            or set(headers) & set(renamed.values()):
+        return None
+    width = len(headers)
+    rows = [line.strip().split(None, width - 1) for line in lines[1:]]
+    if any(len(r) != width for r in rows):
+        return None
+    values = list(zip(*rows, strict=True)) if rows else [()] * width
+    columns = {h: list(v) for h, v in zip(headers, values, strict=True)}
+    for old, new in renamed.items():
+        if old in columns:
+            columns[new] = columns.pop(old)
+    for name, col in columns.items():
+        if name in _PS_INTS:
+            columns[name] = _ps_ints(col, jc.utils.convert_to_int)
+        elif name in _PS_FLOATS:
+            columns[name] = _ps_floats(col, jc.utils.convert_to_float)
+    if "tty" in columns:
+        columns["tty"] = [None if v in ("?", "??") else v for v in columns["tty"]]
+    if "tt" in columns:
+        columns["tt"] = [None if v == "??" else v for v in columns["tt"]]
+    return columns
+
+
+_COLUMN_PARSERS: dict[str, tuple[str, Callable[[str], dict[str, list[Any]] | None]]] = {
+    "ps": ("1.7", _ps_columns),
+}
+"""Parsers read here as jc's (of that version) read the same output, a table at a time
+instead of a dict per row: ``ps aux`` on a fleet is thousands of rows."""
+
+
+def _fast_columns(text: str, diagnostic: Diagnostic, base: dict[str, Any],
+                  ) -> tuple[dict[str, list[Any]], int] | None:
+    """What ``_columns`` of the parsed rows (``base`` first) gives, when a parser of
+    :data:`_COLUMN_PARSERS` reads the output; else None."""
+    known = _COLUMN_PARSERS.get(diagnostic.parser)
+    if known is None:
+        return None
+    version, read = known
+    import jc
+
+    if jc.get_parser(diagnostic.parser).info.version != version:
+        return None  # another jc reads it its own way
+    try:
+        columns = read(text)
+    except Exception as exc:  # noqa: BLE001 - as _parse: any failure is a parse failure
+        raise ValueError(f"output did not parse with {diagnostic.parser}: "
+                         f"{type(exc).__name__}") from None
+    if columns is None or columns.keys() & base.keys():
+        return None
+    n = len(next(iter(columns.values())))
+    if not n:
+        return {}, 0
+    return {**{k: [v] * n for k, v in base.items()}, **columns}, n
 
 
 def _choose(command: str | Sequence[str], parser: str | None) -> tuple[Any, Diagnostic]:
@@ -285,7 +389,7 @@ def _typed(df: pd.DataFrame, kib: Iterable[str], diagnostic: Diagnostic | None =
             name = "bytes" if col == "1k_blocks" else f"{col}_bytes"
             df[name] = df[col] * 1024
             if name != col:
-                df = df.drop(columns=col)
+                del df[col]  # in place: a drop would copy every other column
     return df
 
 
@@ -351,10 +455,8 @@ def exec_table(client: KoyebClient, command: str | Sequence[str], *,
     outcome: dict[str | None, tuple[dict[str, list[Any]], int] | str] = {}
 
     def parse(res: ExecResult) -> None:
-        rows = _rows_or_reason(res, diag)
-        outcome[res.instance_id] = rows if isinstance(rows, str) else _columns(
-            [{"instance_id": res.instance_id, **info_of.get(res.instance_id, {}), **r}
-             for r in rows])
+        outcome[res.instance_id] = _part_or_reason(
+            res, diag, {"instance_id": res.instance_id, **info_of.get(res.instance_id, {})})
 
     _, results = run_each(client, to_run, instances=targets, timeout=timeout,
                           concurrency=concurrency, redact=redact, max_output=max_output,
