@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,16 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+
+_simd_b64decode: Callable[..., bytes] | None
+try:
+    # Decoding the base64 of the output is nearly all a capture costs beyond receiving
+    # it: binascii's decoder reads about 200 MB/s, this one (SIMD) several GB/s.
+    from pybase64 import b64decode as _simd
+except ImportError:  # pragma: no cover - a declared dependency; binascii does the same
+    _simd_b64decode = None
+else:
+    _simd_b64decode = _simd
 
 EXEC_PATH = "/v1/streams/instances/exec"
 STDIN_CHUNK = 4096
@@ -144,14 +154,33 @@ _OUTPUT_FRAMES: tuple[tuple[bytes, bytes, str], ...] = tuple(
          f'"}}{comma}"exited"{sep}false{comma}"exit_code"{sep}0}}}}', "stderr")))
 
 
+def strict_b64decode(data: bytes | memoryview) -> bytes:
+    """``binascii.a2b_base64(data, strict_mode=True)``, decoded faster where it can be.
+
+    The SIMD decoder accepts a subset of what the strict one does (it refuses, for
+    instance, a ``=`` past the padding), with the same bytes: what it refuses, the
+    strict decoder decides. Raises ``binascii.Error`` when that one does.
+
+    Examples
+    --------
+    >>> strict_b64decode(b"aGk="), strict_b64decode(b"YWJj=")
+    (b'hi', b'abc')
+    """
+    if _simd_b64decode is not None:
+        try:
+            return _simd_b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return binascii.a2b_base64(data, strict_mode=True)
+
+
 def _output_frame(frame: bytes) -> list[Event] | None:
     """The events of a plain output frame, or None when ``frame`` is any other."""
     for head, foot, stream in _OUTPUT_FRAMES:
         if frame.startswith(head) and frame.endswith(foot) \
                 and len(frame) > len(head) + len(foot):
             try:
-                data = binascii.a2b_base64(memoryview(frame)[len(head):-len(foot)],
-                                           strict_mode=True)
+                data = strict_b64decode(memoryview(frame)[len(head):-len(foot)])
             except binascii.Error:
                 return None  # escapes, padding inside, anything else: the JSON path
             return [Output(stream, data)]

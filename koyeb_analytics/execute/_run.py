@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import io
 import secrets
 import threading
 from collections import deque
@@ -29,8 +30,11 @@ DEFAULT_MAX_OUTPUT = 16 * 2**20
 class _Capture:
     """Keeps a stream's head and tail within a byte cap, counting what was dropped.
 
-    Chunks are kept as they came (no copy per chunk) and joined once, in :meth:`value`.
-    With ``screen`` (a redactor's :meth:`~koyeb_analytics.redact.Redactor.may_hold_secret`),
+    The head is written into one growing buffer as the chunks come, while each chunk
+    is fresh in the cache and before the next one reuses its memory; the buffer becomes
+    the result without a copy (:meth:`value`). The tail (reached only past ``cap // 2``
+    bytes) keeps its chunks as they came, dropping the oldest past the cap. With
+    ``screen`` (a redactor's :meth:`~koyeb_analytics.redact.Redactor.may_hold_secret`),
     each chunk is screened while it is small and fresh: ``clean`` stays true while no
     chunk could hold a secret, and then the whole needs no redaction pass.
     """
@@ -40,7 +44,7 @@ class _Capture:
         self.cap = cap
         self.screen = screen
         self.clean = screen is not None
-        self._head: list[bytes] = []
+        self._head = io.BytesIO()
         self.head_size = 0
         self.tail: deque[bytes] = deque()
         self.tail_size = 0
@@ -51,7 +55,7 @@ class _Capture:
     @property
     def head(self) -> bytes:
         """The first ``cap // 2`` bytes (or fewer, all there was)."""
-        return b"".join(self._head)
+        return self._head.getvalue()
 
     def add(self, data: bytes) -> None:
         self.total += len(data)
@@ -62,11 +66,10 @@ class _Capture:
         room = self.cap // 2 - self.head_size
         if room > 0:
             if len(data) <= room:
-                if data:
-                    self._head.append(data)
-                    self.head_size += len(data)
+                self._head.write(data)
+                self.head_size += len(data)
                 return
-            self._head.append(data[:room])
+            self._head.write(memoryview(data)[:room])
             self.head_size += room
             data = data[room:]
         if not data:
@@ -88,7 +91,8 @@ class _Capture:
 
     def value(self) -> bytes:
         """Head and tail as one bytes (the two sides of a cut, when one was made)."""
-        return b"".join([*self._head, *self.tail])
+        head = self._head.getvalue()
+        return b"".join([head, *self.tail]) if self.tail else head
 
 
 @dataclass(frozen=True)
