@@ -8,10 +8,17 @@ Tests under ``tests/`` have their own fixtures.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+# jsonschema (tests/conftest.py, nbformat) imports rfc3987-syntax when it is installed
+# (JupyterLab brings it), which builds its grammars at import: seconds of every pytest
+# start, in each worker and each breakage run. No test checks an IRI format, so
+# jsonschema is told the package is absent and leaves those two formats out.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 
 @pytest.fixture(scope="session")
