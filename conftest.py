@@ -8,10 +8,31 @@ Tests under ``tests/`` have their own fixtures.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+# jsonschema (tests/conftest.py, nbformat) imports rfc3987-syntax when it is installed
+# (JupyterLab brings it), which builds its grammars at import: seconds of every pytest
+# start, in each worker and each breakage run. No test checks an IRI format, so
+# jsonschema is told the package is absent and leaves those two formats out.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """Give ``-n auto`` one worker per core this process may run on.
+
+    pytest-xdist asks psutil, which counts the host's cores, not those of a container or
+    of a CPU affinity mask: more workers than cores would make the suite slower and its
+    deadlines tighter. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 @pytest.fixture(scope="session")

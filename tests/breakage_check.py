@@ -3,13 +3,15 @@
     python tests/breakage_check.py              # every promise (several minutes)
     python tests/breakage_check.py scrub        # some of them
     python tests/breakage_check.py --save       # and store the tally for the README
+    python tests/breakage_check.py --jobs 1     # one at a time (default: one per core)
 
 The promises are the rows of ``tests/promises.toml``: the promise, its anchor in
 README.md, the breakage (a small edit of the package that removes the promise) and the
 tests that guard it. Each breakage is applied to a copy of the repository; the tests
-run there (subprocesses they start import that copy too) and must fail. Prints one line
-per promise: caught (and by which test) or MISSED, and exits non-zero when one is missed
-or its text to break is no longer in its file. CI runs it as a step of its own
+run there (subprocesses they start import that copy too) and must fail. Promises are
+checked side by side, one per core, each job on a copy of its own. Prints one line per
+promise, in the table's order: caught (and by which test) or MISSED, and exits non-zero
+when one is missed or its text to break is no longer in its file. CI runs it as a step of its own
 (``.ci/run``). ``--save`` writes the tally to ``benchmarks/results/breakages.json``, from
 which ``tools/readme_numbers.py`` writes the README's line.
 """
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +72,37 @@ def main() -> None:
     parser.add_argument("names", nargs="*", default=list(table))
     parser.add_argument("--save", action="store_true",
                         help="store the tally in benchmarks/results/breakages.json")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
+                        help="promises checked at once, each on its own copy (default: "
+                             "one per core)")
     args = parser.parse_args()
     unknown = [n for n in args.names if n not in table]
     if unknown:
         parser.error(f"no such promise: {', '.join(unknown)}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be 1 or more, not {args.jobs}")
+    jobs = min(args.jobs, len(args.names))
     caught: list[str] = []
     with tempfile.TemporaryDirectory(prefix="koyeb-breakage-") as tmp:
-        work = Path(tmp) / "repo"
-        shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(
-            ".venv", ".git", "mutants", "__pycache__", ".coverage*", "test-artifacts"))
-        for name in args.names:
-            line, ok = check(table[name], work)
-            caught += [name] if ok else []
-            print(line, flush=True)
+        # One copy per job: a breakage is written into its copy while its tests run.
+        copies: queue.Queue[Path] = queue.Queue()
+        for k in range(jobs):
+            work = Path(tmp) / f"repo{k}"
+            shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(
+                ".venv", ".git", "mutants", "__pycache__", ".coverage*", "test-artifacts"))
+            copies.put(work)
+
+        def one(name: str) -> tuple[str, bool]:
+            work = copies.get()
+            try:
+                return check(table[name], work)
+            finally:
+                copies.put(work)
+
+        with ThreadPoolExecutor(jobs) as pool:
+            for name, (line, ok) in zip(args.names, pool.map(one, args.names), strict=True):
+                caught += [name] if ok else []
+                print(line, flush=True)
     print(f"{len(caught)} of {len(args.names)} breakages caught")
     if args.save:
         sys.path.insert(0, str(ROOT / "benchmarks"))

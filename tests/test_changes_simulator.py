@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from koyeb.api.models import Activity, ActivityList, GetDeploymentReply, ListDeploymentsReply
 from pydantic import BaseModel
 
 import koyeb_analytics as ka
@@ -47,6 +46,10 @@ def _unknown(model: BaseModel, raw: object, where: str = "") -> list[str]:
 
 
 def test_koyeb_sdk_parses_every_reply_and_knows_every_field(story):
+    # Imported here: the SDK takes seconds to import, which every process collecting
+    # this file (each test worker) would pay.
+    from koyeb.api.models import Activity, ActivityList, GetDeploymentReply, ListDeploymentsReply
+
     sim, client, deployments, activities, last = story
     parsed = ListDeploymentsReply.from_dict({**last, "deployments": deployments})
     assert len(parsed.deployments) == len(deployments) > 10

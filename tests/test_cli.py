@@ -55,11 +55,19 @@ def test_demo_end_to_end(tmp_path, vocabulary):
     assert "<script" not in html
 
 
-def test_report_and_export_on_the_simulator(tmp_path):
+@pytest.fixture(scope="module")
+def simulated_report(tmp_path_factory):
+    """``report --simulate --window 2d``, run once for the tests that read what it wrote."""
+    cwd = tmp_path_factory.mktemp("simulated-report")
     proc = run(["report", "--simulate", "--window", "2d", "--out", "r.html", "--quiet"],
-               cwd=tmp_path)
+               cwd=cwd)
+    return proc, cwd / "r.html"
+
+
+def test_report_and_export_on_the_simulator(simulated_report, tmp_path):
+    proc, page = simulated_report
     assert proc.returncode == 0, proc.stderr
-    check_report(tmp_path / "r.html")
+    check_report(page)
     for fmt in ("csv", "parquet"):
         proc = run(["export", "instances", "--simulate", "--window", "2d", "--format", fmt,
                     "--out", f"i.{fmt}", "--quiet"], cwd=tmp_path)
@@ -180,15 +188,14 @@ def test_longest_matching_path_prefix_sets_the_delay():
     assert f.delay("/v1/instances/abc") == 1.01 and f.delay("/v1/other") == 0.01
 
 
-def test_the_report_answers_first_and_says_it_is_simulated(tmp_path):
-    proc = run(["report", "--simulate", "--window", "2d", "--out", "r.html", "--quiet"],
-               cwd=tmp_path)
+def test_the_report_answers_first_and_says_it_is_simulated(simulated_report):
+    proc, page = simulated_report
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("SIMULATED DATA")
     assert re.search(r"overall \d+\.\d{3}% against a target of 99\.900%: (met|MISSED)",
                      proc.stdout)
     assert "error budget:" in proc.stdout and "worst service:" in proc.stdout
-    html = (tmp_path / "r.html").read_text()
+    html = page.read_text()
     assert 'id="simulated-label"' in html and 'id="summary-table"' in html
     assert html.index('id="summary"') < html.index('id="uptime"')
     assert "(simulator)" in html
