@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -65,11 +66,12 @@ def _parse_times(values: list[Any], unit: str) -> np.ndarray:
     if not values:
         return np.empty(0, np.int64)
     try:
-        if all(isinstance(v, str) and v.endswith("Z") for v in values):
+        # map keeps the per-value checks in C (a non-string raises TypeError)
+        if all(map(str.endswith, values, repeat("Z"))):
             out: np.ndarray = np.array([v[:-1] for v in values],
                                        dtype=f"datetime64[{unit}]").astype(np.int64)
             return out
-    except ValueError:
+    except (TypeError, ValueError):
         pass
     parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce",
                             format="ISO8601")
@@ -77,6 +79,16 @@ def _parse_times(values: list[Any], unit: str) -> np.ndarray:
     ints[parsed.isna().to_numpy()] = -1
     result: np.ndarray = ints
     return result
+
+
+def _label(labels: dict[str, Any], key: str) -> str | None:
+    """A label's value as the frame keeps it (a value that is not a string, as text)."""
+    v = labels.get(key)
+    return v if v is None or isinstance(v, str) else str(v)
+
+
+def _every(values: list[Any], kind: type) -> bool:
+    return all(map(isinstance, values, repeat(kind)))
 
 
 def _clean(msg: Any) -> tuple[str, bool]:
@@ -115,20 +127,41 @@ class _Slice:
         self._edge: set[tuple[Any, ...]] = set()
         self._edge_t = -1
 
+    def _codes(self, labels: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Each label of these lines as codes into this slice's own dictionaries."""
+        keys: list[str] = []
+        for one in (labels[0], labels[-1]):
+            keys += [key for key in one if key not in keys]
+        if set(map(len, labels)) != {len(keys)}:
+            for one in labels:
+                keys += [key for key in one if key not in keys]
+        codes: dict[str, np.ndarray] = {}
+        for key in keys:
+            table = self.values.setdefault(key, {None: 0})
+            values = list(map(dict.get, labels, repeat(key)))
+            if not all(map(isinstance, values, repeat((str, type(None))))):
+                values = [v if v is None or isinstance(v, str) else str(v) for v in values]
+            for v in set(values) - table.keys():
+                table[v] = len(table)
+            codes[key] = np.fromiter(map(table.__getitem__, values), np.int32, len(values))
+        return codes
+
     def add(self, data: list[Any]) -> None:
-        """Keep a page's lines: column by column, the per-line work in comprehensions."""
-        rows = [e for e in data if isinstance(e, dict)]
+        """Keep a page's lines, column by column."""
+        # The per-line work is in map over C functions, or in comprehensions.
+        rows = data if _every(data, dict) else [e for e in data if isinstance(e, dict)]
         self.bad_time += len(data) - len(rows)
         if not rows:
             return
-        t = _parse_times([e.get("created_at") for e in rows], "ns")
+        t = _parse_times(list(map(dict.get, rows, repeat("created_at"))), "ns")
         keep = (t >= self.start) & (t < self.end)
         self.bad_time += int((t < 0).sum())
         self.outside += int(((t >= 0) & ~keep).sum())
-        raw_labels = [e.get("labels") for e in rows]
-        labels = [v if isinstance(v, dict) else {} for v in raw_labels]
-        msgs = [e.get("msg") for e in rows]
-        if not all(isinstance(m, str) and m.isascii() for m in msgs):
+        labels: list[Any] = list(map(dict.get, rows, repeat("labels")))
+        if not _every(labels, dict):
+            labels = [v if isinstance(v, dict) else {} for v in labels]
+        msgs: list[Any] = list(map(dict.get, rows, repeat("msg")))
+        if not (_every(msgs, str) and all(map(str.isascii, msgs))):
             cleaned = [_clean(m) for m in msgs]
             msgs = [m for m, _ in cleaned]
             self.bad_text += sum(bad for (_, bad), k in zip(cleaned, keep.tolist(),
@@ -137,8 +170,8 @@ class _Slice:
         edge, edge_t = self._edge, self._edge_t
         if edge_t >= 0:
             for k in np.flatnonzero(keep & (t <= edge_t)).tolist():
-                ident = (int(t[k]), labels[k].get("instance_id"), labels[k].get("stream"),
-                         msgs[k])
+                ident = (int(t[k]), _label(labels[k], "instance_id"),
+                         _label(labels[k], "stream"), msgs[k])
                 if ident in edge:
                     keep[k] = False
                     self.repeats += 1
@@ -152,24 +185,12 @@ class _Slice:
             edge = set()
             edge_t = top
         for k in idx[t[idx] == top].tolist():
-            edge.add((top, labels[k].get("instance_id"), labels[k].get("stream"), msgs[k]))
+            edge.add((top, _label(labels[k], "instance_id"), _label(labels[k], "stream"),
+                      msgs[k]))
         self._edge, self._edge_t = edge, edge_t
         take = idx.tolist()
-        keys: list[str] = []
-        for k in (take[0], take[-1]):
-            keys += [key for key in labels[k] if key not in keys]
-        if any(len(labels[k]) != len(keys) for k in take):
-            for k in take:
-                keys += [key for key in labels[k] if key not in keys]
-        codes: dict[str, np.ndarray] = {}
-        for key in keys:
-            table = self.values.setdefault(key, {None: 0})
-            values = [labels[k].get(key) for k in take]
-            if not all(v is None or isinstance(v, str) for v in values):
-                values = [v if v is None or isinstance(v, str) else str(v) for v in values]
-            for v in set(values) - table.keys():
-                table[v] = len(table)
-            codes[key] = np.fromiter((table[v] for v in values), np.int32, len(take))
+        codes = self._codes(labels if len(take) == len(labels)
+                            else [labels[k] for k in take])
         self.t.append(t[idx])
         # The system allocator: Arrow's own keeps per-thread caches that double the
         # resident memory of a load on eight threads.

@@ -179,18 +179,26 @@ class Streams:
         floor = now_ns - int(self.retention_days * 86400 * 10 ** 9)
         return max(start, floor), min(end, now_ns)
 
-    def _match(self, lines: Lines, sel: dict[str, Any], lo: int, hi: int) -> Lines:
-        keep = (lines.t >= lo) & (lines.t < hi) & sel["allowed"][lines.inst] \
-            & sel["streams"][lines.stream()]
-        lines = lines.take(keep)
+    def _match(self, lines: Lines, sel: dict[str, Any], lo: int, hi: int,
+               want: int | None = None, asc: bool = True) -> Lines:
+        """The lines of ``[lo, hi)`` that the query selects (with ``want``, only the
+        first ``want`` of them in the query's order)."""
+        # A bucket's lines are sorted by time: cut to the window before masking.
+        first, last = np.searchsorted(lines.t, [lo, hi]).tolist()
+        lines = lines.take(slice(first, last))
+        keep = sel["allowed"][lines.inst] & sel["streams"][lines.stream()]
         if sel["text"] is not None or sel["pattern"] is not None:
-            texts = [lines.text(i) for i in range(len(lines))]
+            lines = lines.take(keep)
+            texts = lines.texts()
             if sel["text"] is not None:
                 hit = [sel["text"] in s for s in texts]
             else:
                 hit = [sel["pattern"].search(s) is not None for s in texts]
-            lines = lines.take(np.asarray(hit, bool))
-        return lines
+            keep = np.asarray(hit, bool)
+        rows = np.flatnonzero(keep)
+        if want is not None:
+            rows = rows[:want] if asc else rows[len(rows) - min(want, len(rows)):]
+        return lines.take(rows)
 
     def _collect(self, sel: dict[str, Any], lo: int, hi: int, want: int,
                  asc: bool) -> Lines:
@@ -203,7 +211,7 @@ class Streams:
         parts: list[Lines] = []
         got = 0
         for b in (range(first, last + 1) if asc else range(last, first - 1, -1)):
-            part = self._match(story.bucket(b), sel, lo, hi)
+            part = self._match(story.bucket(b), sel, lo, hi, want - got, asc)
             if not asc:
                 part = part.take(slice(None, None, -1))
             parts.append(part)
@@ -214,17 +222,21 @@ class Streams:
 
     def _entries(self, lines: Lines) -> list[str]:
         """Each line as the JSON of a ``LogEntry`` (labels rendered once per instance)."""
+        if not len(lines):
+            return []
         fleet = self.sim.fleet
         inst = fleet.inst
-        times = _rfc3339_ns(lines.t)
+        times = np.datetime_as_string(lines.t.astype("datetime64[ns]"), unit="ns").tolist()
         texts = lines.texts()
         cache = self._labels
         if cache.get("fleet") is not fleet.inst:
             cache.clear()
             cache["fleet"] = fleet.inst
-        keys = (lines.inst * 4 + lines.stream()).tolist()
-        heads = []
-        for key in keys:
+        # A page holds a few hundred (instance, stream) pairs: one head for each, then
+        # taken by line.
+        keys, where = np.unique(lines.inst * 4 + lines.stream(), return_inverse=True)
+        unique_heads = []
+        for key in keys.tolist():
             head = cache.get(key)
             if head is None:
                 i, stream = divmod(key, 4)
@@ -233,14 +245,15 @@ class Streams:
                      "service_id": inst["service"][i]}
                 if STREAMS[stream] != "koyeb":  # platform lines carry no instance id
                     d["instance_id"] = inst["id"][i]
-                head = cache[key] = '","labels":' + json.dumps(d) + "}"
-            heads.append(head)
+                head = cache[key] = 'Z","labels":' + json.dumps(d) + "}"
+            unique_heads.append(head)
+        heads = [unique_heads[k] for k in where.ravel().tolist()]
         if self.bad_utf8_share:
             for k, (t, i) in enumerate(zip(lines.t.tolist(), lines.inst.tolist(), strict=True)):
                 if mix(t, i) / 2.0 ** 64 < self.bad_utf8_share:
                     texts[k] += " \udcff\udcfe"  # two bytes that are not UTF-8, sent raw
-        return ['{"msg":' + _quote(m) + ',"created_at":"' + t + h
-                for m, t, h in zip(texts, times, heads, strict=True)]
+        return [f'{{"msg":{m},"created_at":"{t}{h}'
+                for m, t, h in zip(map(_quote, texts), times, heads, strict=True)]
 
     async def query(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/streams/logs/query``."""
