@@ -1,13 +1,28 @@
-"""The simulator renders a page's log lines a family at a time, and the loader codes a
-page's labels column by column: both must give exactly what the line-by-line forms give."""
+"""The fast forms must give exactly what the plain forms give: the simulator's log lines
+rendered a family at a time and its instances' metrics computed at once, the loader's
+labels coded column by column and metric replies read by Arrow instead of decoded."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from koyeb_analytics.load._streams import _log_frame, _Slice
+import koyeb_analytics as ka
+from koyeb_analytics.load._streams import (
+    _Columns,
+    _log_frame,
+    _metric_frame,
+    _read_metric,
+    _Slice,
+)
+from koyeb_analytics.schema import METRIC_NAMES
+from koyeb_analytics.simulator._metrics import grid
 from koyeb_analytics.simulator._story import FAMILIES, Lines
+
+NOW = "2026-11-20T12:00:00Z"
 
 # Integers at the edges of what the renderers mask, shift and format (negative ones too:
 # the numpy forms must wrap as Python's masks do).
@@ -57,3 +72,99 @@ def test_labels_of_every_shape_are_coded_as_each_line_says():
         == ["stdout", "koyeb", "stderr", "stdout", None, "stdout", "stdout", "stdout"]
     assert df["region"].astype(object).where(df["region"].notna(), None).tolist() \
         == [None, None, "fra", None, None, None, None, None]
+
+
+@pytest.fixture(scope="module")
+def week():
+    with ka.simulate(seed=4, days=3, services=2, now=NOW) as sim:
+        yield sim
+
+
+def test_instance_samples_at_once_are_each_instances_series(week):
+    metrics = week.streams.metrics
+    story = metrics.story
+    story.refresh()
+    now = story.now()
+    for step in (300, 3600):
+        t = grid(now - 3 * 86400 * 10**6 + 1, now, step * 10**6)
+        for svc in range(len(week.fleet.services)):
+            targets = np.flatnonzero(story.inst_service == svc).tolist()
+            for name in ("CPU_TOTAL_PERCENT", "MEM_RSS"):
+                inst, k, value = metrics.instance_samples(name, targets, t)
+                want_inst, want_k, want_value = [], [], []
+                for i in targets:
+                    series = metrics.instance_series(name, i, t)
+                    ok = np.flatnonzero(~np.isnan(series))
+                    want_inst += [i] * len(ok)
+                    want_k += ok.tolist()
+                    want_value += series[ok].tolist()
+                assert inst.tolist() == want_inst and k.tolist() == want_k
+                assert value.tolist() == want_value  # the same floats, not close ones
+
+
+def _metric_replies(sim, nan_share):
+    sim.streams.nan_share = nan_share
+    svc = sim.fleet.services[0].service_id
+    client = sim.client()
+    try:
+        bodies = {name: client.get_parsed(
+            "/v1/streams/metrics", {"service_id": svc, "name": name, "step": "1h",
+                                    "start": "2026-11-18T12:00:00Z",
+                                    "end": "2026-11-20T12:00:00Z"}, lambda body: body)
+            for name in METRIC_NAMES}
+    finally:
+        client.close()
+        sim.streams.nan_share = 0.0
+    return bodies
+
+
+@pytest.mark.parametrize("nan_share", [0.0, 0.05])
+def test_metric_replies_read_by_arrow_or_decoded_give_one_frame(week, nan_share):
+    bodies = _metric_replies(week, nan_share)
+    columns = {name: _read_metric(body) for name, body in bodies.items()}
+    # plain replies are read as columns; "NaN" strings among numbers are left to the decoder
+    taken = [isinstance(c, _Columns) for c in columns.values()]
+    assert all(taken) if nan_share == 0 else not all(taken)
+    decoded = {name: json.loads(body) for name, body in bodies.items()}
+    mixed = {name: c if c is not None else decoded[name] for name, c in columns.items()}
+    a, counts_a = _metric_frame(mixed, "svc")
+    b, counts_b = _metric_frame(decoded, "svc")
+    pd.testing.assert_frame_equal(a, b)
+    assert counts_a == counts_b
+    assert len(a) > 500, len(a)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"metrics":[{"labels":{"instance_id":"i-1"},"samples":[{"timestamp":"2026-11-20T10:0'
+    b'0:00Z","value":1.5},{"timestamp":"2026-11-20T10:05:00Z","value":"NaN"}]}]}',
+    b'{"metrics":[{"labels":{"instance_id":"i-1","code":null},"samples":[]}]}',
+    b'{"metrics":[{"labels":{"instance_id":3},"samples":[]}]}',
+    b'{"metrics":[null]}',
+    b'{"metrics":[{"labels":{},"samples":[null]}]}',
+    b'{"metrics":[{"labels":{},"samples":[{"timestamp":"not a time","value":1}]}]}',
+    b'{"metrics":[{"labels":{},"samples":[{"value":1}]}]}',
+    b'{"metrics":\n[]}',
+    b'{"metrics":"no"}',
+    b'[1, 2]',
+    b'not json',
+    b'',
+])
+def test_replies_arrow_does_not_take_are_left_to_the_decoder(body):
+    assert _read_metric(body) is None
+
+
+def test_missing_values_and_labels_read_by_arrow_as_decoded():
+    body = (b'{"metrics":[{"labels":{"instance_id":"i-1"},"samples":['
+            b'{"timestamp":"2026-11-20T10:00:00Z","value":1},'
+            b'{"timestamp":"2026-11-20T10:05:00Z"},'
+            b'{"timestamp":"2026-11-20T10:10:00Z","value":null},'
+            b'{"timestamp":"2026-11-20T09:55:00Z","value":2.5}]},'
+            b'{"samples":[{"timestamp":"2026-11-20T10:00:00Z","value":7}]},'
+            b'{"labels":{"instance_id":"i-2"}}]}')
+    columns = _read_metric(body)
+    assert isinstance(columns, _Columns)
+    a, counts_a = _metric_frame({"MEM_RSS": columns}, None)
+    b, counts_b = _metric_frame({"MEM_RSS": json.loads(body)}, None)
+    pd.testing.assert_frame_equal(a, b)
+    assert counts_a == counts_b and counts_a["non_finite"] == {"MEM_RSS": 2}
+    assert a["value"].tolist()[:2] == [7.0, 2.5]

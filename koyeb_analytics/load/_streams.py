@@ -16,6 +16,8 @@ whatever the server says, and keep what was read when a request fails.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -23,11 +25,13 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from ..api._checks import check_bool, check_client, check_ids, check_str
 from ..api._client import KoyebClient
@@ -629,10 +633,12 @@ def load_metrics(
     base = [("service_id", service_id) if service_id else ("instance_id", instance_id or ""),
             ("start", _rfc3339_ns(start)), ("end", _rfc3339_ns(end)), ("step", step)]
 
-    def one(name: str) -> dict[str, Any]:
-        return client.get(METRICS_PATH, base + [("name", name)])
+    def one(name: str) -> dict[str, Any] | _Columns:
+        reply: dict[str, Any] | _Columns = client.get_parsed(
+            METRICS_PATH, base + [("name", name)], _read_metric)
+        return reply
 
-    replies: dict[str, dict[str, Any]] = {}
+    replies: dict[str, dict[str, Any] | _Columns] = {}
     failure: BaseException | None = None
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, min(client.concurrency, len(name_list))),
@@ -663,7 +669,7 @@ def load_metrics(
     return df
 
 
-def _metric_frame(replies: dict[str, dict[str, Any]],
+def _metric_frame(replies: dict[str, dict[str, Any] | _Columns],
                   service_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
     series_list: list[tuple[tuple[int, str, str], str, dict[str, str], np.ndarray,
                             np.ndarray]] = []
@@ -671,25 +677,11 @@ def _metric_frame(replies: dict[str, dict[str, Any]],
     bad_time = 0
     notes: list[str] = []
     rank = {n: i for i, n in enumerate(METRIC_NAMES)}
+    # Every series of a metric repeats the same few thousand timestamps: each text is
+    # parsed once.
+    seen: dict[Any, int] = {}
     for name, reply in replies.items():
-        series = reply.get("metrics", [])
-        if series is None:
-            series = []
-        if not isinstance(series, list):
-            notes.append(f"{name}: 'metrics' is {type(series).__name__}, not a list; skipped")
-            continue
-        for s in series:
-            if not isinstance(s, dict):
-                continue
-            raw = s.get("labels")
-            labels = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
-            samples = s.get("samples")
-            if not isinstance(samples, list):
-                samples = []
-            if not all(isinstance(x, dict) for x in samples):
-                samples = [x for x in samples if isinstance(x, dict)]
-            t = _parse_times([x.get("timestamp") for x in samples], "us")
-            values = _values([x.get("value") for x in samples])
+        for labels, t, values in _series_of(name, reply, seen, notes):
             ok = t >= 0
             if not ok.all():
                 bad_time += int((~ok).sum())
@@ -725,9 +717,12 @@ def _metric_frame(replies: dict[str, dict[str, Any]],
     units = sorted(set(METRIC_UNITS.values()))
     unit_of = np.array([units.index(METRIC_UNITS[m]) for m in names], np.int8)
 
+    which = pa.array(np.repeat(np.arange(len(series_list)), sizes))
+
     def label(key: str) -> pd.Series:
-        per = np.array([item[2].get(key) for item in series_list], dtype=object)
-        return pd.Series(np.repeat(per, sizes) if series_list else per, dtype=STRING_DTYPE)
+        # a value per series, repeated by Arrow (a million Python strings are slow to convert)
+        per = pa.array([item[2].get(key) for item in series_list], type=pa.large_string())
+        return pd.Series(per.take(which), dtype=STRING_DTYPE)
 
     df = pd.DataFrame({
         "ts": pd.Series(t.view("datetime64[us]")).dt.tz_localize("UTC") if n else
@@ -737,10 +732,121 @@ def _metric_frame(replies: dict[str, dict[str, Any]],
         "unit": pd.Categorical.from_codes(unit_of[metric_codes], categories=units),
         "instance_id": label("instance_id"),
         "code": label("code"),
-        "service_id": pd.Series([service_id] * n, dtype=STRING_DTYPE),
+        "service_id": pd.Series(pa.array([service_id], type=pa.large_string())
+                                .take(pa.array(np.zeros(n, np.int64))), dtype=STRING_DTYPE),
         **{k: label(k) for k in keys if k not in ("instance_id", "code")},
     })
     return df, {"non_finite": non_finite, "bad_time": bad_time, "notes": notes}
+
+
+class _Columns(NamedTuple):
+    """A metric reply read by Arrow: each series' labels and length, and the samples of
+    every series end to end (times in microseconds, -1 where missing)."""
+
+    labels: list[dict[str, str]]
+    sizes: list[int]
+    t: np.ndarray
+    values: np.ndarray
+
+
+def _read_metric(body: bytes) -> _Columns | None:
+    """Read a metric reply with Arrow's JSON reader, or return None to have it decoded.
+
+    A week of a few hundred instances is hundreds of thousands of samples: Arrow reads
+    them into columns in C++, without the GIL and without a Python object per sample.
+    Only the plain shape is taken (one line; series with string labels and samples of a
+    time and a number); anything else is left to the JSON decoder and the checks of
+    :func:`_series_of`, so that both readings give the same frame.
+    """
+    try:
+        table = pa_json.read_json(io.BytesIO(body), read_options=pa_json.ReadOptions(
+            block_size=len(body) + 1024, use_threads=False))
+        if table.num_rows != 1 or table.column_names.count("metrics") != 1:
+            return None
+        column = table.column("metrics").combine_chunks()
+        if not pa.types.is_list(column.type) or column.null_count:
+            return None
+        series = pc.list_flatten(column)
+        kind = series.type
+        if not pa.types.is_struct(kind) or series.null_count or \
+                kind.get_field_index("samples") < 0:
+            return None
+        labels: list[dict[str, str]] = [{} for _ in range(len(series))]
+        if kind.get_field_index("labels") >= 0:
+            raw = series.field("labels")
+            if pa.types.is_struct(raw.type):
+                present = raw.is_valid()  # a series without labels has none of them
+                for field in raw.type:
+                    values = raw.field(field.name)
+                    # A null could be an absent label or a JSON null: the decoder tells.
+                    if not pa.types.is_string(field.type) or \
+                            pc.sum(pc.and_(present, values.is_null())).as_py():
+                        return None
+                    for one, v in zip(labels, values.to_pylist(), strict=True):
+                        if v is not None:
+                            one[field.name] = v
+            elif not pa.types.is_null(raw.type) or raw.null_count != len(raw):
+                return None
+        samples = series.field("samples")
+        if not (pa.types.is_list(samples.type) and pa.types.is_struct(samples.type.value_type)):
+            return None
+        flat = pc.list_flatten(samples)
+        if flat.null_count or flat.type.get_field_index("timestamp") < 0 or \
+                flat.type.get_field_index("value") < 0:
+            return None
+        stamps, values = flat.field("timestamp"), flat.field("value")
+        if not pa.types.is_timestamp(stamps.type) or stamps.type.tz is not None or \
+                stamps.type.unit not in ("s", "ms", "us") or not (
+                    pa.types.is_floating(values.type) or pa.types.is_integer(values.type)
+                    or pa.types.is_null(values.type)):
+            return None
+        t = stamps.cast(pa.timestamp("us")).cast(pa.int64()).fill_null(-1).to_numpy()
+        v = values.cast(pa.float64()).fill_null(math.nan).to_numpy()
+        sizes = pc.list_value_length(samples).fill_null(0).to_numpy().tolist()
+    except (pa.ArrowException, ValueError, TypeError):
+        return None
+    return _Columns(labels, sizes, t, v)
+
+
+def _series_of(name: str, reply: dict[str, Any] | _Columns, seen: dict[Any, int],
+               notes: list[str]) -> Iterator[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+    """Each series of a reply: its labels, sample times (-1 where unreadable), values."""
+    if isinstance(reply, _Columns):
+        at = 0
+        for labels, size in zip(reply.labels, reply.sizes, strict=True):
+            yield labels, reply.t[at:at + size], reply.values[at:at + size]
+            at += size
+        return
+    series = reply.get("metrics", [])
+    if series is None:
+        series = []
+    if not isinstance(series, list):
+        notes.append(f"{name}: 'metrics' is {type(series).__name__}, not a list; skipped")
+        return
+    for s in series:
+        if not isinstance(s, dict):
+            continue
+        raw = s.get("labels")
+        labels = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        samples = s.get("samples")
+        if not isinstance(samples, list):
+            samples = []
+        if not _every(samples, dict):
+            samples = [x for x in samples if isinstance(x, dict)]
+        yield (labels, _known_times(list(map(dict.get, samples, repeat("timestamp"))), seen),
+               _values(list(map(dict.get, samples, repeat("value")))))
+
+
+def _known_times(values: list[Any], seen: dict[Any, int]) -> np.ndarray:
+    """:func:`_parse_times` (microseconds) through ``seen``, the texts already parsed."""
+    try:
+        return np.fromiter(map(seen.__getitem__, values), np.int64, len(values))
+    except (KeyError, TypeError):
+        pass
+    t = _parse_times(values, "us")
+    with contextlib.suppress(TypeError):  # a value that cannot be a key is parsed each time
+        seen.update(zip(values, t.tolist(), strict=True))
+    return t
 
 
 def _values(raw: list[Any]) -> np.ndarray:

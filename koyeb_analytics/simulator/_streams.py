@@ -379,26 +379,46 @@ class Streams:
             raise _Bad("service_id", "service_id or instance_id must be set")
         t = grid(start, min(end, now), step)
         stamps = np.datetime_as_string(t.astype("datetime64[us]"), unit="s")
-        series: list[tuple[dict[str, str], np.ndarray]] = []
+        # Each series as its labels, the grid steps it has a value at, and those values.
+        series: list[tuple[dict[str, str], np.ndarray, np.ndarray]] = []
         if name in PER_INSTANCE:
-            for i in targets:
-                values = self.metrics.instance_series(name, i, t)
-                if not np.isnan(values).all():
-                    series.append(({"instance_id": fleet.inst["id"][i]}, values))
+            inst, ks, sampled = self.metrics.instance_samples(name, targets, t)
+            cuts = (np.flatnonzero(inst[1:] != inst[:-1]) + 1).tolist()
+            for a, b in zip([0, *cuts], [*cuts, len(inst)], strict=True):
+                if a < b:
+                    series.append(({"instance_id": fleet.inst["id"][int(inst[a])]},
+                                   ks[a:b], sampled[a:b]))
         else:
-            series = self.metrics.service_series(name, svc, t, step)
-        parts = []
+            for labels, values in self.metrics.service_series(name, svc, t, step):
+                ok = np.flatnonzero(~np.isnan(values))
+                series.append((labels, ok, values[ok]))
+            sampled = np.concatenate([v for _, _, v in series] + [np.empty(0)])
+        # Hundreds of thousands of samples: each timestamp's text is made once and shared
+        # by every series, each distinct value's once (by its bits, so that -0.0 keeps
+        # its sign), and a series is one join of its pieces laid side by side.
         heads = [f'{{"timestamp":"{x}Z","value":' for x in stamps.tolist()]
-        for labels, values in series:
-            ok = np.flatnonzero(~np.isnan(values))
-            vals: list[Any] = values[ok].tolist()
-            if name == "MEM_RSS" or name.startswith("PUBLIC_DATA"):
-                vals = [int(v) for v in vals]
+        if name == "MEM_RSS" or name.startswith("PUBLIC_DATA"):
+            texts: list[str] = list(map(str, sampled.astype(np.int64).tolist()))
+        else:
+            bits, where = np.unique(sampled.view(np.int64), return_inverse=True)
+            distinct = np.array(list(map(str, bits.view(np.float64).tolist())), dtype=object)
+            texts = distinct[where.ravel()].tolist()
+        parts = []
+        at = 0
+        ends = ["},"] * len(t)
+        for labels, ok, _ in series:
+            vals = texts[at:at + len(ok)]
+            at += len(ok)
             if self.nan_share:
                 bad = _unit_of(t[ok]) < self.nan_share
                 vals = ['"NaN"' if b else v for v, b in zip(vals, bad.tolist(), strict=True)]
-            samples = ",".join([heads[k] + str(v) + "}"
-                                for k, v in zip(ok.tolist(), vals, strict=True)])
+            picked = heads[ok[0]:ok[-1] + 1] if len(ok) and ok[-1] - ok[0] + 1 == len(ok) \
+                else [heads[k] for k in ok.tolist()]
+            pieces: list[str] = [""] * (3 * len(vals))
+            pieces[0::3], pieces[1::3], pieces[2::3] = picked, vals, ends[:len(vals)]
+            if pieces:
+                pieces[-1] = "}"
+            samples = "".join(pieces)
             parts.append('{"labels":' + json.dumps(labels) + ',"samples":[' + samples + "]}")
         return '{"metrics":[' + ",".join(parts) + "]}"
 
