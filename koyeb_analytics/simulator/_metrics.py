@@ -185,7 +185,7 @@ class MetricSource:
             factor = np.array([0.6 + 0.5 * unit(seed, i, 21) for i in mine.tolist()])
             cpu = 100 * load * factor[np.searchsorted(mine, inst)] \
                 + 6 * (_noise(tk, inst * 7 + 1) - 0.5)
-            push = self._ramps_of(inst, tk, 2, 15 * MINUTE)
+            push = self._ramps_of(inst, k, t, 2, 15 * MINUTE)
             value = np.clip(cpu * (1 - push) + 98 * push, 0.0, 100.0).round(2)
         else:
             where = np.searchsorted(mine, inst)
@@ -197,22 +197,36 @@ class MetricSource:
             age_days = np.maximum(tk - created, 0) / DAY
             share = base + np.minimum(0.1 * age_days, 0.15) + 0.05 * load \
                 + 0.01 * _noise(tk, inst * 7 + 2)
-            push = self._ramps_of(inst, tk, 3, 20 * MINUTE)
+            push = self._ramps_of(inst, k, t, 3, 20 * MINUTE)
             value = np.round(memory * np.minimum(share * (1 - push) + 0.995 * push, 1.0))
         return inst, k, value
 
-    def _ramps_of(self, inst: np.ndarray, t: np.ndarray, cause: int,
+    def _ramps_of(self, inst: np.ndarray, k: np.ndarray, t: np.ndarray, cause: int,
                   lead: int) -> np.ndarray:
-        """:meth:`_episode_ramp` of samples grouped by instance (``inst`` sorted)."""
+        """:meth:`_episode_ramp` of samples ordered by instance then step ``k`` of the
+        regular grid ``t``: every episode's ramp over its own instance's samples at once."""
         ep = self.story.ep
-        out = np.zeros(len(t))
-        for j in np.flatnonzero((ep["cause"] == cause) & np.isin(ep["inst"], inst)).tolist():
-            i = int(ep["inst"][j])
-            lo, hi = np.searchsorted(inst, [i, i + 1]).tolist()
-            a, b = int(ep["start"][j]), int(ep["end"][j])
-            tt = t[lo:hi]
-            ramp = np.clip((tt - (a - lead)) / lead, 0, 1)
-            out[lo:hi] = np.maximum(out[lo:hi], np.where(tt <= b, ramp, 0.0))
+        out = np.zeros(len(k))
+        first = np.ones(len(inst), bool)
+        first[1:] = inst[1:] != inst[:-1]
+        rows = np.flatnonzero((ep["cause"] == cause) & np.isin(ep["inst"], inst[first]))
+        if not len(rows) or not len(k):
+            return out
+        n = len(t)
+        t0, step = int(t[0]), int(t[1] - t[0]) if n > 1 else 1
+        a, b = ep["start"][rows], ep["end"][rows]
+        # Each episode's samples, from the ramp's foot to the episode's end, found by a
+        # search on (instance, step), by which the samples are sorted.
+        key = inst * (n + 1) + k
+        base = ep["inst"][rows] * (n + 1)
+        lo = np.searchsorted(key, base + np.clip(-((t0 - (a - lead)) // step), 0, n))
+        hi = np.searchsorted(key, base + np.clip((b - t0) // step, -1, n - 1), side="right")
+        size = np.maximum(hi - lo, 0)
+        at = np.repeat(lo, size) + _ramps(size)
+        tt = t[k[at]]
+        b_at = np.repeat(b, size)
+        ramp = np.clip((tt - (np.repeat(a, size) - lead)) / lead, 0, 1)
+        np.maximum.at(out, at, np.where(tt <= b_at, ramp, 0.0))
         return out
 
     def _value(self, name: str, i: int, t: np.ndarray, load: np.ndarray) -> np.ndarray:
@@ -253,10 +267,11 @@ class MetricSource:
         st = self.story
         ep = st.ep
         rows = np.flatnonzero((st.inst_service[ep["inst"]] == svc) & (ep["cause"] <= 1))
-        out = np.zeros(len(t))
-        for j in rows.tolist():
-            out += (t >= ep["start"][j] - 30 * US) & (t <= ep["end"][j])
-        return np.minimum(out, 1.0)
+        # Episodes under way at t: begun by t, less those already over (each ends after
+        # it begins).
+        begun = np.searchsorted(np.sort(ep["start"][rows] - 30 * US), t, side="right")
+        over = np.searchsorted(np.sort(ep["end"][rows]), t, side="left")
+        return np.minimum((begun - over).astype(np.float64), 1.0)
 
     def service_series(self, name: str, svc: int, t: np.ndarray,
                        step_us: int) -> list[tuple[dict[str, str], np.ndarray]]:

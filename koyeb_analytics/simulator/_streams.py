@@ -395,32 +395,32 @@ class Streams:
             sampled = np.concatenate([v for _, _, v in series] + [np.empty(0)])
         # Hundreds of thousands of samples: each timestamp's text is made once and shared
         # by every series, each distinct value's once (by its bits, so that -0.0 keeps
-        # its sign), and a series is one join of its pieces laid side by side.
-        heads = [f'{{"timestamp":"{x}Z","value":' for x in stamps.tolist()]
+        # its sign), and the body is one join of its pieces laid side by side: per series
+        # its opening, then per sample its timestamp, its value and what closes it.
+        heads = np.array([f'{{"timestamp":"{x}Z","value":' for x in stamps.tolist()],
+                         dtype=object)
         if name == "MEM_RSS" or name.startswith("PUBLIC_DATA"):
-            texts: list[str] = list(map(str, sampled.astype(np.int64).tolist()))
+            texts = np.array(list(map(str, sampled.astype(np.int64).tolist())), dtype=object)
         else:
             bits, where = np.unique(sampled.view(np.int64), return_inverse=True)
-            distinct = np.array(list(map(str, bits.view(np.float64).tolist())), dtype=object)
-            texts = distinct[where.ravel()].tolist()
-        parts = []
-        at = 0
-        ends = ["},"] * len(t)
-        for labels, ok, _ in series:
-            vals = texts[at:at + len(ok)]
-            at += len(ok)
-            if self.nan_share:
-                bad = _unit_of(t[ok]) < self.nan_share
-                vals = ['"NaN"' if b else v for v, b in zip(vals, bad.tolist(), strict=True)]
-            picked = heads[ok[0]:ok[-1] + 1] if len(ok) and ok[-1] - ok[0] + 1 == len(ok) \
-                else [heads[k] for k in ok.tolist()]
-            pieces: list[str] = [""] * (3 * len(vals))
-            pieces[0::3], pieces[1::3], pieces[2::3] = picked, vals, ends[:len(vals)]
-            if pieces:
-                pieces[-1] = "}"
-            samples = "".join(pieces)
-            parts.append('{"labels":' + json.dumps(labels) + ',"samples":[' + samples + "]}")
-        return '{"metrics":[' + ",".join(parts) + "]}"
+            texts = np.array(list(map(str, bits.view(np.float64).tolist())),
+                             dtype=object)[where.ravel()]
+        sizes = np.array([len(ok) for _, ok, _ in series], np.int64)
+        steps = np.concatenate([ok for _, ok, _ in series] + [np.empty(0, np.int64)])
+        if self.nan_share:
+            texts[_unit_of(t[steps]) < self.nan_share] = '"NaN"'
+        opening = np.cumsum(3 * sizes + 1) - (3 * sizes + 1)
+        pieces = np.empty(int(opening[-1] + 3 * sizes[-1] + 1) if len(sizes) else 0, object)
+        pieces[opening] = [("," if k else "") + '{"labels":' + json.dumps(labels)
+                           + ',"samples":[' + ("" if size else "]}")
+                           for k, ((labels, _, _), size) in enumerate(
+                               zip(series, sizes.tolist(), strict=True))]
+        at = np.repeat(opening + 1, sizes) + 3 * _positions(sizes)
+        pieces[at] = heads[steps]
+        pieces[at + 1] = texts
+        pieces[at + 2] = "},"
+        pieces[(opening + 3 * sizes)[sizes > 0]] = "}]}"
+        return '{"metrics":[' + "".join(pieces.tolist()) + "]}"
 
     async def catalog(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/catalog/instances``: every instance type with its memory and vCPU."""
@@ -434,6 +434,12 @@ class Streams:
         page = items[offset: offset + limit]
         return web.json_response({"instances": page, "limit": limit, "offset": offset,
                                   "count": len(items)})
+
+
+def _positions(count: np.ndarray) -> np.ndarray:
+    """0 .. count[0] - 1, 0 .. count[1] - 1, ...: each item's place within its run."""
+    out: np.ndarray = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    return out
 
 
 def _unit_of(t: np.ndarray) -> np.ndarray:
