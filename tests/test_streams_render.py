@@ -127,8 +127,8 @@ def test_metric_replies_read_by_arrow_or_decoded_give_one_frame(week, nan_share)
     assert all(taken) if nan_share == 0 else not all(taken)
     decoded = {name: json.loads(body) for name, body in bodies.items()}
     mixed = {name: c if c is not None else decoded[name] for name, c in columns.items()}
-    a, counts_a = _metric_frame(mixed, "svc")
-    b, counts_b = _metric_frame(decoded, "svc")
+    a, counts_a = _metric_frame([(n, 0, r) for n, r in mixed.items()], "svc")
+    b, counts_b = _metric_frame([(n, 0, r) for n, r in decoded.items()], "svc")
     pd.testing.assert_frame_equal(a, b)
     assert counts_a == counts_b
     assert len(a) > 500, len(a)
@@ -163,8 +163,40 @@ def test_missing_values_and_labels_read_by_arrow_as_decoded():
             b'{"labels":{"instance_id":"i-2"}}]}')
     columns = _read_metric(body)
     assert isinstance(columns, _Columns)
-    a, counts_a = _metric_frame({"MEM_RSS": columns}, None)
-    b, counts_b = _metric_frame({"MEM_RSS": json.loads(body)}, None)
+    a, counts_a = _metric_frame([("MEM_RSS", 0, columns)], None)
+    b, counts_b = _metric_frame([("MEM_RSS", 0, json.loads(body))], None)
     pd.testing.assert_frame_equal(a, b)
     assert counts_a == counts_b and counts_a["non_finite"] == {"MEM_RSS": 2}
     assert a["value"].tolist()[:2] == [7.0, 2.5]
+
+
+def test_a_long_window_read_in_time_slices_is_the_window_read_whole(week, monkeypatch):
+    from koyeb_analytics.load import _streams
+
+    svc = week.fleet.services[0].service_id
+    client = week.client()
+    try:
+        args = dict(service_id=svc, since="2026-11-17T12:00Z", until="2026-11-20T12:00Z",
+                    step="5m")
+        sliced = ka.load_metrics(client, **args)
+        monkeypatch.setattr(_streams, "MAX_METRIC_SLICES", 1)
+        whole = ka.load_metrics(client, **args)
+    finally:
+        client.close()
+    assert sliced.attrs["slices"] > 1 and whole.attrs["slices"] == 1
+    assert sliced.attrs["requests"] == 7 + 2 * sliced.attrs["slices"]
+    pd.testing.assert_frame_equal(sliced, whole)
+    assert not sliced.duplicated(["metric", "instance_id", "code", "ts"]).any()
+
+
+def test_a_sample_sent_in_two_slices_is_kept_once():
+    def reply(times):
+        return {"metrics": [{"labels": {"instance_id": "i-1"}, "samples": [
+            {"timestamp": f"2026-11-20T10:{m:02d}:00Z", "value": m} for m in times]}]}
+    df, _ = _metric_frame([("CPU_TOTAL_PERCENT", 0, reply([0, 5, 10])),
+                           ("CPU_TOTAL_PERCENT", 1, reply([10, 15]))], None)
+    assert df["value"].tolist() == [0, 5, 10, 15]
+    # within one reply, two series of the same instance are the server's to explain: kept
+    df, _ = _metric_frame([("CPU_TOTAL_PERCENT", 0, {"metrics": reply([0])["metrics"] * 2})],
+                          None)
+    assert len(df) == 2

@@ -51,6 +51,13 @@ METRICS_PATH = "/v1/streams/metrics"
 CATALOG_PATH = "/v1/catalog/instances"
 LOG_LIMIT = 1000
 """The most lines one query may ask for (the API's maximum)."""
+METRIC_SLICE_STEPS = 500
+"""Steps of one request for a per-instance metric of a service; a longer window is read
+as time slices at once."""
+MAX_METRIC_SLICES = 8
+"""The most time slices one per-instance metric is cut into."""
+PER_INSTANCE_METRICS = frozenset({"CPU_TOTAL_PERCENT", "MEM_RSS"})
+"""The metrics served as one series per instance (koyeb-api-beyond-instances.md §4)."""
 MAX_LOG_PAGES = 50_000
 """The most pages one load reads (50 million lines): a bound whatever a server claims."""
 DEFAULT_RETENTION = "30d"
@@ -630,25 +637,47 @@ def load_metrics(
     if start >= end:
         raise ValueError(f"since ({start.isoformat()}) must be earlier than until "
                          f"({end.isoformat()})")
-    base = [("service_id", service_id) if service_id else ("instance_id", instance_id or ""),
-            ("start", _rfc3339_ns(start)), ("end", _rfc3339_ns(end)), ("step", step)]
+    who = ("service_id", service_id) if service_id else ("instance_id", instance_id or "")
+    # A per-instance metric of a whole service over a long window is hundreds of
+    # thousands of samples: it is read as time slices at once (edges on the step, each
+    # slice ending just before the next begins), so that the server's work on one slice
+    # and the reading of another overlap.
+    step_ns = int(step[:-1]) * (60 if step.endswith("m") else 3600) * 10**9
+    steps = (end.value - start.value) // step_ns
+    count = min(MAX_METRIC_SLICES, -(-steps // METRIC_SLICE_STEPS)) if service_id else 1
+    edges = [start + pd.Timedelta(k * -(-steps // count) * step_ns, "ns")
+             for k in range(count)] if count > 1 else [start]
+    whole = [who, ("start", _rfc3339_ns(start)), ("end", _rfc3339_ns(end)), ("step", step)]
+    requests: list[tuple[str, int, list[tuple[str, str]]]] = []
+    for k in range(len(edges) if len(edges) > 1 else 0):
+        upto = end if k + 1 == len(edges) else edges[k + 1] - pd.Timedelta(1, "ns")
+        requests += [(n, k, [who, ("start", _rfc3339_ns(edges[k])), ("end", _rfc3339_ns(upto)),
+                             ("step", step), ("name", n)])
+                     for n in name_list if n in PER_INSTANCE_METRICS]
+    requests += [(n, 0, whole + [("name", n)]) for n in name_list
+                 if len(edges) == 1 or n not in PER_INSTANCE_METRICS]
 
-    def one(name: str) -> dict[str, Any] | _Columns:
-        reply: dict[str, Any] | _Columns = client.get_parsed(
-            METRICS_PATH, base + [("name", name)], _read_metric)
+    def one(query: list[tuple[str, str]]) -> dict[str, Any] | _Columns:
+        reply: dict[str, Any] | _Columns = client.get_parsed(METRICS_PATH, query,
+                                                             _read_metric)
         return reply
 
-    replies: dict[str, dict[str, Any] | _Columns] = {}
+    got: list[tuple[str, int, dict[str, Any] | _Columns]] = []
+    failed: set[str] = set()
     failure: BaseException | None = None
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, min(client.concurrency, len(name_list))),
+    with ThreadPoolExecutor(max_workers=max(1, min(client.concurrency, len(requests))),
                             thread_name_prefix="koyeb-metrics") as pool:
-        futures = {n: pool.submit(one, n) for n in name_list}
-        for n, fut in futures.items():
+        futures = [(n, k, pool.submit(one, query)) for n, k, query in requests]
+        for n, k, fut in futures:
             try:
-                replies[n] = fut.result()
+                got.append((n, k, fut.result()))
             except KoyebError as exc:
                 failure = failure or exc
+                failed.add(n)
+    # A metric with a slice missing is missing: no frame holds part of a series.
+    replies = [(n, k, r) for n, k, r in sorted(got, key=lambda item: item[1])
+               if n not in failed]
     df, counts = _metric_frame(replies, service_id)
     df.attrs.update({
         "source": client.base_url,
@@ -656,23 +685,25 @@ def load_metrics(
         "query": {"names": name_list, "service_id": service_id, "instance_id": instance_id,
                   "since": start.isoformat(), "until": end.isoformat(), "step": step},
         "fetched_at": now,
-        "requests": len(name_list),
+        "requests": len(requests),
+        "slices": len(edges),
         "seconds": round(time.perf_counter() - started, 3),
         "non_finite": counts["non_finite"],
         "bad_time": counts["bad_time"],
-        "missing": [n for n in name_list if n not in replies],
+        "missing": [n for n in name_list if n in failed],
         "complete": failure is None,
         "notes": counts["notes"],
     })
     if failure is not None:
-        raise IncompleteListingError(METRICS_PATH, df, len(replies), failure) from failure
+        raise IncompleteListingError(METRICS_PATH, df, len(got), failure) from failure
     return df
 
 
-def _metric_frame(replies: dict[str, dict[str, Any] | _Columns],
+def _metric_frame(replies: list[tuple[str, int, dict[str, Any] | _Columns]],
                   service_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One long frame of the replies, each ``(metric, time slice, reply)`` in time order."""
     series_list: list[tuple[tuple[int, str, str], str, dict[str, str], np.ndarray,
-                            np.ndarray]] = []
+                            np.ndarray, int]] = []
     non_finite: dict[str, int] = {}
     bad_time = 0
     notes: list[str] = []
@@ -680,7 +711,7 @@ def _metric_frame(replies: dict[str, dict[str, Any] | _Columns],
     # Every series of a metric repeats the same few thousand timestamps: each text is
     # parsed once.
     seen: dict[Any, int] = {}
-    for name, reply in replies.items():
+    for name, part, reply in replies:
         for labels, t, values in _series_of(name, reply, seen, notes):
             ok = t >= 0
             if not ok.all():
@@ -694,7 +725,7 @@ def _metric_frame(replies: dict[str, dict[str, Any] | _Columns],
                 order = np.argsort(t, kind="stable")
                 t, values = t[order], values[order]
             key = (rank[name], labels.get("instance_id", ""), labels.get("code", ""))
-            series_list.append((key, name, labels, t, values))
+            series_list.append((key, name, labels, t, values, part))
     if non_finite:
         notes.append("samples without a finite value, kept as NaN: " + ", ".join(
             f"{k} {v}" for k, v in non_finite.items()))
@@ -702,6 +733,14 @@ def _metric_frame(replies: dict[str, dict[str, Any] | _Columns],
         notes.append(f"{bad_time} sample(s) without a readable timestamp were dropped")
     # Series in the frame's order (metric, labels), each in time order: no global sort.
     series_list.sort(key=lambda item: item[0])
+    # A series read in time slices comes in pieces, one after the other: where a server
+    # sent a slice's edge in both, the sample is kept once.
+    for k in range(1, len(series_list)):
+        prev, item = series_list[k - 1], series_list[k]
+        if item[5] != prev[5] and item[:3] == prev[:3] and len(prev[3]) and len(item[3]) \
+                and item[3][0] <= prev[3][-1]:
+            later = item[3] > prev[3][-1]
+            series_list[k] = (*item[:3], item[3][later], item[4][later], item[5])
     sizes = [len(item[3]) for item in series_list]
     n = sum(sizes)
     t = np.concatenate([item[3] for item in series_list]) if series_list else \
