@@ -200,3 +200,17 @@ def test_a_sample_sent_in_two_slices_is_kept_once():
     df, _ = _metric_frame([("CPU_TOTAL_PERCENT", 0, {"metrics": reply([0])["metrics"] * 2})],
                           None)
     assert len(df) == 2
+
+
+def test_series_of_one_reply_are_each_put_in_time_order_and_cleaned_alone():
+    def sample(minute, value):
+        return {"timestamp": f"2026-11-20T10:{minute:02d}:00Z", "value": value}
+    reply = {"metrics": [
+        {"labels": {"instance_id": "i-2"}, "samples": [
+            sample(10, 1), {"timestamp": "bad", "value": 2}, sample(0, 3)]},
+        {"labels": {"instance_id": "i-1"}, "samples": [sample(5, 4), sample(0, "NaN")]}]}
+    df, counts = _metric_frame([("CPU_TOTAL_PERCENT", 0, reply)], None)
+    assert df["instance_id"].tolist() == ["i-1", "i-1", "i-2", "i-2"]
+    assert df["ts"].dt.minute.tolist() == [0, 5, 0, 10]
+    assert df["value"].tolist()[1:] == [4, 3, 1] and np.isnan(df["value"].iloc[0])
+    assert counts["bad_time"] == 1 and counts["non_finite"] == {"CPU_TOTAL_PERCENT": 1}

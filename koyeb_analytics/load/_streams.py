@@ -701,9 +701,15 @@ def load_metrics(
 
 def _metric_frame(replies: list[tuple[str, int, dict[str, Any] | _Columns]],
                   service_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """One long frame of the replies, each ``(metric, time slice, reply)`` in time order."""
-    series_list: list[tuple[tuple[int, str, str], str, dict[str, str], np.ndarray,
-                            np.ndarray, int]] = []
+    """One long frame of the replies, each ``(metric, time slice, reply)`` in time order.
+
+    Each reply's samples stay in one array (its series end to end): the checks, the
+    drops and the final order are array operations, the per-series work is bookkeeping.
+    """
+    # per series: (metric, instance, code), metric, labels, time slice, where, how many
+    found: list[tuple[tuple[int, str, str], str, dict[str, str], int, int, int]] = []
+    times: list[np.ndarray] = []
+    numbers: list[np.ndarray] = []
     non_finite: dict[str, int] = {}
     bad_time = 0
     notes: list[str] = []
@@ -711,48 +717,59 @@ def _metric_frame(replies: list[tuple[str, int, dict[str, Any] | _Columns]],
     # Every series of a metric repeats the same few thousand timestamps: each text is
     # parsed once.
     seen: dict[Any, int] = {}
+    at = 0
     for name, part, reply in replies:
-        for labels, t, values in _series_of(name, reply, seen, notes):
-            ok = t >= 0
-            if not ok.all():
-                bad_time += int((~ok).sum())
-                t, values = t[ok], values[ok]
-            finite = np.isfinite(values)
-            if not finite.all():
-                non_finite[name] = non_finite.get(name, 0) + int((~finite).sum())
-                values = np.where(finite, values, np.nan)
-            if len(t) > 1 and (np.diff(t) < 0).any():
-                order = np.argsort(t, kind="stable")
-                t, values = t[order], values[order]
+        labels_of, sizes, t, values = _block_of(name, reply, seen, notes)
+        series = np.repeat(np.arange(len(sizes)), sizes)
+        ok = t >= 0
+        if not ok.all():
+            bad_time += int((~ok).sum())
+            t, values, series = t[ok], values[ok], series[ok]
+            sizes = np.bincount(series, minlength=len(sizes))
+        finite = np.isfinite(values)
+        if not finite.all():
+            non_finite[name] = non_finite.get(name, 0) + int((~finite).sum())
+            values = np.where(finite, values, np.nan)
+        if len(t) > 1 and ((np.diff(t) < 0) & (series[1:] == series[:-1])).any():
+            order = np.lexsort((t, series))  # each series in time order (a stable sort)
+            t, values = t[order], values[order]
+        firsts = (at + np.cumsum(sizes) - sizes).tolist()
+        for labels, first, size in zip(labels_of, firsts, sizes.tolist(), strict=True):
             key = (rank[name], labels.get("instance_id", ""), labels.get("code", ""))
-            series_list.append((key, name, labels, t, values, part))
+            found.append((key, name, labels, part, first, size))
+        times.append(t)
+        numbers.append(values)
+        at += len(t)
     if non_finite:
         notes.append("samples without a finite value, kept as NaN: " + ", ".join(
             f"{k} {v}" for k, v in non_finite.items()))
     if bad_time:
         notes.append(f"{bad_time} sample(s) without a readable timestamp were dropped")
+    all_t = np.concatenate(times) if times else np.empty(0, np.int64)
+    all_values = np.concatenate(numbers) if numbers else np.empty(0, np.float64)
     # Series in the frame's order (metric, labels), each in time order: no global sort.
-    series_list.sort(key=lambda item: item[0])
+    found.sort(key=lambda item: item[0])
     # A series read in time slices comes in pieces, one after the other: where a server
     # sent a slice's edge in both, the sample is kept once.
-    for k in range(1, len(series_list)):
-        prev, item = series_list[k - 1], series_list[k]
-        if item[5] != prev[5] and item[:3] == prev[:3] and len(prev[3]) and len(item[3]) \
-                and item[3][0] <= prev[3][-1]:
-            later = item[3] > prev[3][-1]
-            series_list[k] = (*item[:3], item[3][later], item[4][later], item[5])
-    sizes = [len(item[3]) for item in series_list]
-    n = sum(sizes)
-    t = np.concatenate([item[3] for item in series_list]) if series_list else \
-        np.empty(0, np.int64)
-    values = np.concatenate([item[4] for item in series_list]) if series_list else \
-        np.empty(0, np.float64)
+    for k in range(1, len(found)):
+        prev, item = found[k - 1], found[k]
+        if item[3] != prev[3] and item[:3] == prev[:3] and prev[5] and item[5]:
+            last = all_t[prev[4] + prev[5] - 1]
+            if all_t[item[4]] <= last:
+                skip = int(np.searchsorted(all_t[item[4]:item[4] + item[5]], last, "right"))
+                found[k] = (*item[:4], item[4] + skip, item[5] - skip)
+    sizes_list = [item[5] for item in found]
+    sizes = np.array(sizes_list, np.int64)
+    n = int(sizes.sum())
+    take = np.repeat(np.array([item[4] for item in found], np.int64), sizes) + _runs(sizes)
+    t, values = all_t[take], all_values[take]
+    series_list = found
     keys: list[str] = []
     for item in series_list:
         keys += [k for k in item[2] if k not in keys]
     names = list(METRIC_NAMES)
     metric_codes = np.repeat(np.array([rank[item[1]] for item in series_list], np.int8),
-                             sizes) if series_list else np.empty(0, np.int8)
+                             sizes)
     units = sorted(set(METRIC_UNITS.values()))
     unit_of = np.array([units.index(METRIC_UNITS[m]) for m in names], np.int8)
 
@@ -847,15 +864,34 @@ def _read_metric(body: bytes) -> _Columns | None:
     return _Columns(labels, sizes, t, v)
 
 
-def _series_of(name: str, reply: dict[str, Any] | _Columns, seen: dict[Any, int],
-               notes: list[str]) -> Iterator[tuple[dict[str, str], np.ndarray, np.ndarray]]:
-    """Each series of a reply: its labels, sample times (-1 where unreadable), values."""
+def _block_of(name: str, reply: dict[str, Any] | _Columns, seen: dict[Any, int],
+              notes: list[str]) -> tuple[list[dict[str, str]], np.ndarray, np.ndarray,
+                                         np.ndarray]:
+    """A reply's series: their labels and lengths, and their samples end to end (times in
+    microseconds, -1 where unreadable)."""
     if isinstance(reply, _Columns):
-        at = 0
-        for labels, size in zip(reply.labels, reply.sizes, strict=True):
-            yield labels, reply.t[at:at + size], reply.values[at:at + size]
-            at += size
-        return
+        return reply.labels, np.asarray(reply.sizes, np.int64), reply.t, reply.values
+    labels, sizes, times, values = [], [], [], []
+    for one, t, v in _series_of(name, reply, seen, notes):
+        labels.append(one)
+        sizes.append(len(t))
+        times.append(t)
+        values.append(v)
+    return (labels, np.array(sizes, np.int64),
+            np.concatenate(times) if times else np.empty(0, np.int64),
+            np.concatenate(values) if values else np.empty(0, np.float64))
+
+
+def _runs(count: np.ndarray) -> np.ndarray:
+    """0 .. count[0] - 1, 0 .. count[1] - 1, ...: each item's place within its run."""
+    out: np.ndarray = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    return out
+
+
+def _series_of(name: str, reply: dict[str, Any], seen: dict[Any, int],
+               notes: list[str]) -> Iterator[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+    """Each series of a decoded reply: its labels, sample times (-1 where unreadable),
+    values."""
     series = reply.get("metrics", [])
     if series is None:
         series = []
