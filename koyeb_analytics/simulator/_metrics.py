@@ -181,19 +181,20 @@ class MetricSource:
             here = services == svc
             load[here] = self._load(svc, t)[k[here]]
         seed = st.seed
+        ran = np.unique(inst)  # the instances with samples: their own draws only
+        where = np.searchsorted(ran, inst)
         if name == "CPU_TOTAL_PERCENT":
-            factor = np.array([0.6 + 0.5 * unit(seed, i, 21) for i in mine.tolist()])
-            cpu = 100 * load * factor[np.searchsorted(mine, inst)] \
+            factor = np.array([0.6 + 0.5 * unit(seed, i, 21) for i in ran.tolist()])
+            cpu = 100 * load * factor[where] \
                 + 6 * (_noise(tk, inst * 7 + 1) - 0.5)
             push = self._ramps_of(inst, k, t, 2, 15 * MINUTE)
             value = np.clip(cpu * (1 - push) + 98 * push, 0.0, 100.0).round(2)
         else:
-            where = np.searchsorted(mine, inst)
             fl = st.fleet
-            memory = np.array([CATALOG[fl.inst["type"][i]][0] for i in mine.tolist()],
+            memory = np.array([CATALOG[fl.inst["type"][i]][0] for i in ran.tolist()],
                               np.float64)[where]
             created = np.asarray(fl.inst["created"], np.int64)[inst]
-            base = np.array([0.3 + 0.25 * unit(seed, i, 22) for i in mine.tolist()])[where]
+            base = np.array([0.3 + 0.25 * unit(seed, i, 22) for i in ran.tolist()])[where]
             age_days = np.maximum(tk - created, 0) / DAY
             share = base + np.minimum(0.1 * age_days, 0.15) + 0.05 * load \
                 + 0.01 * _noise(tk, inst * 7 + 2)
