@@ -16,17 +16,22 @@ whatever the server says, and keep what was read when a request fails.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from ..api._checks import check_bool, check_client, check_ids, check_str
 from ..api._client import KoyebClient
@@ -46,6 +51,13 @@ METRICS_PATH = "/v1/streams/metrics"
 CATALOG_PATH = "/v1/catalog/instances"
 LOG_LIMIT = 1000
 """The most lines one query may ask for (the API's maximum)."""
+METRIC_SLICE_STEPS = 500
+"""Steps of one request for a per-instance metric of a service; a longer window is read
+as time slices at once."""
+MAX_METRIC_SLICES = 8
+"""The most time slices one per-instance metric is cut into."""
+PER_INSTANCE_METRICS = frozenset({"CPU_TOTAL_PERCENT", "MEM_RSS"})
+"""The metrics served as one series per instance (koyeb-api-beyond-instances.md §4)."""
 MAX_LOG_PAGES = 50_000
 """The most pages one load reads (50 million lines): a bound whatever a server claims."""
 DEFAULT_RETENTION = "30d"
@@ -65,11 +77,12 @@ def _parse_times(values: list[Any], unit: str) -> np.ndarray:
     if not values:
         return np.empty(0, np.int64)
     try:
-        if all(isinstance(v, str) and v.endswith("Z") for v in values):
+        # map keeps the per-value checks in C (a non-string raises TypeError)
+        if all(map(str.endswith, values, repeat("Z"))):
             out: np.ndarray = np.array([v[:-1] for v in values],
                                        dtype=f"datetime64[{unit}]").astype(np.int64)
             return out
-    except ValueError:
+    except (TypeError, ValueError):
         pass
     parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce",
                             format="ISO8601")
@@ -77,6 +90,16 @@ def _parse_times(values: list[Any], unit: str) -> np.ndarray:
     ints[parsed.isna().to_numpy()] = -1
     result: np.ndarray = ints
     return result
+
+
+def _label(labels: dict[str, Any], key: str) -> str | None:
+    """A label's value as the frame keeps it (a value that is not a string, as text)."""
+    v = labels.get(key)
+    return v if v is None or isinstance(v, str) else str(v)
+
+
+def _every(values: list[Any], kind: type) -> bool:
+    return all(map(isinstance, values, repeat(kind)))
 
 
 def _clean(msg: Any) -> tuple[str, bool]:
@@ -115,20 +138,41 @@ class _Slice:
         self._edge: set[tuple[Any, ...]] = set()
         self._edge_t = -1
 
+    def _codes(self, labels: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Each label of these lines as codes into this slice's own dictionaries."""
+        keys: list[str] = []
+        for one in (labels[0], labels[-1]):
+            keys += [key for key in one if key not in keys]
+        if set(map(len, labels)) != {len(keys)}:
+            for one in labels:
+                keys += [key for key in one if key not in keys]
+        codes: dict[str, np.ndarray] = {}
+        for key in keys:
+            table = self.values.setdefault(key, {None: 0})
+            values = list(map(dict.get, labels, repeat(key)))
+            if not all(map(isinstance, values, repeat((str, type(None))))):
+                values = [v if v is None or isinstance(v, str) else str(v) for v in values]
+            for v in set(values) - table.keys():
+                table[v] = len(table)
+            codes[key] = np.fromiter(map(table.__getitem__, values), np.int32, len(values))
+        return codes
+
     def add(self, data: list[Any]) -> None:
-        """Keep a page's lines: column by column, the per-line work in comprehensions."""
-        rows = [e for e in data if isinstance(e, dict)]
+        """Keep a page's lines, column by column."""
+        # The per-line work is in map over C functions, or in comprehensions.
+        rows = data if _every(data, dict) else [e for e in data if isinstance(e, dict)]
         self.bad_time += len(data) - len(rows)
         if not rows:
             return
-        t = _parse_times([e.get("created_at") for e in rows], "ns")
+        t = _parse_times(list(map(dict.get, rows, repeat("created_at"))), "ns")
         keep = (t >= self.start) & (t < self.end)
         self.bad_time += int((t < 0).sum())
         self.outside += int(((t >= 0) & ~keep).sum())
-        raw_labels = [e.get("labels") for e in rows]
-        labels = [v if isinstance(v, dict) else {} for v in raw_labels]
-        msgs = [e.get("msg") for e in rows]
-        if not all(isinstance(m, str) and m.isascii() for m in msgs):
+        labels: list[Any] = list(map(dict.get, rows, repeat("labels")))
+        if not _every(labels, dict):
+            labels = [v if isinstance(v, dict) else {} for v in labels]
+        msgs: list[Any] = list(map(dict.get, rows, repeat("msg")))
+        if not (_every(msgs, str) and all(map(str.isascii, msgs))):
             cleaned = [_clean(m) for m in msgs]
             msgs = [m for m, _ in cleaned]
             self.bad_text += sum(bad for (_, bad), k in zip(cleaned, keep.tolist(),
@@ -137,8 +181,8 @@ class _Slice:
         edge, edge_t = self._edge, self._edge_t
         if edge_t >= 0:
             for k in np.flatnonzero(keep & (t <= edge_t)).tolist():
-                ident = (int(t[k]), labels[k].get("instance_id"), labels[k].get("stream"),
-                         msgs[k])
+                ident = (int(t[k]), _label(labels[k], "instance_id"),
+                         _label(labels[k], "stream"), msgs[k])
                 if ident in edge:
                     keep[k] = False
                     self.repeats += 1
@@ -152,24 +196,12 @@ class _Slice:
             edge = set()
             edge_t = top
         for k in idx[t[idx] == top].tolist():
-            edge.add((top, labels[k].get("instance_id"), labels[k].get("stream"), msgs[k]))
+            edge.add((top, _label(labels[k], "instance_id"), _label(labels[k], "stream"),
+                      msgs[k]))
         self._edge, self._edge_t = edge, edge_t
         take = idx.tolist()
-        keys: list[str] = []
-        for k in (take[0], take[-1]):
-            keys += [key for key in labels[k] if key not in keys]
-        if any(len(labels[k]) != len(keys) for k in take):
-            for k in take:
-                keys += [key for key in labels[k] if key not in keys]
-        codes: dict[str, np.ndarray] = {}
-        for key in keys:
-            table = self.values.setdefault(key, {None: 0})
-            values = [labels[k].get(key) for k in take]
-            if not all(v is None or isinstance(v, str) for v in values):
-                values = [v if v is None or isinstance(v, str) else str(v) for v in values]
-            for v in set(values) - table.keys():
-                table[v] = len(table)
-            codes[key] = np.fromiter((table[v] for v in values), np.int32, len(take))
+        codes = self._codes(labels if len(take) == len(labels)
+                            else [labels[k] for k in take])
         self.t.append(t[idx])
         # The system allocator: Arrow's own keeps per-thread caches that double the
         # resident memory of a load on eight threads.
@@ -612,23 +644,47 @@ def load_metrics(
     if start >= end:
         raise ValueError(f"since ({start.isoformat()}) must be earlier than until "
                          f"({end.isoformat()})")
-    base = [("service_id", service_id) if service_id else ("instance_id", instance_id or ""),
-            ("start", _rfc3339_ns(start)), ("end", _rfc3339_ns(end)), ("step", step)]
+    who = ("service_id", service_id) if service_id else ("instance_id", instance_id or "")
+    # A per-instance metric of a whole service over a long window is hundreds of
+    # thousands of samples: it is read as time slices at once (edges on the step, each
+    # slice ending just before the next begins), so that the server's work on one slice
+    # and the reading of another overlap.
+    step_ns = int(step[:-1]) * (60 if step.endswith("m") else 3600) * 10**9
+    steps = (end.value - start.value) // step_ns
+    count = min(MAX_METRIC_SLICES, -(-steps // METRIC_SLICE_STEPS)) if service_id else 1
+    edges = [start + pd.Timedelta(k * -(-steps // count) * step_ns, "ns")
+             for k in range(count)] if count > 1 else [start]
+    whole = [who, ("start", _rfc3339_ns(start)), ("end", _rfc3339_ns(end)), ("step", step)]
+    requests: list[tuple[str, int, list[tuple[str, str]]]] = []
+    for k in range(len(edges) if len(edges) > 1 else 0):
+        upto = end if k + 1 == len(edges) else edges[k + 1] - pd.Timedelta(1, "ns")
+        requests += [(n, k, [who, ("start", _rfc3339_ns(edges[k])), ("end", _rfc3339_ns(upto)),
+                             ("step", step), ("name", n)])
+                     for n in name_list if n in PER_INSTANCE_METRICS]
+    requests += [(n, 0, whole + [("name", n)]) for n in name_list
+                 if len(edges) == 1 or n not in PER_INSTANCE_METRICS]
 
-    def one(name: str) -> dict[str, Any]:
-        return client.get(METRICS_PATH, base + [("name", name)])
+    def one(query: list[tuple[str, str]]) -> dict[str, Any] | _Columns:
+        reply: dict[str, Any] | _Columns = client.get_parsed(METRICS_PATH, query,
+                                                             _read_metric)
+        return reply
 
-    replies: dict[str, dict[str, Any]] = {}
+    got: list[tuple[str, int, dict[str, Any] | _Columns]] = []
+    failed: set[str] = set()
     failure: BaseException | None = None
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, min(client.concurrency, len(name_list))),
+    with ThreadPoolExecutor(max_workers=max(1, min(client.concurrency, len(requests))),
                             thread_name_prefix="koyeb-metrics") as pool:
-        futures = {n: pool.submit(one, n) for n in name_list}
-        for n, fut in futures.items():
+        futures = [(n, k, pool.submit(one, query)) for n, k, query in requests]
+        for n, k, fut in futures:
             try:
-                replies[n] = fut.result()
+                got.append((n, k, fut.result()))
             except KoyebError as exc:
                 failure = failure or exc
+                failed.add(n)
+    # A metric with a slice missing is missing: no frame holds part of a series.
+    replies = [(n, k, r) for n, k, r in sorted(got, key=lambda item: item[1])
+               if n not in failed]
     df, counts = _metric_frame(replies, service_id)
     df.attrs.update({
         "source": client.base_url,
@@ -636,84 +692,100 @@ def load_metrics(
         "query": {"names": name_list, "service_id": service_id, "instance_id": instance_id,
                   "since": start.isoformat(), "until": end.isoformat(), "step": step},
         "fetched_at": now,
-        "requests": len(name_list),
+        "requests": len(requests),
+        "slices": len(edges),
         "seconds": round(time.perf_counter() - started, 3),
         "non_finite": counts["non_finite"],
         "bad_time": counts["bad_time"],
-        "missing": [n for n in name_list if n not in replies],
+        "missing": [n for n in name_list if n in failed],
         "complete": failure is None,
         "notes": counts["notes"],
     })
     if failure is not None:
-        raise IncompleteListingError(METRICS_PATH, df, len(replies), failure) from failure
+        raise IncompleteListingError(METRICS_PATH, df, len(got), failure) from failure
     return df
 
 
-def _metric_frame(replies: dict[str, dict[str, Any]],
+def _metric_frame(replies: list[tuple[str, int, dict[str, Any] | _Columns]],
                   service_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    series_list: list[tuple[tuple[int, str, str], str, dict[str, str], np.ndarray,
-                            np.ndarray]] = []
+    """One long frame of the replies, each ``(metric, time slice, reply)`` in time order.
+
+    Each reply's samples stay in one array (its series end to end): the checks, the
+    drops and the final order are array operations, the per-series work is bookkeeping.
+    """
+    # per series: (metric, instance, code), metric, labels, time slice, where, how many
+    found: list[tuple[tuple[int, str, str], str, dict[str, str], int, int, int]] = []
+    times: list[np.ndarray] = []
+    numbers: list[np.ndarray] = []
     non_finite: dict[str, int] = {}
     bad_time = 0
     notes: list[str] = []
     rank = {n: i for i, n in enumerate(METRIC_NAMES)}
-    for name, reply in replies.items():
-        series = reply.get("metrics", [])
-        if series is None:
-            series = []
-        if not isinstance(series, list):
-            notes.append(f"{name}: 'metrics' is {type(series).__name__}, not a list; skipped")
-            continue
-        for s in series:
-            if not isinstance(s, dict):
-                continue
-            raw = s.get("labels")
-            labels = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
-            samples = s.get("samples")
-            if not isinstance(samples, list):
-                samples = []
-            if not all(isinstance(x, dict) for x in samples):
-                samples = [x for x in samples if isinstance(x, dict)]
-            t = _parse_times([x.get("timestamp") for x in samples], "us")
-            values = _values([x.get("value") for x in samples])
-            ok = t >= 0
-            if not ok.all():
-                bad_time += int((~ok).sum())
-                t, values = t[ok], values[ok]
-            finite = np.isfinite(values)
-            if not finite.all():
-                non_finite[name] = non_finite.get(name, 0) + int((~finite).sum())
-                values = np.where(finite, values, np.nan)
-            if len(t) > 1 and (np.diff(t) < 0).any():
-                order = np.argsort(t, kind="stable")
-                t, values = t[order], values[order]
+    # Every series of a metric repeats the same few thousand timestamps: each text is
+    # parsed once.
+    seen: dict[Any, int] = {}
+    at = 0
+    for name, part, reply in replies:
+        labels_of, sizes, t, values = _block_of(name, reply, seen, notes)
+        series = np.repeat(np.arange(len(sizes)), sizes)
+        ok = t >= 0
+        if not ok.all():
+            bad_time += int((~ok).sum())
+            t, values, series = t[ok], values[ok], series[ok]
+            sizes = np.bincount(series, minlength=len(sizes))
+        finite = np.isfinite(values)
+        if not finite.all():
+            non_finite[name] = non_finite.get(name, 0) + int((~finite).sum())
+            values = np.where(finite, values, np.nan)
+        if len(t) > 1 and ((np.diff(t) < 0) & (series[1:] == series[:-1])).any():
+            order = np.lexsort((t, series))  # each series in time order (a stable sort)
+            t, values = t[order], values[order]
+        firsts = (at + np.cumsum(sizes) - sizes).tolist()
+        for labels, first, size in zip(labels_of, firsts, sizes.tolist(), strict=True):
             key = (rank[name], labels.get("instance_id", ""), labels.get("code", ""))
-            series_list.append((key, name, labels, t, values))
+            found.append((key, name, labels, part, first, size))
+        times.append(t)
+        numbers.append(values)
+        at += len(t)
     if non_finite:
         notes.append("samples without a finite value, kept as NaN: " + ", ".join(
             f"{k} {v}" for k, v in non_finite.items()))
     if bad_time:
         notes.append(f"{bad_time} sample(s) without a readable timestamp were dropped")
+    all_t = np.concatenate(times) if times else np.empty(0, np.int64)
+    all_values = np.concatenate(numbers) if numbers else np.empty(0, np.float64)
     # Series in the frame's order (metric, labels), each in time order: no global sort.
-    series_list.sort(key=lambda item: item[0])
-    sizes = [len(item[3]) for item in series_list]
-    n = sum(sizes)
-    t = np.concatenate([item[3] for item in series_list]) if series_list else \
-        np.empty(0, np.int64)
-    values = np.concatenate([item[4] for item in series_list]) if series_list else \
-        np.empty(0, np.float64)
+    found.sort(key=lambda item: item[0])
+    # A series read in time slices comes in pieces, one after the other: where a server
+    # sent a slice's edge in both, the sample is kept once.
+    for k in range(1, len(found)):
+        prev, item = found[k - 1], found[k]
+        if item[3] != prev[3] and item[:3] == prev[:3] and prev[5] and item[5]:
+            last = all_t[prev[4] + prev[5] - 1]
+            if all_t[item[4]] <= last:
+                skip = int(np.searchsorted(all_t[item[4]:item[4] + item[5]], last, "right"))
+                found[k] = (*item[:4], item[4] + skip, item[5] - skip)
+    sizes_list = [item[5] for item in found]
+    sizes = np.array(sizes_list, np.int64)
+    n = int(sizes.sum())
+    take = np.repeat(np.array([item[4] for item in found], np.int64), sizes) + _runs(sizes)
+    t, values = all_t[take], all_values[take]
+    series_list = found
     keys: list[str] = []
     for item in series_list:
         keys += [k for k in item[2] if k not in keys]
     names = list(METRIC_NAMES)
     metric_codes = np.repeat(np.array([rank[item[1]] for item in series_list], np.int8),
-                             sizes) if series_list else np.empty(0, np.int8)
+                             sizes)
     units = sorted(set(METRIC_UNITS.values()))
     unit_of = np.array([units.index(METRIC_UNITS[m]) for m in names], np.int8)
 
+    which = pa.array(np.repeat(np.arange(len(series_list)), sizes))
+
     def label(key: str) -> pd.Series:
-        per = np.array([item[2].get(key) for item in series_list], dtype=object)
-        return pd.Series(np.repeat(per, sizes) if series_list else per, dtype=STRING_DTYPE)
+        # a value per series, repeated by Arrow (a million Python strings are slow to convert)
+        per = pa.array([item[2].get(key) for item in series_list], type=pa.large_string())
+        return pd.Series(per.take(which), dtype=STRING_DTYPE)
 
     df = pd.DataFrame({
         "ts": pd.Series(t.view("datetime64[us]")).dt.tz_localize("UTC") if n else
@@ -723,10 +795,140 @@ def _metric_frame(replies: dict[str, dict[str, Any]],
         "unit": pd.Categorical.from_codes(unit_of[metric_codes], categories=units),
         "instance_id": label("instance_id"),
         "code": label("code"),
-        "service_id": pd.Series([service_id] * n, dtype=STRING_DTYPE),
+        "service_id": pd.Series(pa.array([service_id], type=pa.large_string())
+                                .take(pa.array(np.zeros(n, np.int64))), dtype=STRING_DTYPE),
         **{k: label(k) for k in keys if k not in ("instance_id", "code")},
     })
     return df, {"non_finite": non_finite, "bad_time": bad_time, "notes": notes}
+
+
+class _Columns(NamedTuple):
+    """A metric reply read by Arrow: each series' labels and length, and the samples of
+    every series end to end (times in microseconds, -1 where missing)."""
+
+    labels: list[dict[str, str]]
+    sizes: list[int]
+    t: np.ndarray
+    values: np.ndarray
+
+
+def _read_metric(body: bytes) -> _Columns | None:
+    """Read a metric reply with Arrow's JSON reader, or return None to have it decoded.
+
+    A week of a few hundred instances is hundreds of thousands of samples: Arrow reads
+    them into columns in C++, without the GIL and without a Python object per sample.
+    Only the plain shape is taken (one line; series with string labels and samples of a
+    time and a number); anything else is left to the JSON decoder and the checks of
+    :func:`_series_of`, so that both readings give the same frame.
+    """
+    try:
+        table = pa_json.read_json(io.BytesIO(body), read_options=pa_json.ReadOptions(
+            block_size=len(body) + 1024, use_threads=False))
+        if table.num_rows != 1 or table.column_names.count("metrics") != 1:
+            return None
+        column = table.column("metrics").combine_chunks()
+        if not pa.types.is_list(column.type) or column.null_count:
+            return None
+        series = pc.list_flatten(column)
+        kind = series.type
+        if not pa.types.is_struct(kind) or series.null_count or \
+                kind.get_field_index("samples") < 0:
+            return None
+        labels: list[dict[str, str]] = [{} for _ in range(len(series))]
+        if kind.get_field_index("labels") >= 0:
+            raw = series.field("labels")
+            if pa.types.is_struct(raw.type):
+                present = raw.is_valid()  # a series without labels has none of them
+                for field in raw.type:
+                    values = raw.field(field.name)
+                    # A null could be an absent label or a JSON null: the decoder tells.
+                    if not pa.types.is_string(field.type) or \
+                            pc.sum(pc.and_(present, values.is_null())).as_py():
+                        return None
+                    for one, v in zip(labels, values.to_pylist(), strict=True):
+                        if v is not None:
+                            one[field.name] = v
+            elif not pa.types.is_null(raw.type) or raw.null_count != len(raw):
+                return None
+        samples = series.field("samples")
+        if not (pa.types.is_list(samples.type) and pa.types.is_struct(samples.type.value_type)):
+            return None
+        flat = pc.list_flatten(samples)
+        if flat.null_count or flat.type.get_field_index("timestamp") < 0 or \
+                flat.type.get_field_index("value") < 0:
+            return None
+        stamps, values = flat.field("timestamp"), flat.field("value")
+        if not pa.types.is_timestamp(stamps.type) or stamps.type.tz is not None or \
+                stamps.type.unit not in ("s", "ms", "us") or not (
+                    pa.types.is_floating(values.type) or pa.types.is_integer(values.type)
+                    or pa.types.is_null(values.type)):
+            return None
+        t = stamps.cast(pa.timestamp("us")).cast(pa.int64()).fill_null(-1).to_numpy()
+        v = values.cast(pa.float64()).fill_null(math.nan).to_numpy()
+        sizes = pc.list_value_length(samples).fill_null(0).to_numpy().tolist()
+    except (pa.ArrowException, ValueError, TypeError):
+        return None
+    return _Columns(labels, sizes, t, v)
+
+
+def _block_of(name: str, reply: dict[str, Any] | _Columns, seen: dict[Any, int],
+              notes: list[str]) -> tuple[list[dict[str, str]], np.ndarray, np.ndarray,
+                                         np.ndarray]:
+    """A reply's series: their labels and lengths, and their samples end to end (times in
+    microseconds, -1 where unreadable)."""
+    if isinstance(reply, _Columns):
+        return reply.labels, np.asarray(reply.sizes, np.int64), reply.t, reply.values
+    labels, sizes, times, values = [], [], [], []
+    for one, t, v in _series_of(name, reply, seen, notes):
+        labels.append(one)
+        sizes.append(len(t))
+        times.append(t)
+        values.append(v)
+    return (labels, np.array(sizes, np.int64),
+            np.concatenate(times) if times else np.empty(0, np.int64),
+            np.concatenate(values) if values else np.empty(0, np.float64))
+
+
+def _runs(count: np.ndarray) -> np.ndarray:
+    """0 .. count[0] - 1, 0 .. count[1] - 1, ...: each item's place within its run."""
+    out: np.ndarray = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    return out
+
+
+def _series_of(name: str, reply: dict[str, Any], seen: dict[Any, int],
+               notes: list[str]) -> Iterator[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+    """Each series of a decoded reply: its labels, sample times (-1 where unreadable),
+    values."""
+    series = reply.get("metrics", [])
+    if series is None:
+        series = []
+    if not isinstance(series, list):
+        notes.append(f"{name}: 'metrics' is {type(series).__name__}, not a list; skipped")
+        return
+    for s in series:
+        if not isinstance(s, dict):
+            continue
+        raw = s.get("labels")
+        labels = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        samples = s.get("samples")
+        if not isinstance(samples, list):
+            samples = []
+        if not _every(samples, dict):
+            samples = [x for x in samples if isinstance(x, dict)]
+        yield (labels, _known_times(list(map(dict.get, samples, repeat("timestamp"))), seen),
+               _values(list(map(dict.get, samples, repeat("value")))))
+
+
+def _known_times(values: list[Any], seen: dict[Any, int]) -> np.ndarray:
+    """:func:`_parse_times` (microseconds) through ``seen``, the texts already parsed."""
+    try:
+        return np.fromiter(map(seen.__getitem__, values), np.int64, len(values))
+    except (KeyError, TypeError):
+        pass
+    t = _parse_times(values, "us")
+    with contextlib.suppress(TypeError):  # a value that cannot be a key is parsed each time
+        seen.update(zip(values, t.tolist(), strict=True))
+    return t
 
 
 def _values(raw: list[Any]) -> np.ndarray:

@@ -60,10 +60,23 @@ def catalog_items() -> list[dict[str, Any]]:
     return out
 
 
-def _noise(t: np.ndarray, key: int) -> np.ndarray:
+_RUNNING = np.zeros(len(S), bool)
+"""Whether a status has a running process, by status code."""
+_RUNNING[[S["STARTING"], S["HEALTHY"], S["UNHEALTHY"]]] = True
+
+
+def _ramps(count: np.ndarray) -> np.ndarray:
+    """0, 1, ... count[0] - 1, 0, 1, ... count[1] - 1, ...: positions within each run."""
+    total = int(count.sum())
+    out: np.ndarray = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    return out
+
+
+def _noise(t: np.ndarray, key: int | np.ndarray) -> np.ndarray:
     """Uniform [0, 1) noise hashed from times and a key (vectorised splitmix64)."""
+    keys = np.uint64(key & (2**64 - 1)) if isinstance(key, int) else key.astype(np.uint64)
     with np.errstate(over="ignore"):
-        h = t.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(key & (2**64 - 1))
+        h = t.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + keys
         h ^= h >> np.uint64(30)
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(27)
@@ -126,28 +139,116 @@ class MetricSource:
         if not len(rows):
             return np.zeros(len(t), bool)
         k = np.searchsorted(st.seg_start[rows], t, side="right") - 1
-        status = np.where(k >= 0, st.seg_status[rows][np.maximum(k, 0)], -1)
-        return np.isin(status, (S["STARTING"], S["HEALTHY"], S["UNHEALTHY"]))
+        up: np.ndarray = _RUNNING[st.seg_status[rows]]
+        return np.where(k >= 0, up[np.maximum(k, 0)], False)
 
     def instance_series(self, name: str, i: int, t: np.ndarray) -> np.ndarray:
         """CPU percent or memory bytes of instance ``i`` at ``t`` (NaN where not running)."""
+        svc = int(self.story.inst_service[i])
+        return np.where(self.running(i, t), self._value(name, i, t, self._load(svc, t)),
+                        np.nan)
+
+    def instance_samples(self, name: str, targets: list[int],
+                         t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The samples of :meth:`instance_series` of every target at once, where it ran.
+
+        Returns ``(instance, step, value)`` arrays ordered by instance then time (``step``
+        indexes ``t``, a regular grid). Every step of the computation is elementwise, so
+        the values are those of :meth:`instance_series`, without its NaNs.
+        """
         st = self.story
-        svc = int(st.inst_service[i])
+        n = len(t)
+        bounds = self._rows()[0]
+        mine = np.unique(np.asarray(targets, np.int64))
+        count = bounds[mine + 1] - bounds[mine]
+        rows = np.repeat(bounds[mine], count) + _ramps(count)
+        inst, start = st.seg_inst[rows], st.seg_start[rows]
+        # A segment holds from its start to the next one's (the last one, for good): the
+        # grid steps inside, ceil((x - t0) / step), of the segments with a running status.
+        last = np.ones(len(rows), bool)
+        last[:-1] = inst[1:] != inst[:-1]
+        t0 = int(t[0]) if n else 0
+        step = int(t[1] - t[0]) if n > 1 else 1
+        lo = np.clip(-((t0 - start) // step), 0, n)
+        hi = np.where(last, n, np.clip(-((t0 - np.roll(start, -1)) // step), 0, n))
+        size = np.where(_RUNNING[st.seg_status[rows]], np.maximum(hi - lo, 0), 0)
+        k = np.repeat(lo, size) + _ramps(size)
+        inst = np.repeat(inst, size)
+        tk = t[k]
+        services = st.inst_service[inst]
+        load = np.empty(len(k))
+        for svc in np.unique(services).tolist():
+            here = services == svc
+            load[here] = self._load(svc, t)[k[here]]
+        seed = st.seed
+        ran = np.unique(inst)  # the instances with samples: their own draws only
+        where = np.searchsorted(ran, inst)
+        if name == "CPU_TOTAL_PERCENT":
+            factor = np.array([0.6 + 0.5 * unit(seed, i, 21) for i in ran.tolist()])
+            cpu = 100 * load * factor[where] \
+                + 6 * (_noise(tk, inst * 7 + 1) - 0.5)
+            push = self._ramps_of(inst, k, t, 2, 15 * MINUTE)
+            value = np.clip(cpu * (1 - push) + 98 * push, 0.0, 100.0).round(2)
+        else:
+            fl = st.fleet
+            memory = np.array([CATALOG[fl.inst["type"][i]][0] for i in ran.tolist()],
+                              np.float64)[where]
+            created = np.asarray(fl.inst["created"], np.int64)[inst]
+            base = np.array([0.3 + 0.25 * unit(seed, i, 22) for i in ran.tolist()])[where]
+            age_days = np.maximum(tk - created, 0) / DAY
+            share = base + np.minimum(0.1 * age_days, 0.15) + 0.05 * load \
+                + 0.01 * _noise(tk, inst * 7 + 2)
+            push = self._ramps_of(inst, k, t, 3, 20 * MINUTE)
+            value = np.round(memory * np.minimum(share * (1 - push) + 0.995 * push, 1.0))
+        return inst, k, value
+
+    def _ramps_of(self, inst: np.ndarray, k: np.ndarray, t: np.ndarray, cause: int,
+                  lead: int) -> np.ndarray:
+        """:meth:`_episode_ramp` of samples ordered by instance then step ``k`` of the
+        regular grid ``t``: every episode's ramp over its own instance's samples at once."""
+        ep = self.story.ep
+        out = np.zeros(len(k))
+        first = np.ones(len(inst), bool)
+        first[1:] = inst[1:] != inst[:-1]
+        rows = np.flatnonzero((ep["cause"] == cause) & np.isin(ep["inst"], inst[first]))
+        if not len(rows) or not len(k):
+            return out
+        n = len(t)
+        t0, step = int(t[0]), int(t[1] - t[0]) if n > 1 else 1
+        a, b = ep["start"][rows], ep["end"][rows]
+        # Each episode's samples, from the ramp's foot to the episode's end, found by a
+        # search on (instance, step), by which the samples are sorted.
+        key = inst * (n + 1) + k
+        base = ep["inst"][rows] * (n + 1)
+        lo = np.searchsorted(key, base + np.clip(-((t0 - (a - lead)) // step), 0, n))
+        hi = np.searchsorted(key, base + np.clip((b - t0) // step, -1, n - 1), side="right")
+        size = np.maximum(hi - lo, 0)
+        at = np.repeat(lo, size) + _ramps(size)
+        tt = t[k[at]]
+        b_at = np.repeat(b, size)
+        ramp = np.clip((tt - (np.repeat(a, size) - lead)) / lead, 0, 1)
+        np.maximum.at(out, at, np.where(tt <= b_at, ramp, 0.0))
+        return out
+
+    def _value(self, name: str, i: int, t: np.ndarray, load: np.ndarray) -> np.ndarray:
+        """CPU percent or memory bytes of instance ``i`` at ``t``, given the service's load
+        at ``t``, as if it ran throughout."""
+        st = self.story
         seed = st.seed
         if name == "CPU_TOTAL_PERCENT":
             factor = 0.6 + 0.5 * unit(seed, i, 21)
-            cpu = 100 * self._load(svc, t) * factor + 6 * (_noise(t, i * 7 + 1) - 0.5)
+            cpu = 100 * load * factor + 6 * (_noise(t, i * 7 + 1) - 0.5)
             push = self._episode_ramp(i, t, 2, 15 * MINUTE)
-            value = np.clip(cpu * (1 - push) + 98 * push, 0.0, 100.0).round(2)
-        else:
-            memory = CATALOG[self.story.fleet.inst["type"][i]][0]
-            created = int(st.fleet.inst["created"][i])
-            age_days = np.maximum(t - created, 0) / DAY
-            share = 0.3 + 0.25 * unit(seed, i, 22) + np.minimum(0.1 * age_days, 0.15) \
-                + 0.05 * self._load(svc, t) + 0.01 * _noise(t, i * 7 + 2)
-            push = self._episode_ramp(i, t, 3, 20 * MINUTE)
-            value = np.round(memory * np.minimum(share * (1 - push) + 0.995 * push, 1.0))
-        return np.where(self.running(i, t), value, np.nan)
+            value: np.ndarray = np.clip(cpu * (1 - push) + 98 * push, 0.0, 100.0).round(2)
+            return value
+        memory = CATALOG[self.story.fleet.inst["type"][i]][0]
+        created = int(st.fleet.inst["created"][i])
+        age_days = np.maximum(t - created, 0) / DAY
+        share = 0.3 + 0.25 * unit(seed, i, 22) + np.minimum(0.1 * age_days, 0.15) \
+            + 0.05 * load + 0.01 * _noise(t, i * 7 + 2)
+        push = self._episode_ramp(i, t, 3, 20 * MINUTE)
+        out: np.ndarray = np.round(memory * np.minimum(share * (1 - push) + 0.995 * push, 1.0))
+        return out
 
     def service_state(self, svc: int, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Healthy instances of service ``svc`` at ``t``, and whether it existed then."""
@@ -167,10 +268,11 @@ class MetricSource:
         st = self.story
         ep = st.ep
         rows = np.flatnonzero((st.inst_service[ep["inst"]] == svc) & (ep["cause"] <= 1))
-        out = np.zeros(len(t))
-        for j in rows.tolist():
-            out += (t >= ep["start"][j] - 30 * US) & (t <= ep["end"][j])
-        return np.minimum(out, 1.0)
+        # Episodes under way at t: begun by t, less those already over (each ends after
+        # it begins).
+        begun = np.searchsorted(np.sort(ep["start"][rows] - 30 * US), t, side="right")
+        over = np.searchsorted(np.sort(ep["end"][rows]), t, side="left")
+        return np.minimum((begun - over).astype(np.float64), 1.0)
 
     def service_series(self, name: str, svc: int, t: np.ndarray,
                        step_us: int) -> list[tuple[dict[str, str], np.ndarray]]:

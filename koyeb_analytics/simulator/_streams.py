@@ -206,18 +206,26 @@ class Streams:
                                          for m in lines.msg], bool))
         return lines
 
-    def _match(self, lines: Lines, sel: dict[str, Any], lo: int, hi: int) -> Lines:
-        keep = (lines.t >= lo) & (lines.t < hi) & sel["allowed"][lines.inst] \
-            & sel["streams"][lines.stream()]
-        lines = lines.take(keep)
+    def _match(self, lines: Lines, sel: dict[str, Any], lo: int, hi: int,
+               want: int | None = None, asc: bool = True) -> Lines:
+        """The lines of ``[lo, hi)`` that the query selects (with ``want``, only the
+        first ``want`` of them in the query's order)."""
+        # A bucket's lines are sorted by time: cut to the window before masking.
+        first, last = np.searchsorted(lines.t, [lo, hi]).tolist()
+        lines = lines.take(slice(first, last))
+        keep = sel["allowed"][lines.inst] & sel["streams"][lines.stream()]
         if sel["text"] is not None or sel["pattern"] is not None:
-            texts = [lines.text(i) for i in range(len(lines))]
+            lines = lines.take(keep)
+            texts = lines.texts()
             if sel["text"] is not None:
                 hit = [sel["text"] in s for s in texts]
             else:
                 hit = [sel["pattern"].search(s) is not None for s in texts]
-            lines = lines.take(np.asarray(hit, bool))
-        return lines
+            keep = np.asarray(hit, bool)
+        rows = np.flatnonzero(keep)
+        if want is not None:
+            rows = rows[:want] if asc else rows[len(rows) - min(want, len(rows)):]
+        return lines.take(rows)
 
     def _collect(self, sel: dict[str, Any], lo: int, hi: int, want: int,
                  asc: bool) -> Any:
@@ -233,7 +241,7 @@ class Streams:
         parts: list[Lines] = []
         got = 0
         for b in (range(first, last + 1) if asc else range(last, first - 1, -1)):
-            part = self._match(story.bucket(b), sel, lo, hi)
+            part = self._match(story.bucket(b), sel, lo, hi, want - got, asc)
             if not asc:
                 part = part.take(slice(None, None, -1))
             parts.append(part)
@@ -244,19 +252,23 @@ class Streams:
 
     def _entries(self, lines: Any) -> list[str]:
         """Each line as the JSON of a ``LogEntry`` (labels rendered once per instance)."""
+        if not len(lines):
+            return []
         fleet = self.sim.fleet
         if isinstance(lines, BuildLines):
             return build_entries(lines, _rfc3339_ns(lines.t), fleet.organization_id)
         inst = fleet.inst
-        times = _rfc3339_ns(lines.t)
+        times = np.datetime_as_string(lines.t.astype("datetime64[ns]"), unit="ns").tolist()
         texts = lines.texts()
         cache = self._labels
         if cache.get("fleet") is not fleet.inst:
             cache.clear()
             cache["fleet"] = fleet.inst
-        keys = (lines.inst * 4 + lines.stream()).tolist()
-        heads = []
-        for key in keys:
+        # A page holds a few hundred (instance, stream) pairs: one head for each, then
+        # taken by line.
+        keys, where = np.unique(lines.inst * 4 + lines.stream(), return_inverse=True)
+        unique_heads = []
+        for key in keys.tolist():
             head = cache.get(key)
             if head is None:
                 i, stream = divmod(key, 4)
@@ -265,14 +277,15 @@ class Streams:
                      "service_id": inst["service"][i]}
                 if STREAMS[stream] != "koyeb":  # platform lines carry no instance id
                     d["instance_id"] = inst["id"][i]
-                head = cache[key] = '","labels":' + json.dumps(d) + "}"
-            heads.append(head)
+                head = cache[key] = 'Z","labels":' + json.dumps(d) + "}"
+            unique_heads.append(head)
+        heads = [unique_heads[k] for k in where.ravel().tolist()]
         if self.bad_utf8_share:
             for k, (t, i) in enumerate(zip(lines.t.tolist(), lines.inst.tolist(), strict=True)):
                 if mix(t, i) / 2.0 ** 64 < self.bad_utf8_share:
                     texts[k] += " \udcff\udcfe"  # two bytes that are not UTF-8, sent raw
-        return ['{"msg":' + _quote(m) + ',"created_at":"' + t + h
-                for m, t, h in zip(texts, times, heads, strict=True)]
+        return [f'{{"msg":{m},"created_at":"{t}{h}'
+                for m, t, h in zip(map(_quote, texts), times, heads, strict=True)]
 
     async def query(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/streams/logs/query``."""
@@ -398,28 +411,48 @@ class Streams:
             raise _Bad("service_id", "service_id or instance_id must be set")
         t = grid(start, min(end, now), step)
         stamps = np.datetime_as_string(t.astype("datetime64[us]"), unit="s")
-        series: list[tuple[dict[str, str], np.ndarray]] = []
+        # Each series as its labels, the grid steps it has a value at, and those values.
+        series: list[tuple[dict[str, str], np.ndarray, np.ndarray]] = []
         if name in PER_INSTANCE:
-            for i in targets:
-                values = self.metrics.instance_series(name, i, t)
-                if not np.isnan(values).all():
-                    series.append(({"instance_id": fleet.inst["id"][i]}, values))
+            inst, ks, sampled = self.metrics.instance_samples(name, targets, t)
+            cuts = (np.flatnonzero(inst[1:] != inst[:-1]) + 1).tolist()
+            for a, b in zip([0, *cuts], [*cuts, len(inst)], strict=True):
+                if a < b:
+                    series.append(({"instance_id": fleet.inst["id"][int(inst[a])]},
+                                   ks[a:b], sampled[a:b]))
         else:
-            series = self.metrics.service_series(name, svc, t, step)
-        parts = []
-        heads = [f'{{"timestamp":"{x}Z","value":' for x in stamps.tolist()]
-        for labels, values in series:
-            ok = np.flatnonzero(~np.isnan(values))
-            vals: list[Any] = values[ok].tolist()
-            if name == "MEM_RSS" or name.startswith("PUBLIC_DATA"):
-                vals = [int(v) for v in vals]
-            if self.nan_share:
-                bad = _unit_of(t[ok]) < self.nan_share
-                vals = ['"NaN"' if b else v for v, b in zip(vals, bad.tolist(), strict=True)]
-            samples = ",".join([heads[k] + str(v) + "}"
-                                for k, v in zip(ok.tolist(), vals, strict=True)])
-            parts.append('{"labels":' + json.dumps(labels) + ',"samples":[' + samples + "]}")
-        return '{"metrics":[' + ",".join(parts) + "]}"
+            for labels, values in self.metrics.service_series(name, svc, t, step):
+                ok = np.flatnonzero(~np.isnan(values))
+                series.append((labels, ok, values[ok]))
+            sampled = np.concatenate([v for _, _, v in series] + [np.empty(0)])
+        # Hundreds of thousands of samples: each timestamp's text is made once and shared
+        # by every series, each distinct value's once (by its bits, so that -0.0 keeps
+        # its sign), and the body is one join of its pieces laid side by side: per series
+        # its opening, then per sample its timestamp, its value and what closes it.
+        heads = np.array([f'{{"timestamp":"{x}Z","value":' for x in stamps.tolist()],
+                         dtype=object)
+        if name == "MEM_RSS" or name.startswith("PUBLIC_DATA"):
+            texts = np.array(list(map(str, sampled.astype(np.int64).tolist())), dtype=object)
+        else:
+            bits, where = np.unique(sampled.view(np.int64), return_inverse=True)
+            texts = np.array(list(map(str, bits.view(np.float64).tolist())),
+                             dtype=object)[where.ravel()]
+        sizes = np.array([len(ok) for _, ok, _ in series], np.int64)
+        steps = np.concatenate([ok for _, ok, _ in series] + [np.empty(0, np.int64)])
+        if self.nan_share:
+            texts[_unit_of(t[steps]) < self.nan_share] = '"NaN"'
+        opening = np.cumsum(3 * sizes + 1) - (3 * sizes + 1)
+        pieces = np.empty(int(opening[-1] + 3 * sizes[-1] + 1) if len(sizes) else 0, object)
+        pieces[opening] = [("," if k else "") + '{"labels":' + json.dumps(labels)
+                           + ',"samples":[' + ("" if size else "]}")
+                           for k, ((labels, _, _), size) in enumerate(
+                               zip(series, sizes.tolist(), strict=True))]
+        at = np.repeat(opening + 1, sizes) + 3 * _positions(sizes)
+        pieces[at] = heads[steps]
+        pieces[at + 1] = texts
+        pieces[at + 2] = "},"
+        pieces[(opening + 3 * sizes)[sizes > 0]] = "}]}"
+        return '{"metrics":[' + "".join(pieces.tolist()) + "]}"
 
     async def catalog(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/catalog/instances``: every instance type with its memory and vCPU."""
@@ -433,6 +466,12 @@ class Streams:
         page = items[offset: offset + limit]
         return web.json_response({"instances": page, "limit": limit, "offset": offset,
                                   "count": len(items)})
+
+
+def _positions(count: np.ndarray) -> np.ndarray:
+    """0 .. count[0] - 1, 0 .. count[1] - 1, ...: each item's place within its run."""
+    out: np.ndarray = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    return out
 
 
 def _unit_of(t: np.ndarray) -> np.ndarray:
