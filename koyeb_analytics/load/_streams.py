@@ -8,7 +8,9 @@ and ``koyeb`` lines carry no instance id. A window reaching past the organisatio
 retention is clipped, and the clipping is a finding in ``attrs["notes"]``.
 
 Metrics come one metric per call, each a list of labelled series; the loader fetches
-them concurrently and returns one long frame with stated units.
+them concurrently (a per-instance metric of a service over a long window as time slices),
+reads plain replies into columns with Arrow's JSON reader, and returns one long frame
+with stated units.
 
 Long because both loaders check every argument before any request, bound every loop
 whatever the server says, and keep what was read when a request fails.
@@ -576,8 +578,10 @@ def load_metrics(
     """Load metrics of a service or an instance as one long DataFrame.
 
     One request per metric (the API serves one at a time), ``client.concurrency`` at
-    once. Every series keeps its labels: ``instance_id`` for CPU and memory,
-    ``code`` (``2xx`` …) for throughput.
+    once; CPU and memory of a service over more than :data:`METRIC_SLICE_STEPS` steps
+    are read as time slices (at most :data:`MAX_METRIC_SLICES`), edges on the step. Every
+    series keeps its labels: ``instance_id`` for CPU and memory, ``code`` (``2xx`` …)
+    for throughput.
 
     Parameters
     ----------

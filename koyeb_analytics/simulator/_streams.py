@@ -5,6 +5,9 @@
 ``GET /v1/streams/logs/tail`` (a websocket: the backlog, then new lines),
 ``GET /v1/streams/metrics`` (one metric per call, labelled series, string timestamps)
 and ``GET /v1/catalog/instances``, in the shapes of koyeb-api-beyond-instances.md §3-5.
+Long because the endpoints share their argument checks, and a log page and a metric body
+are each built in bulk (labels, times and values rendered once and shared, one join),
+which reads best beside the handler it serves.
 
 Where the public material is silent the simulator chooses, and says so: a query's
 window is ``[start, end)``; the cursor's next window *includes* the time of the last
