@@ -246,8 +246,11 @@ class LiveView(widgets.VBox):
             ax.set_xlim(now - self.poller.window, now)  # the newest edge at the right
         ax.set_title(f"Last {_ago(self.poller.window)} (updated {utcnow():%H:%M:%S} UTC): "
                      + availability_line(iv))
+        # Fixed margins, not bbox_inches="tight": a tight box draws the figure twice,
+        # and this redraw runs at every poll that brought events.
+        fig.subplots_adjust(left=0.2, right=0.98, top=0.9, bottom=0.14)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight")
+        fig.savefig(buf, format="png")
         self.chart.value = buf.getvalue()
 
 
