@@ -564,6 +564,18 @@ def _log_frame(parts: list[_Slice]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- metrics
 
 
+def check_metric_names(name: str, values: Iterable[str] | str | None) -> list[str] | None:
+    """Return the metric names asked for (None stays None), or raise naming ``name``."""
+    listed = check_ids(name, values)
+    if listed is not None and not listed:
+        raise ValueError(f"{name} is empty; name some of {', '.join(METRIC_NAMES)}")
+    unknown = [n for n in listed or [] if n not in METRIC_NAMES]
+    if unknown:
+        raise ValueError(f"{name}: unknown metric {unknown[0]!r}; the API knows "
+                         f"{', '.join(METRIC_NAMES)}")
+    return listed
+
+
 def load_metrics(
     client: KoyebClient,
     *,
@@ -624,15 +636,8 @@ def load_metrics(
     """
     check_client(client)
     now = utcnow()
-    if isinstance(names, str):
-        names = [names]
-    name_list = list(METRIC_NAMES) if names is None else check_ids("names", names) or []
-    if not name_list:
-        raise ValueError("names is empty; pass None for all nine metrics")
-    unknown = [n for n in name_list if n not in METRIC_NAMES]
-    if unknown:
-        raise ValueError(f"names: unknown metric {unknown[0]!r}; the API knows "
-                         f"{', '.join(METRIC_NAMES)}")
+    name_list = list(METRIC_NAMES) if names is None else \
+        check_metric_names("names", names) or []
     check_str("service_id", service_id)
     check_str("instance_id", instance_id)
     if (service_id is None) == (instance_id is None):

@@ -45,7 +45,7 @@ from ..errors import IncompleteListingError, StoreError
 from ..load._changes import load_activities, load_deployments, select_window, typed
 from ..load._frames import build_frame, frame_from_arrow
 from ..load._loaders import load_events, load_instances, overlapping
-from ..load._streams import check_line_filters
+from ..load._streams import check_line_filters, check_metric_names
 from ..schema import (
     ACTIVITY_COLUMNS,
     DEPLOYMENT_COLUMNS,
@@ -70,7 +70,6 @@ from ._streams import (
     DEFAULT_BACKFILL,
     DEFAULT_MAX_LOG_BYTES,
     STREAM_TABLES,
-    check_metric_names,
     check_plan,
     file_bytes,
     held_note,
@@ -348,13 +347,7 @@ class HistoryStore:
                           high_water=None if mark is None else pd.Timestamp(mark),
                           since=since, synced_at=synced_at, notes=notes,
                           deployment_records_added=changed[0], activities_added=changed[1],
-                          metric_requests=streams.metric_requests,
-                          metric_samples_read=streams.metric_samples_read,
-                          metric_samples_added=streams.metric_samples_added,
-                          log_pages=streams.log_pages, log_lines_read=streams.log_lines_read,
-                          log_lines_added=streams.log_lines_added,
-                          log_bytes=streams.log_bytes,
-                          log_days_dropped=streams.log_days_dropped)
+                          **streams.result_fields())
 
     def append(self, *, events: pd.DataFrame | None = None,
                instances: pd.DataFrame | None = None,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -40,7 +40,7 @@ import pyarrow as pa
 from ..api._checks import check_ids
 from ..api._client import KoyebClient
 from ..errors import IncompleteListingError
-from ..load._streams import load_logs, load_metrics
+from ..load._streams import check_metric_names, load_logs, load_metrics
 from ..schema import LOG_COLUMNS, METRIC_COLUMNS, METRIC_NAMES, METRIC_UNITS, STRING_DTYPE
 from ..timewindow import DurationLike, TimeLike, parse_duration, resolve_window
 from ._files import Files
@@ -110,6 +110,10 @@ class StreamCounts:
     obsolete: list[str] = field(default_factory=list)
     """Files of dropped days: removed once the manifest no longer lists them."""
 
+    def result_fields(self) -> dict[str, Any]:
+        """The counts a :class:`SyncResult` reports (all but ``obsolete``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "obsolete"}
+
 
 def plan_streams(*, metrics: bool | Iterable[str] | str, step: str,
                  logs: bool | Iterable[str] | str, max_log_bytes: int,
@@ -142,18 +146,6 @@ def plan_streams(*, metrics: bool | Iterable[str] | str, step: str,
     end = None if until is None else resolve_window(None, until, None).until
     return StreamPlan(metric_names=names, step=step, log_services=services,
                       max_log_bytes=max_log_bytes, backfill=depth, until=end)
-
-
-def check_metric_names(name: str, values: Iterable[str] | str | None) -> list[str] | None:
-    """Return the metric names asked for (None stays None), or raise naming ``name``."""
-    listed = check_ids(name, values)
-    if listed is not None and not listed:
-        raise ValueError(f"{name} is empty; name some of {', '.join(METRIC_NAMES)}")
-    unknown = [n for n in listed or [] if n not in METRIC_NAMES]
-    if unknown:
-        raise ValueError(f"{name}: unknown metric {unknown[0]!r}; the API knows "
-                         f"{', '.join(METRIC_NAMES)}")
-    return listed
 
 
 def step_delta(step: str) -> pd.Timedelta:
