@@ -123,9 +123,11 @@ def _open_and_run_first_cell(page, url: str, token: str, notebook: str, rendered
     # The kernel is ready when the status bar says so.
     page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=120_000)
     for attempt in range(2):
-        page.locator(VISIBLE_CELLS).first.click()
-        page.keyboard.press("Shift+Enter")
         try:
+            # The visible panel can be swapped as the click lands (JupyterLab reopening
+            # another test's notebook): the cell is then looked up again.
+            page.locator(VISIBLE_CELLS).first.click(timeout=30_000)
+            page.keyboard.press("Shift+Enter")
             rendered.wait_for(timeout=60_000)
             return
         except PlaywrightTimeout:
