@@ -15,11 +15,13 @@ from collections.abc import Iterable
 import pandas as pd
 
 from .analysis._changes import changes
+from .analysis._lifecycle import lifecycles
 from .analysis._startstatus import alive_at, start_status
 from .api._client import KoyebClient
 from .load._changes import load_activities, load_deployments
 from .load._frames import build_frame
 from .load._loaders import load_instances, read_events
+from .load._platform import empty_platform, read_platform
 from .schema import EVENT_COLUMNS
 from .store._history import HistoryStore
 from .timewindow import (
@@ -39,8 +41,13 @@ MAX_PER_INSTANCE = 500
 one listing filtered by instance (the events endpoint filters by ``instance_ids``);
 beyond this many, the rest are left to the message transitions."""
 
-__all__ = ["DEFAULT_LOOKBEHIND", "MAX_PER_INSTANCE", "Window", "load_changes", "load_window",
-           "read_with_lookbehind"]
+PLATFORM_CHOICES = ("lost", "all", "none")
+"""``load_window(platform=)``: platform lines where events betray a lost one (``lost``),
+also where they may hide one (``all``: on ``benchmarks/bench_window.py``'s fleets 7 to 12
+times the window's event requests, against under 1x for ``lost``), or none."""
+
+__all__ = ["DEFAULT_LOOKBEHIND", "MAX_PER_INSTANCE", "PLATFORM_CHOICES", "Window",
+           "load_changes", "load_window", "read_with_lookbehind"]
 
 
 def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
@@ -48,7 +55,7 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
                 until: TimeLike | None = None,
                 service_id: str | Iterable[str] | None = None, details: bool = False,
                 progress: bool = True, lookbehind: DurationLike | int = DEFAULT_LOOKBEHIND,
-                ) -> Window:
+                platform: str = "lost") -> Window:
     """Load every instance of a window, the events from its start to now, and each
     instance's status at its start.
 
@@ -60,6 +67,14 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     alive then has shown one, or ``lookbehind`` is reached, and the instances still
     missing are read in a listing of their own (at most :data:`MAX_PER_INSTANCE`). A history store
     answers the look-behind from what it holds, with no request.
+
+    Where two consecutive events of an instance betray a lost one between them, the
+    platform's own lines of that stretch (the ``koyeb`` log stream, one query per gap,
+    :func:`~koyeb_analytics.load.read_platform`) are read into ``Window.platform``:
+    :func:`~koyeb_analytics.lifecycles` places the lost change at the time they say
+    instead of guessing its length from a median. ``platform="all"`` reads them too
+    where two events may hide a lost one (HEALTHY then ERROR may hide an UNHEALTHY:
+    every crash and stop of the window, a query each).
 
     Parameters
     ----------
@@ -77,6 +92,11 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
         How far before ``since`` to read events for the status at ``since`` (a
         duration, default :data:`DEFAULT_LOOKBEHIND`); ``0`` reads none (the record
         and the message transitions still apply).
+    platform
+        Whose platform lines to read: ``"lost"`` (default) where two events betray a
+        lost one; ``"all"`` also where two events may hide one (several times the
+        window's own requests: :data:`PLATFORM_CHOICES`); ``"none"`` reads none and
+        leaves the gaps to the median's guess.
 
     Returns
     -------
@@ -92,6 +112,9 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     """
     lb = pd.Timedelta(0) if lookbehind == 0 or lookbehind == "0" else \
         parse_duration(lookbehind, "lookbehind")
+    if not isinstance(platform, str) or platform not in PLATFORM_CHOICES:
+        raise ValueError(f"platform must be one of {', '.join(map(repr, PLATFORM_CHOICES))}, "
+                         f"got {platform!r}")
     source = HistoryStore(client) if isinstance(client, (str, os.PathLike)) else client
     services = [service_id] if isinstance(service_id, str) else \
         list(service_id) if service_id is not None else [None]
@@ -144,9 +167,16 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
             events = events[~early].sort_values(["when", "id"], kind="stable").drop_duplicates(
                 "id").reset_index(drop=True)
             events.attrs = attrs
-    end = query.get("until") or inst.attrs["fetched_at"]
-    return Window(inst, events, begin, pd.Timestamp(end), start_frame,
-                  {**cost, "pages_total": int(events.attrs.get("pages", 0))})
+    end = pd.Timestamp(query.get("until") or inst.attrs["fetched_at"])
+    said = empty_platform()
+    if platform != "none" and len(events) and not isinstance(source, HistoryStore):
+        lost = [g for g in lifecycles(inst, events, since=begin, until=end,
+                                      start_status=start_frame).attrs["lost_events"]
+                if g["betrayed"] or platform == "all"]
+        if lost:
+            said = read_platform(source, lost)
+    return Window(inst, events, begin, end, start_frame,
+                  {**cost, "pages_total": int(events.attrs.get("pages", 0))}, said)
 
 
 def load_changes(source: KoyebClient | HistoryStore | str | os.PathLike[str], *,

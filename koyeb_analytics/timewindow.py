@@ -152,6 +152,10 @@ class Window:
     lookbehind
         How far before ``since`` events were read for it, and what that cost
         (``{"duration", "pages", "per_instance", "requests"}``).
+    platform
+        The platform's log lines (``ts``, ``instance_id``, ``msg``) between the two
+        events of each gap where an event never arrived; ``attrs`` say how many gaps
+        were read and what it cost (:func:`~koyeb_analytics.load.read_platform`).
 
     Examples
     --------
@@ -159,7 +163,7 @@ class Window:
     >>> with ka.simulate(seed=1, days=1, services=1) as sim:
     ...     w = ka.load_window(sim.client(), window="6h", progress=False)
     >>> sorted(vars(w))
-    ['events', 'instances', 'lookbehind', 'since', 'start_status', 'until']
+    ['events', 'instances', 'lookbehind', 'platform', 'since', 'start_status', 'until']
     """
 
     instances: pd.DataFrame
@@ -168,6 +172,7 @@ class Window:
     until: pd.Timestamp
     start_status: pd.DataFrame = field(default_factory=lambda: empty_start_status())
     lookbehind: dict[str, Any] = field(default_factory=dict)
+    platform: pd.DataFrame | None = None
 
 
 def empty_start_status() -> pd.DataFrame:

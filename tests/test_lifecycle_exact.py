@@ -98,7 +98,7 @@ def test_timestamps_path_with_details_span_by_span():
     assert iv["app_id"].dtype == object and iv["app_id"].isna().all()
     assert iv["source"].cat.categories.tolist() == ["events", "timestamps", "both",
                                                      "lookbehind", "record", "transition",
-                                                     "gap"]
+                                                     "gap", "platform"]
     assert iv["open_ended"].dtype == bool
     bare = iv.copy()
     bare.attrs = {}

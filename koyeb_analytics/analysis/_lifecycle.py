@@ -21,7 +21,9 @@ whose text no rule reads still counts when its type announces one status everywh
 in the data and the events around it allow that status (:func:`_read_by_type`). Two
 consecutive events that cannot follow each other betray a lost event: the steady status
 (HEALTHY, SLEEPING) the second one implies fills the gap after the first one's median
-duration (``gap``).
+duration (``gap``), unless the platform's own lines between the two events (the ``koyeb``
+log stream, ``platform``: :func:`~koyeb_analytics.load_window` reads them for each such
+gap) say when the lost change happened (``platform``).
 
 Long because the evidence is joined here in one place: events, lost events, the
 instance record, the status at the window's start and the findings that say which was
@@ -47,6 +49,7 @@ from ._classify import (
     possible_previous,
     previous_from_message,
     previous_status,
+    status_from_message,
 )
 
 ATTRIBUTE_COLUMNS = ("service_id", "app_id", "region", "datacenter", "replica_index", "type",
@@ -54,7 +57,8 @@ ATTRIBUTE_COLUMNS = ("service_id", "app_id", "region", "datacenter", "replica_in
 INTERVAL_COLUMNS = ("instance_id", *ATTRIBUTE_COLUMNS, "status", "start", "end", "duration",
                     "open_ended", "source")
 FINDING_COLUMNS = ("instance_id", "kind", "detail")
-SOURCES = ("events", "timestamps", "both", "lookbehind", "record", "transition", "gap")
+SOURCES = ("events", "timestamps", "both", "lookbehind", "record", "transition", "gap",
+           "platform")
 """Where an interval's status comes from (see the module's docstring)."""
 STEADY = ("HEALTHY", "SLEEPING")
 
@@ -68,6 +72,12 @@ HOUR_US = 3_600_000_000
 # _STEADY_BEFORE[b]: a steady status may come just before b.
 _MAY_PRECEDE = np.array([[x in possible_previous(b) for x in STATUSES] for b in STATUSES])
 _STEADY_BEFORE = np.array([any(x in STEADY for x in possible_previous(b)) for b in STATUSES])
+_WAKE_PAIR = (_CODE["SLEEPING"], _CODE["STARTING"])
+# _MAY_HIDE[b, a]: a may come just before b, and so may a status between them (HEALTHY
+# then ERROR may hide a lost UNHEALTHY): only the platform's lines can tell.
+_MAY_HIDE = np.array([[_MAY_PRECEDE[b, a] and bool((_MAY_PRECEDE[:, a] & _MAY_PRECEDE[b, :]
+                                                     ).any()) for a in range(len(STATUSES))]
+                      for b in range(len(STATUSES))])
 
 
 def _us(series: pd.Series) -> np.ndarray:
@@ -184,6 +194,7 @@ def lifecycles(
     mapping: Mapping_ = None,
     previous_key: str | None = None,
     start_status: pd.DataFrame | None = None,
+    platform: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Rebuild the status intervals of every instance, one row per span.
 
@@ -211,6 +222,13 @@ def lifecycles(
         :func:`~koyeb_analytics.load_window`). Without it, the stretch before an
         instance's first event in the window is known only from that event (its
         metadata, or what its message implies).
+    platform
+        The platform's log lines (``koyeb`` stream: ``ts``, ``instance_id``, ``msg``;
+        ``Window.platform`` from :func:`~koyeb_analytics.load_window`). Where two events
+        betray a lost one between them, the lines between the two that announce a
+        status (read by the message rules) place the lost change at its own time
+        (source ``platform``) instead of a median's guess, when the statuses they say
+        can follow one another from the first event to the second.
 
     Returns
     -------
@@ -220,7 +238,12 @@ def lifecycles(
         (in the order of ``instances``) and start; ``source`` is one of
         :data:`SOURCES`. Data-quality findings are in ``attrs["findings"]`` (see
         :func:`findings`), among them ``start_status``: how the status at ``since``
-        was found, instance by instance counted per source.
+        was found, instance by instance counted per source. ``attrs["lost_events"]``
+        lists each pair of consecutive events that betrays a lost one (``betrayed``
+        True) or may hide one (False: HEALTHY then ERROR may hide an UNHEALTHY):
+        ``instance_id``, ``after``, ``before`` (the two events' times), ``betrayed`` and
+        ``placed`` (platform lines placed a lost change there); what
+        :func:`~koyeb_analytics.load_window` reads platform lines for.
 
     Examples
     --------
@@ -247,12 +270,17 @@ def lifecycles(
             "instance_id", "status", "source"} <= set(start_status.columns)):
         raise TypeError("start_status must be a DataFrame with instance_id, status and "
                         "source (Window.start_status), or None")
+    if platform is not None and (not isinstance(platform, pd.DataFrame) or not {
+            "ts", "instance_id", "msg"} <= set(platform.columns)):
+        raise TypeError("platform must be a DataFrame with ts, instance_id and msg "
+                        "(Window.platform, or load_logs(streams='koyeb')), or None")
 
     inst = instances.drop_duplicates("id").reset_index(drop=True)
     ids = pd.Index(inst["id"].astype(object))
     start_code, start_source, start_when = _start_codes(ids, start_status)
     created = _us(inst["created_at"]) if "created_at" in inst else np.full(len(inst), _NAT)
     findings: list[dict[str, Any]] = []
+    lost_events: list[dict[str, Any]] = []
     parts: list[_Spans] = []
     has_events = np.zeros(len(inst), bool)
     if events is not None and len(events):
@@ -289,17 +317,35 @@ def lifecycles(
         first = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else code
         spans_ev = _from_events(code, status, when)
         spans_ev.source[synthetic[order]] = "lookbehind"
-        spans_ev, lost = _fill_gaps(spans_ev, messages)
+        pairs = _fill_gaps(spans_ev, messages, _platform_codes(platform, ids))
+        spans_ev, lost = pairs.spans, int(pairs.betrayed.sum())
+        lost_events = [{"instance_id": ids[c], "after": _times(np.array([a]))[0],
+                        "before": _times(np.array([b]))[0], "betrayed": bool(x),
+                        "placed": bool(p)}
+                       for c, a, b, x, p in zip(pairs.code.tolist(), pairs.after.tolist(),
+                                                pairs.before.tolist(), pairs.betrayed.tolist(),
+                                                pairs.placed.tolist(), strict=True)]
         parts.append(spans_ev)
         first_span = np.flatnonzero(np.r_[True, spans_ev.code[1:] != spans_ev.code[:-1]]) \
             if len(spans_ev.code) else np.empty(0, np.int64)
         parts += _join_records(inst, ids, spans_ev, first_span, findings)
+        found = int((pairs.placed & ~pairs.betrayed).sum())
+        if found:
+            findings.append({"instance_id": "", "kind": "hidden_events",
+                             "detail": f"{found} times, the platform's lines show a status "
+                                       "change between two events that could follow each "
+                                       "other: an event never arrived there (source "
+                                       "'platform')", "n_found": found})
         if lost:
+            placed = int((pairs.placed & pairs.betrayed).sum())
             findings.append({"instance_id": "", "kind": "missing_events",
                              "detail": f"{lost} times, two consecutive status events cannot "
                                        "follow each other: an event between them never "
                                        "arrived (a steady status they imply fills the "
-                                       "gap, source 'gap')"})
+                                       "gap, source 'gap')" + (
+                                           f"; {placed} of them placed by the platform's "
+                                           "lines (source 'platform')" if placed else ""),
+                             "n_lost": lost, "n_placed": placed})
         has_events[code[first]] = True
         parts.append(_lead_in(meta[first], code[first], when[first], created,
                               previous_key, status[first], messages[first], start_code,
@@ -327,7 +373,8 @@ def lifecycles(
     out = _build(_clip(spans, tw.since, until_ts), inst)
     if tw.since is not None:
         findings.append(_start_finding(out, tw.since))
-    out.attrs = {"since": tw.since, "until": until_ts, "findings": findings}
+    out.attrs = {"since": tw.since, "until": until_ts, "findings": findings,
+                 "lost_events": lost_events}
     return out
 
 
@@ -471,7 +518,70 @@ def _outlasts(status: np.ndarray, durations: np.ndarray, normal: np.ndarray,
     return limit
 
 
-def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
+@dataclass
+class _Lost:
+    """The spans once gaps are filled, and each pair of events that betrayed a lost one
+    or may hide one: instance position, the two events' times, whether the pair betrayed
+    it, whether platform lines placed it."""
+
+    spans: _Spans
+    code: np.ndarray
+    after: np.ndarray
+    before: np.ndarray
+    betrayed: np.ndarray
+    placed: np.ndarray
+
+
+def _platform_codes(platform: pd.DataFrame | None, ids: pd.Index,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Platform lines that announce a status, as (instance position, time in us, status
+    code) sorted by instance and time; lines of no known instance or status are left out."""
+    if platform is None or not len(platform):
+        return None
+    code = ids.get_indexer(platform["instance_id"].astype(object))
+    when = _us(platform["ts"])
+    texts, uniques = pd.factorize(platform["msg"].astype(object), use_na_sentinel=True)
+    said = np.array([_CODE.get(status_from_message(t)[0] or "", -1) for t in uniques] + [-1],
+                    np.int8)
+    status = said[np.where(texts >= 0, texts, len(uniques))]
+    keep = np.flatnonzero((code >= 0) & (status >= 0) & (when != _NAT))
+    order = keep[np.lexsort((when[keep], code[keep]))]
+    return code[order], when[order], status[order]
+
+
+def _placed(platform: tuple[np.ndarray, np.ndarray, np.ndarray] | None, code: int,
+            after: int, before: int, first: int, second: int,
+            allowed_last: tuple[str, ...]) -> list[tuple[int, int]] | None:
+    """The status changes the platform's lines say between two events (strictly between
+    their times), as (status code, time); None unless there is at least one and each
+    status may follow the one before it, from ``first`` to a status in ``allowed_last``
+    (those that may precede the second event, whose status is ``second``: its own line,
+    written just before its event's time, is not a change of its own)."""
+    if platform is None:
+        return None
+    pc, pw, ps = platform
+    lo, hi = np.searchsorted(pc, [code, code + 1])
+    a, b = lo + np.searchsorted(pw[lo:hi], [after], side="right")[0], \
+        lo + np.searchsorted(pw[lo:hi], [before], side="left")[0]
+    changes: list[tuple[int, int]] = []
+    current = first
+    for st, t in zip(ps[a:b].tolist(), pw[a:b].tolist(), strict=True):
+        if st != current:
+            # a start after a sleep is a wake, whatever its line says
+            if not (_MAY_PRECEDE[st, current] or (current, st) == _WAKE_PAIR):
+                return None
+            changes.append((st, t))
+            current = st
+    if changes and changes[-1][0] == second:
+        changes.pop()
+        current = changes[-1][0] if changes else first
+    if not changes or STATUSES[current] not in allowed_last:
+        return None
+    return changes
+
+
+def _fill_gaps(spans: _Spans, messages: np.ndarray,
+               platform: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> _Lost:
     """Find where an event between two status events was lost, and fill the gap.
 
     Two consecutive events betray a lost one when the second cannot follow the first
@@ -485,11 +595,14 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     second event implies (HEALTHY before SLEEPING), with source ``gap``. Where the
     first status is itself steady, the lost event's own status (the one status that can
     follow the first and precede the second, e.g. UNHEALTHY between two HEALTHY) takes
-    its median duration before the second event, with source ``gap``.
+    its median duration before the second event, with source ``gap``. Where the
+    platform's lines between the two events say what happened (:func:`_placed`), they
+    decide instead, each change at its own time, with source ``platform``.
     """
     n = len(spans.code)
+    none = np.empty(0, np.int64)
     if n < 2:
-        return spans, 0
+        return _Lost(spans, none, none, none, none.astype(bool), none.astype(bool))
     same = spans.code[1:] == spans.code[:-1]
     a, b = spans.status[:-1], spans.status[1:]
     prev_of: dict[tuple[int, Any], tuple[str, ...]] = {}
@@ -519,11 +632,27 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
     passing = np.isin(a, [_CODE["ALLOCATING"], _CODE["STARTING"], _CODE["UNHEALTHY"]])
     bad |= alive & passing & (durations[:-1] > limit[np.clip(a, 0, None)]) \
         & (wake | _STEADY_BEFORE[b])
-    lost = int(bad.sum())
-    if not lost:
-        return spans, 0
-    extra: list[tuple[int, int, int, int]] = []
-    for i in np.flatnonzero(bad):
+    maybe = alive & ~bad & ~wake & (a >= 0) & (b >= 0) \
+        & _MAY_HIDE[np.clip(b, 0, None), np.clip(a, 0, None)]
+    lost = np.flatnonzero(bad | maybe)
+    if not len(lost):
+        return _Lost(spans, none, none, none, none.astype(bool), none.astype(bool))
+    pairs = (spans.code[lost].copy(), spans.start[lost].copy(), spans.end[lost].copy(),
+             bad[lost].copy())
+    placed = np.zeros(len(lost), bool)
+    extra: list[tuple[int, int, int, int, str]] = []
+    for k, i in enumerate(lost):
+        said = _placed(platform, int(spans.code[i]), int(spans.start[i]), int(spans.end[i]),
+                       int(a[i]), int(b[i]), previous(int(i)))
+        if said is not None:
+            ends = [t for _, t in said[1:]] + [int(spans.end[i])]
+            extra += [(int(spans.code[i]), st, t, e, "platform")
+                      for (st, t), e in zip(said, ends, strict=True)]
+            spans.end[i] = said[0][1]
+            placed[k] = True
+            continue
+        if not bad[i]:
+            continue
         if int(a[i]) in _STEADY_CODES:
             # A steady status lasts until the lost event's own stretch, which the second
             # event ends: a flap's UNHEALTHY before a recovery, a STOPPING before STOPPED.
@@ -533,7 +662,7 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
                 cut = max(spans.end[i] - medians.get(_CODE[lost_one[0]], 0), spans.start[i])
                 if cut < spans.end[i]:
                     extra.append((int(spans.code[i]), _CODE[lost_one[0]], cut,
-                                  int(spans.end[i])))
+                                  int(spans.end[i]), "gap"))
                     spans.end[i] = cut
             continue
         fill = [c for c in STEADY if c in previous(int(i))]
@@ -547,15 +676,15 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray) -> tuple[_Spans, int]:
         cut = min(spans.start[i] + medians.get(int(a[i]), 0), spans.end[i])
         if cut >= spans.end[i]:
             continue
-        extra.append((int(spans.code[i]), _CODE[fill[0]], cut, int(spans.end[i])))
+        extra.append((int(spans.code[i]), _CODE[fill[0]], cut, int(spans.end[i]), "gap"))
         spans.end[i] = cut
     if extra:
-        arr = np.array(extra, np.int64)
+        arr = np.array([e[:4] for e in extra], np.int64)
         filled = _Spans(arr[:, 0], arr[:, 1].astype(np.int8), arr[:, 2], arr[:, 3],
-                        np.full(len(arr), "gap", object))
+                        np.array([e[4] for e in extra], object))
         spans = _Spans.concat([spans, filled])
         spans = spans.take(np.lexsort((spans.start, spans.code)))
-    return spans, lost
+    return _Lost(spans, *pairs, placed)
 
 
 def _join_records(inst: pd.DataFrame, ids: pd.Index, spans: _Spans, first: np.ndarray,

@@ -139,7 +139,9 @@ def analyse(data: Window | pd.DataFrame, events: pd.DataFrame | None = None, *,
             raise TypeError("analyse() needs events: pass a Window, or instances and events")
     policy = policy or UptimePolicy()
     start = data.start_status if isinstance(data, Window) else None
-    iv = lifecycles(instances, events, since=since, until=until, start_status=start)
+    said = data.platform if isinstance(data, Window) else None
+    iv = lifecycles(instances, events, since=since, until=until, start_status=start,
+                    platform=said)
     lo, hi = iv.attrs["since"] or (iv["start"].min() if len(iv) else None), iv.attrs["until"]
     # One pass over the span edges gives the segments of both tables; the incidents are
     # found once, and counted in both (as uptime() and incidents() do one by one).
