@@ -142,3 +142,18 @@ def test_truth_names_a_change_shortly_before_each_caused_incident(story):
         hit = truth[(truth["service_id"] == sid) & (truth["start"] <= at + pd.Timedelta(
             "5min")) & (truth["end"] >= at)]
         assert len(hit) == 1 and hit["kind"].iloc[0] == "bad_image"
+
+
+def test_a_chain_of_configuration_changes_that_removes_every_variable_still_builds():
+    # Once earlier env changes have removed every variable, the next one adds one back
+    # (it used to pick from an empty list: a 500 on /v1/deployments for some clocks).
+    from koyeb_analytics.simulator._changes import Deployment
+
+    with ka.simulate(seed=1, days=1, services=1) as sim:
+        svc = sim.fleet.services[0]
+        chain = [Deployment(id=f"d{k}", service_id=svc.service_id, app_id=svc.app_id,
+                            created=k, cause="env_change") for k in range(60)]
+        sim.changes._definitions(sim.fleet, svc, chain, ["u"])
+    sizes = [len(d.definition["env"]) for d in chain]
+    assert 0 in sizes  # the variables did run out on the way
+    assert all(b >= 1 for a, b in zip(sizes, sizes[1:], strict=False) if a == 0)

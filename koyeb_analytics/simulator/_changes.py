@@ -367,13 +367,17 @@ class ChangeStory:
                 d.image = d.definition["docker"]["image"]
             env = d.definition["env"]
             if d.cause == "env_change":
-                target = rng.choice([e for e in env if e["key"] in ("DATABASE_URL", "PORT",
-                                                                   "REDIS_URL")] or env)
-                if rng.random() < 0.5:
-                    env.remove(target)
+                keyed = [e for e in env if e["key"] in ("DATABASE_URL", "PORT",
+                                                        "REDIS_URL")] or env
+                if not keyed:  # earlier changes removed every variable: add one back
+                    env.append(self._env(rng, rng.choice(_NEW_ENV), svc))
                 else:
-                    target.update(self._env(rng, target["key"], svc))
-                    target["value"] = target["value"] and target["value"] + "-new"
+                    target = rng.choice(keyed)
+                    if rng.random() < 0.5:
+                        env.remove(target)
+                    else:
+                        target.update(self._env(rng, target["key"], svc))
+                        target["value"] = target["value"] and target["value"] + "-new"
                 if from_git:  # a configuration change deploys the same commit again
                     prev_git = parent.definition.get("git") if parent else None
                     if prev_git:
