@@ -14,7 +14,9 @@ for several seeds and three simulated shapes:
   when the data holds no trace of when the lost change happened.
 
 Part 1 compares what ``load_window`` + ``analyse`` rebuild (the default path:
-``details=False``, default look-behind) with the simulator's ground truth: the worst
+``details=False``, default look-behind, ``platform="lost"``; ``--platform all`` or ``none``
+for the others) with the simulator's ground truth, and counts the event requests and the
+log queries for the platform's lines: the worst
 relative error of total time per status (statuses with over an hour), availability
 (across services, the headline's figure) in percentage points, incident counts, and the
 share of instance-time whose status stays unknown. Part 2 sweeps the look-behind bound
@@ -65,6 +67,11 @@ def requests(win: ka.Window) -> int:
     return int(win.lookbehind["pages_total"]) + int(win.lookbehind["requests"])
 
 
+def platform_requests(win: ka.Window) -> int:
+    """Log queries a window's load made for the platform's lines around lost events."""
+    return int((win.platform.attrs if win.platform is not None else {}).get("requests", 0))
+
+
 def lost(sim: ka.Simulator, since: pd.Timestamp) -> int:
     """Status events inside the window the simulator never served (read from its truth,
     to say which rows lost events touch; the toolkit never sees this)."""
@@ -74,14 +81,15 @@ def lost(sim: ka.Simulator, since: pd.Timestamp) -> int:
                 & (ev["when"] >= sim.fleet.start_us)).sum())
 
 
-def accuracy(seeds: range, services: int, shapes: list[str]) -> None:
+def accuracy(seeds: range, services: int, shapes: list[str], platform: str) -> None:
     print(f"-- 1. against the truth: {services} services, 21-day histories, default "
-          f"look-behind ({DEFAULT_LOOKBEHIND})")
+          f"look-behind ({DEFAULT_LOOKBEHIND}), platform={platform!r}")
     print("   targets: per-status within 1 %, availability within 0.02 pp, incidents "
           "within 10 % (or 1), unknown at most 1 %; lost: status events inside the "
           "window never served")
     print(f"   {'shape':12s} {'seed':>4s} {'window':>6s} {'worst status error':>24s} "
-          f"{'avail. pp':>9s} {'incidents':>11s} {'unknown':>8s} {'lost':>5s}")
+          f"{'avail. pp':>9s} {'incidents':>11s} {'unknown':>8s} {'lost':>5s} "
+          f"{'requests':>8s} {'platform':>8s}")
     for name in shapes:
         options = SHAPES[name]
         for seed in seeds:
@@ -90,14 +98,16 @@ def accuracy(seeds: range, services: int, shapes: list[str]) -> None:
                 client = sim.client()
                 for length in WINDOWS:
                     since = NOW - pd.Timedelta(length)
-                    win = ka.load_window(client, since=since, until=NOW, progress=False)
+                    win = ka.load_window(client, since=since, until=NOW, progress=False,
+                                         platform=platform)
                     got = compare(ka.analyse(win).intervals,
                                   truth_intervals(sim, win.instances, since, NOW), since, NOW)
                     worst = f"{got['max_status_error']:.2%} ({got['worst_status'] or '-'})"
                     print(f"   {name:12s} {seed:4d} {length:>6s} {worst:>24s} "
                           f"{got['availability_pp']:9.4f} "
                           f"{got['incidents']:>4d} vs {got['incidents_truth']:<4d} "
-                          f"{got['unknown_share']:8.2%} {lost(sim, since):5d}")
+                          f"{got['unknown_share']:8.2%} {lost(sim, since):5d} "
+                          f"{requests(win):8d} {platform_requests(win):8d}")
 
 
 def sweep(seeds: range, services: int) -> None:
@@ -161,6 +171,8 @@ def timing(services: int, rounds: int) -> None:
                 slower = statistics.median(ahead) / statistics.median(base)
                 print(f"      look-behind costs {slower:.2f}x "
                       f"the time, {cost[lb] / cost['no look-behind']:.2f}x the requests")
+                print(f"      platform lines around lost events: "
+                      f"{platform_requests(win)} log queries in the last load")
                 if "in order" in runs:
                     ratios = [a / b for a, b in zip(runs["in order"], ahead, strict=True)]
                     faster = statistics.median(runs["in order"]) / statistics.median(ahead)
@@ -197,6 +209,8 @@ def main() -> None:
     parser.add_argument("--shape", choices=list(SHAPES), action="append",
                         help="only these shapes in part 1 (repeatable; default all)")
     parser.add_argument("--services", type=int, default=12)
+    parser.add_argument("--platform", choices=["lost", "all", "none"], default="lost",
+                        help="load_window's platform= in part 1 (default: its default)")
     parser.add_argument("--timing-services", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip", choices=["accuracy", "sweep", "timing", "store"],
@@ -205,7 +219,7 @@ def main() -> None:
     args = parser.parse_args()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     if "accuracy" not in args.skip:
-        accuracy(seeds, args.services, args.shape or list(SHAPES))
+        accuracy(seeds, args.services, args.shape or list(SHAPES), args.platform)
     if "sweep" not in args.skip:
         sweep(seeds, args.services)
     if "timing" not in args.skip:

@@ -10,7 +10,8 @@ import pytest
 
 import koyeb_analytics as ka
 from koyeb_analytics.analysis._logs import mask
-from koyeb_analytics.simulator._story import APP_CAUSES, FAMILIES
+from koyeb_analytics.simulator._story import _KOYEB_BASE, APP_CAUSES, FAMILIES, HEALTH_CHECK
+from koyeb_analytics.simulator._vocabulary import STATUSES
 
 NOW = "2026-11-20T12:00:00Z"
 
@@ -36,10 +37,15 @@ def test_words_are_kept():
 def test_one_pattern_per_line_family_of_the_simulator():
     rng = np.random.default_rng(0)
     lines, family = [], []
+    platform = range(_KOYEB_BASE, _KOYEB_BASE + len(STATUSES))
     for k, f in enumerate(FAMILIES):
         for a, b, c in rng.integers(0, 2 ** 40, size=(300, 3)).tolist():
-            lines.append(f.render(a, b, c))
-            family.append(k)
+            # a status change's line as the invented vocabulary writes it (flags 0: its
+            # constant text; the real texts are several families by design)
+            lines.append(f.render(a, b, 0 if k in platform else c))
+            # the repeated health-check failure is the UNHEALTHY change's text
+            family.append(_KOYEB_BASE + STATUSES.index("UNHEALTHY") if k == HEALTH_CHECK
+                          else k)
     fam = pd.Series(family)
     patterns = pd.Series(mask(lines).to_pylist())
     per_family = patterns.groupby(fam).nunique()

@@ -242,3 +242,17 @@ def test_read_platform_bounds_the_gaps_it_reads_and_keeps_going_when_logs_fail()
     assert set(got["instance_id"]) == {"i-1"}
     with pytest.raises(ValueError, match="max_gaps must be a non-negative integer"):
         read_platform(client, GAPS, max_gaps=-1)
+
+
+def test_a_server_whose_instance_filter_leaves_out_platform_lines_keeps_the_guess(lossy):
+    since = NOW - pd.Timedelta("2D")
+    lossy.streams.platform_by_instance = False
+    try:
+        win = ka.load_window(lossy.client(), since=since, until=NOW, progress=False)
+    finally:
+        lossy.streams.platform_by_instance = True
+    assert win.platform.attrs["gaps"] >= 5 and len(win.platform) == 0
+    iv = ka.analyse(win).intervals
+    lost = [f for f in iv.attrs["findings"] if f["kind"] == "missing_events"][0]
+    assert lost["n_lost"] >= 5 and lost["n_placed"] == 0
+    assert "platform" not in set(iv["source"]) and "gap" in set(iv["source"])

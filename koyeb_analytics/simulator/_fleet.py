@@ -416,6 +416,10 @@ class Fleet:
         ev_inst = np.concatenate([self.seg["instance"], info[:, 0]])
         when = np.concatenate([flat_t, info[:, 1]])
         order = np.lexsort((np.arange(m + k), when))
+        # each transition's event row, so the platform's log line can say what it says
+        rank = np.empty(m + k, np.int64)
+        rank[order] = np.arange(m + k)
+        self.seg["event"] = rank[:m]
         if len(self._event_uuids) < m + k:
             extra = self._id_rng.integers(0, 256, (m + k - len(self._event_uuids), 16), np.uint8)
             extra[:, 6] = (extra[:, 6] & 0x0F) | 0x40

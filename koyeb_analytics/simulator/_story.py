@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ._fleet import MINUTE, US, Fleet, S, us_to_timestamps
-from ._vocabulary import STATUS_MESSAGES, STATUSES
+from ._vocabulary import STATUS_MESSAGES, STATUSES, real_message, unknown_message
 
 SECOND = US
 STREAMS: tuple[str, ...] = ("stdout", "stderr", "koyeb")
@@ -157,8 +157,21 @@ def _constant(text: str) -> Callable[[int, int, int], str]:
     return lambda a, b, c: text
 
 
+def _status_line(status: str) -> Callable[[int, int, int], str]:
+    """The platform's line for a change to ``status``: the text its event carries (``a``
+    the event's row, ``b`` the previous status code + 1, ``c`` flags: 1 real message
+    texts, 2 a message of no known family), as koyeb-api-facts.md §15 saw them."""
+    def render(a: int, b: int, c: int) -> str:
+        if c & 2:
+            return unknown_message(a)
+        if c & 1:
+            return real_message(status, a, STATUSES[b - 1] if 0 < b <= len(STATUSES) else None)
+        return STATUS_MESSAGES[status]
+    return render
+
+
 for _status in STATUSES:
-    FAMILIES.append(Family(2, _constant(STATUS_MESSAGES[_status]), STATUS_MESSAGES[_status]))
+    FAMILIES.append(Family(2, _status_line(_status), STATUS_MESSAGES[_status]))
 
 BACKGROUND = np.array([0, 1, 2, 3, 4, 5, 6, 7])
 _BACKGROUND_P = np.array([0.35, 0.15, 0.15, 0.08, 0.04, 0.17, 0.04, 0.02])
@@ -168,7 +181,8 @@ FRAMES = (14, 15)
 DEPENDENCY_ERRORS = (16, 17, 18)
 OVERLOAD = 19
 OOM = 20
-HEALTH_CHECK = _KOYEB_BASE + S["UNHEALTHY"]
+HEALTH_CHECK = len(FAMILIES)
+FAMILIES.append(Family(2, _constant(STATUS_MESSAGES["UNHEALTHY"]), "health check failed"))
 
 
 @dataclass
@@ -399,6 +413,13 @@ class Story:
         same_next[:-1] = inst[:-1] == inst[1:]
         nxt = np.where(same_next, np.roll(status, -1), -1)
         self.seg_inst, self.seg_status, self.seg_start, self.seg_end = inst, status, start, end
+        # what each change's platform line says: its event's text (see _status_line)
+        vocab = fl.vocabulary
+        event = seg["event"].astype(np.int64)
+        flags = np.full(n, 1 if vocab.real_messages else 0, np.int64)
+        if vocab.real_messages:
+            flags |= np.where(fl.ev["unknown"][event], 2, 0)
+        self.seg_line = np.stack([event, prev + 1, flags], axis=1)
         self.seg_prev = prev
         self._episodes(prev, nxt)
         if not self._bucket_us:
@@ -546,8 +567,7 @@ class Story:
         sel = np.flatnonzero((start >= b0 - SECOND) & (start < hi))
         if len(sel):
             t = start[sel] * 1000
-            params = np.stack([start[sel], inst[sel], start[sel] // 7], axis=1)
-            parts.append(Lines(t, inst[sel], _KOYEB_BASE + status[sel], params))
+            parts.append(Lines(t, inst[sel], _KOYEB_BASE + status[sel], self.seg_line[sel]))
             boot = sel[status[sel] == S["STARTING"]]
             for k, family in enumerate(BOOT):
                 p = np.stack([boot * 7919 + start[boot], start[boot] // 13, boot], axis=1)

@@ -96,6 +96,10 @@ class Streams:
         Share of metric samples sent as ``"NaN"`` (protojson's spelling).
     tail_poll
         Seconds between two looks for new lines on a tail.
+    platform_by_instance
+        Whether a query by ``instance_ids`` selects the ``koyeb`` lines of those
+        instances (True, the default), though the lines carry no instance id, or none
+        of them (False). What the API does is not known; the client must cope with both.
     """
 
     def __init__(self, sim: Any) -> None:
@@ -108,6 +112,7 @@ class Streams:
         self.bad_utf8_share = 0.0
         self.nan_share = 0.0
         self.tail_poll = 0.5
+        self.platform_by_instance = True
         self._labels: dict[Any, Any] = {}
         self._builds: dict[tuple[Any, ...], BuildLines] = {}
 
@@ -159,6 +164,8 @@ class Streams:
         if bad:
             raise _Bad("streams", f"unknown stream {bad[0]!r}; expected stdout, stderr or koyeb")
         wanted = np.array([not streams or s in streams for s in STREAMS])
+        if ids and not self.platform_by_instance:
+            wanted[STREAMS.index("koyeb")] = False  # its lines name no instance
         text, regex = q.get("text") or None, q.get("regex") or None
         if text is not None and regex is not None:
             raise _Bad("regex", "regex and text are mutually exclusive")
