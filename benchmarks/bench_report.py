@@ -11,7 +11,12 @@ to the largest beside how the data grows. Targets of the fleet-scale issue: (ana
 render)/load at most 1.5x for 300 services, analyse growing at most 15x from 30 to 300
 services, peak RSS at most 1,000 MB, the page at most 2.5 MB.
 
-Run: ``python benchmarks/bench_report.py [--services 30 300] [--rounds 3]`` (minutes).
+``--window 7d --vocabulary opaque`` measures what a user asks of the real API's shape: a
+week opening in the middle of the month, with the look-behind and the platform's lines
+read around lost events (their log queries are printed).
+
+Run: ``python benchmarks/bench_report.py [--services 30 300] [--rounds 3] [--window 7d]
+[--vocabulary opaque]`` (minutes).
 """
 
 from __future__ import annotations
@@ -35,10 +40,10 @@ def status_kb(key):
         if line.startswith(key + ":"):
             return int(line.split()[1])
 
-url, token, out = sys.argv[1], sys.argv[2], sys.argv[3]
+url, token, out, window = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 client = ka.KoyebClient(token, base_url=url)
 t0 = time.perf_counter()
-w = ka.load_window(client, window="30d", progress=False)
+w = ka.load_window(client, window=window, progress=False)
 t1 = time.perf_counter()
 a = ka.analyse(w)
 t2 = time.perf_counter()
@@ -48,16 +53,19 @@ side = sum(p.stat().st_size for p in path.parent.glob(path.stem + "-*.csv"))
 print(json.dumps({"instances": len(w.instances), "events": len(w.events),
                   "load": t1 - t0, "analyse": t2 - t1, "render": t3 - t2,
                   "peak_mb": status_kb("VmHWM") / 1024, "html_mb": path.stat().st_size / 2**20,
-                  "side_mb": side / 2**20}))
+                  "side_mb": side / 2**20,
+                  "platform_queries": w.platform.attrs.get("requests", 0),
+                  "event_requests": w.lookbehind["pages_total"] + w.lookbehind["requests"]}))
 """
 
 
-def measure(services: int, rounds: int) -> list[dict[str, float]]:
+def measure(services: int, rounds: int, window: str, vocabulary: str) -> list[dict[str, float]]:
     runs = []
-    with simulator_process(seed=1, days=30, services=services) as (url, token), \
-            tempfile.TemporaryDirectory() as tmp:
+    with simulator_process(seed=1, days=30, services=services, vocabulary=vocabulary) as (
+            url, token), tempfile.TemporaryDirectory() as tmp:
         for _ in range(rounds):
-            out = subprocess.run([sys.executable, "-c", CHILD, url, token, f"{tmp}/r.html"],
+            out = subprocess.run([sys.executable, "-c", CHILD, url, token, f"{tmp}/r.html",
+                                  window],
                                  capture_output=True, text=True, check=True)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     for r in runs:
@@ -78,14 +86,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", type=int, nargs="+", default=[30, 300])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--window", default="30d", help="the report's window (default 30d)")
+    parser.add_argument("--vocabulary", choices=["invented", "opaque"], default="invented")
     args = parser.parse_args()
-    print("median [min-max] over rounds; seconds, MB")
+    print(f"window {args.window} of 30-day histories, {args.vocabulary} vocabulary; "
+          "median [min-max] over rounds; seconds, MB")
     print(f"{'services':>8s} {'instances':>9s} {'events':>8s} {'n':>2s} {'load':>17s} "
           f"{'analyse':>17s} {'render':>17s} {'analyse/load':>17s} {'render/load':>17s} "
           f"{'(a+r)/load':>17s} {'peak MB':>8s} {'page MB':>8s} {'CSV MB':>7s}")
     results = {}
     for n in args.services:
-        runs = measure(n, args.rounds)
+        runs = measure(n, args.rounds, args.window, args.vocabulary)
         results[n] = runs
         first = runs[0]
         print(f"{n:8d} {first['instances']:9.0f} {first['events']:8.0f} {len(runs):2d} "
@@ -95,6 +106,9 @@ def main() -> None:
               f"{statistics.median(r['peak_mb'] for r in runs):8.0f} "
               f"{statistics.median(r['html_mb'] for r in runs):8.2f} "
               f"{statistics.median(r['side_mb'] for r in runs):7.2f}", flush=True)
+        print(f"{'':8s} requests: {first['event_requests']:.0f} for events (look-behind "
+              f"included), {first['platform_queries']:.0f} log queries for the platform's "
+              "lines", flush=True)
     if len(results) >= 2:
         small, large = min(results), max(results)
 

@@ -28,6 +28,7 @@ from .errors import DeadlineExceeded, IncompleteListingError, KoyebError
 from .labels import service_labels
 from .load._frames import build_frame
 from .load._loaders import load_events, load_instances
+from .load._platform import empty_platform, read_platform
 from .schema import EVENT_COLUMNS, INSTANCE_COLUMNS, STATUSES
 from .sources import read_with_lookbehind
 from .store._history import HistoryStore
@@ -79,6 +80,10 @@ class Poller:
         How far before the window's start the first poll reads, for each instance's
         status then (as :func:`~koyeb_analytics.load_window`; ``0`` reads none). Events
         that later fall out of the window keep telling it.
+    platform
+        Read the platform's lines where two events betray a lost one between them
+        (as ``load_window``'s default ``platform="lost"``; each gap once): the
+        intervals place the lost change where its line is. False reads none.
 
     Examples
     --------
@@ -96,7 +101,7 @@ class Poller:
                  every: DurationLike = "15s",
                  service_id: str | None = None, app_id: str | None = None,
                  store: Any = None, overlap: DurationLike = "10min",
-                 lookbehind: DurationLike | int = "6h") -> None:
+                 lookbehind: DurationLike | int = "6h", platform: bool = True) -> None:
         self.client = check_client(client)
         self.window = parse_duration(window, "window")
         self.every = parse_duration(every, "every").total_seconds()
@@ -106,6 +111,11 @@ class Poller:
         # The last status-telling event of each instance before the window: the status
         # at the window's start, as it slides.
         self._before = build_frame({}, EVENT_COLUMNS)
+        if not isinstance(platform, bool):
+            raise TypeError(f"platform must be True or False, got {platform!r}")
+        self.platform = platform
+        self._platform = empty_platform()  # lines read around lost events
+        self._gaps_read: set[tuple[str, pd.Timestamp, pd.Timestamp]] = set()
         self.service_id = check_str("service_id", service_id)
         self.app_id = check_str("app_id", app_id)
         if store is not None:
@@ -143,8 +153,29 @@ class Poller:
         # the window's events classify those before it too (types learned from all)
         start = start_status(inst, pd.concat([before, ev], ignore_index=True), since) \
             if len(inst) else None
-        return lifecycles(inst, ev[~(ev["when"] < since)], since=since, until=now,
-                          start_status=start)
+        ev = ev[~(ev["when"] < since)]
+        iv = lifecycles(inst, ev, since=since, until=now, start_status=start,
+                        platform=self._platform)
+        if not self.platform:
+            return iv
+        new = [g for g in iv.attrs["lost_events"] if g["betrayed"] and not g["placed"]
+               and (g["instance_id"], g["after"], g["before"]) not in self._gaps_read]
+        if not new:
+            return iv
+        # Each gap is read once (a failure, or lines that say nothing, leave the guess).
+        self._gaps_read |= {(g["instance_id"], g["after"], g["before"]) for g in new}
+        try:
+            said = read_platform(self.client, new)
+        except KoyebError:
+            return iv
+        horizon = since - self.lookbehind  # older gaps and lines left the window
+        with self._lock:
+            kept = self._platform[self._platform["ts"] >= horizon]
+            self._platform = pd.concat([kept, said], ignore_index=True) if len(kept) \
+                else said
+            self._gaps_read = {k for k in self._gaps_read if k[2] >= horizon}
+        return lifecycles(inst, ev, since=since, until=now, start_status=start,
+                          platform=self._platform)
 
     def poll(self) -> PollResult:
         """Read what is new; return the status changes it brought (or the failure)."""

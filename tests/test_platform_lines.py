@@ -256,3 +256,30 @@ def test_a_server_whose_instance_filter_leaves_out_platform_lines_keeps_the_gues
     lost = [f for f in iv.attrs["findings"] if f["kind"] == "missing_events"][0]
     assert lost["n_lost"] >= 5 and lost["n_placed"] == 0
     assert "platform" not in set(iv["source"]) and "gap" in set(iv["source"])
+
+
+def test_the_poller_reads_each_lost_gap_once_and_places_it():
+    from koyeb_analytics.poller import Poller
+
+    with ka.simulate(seed=3, days=3, services=6, vocabulary=LOSSY) as lossy:  # now: the clock
+        _poller_reads_each_gap_once(lossy, Poller)
+
+
+def _poller_reads_each_gap_once(lossy, Poller):
+    with pytest.raises(TypeError, match="platform must be True or False"):
+        Poller(lossy.client(), platform="lost")
+    p = Poller(lossy.client(), window="2D", lookbehind="6h")
+    p.poll()
+    before = len(lossy.requests)
+    iv = p.intervals()
+    first = [r for r in lossy.requests[before:] if r.path == "/v1/streams/logs/query"]
+    assert first and "platform" in set(iv["source"])
+    lost = [f for f in iv.attrs["findings"] if f["kind"] == "missing_events"][0]
+    assert lost["n_placed"] >= 1
+    before = len(lossy.requests)
+    again = p.intervals()
+    assert not [r for r in lossy.requests[before:] if r.path == "/v1/streams/logs/query"]
+    assert (again["source"] == "platform").sum() == (iv["source"] == "platform").sum()
+    off = Poller(lossy.client(), window="2D", lookbehind="6h", platform=False)
+    off.poll()
+    assert "platform" not in set(off.intervals()["source"])

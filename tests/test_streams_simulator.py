@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -222,3 +223,24 @@ def test_memory_climbs_before_an_out_of_memory_kill():
             "start": (t - pd.Timedelta("1min")).isoformat(),
             "end": (t + pd.Timedelta("1s")).isoformat()})["data"]
         assert len(koyeb) == 1
+
+
+def test_a_bucket_of_platform_lines_alone_is_exactly_the_koyeb_part_of_the_whole_bucket():
+    from koyeb_analytics.simulator._story import STREAMS, Lines
+
+    with ka.simulate(seed=5, days=3, services=6, vocabulary="opaque",
+                     now="2026-11-20T12:00:00Z") as sim:
+        story = sim.streams.story
+        koyeb = STREAMS.index("koyeb")
+        span = story.platform_span
+        last = int(story.now() // (story.bucket_us * span))
+        checked = 0
+        for b in range(last - 12, last):
+            whole = Lines.concat([story.bucket(k) for k in range(b * span, (b + 1) * span)])
+            want = whole.take(whole.stream() == koyeb)
+            got = story.bucket(b, platform_only=True)
+            assert np.array_equal(got.t, want.t) and np.array_equal(got.inst, want.inst)
+            assert np.array_equal(got.family, want.family)
+            assert np.array_equal(got.params, want.params)
+            checked += len(got)
+        assert checked > 100

@@ -319,12 +319,12 @@ def lifecycles(
         spans_ev.source[synthetic[order]] = "lookbehind"
         pairs = _fill_gaps(spans_ev, messages, _platform_codes(platform, ids))
         spans_ev, lost = pairs.spans, int(pairs.betrayed.sum())
-        lost_events = [{"instance_id": ids[c], "after": _times(np.array([a]))[0],
-                        "before": _times(np.array([b]))[0], "betrayed": bool(x),
-                        "placed": bool(p)}
-                       for c, a, b, x, p in zip(pairs.code.tolist(), pairs.after.tolist(),
-                                                pairs.before.tolist(), pairs.betrayed.tolist(),
-                                                pairs.placed.tolist(), strict=True)]
+        lost_events = [{"instance_id": i, "after": a, "before": b, "betrayed": x, "placed": p}
+                       for i, a, b, x, p in zip(ids[pairs.code].tolist(),
+                                                _times(pairs.after).tolist(),
+                                                _times(pairs.before).tolist(),
+                                                pairs.betrayed.tolist(), pairs.placed.tolist(),
+                                                strict=True)]
         parts.append(spans_ev)
         first_span = np.flatnonzero(np.r_[True, spans_ev.code[1:] != spans_ev.code[:-1]]) \
             if len(spans_ev.code) else np.empty(0, np.int64)
@@ -837,7 +837,11 @@ def findings(intervals: pd.DataFrame) -> pd.DataFrame:
     ``event_after_terminal``, ``simultaneous_events``, ``unknown_event_types`` (events
     no rule maps to a status), ``events_without_instance``, ``events_without_time``
     (events whose time could not be read, left out), ``unknown_status`` (a
-    stretch whose status nothing tells).
+    stretch whose status nothing tells), ``missing_events`` (two events that cannot
+    follow each other: one between them never arrived; how many the platform's lines
+    placed), ``hidden_events`` (the platform's lines show a change between two events
+    that could follow each other), ``start_status`` (how the status at ``since`` was
+    found).
 
     Parameters
     ----------

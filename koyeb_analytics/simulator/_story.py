@@ -383,8 +383,10 @@ class Story:
         self._now = now or (lambda: fleet.now_us)
         self._version: tuple[int, int] | None = None
         self._bucket_us = 0
-        self._cache: OrderedDict[int, Lines] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, bool], Lines] = OrderedDict()
         self.cache_size = 48
+        self.platform_span = 64
+        """How many buckets one bucket of platform lines alone spans (they are few)."""
 
     # ------------------------------------------------------------------ episodes
     def now(self) -> int:
@@ -512,22 +514,27 @@ class Story:
         self.refresh()
         return self._bucket_us
 
-    def bucket(self, b: int) -> Lines:
-        """The lines of bucket ``b`` (``[b, b + 1) * bucket_us``), sorted; cached when whole."""
+    def bucket(self, b: int, platform_only: bool = False) -> Lines:
+        """The lines of bucket ``b`` (``[b, b + 1) * bucket_us``), sorted; cached when whole.
+
+        With ``platform_only``, ``b`` counts buckets :attr:`platform_span` times as long,
+        and only their ``koyeb`` lines are generated: exactly those of the whole buckets
+        (a query of platform lines over days)."""
         self.refresh()
-        hit = self._cache.get(b)
+        key = (b, platform_only)
+        hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(b)
+            self._cache.move_to_end(key)
             return hit
-        lines, whole = self._generate(b)
+        lines, whole = self._generate(b, platform_only)
         if whole:
-            self._cache[b] = lines
+            self._cache[key] = lines
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return lines
 
-    def _generate(self, b: int) -> tuple[Lines, bool]:
-        L = self._bucket_us
+    def _generate(self, b: int, platform_only: bool = False) -> tuple[Lines, bool]:
+        L = self._bucket_us * (self.platform_span if platform_only else 1)
         b0, b1 = b * L, (b + 1) * L
         now = self.now()
         hi = min(b1, now)
@@ -536,11 +543,17 @@ class Story:
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0x10C5, b])
         start, status, inst = self.seg_start, self.seg_status, self.seg_inst
         end = np.where(self.seg_end >= 0, self.seg_end, now)
-        parts = [self._background(rng, b0, hi, start, end, status, inst),
-                 self._platform(b0, hi, start, end, status, inst),
-                 self._episode_lines(rng, b0, hi)]
+        if platform_only:  # the platform's messages and its out-of-memory notices
+            parts = [self._platform(b0, hi, start, end, status, inst),
+                     self._points(b0, hi, causes=(CAUSES.index("oom"),))]
+        else:
+            parts = [self._background(rng, b0, hi, start, end, status, inst),
+                     self._platform(b0, hi, start, end, status, inst),
+                     self._episode_lines(rng, b0, hi)]
         lines = Lines.concat(parts)
         keep = (lines.t >= b0 * 1000) & (lines.t < hi * 1000)
+        if platform_only:  # the boot lines generated beside the platform's are stdout
+            keep &= lines.stream() == STREAMS.index("koyeb")
         lines = lines.take(keep)
         order = np.lexsort((lines.params[:, 0], lines.family, lines.inst, lines.t))
         return lines.take(order), b1 <= now
@@ -603,8 +616,17 @@ class Story:
             n = int(rng.poisson(rate[j] * (up - lo) / US))
             t = lo * 1000 + (rng.random(n) * (up - lo) * 1000).astype(np.int64)
             parts.append(self._error_lines(j, t, rng.integers(0, 2 ** 40, (n, 3))))
-        # Points: the error just before a crash or a failed start.
+        parts.append(self._points(b0, hi))
+        return Lines.concat(parts)
+
+    def _points(self, b0: int, hi: int, causes: tuple[int, ...] | None = None) -> Lines:
+        """The error just before a crash or a failed start (no random draw: a bucket's
+        platform lines alone are those of the whole bucket)."""
+        ep = self.ep
+        parts = []
         point = (ep["kind"] > 0) & (ep["end"] >= b0 - SECOND) & (ep["start"] < hi + 10 * SECOND)
+        if causes is not None:
+            point &= np.isin(ep["cause"], causes)
         for j in np.flatnonzero(point).tolist():
             at = int(ep["end"][j])
             if ep["cause"][j] == 3:

@@ -246,12 +246,14 @@ class Streams:
         if sel["build"]:
             lines = self._build_lines(sel, lo, hi)
             return (lines if asc else lines.take(slice(None, None, -1))).take(slice(0, want))
-        L = story.bucket_us * 1000
+        koyeb = STREAMS.index("koyeb")
+        platform_only = bool(sel["streams"][koyeb]) and int(sel["streams"].sum()) == 1
+        L = story.bucket_us * (story.platform_span if platform_only else 1) * 1000
         first, last = lo // L, (hi - 1) // L
         parts: list[Lines] = []
         got = 0
         for b in (range(first, last + 1) if asc else range(last, first - 1, -1)):
-            part = self._match(story.bucket(b), sel, lo, hi, want - got, asc)
+            part = self._match(story.bucket(b, platform_only), sel, lo, hi, want - got, asc)
             if not asc:
                 part = part.take(slice(None, None, -1))
             parts.append(part)
