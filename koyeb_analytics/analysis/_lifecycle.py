@@ -544,8 +544,8 @@ def _platform_codes(platform: pd.DataFrame | None, ids: pd.Index,
     said = np.array([_CODE.get(status_from_message(t)[0] or "", -1) for t in uniques] + [-1],
                     np.int8)
     status = said[np.where(texts >= 0, texts, len(uniques))]
-    keep = np.flatnonzero((code >= 0) & (status >= 0) & (when != _NAT))
-    order = keep[np.lexsort((when[keep], code[keep]))]
+    told = np.flatnonzero((status >= 0) & (code >= 0) & (when != _NAT))
+    order = told[np.lexsort((when[told], code[told]))]
     return code[order], when[order], status[order]
 
 
