@@ -78,7 +78,7 @@ def test_a_lost_flap_takes_the_time_the_platform_lines_say_not_a_median():
                                     ("HEALTHY", 100, 120, "events")]
     lost = [f for f in iv.attrs["findings"] if f["kind"] == "missing_events"]
     assert lost[0]["n_lost"] == 1 and lost[0]["n_placed"] == 1
-    assert iv.attrs["lost_events"] == [{"instance_id": "a", "after": m(35), "before": m(100),
+    assert list(iv.attrs["lost_events"]) == [{"instance_id": "a", "after": m(35), "before": m(100),
                                         "betrayed": True, "placed": True}]
 
 
@@ -99,7 +99,7 @@ def test_a_crash_may_hide_a_lost_unhealthy_that_only_the_lines_reveal():
     inst, ev = _timeline(rows)
     plain = ka.lifecycles(inst, ev, until=m(60))
     assert _spans(plain, "c")[-2:] == [("HEALTHY", 2, 50, "events"), ("ERROR", 50, 50, "events")]
-    assert plain.attrs["lost_events"] == [{"instance_id": "c", "after": m(2), "before": m(50),
+    assert list(plain.attrs["lost_events"]) == [{"instance_id": "c", "after": m(2), "before": m(50),
                                            "betrayed": False, "placed": False}]
     # the ERROR's own line, written a moment before its event, is not a change of its own
     lines = _lines([("c", 43, "UNHEALTHY"), ("c", 45, "UNHEALTHY"), ("c", 49.99, "ERROR")])
@@ -178,6 +178,8 @@ def test_platform_all_also_reads_the_stretch_before_each_crash_and_stop(lossy):
     iv = ka.lifecycles(every.instances, every.events, since=since, until=NOW,
                        start_status=every.start_status)
     pairs = iv.attrs["lost_events"]
+    # shared, not copied, by the frames derived from the intervals
+    assert iv.head().attrs["lost_events"] is pairs
     assert every.platform.attrs["gaps"] == len(pairs)
     assert lost.platform.attrs["gaps"] == sum(g["betrayed"] for g in pairs)
     assert every.platform.attrs["gaps"] > lost.platform.attrs["gaps"]

@@ -280,7 +280,7 @@ def lifecycles(
     start_code, start_source, start_when = _start_codes(ids, start_status)
     created = _us(inst["created_at"]) if "created_at" in inst else np.full(len(inst), _NAT)
     findings: list[dict[str, Any]] = []
-    lost_events: list[dict[str, Any]] = []
+    lost_events = LostEvents()
     parts: list[_Spans] = []
     has_events = np.zeros(len(inst), bool)
     if events is not None and len(events):
@@ -319,12 +319,11 @@ def lifecycles(
         spans_ev.source[synthetic[order]] = "lookbehind"
         pairs = _fill_gaps(spans_ev, messages, _platform_codes(platform, ids))
         spans_ev, lost = pairs.spans, int(pairs.betrayed.sum())
-        lost_events = [{"instance_id": i, "after": a, "before": b, "betrayed": x, "placed": p}
-                       for i, a, b, x, p in zip(ids[pairs.code].tolist(),
-                                                _times(pairs.after).tolist(),
-                                                _times(pairs.before).tolist(),
-                                                pairs.betrayed.tolist(), pairs.placed.tolist(),
-                                                strict=True)]
+        lost_events = LostEvents(
+            {"instance_id": i, "after": a, "before": b, "betrayed": x, "placed": p}
+            for i, a, b, x, p in zip(ids[pairs.code].tolist(), _times(pairs.after).tolist(),
+                                     _times(pairs.before).tolist(), pairs.betrayed.tolist(),
+                                     pairs.placed.tolist(), strict=True))
         parts.append(spans_ev)
         first_span = np.flatnonzero(np.r_[True, spans_ev.code[1:] != spans_ev.code[:-1]]) \
             if len(spans_ev.code) else np.empty(0, np.int64)
@@ -516,6 +515,18 @@ def _outlasts(status: np.ndarray, durations: np.ndarray, normal: np.ndarray,
         if len(ref) >= 20:
             limit[_CODE[name]] = max(HOUR_US // 6, 3 * int(np.percentile(ref, 99)))
     return limit
+
+
+class LostEvents(tuple):  # type: ignore[type-arg]
+    """The pairs of events that betray (or may hide) a lost one, as ``lifecycles`` lists
+    them in ``attrs["lost_events"]``: read-only, and shared by every frame derived from the
+    intervals (pandas copies ``attrs`` deeply at each operation: a thousand pairs copied
+    at each would cost seconds)."""
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LostEvents:
+        return self
 
 
 @dataclass

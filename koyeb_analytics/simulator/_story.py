@@ -422,6 +422,16 @@ class Story:
         if vocab.real_messages:
             flags |= np.where(fl.ev["unknown"][event], 2, 0)
         self.seg_line = np.stack([event, prev + 1, flags], axis=1)
+        # Segments by start, and the UNHEALTHY ones (closed by start, and the open ones):
+        # a bucket's platform lines are found by binary search, not a scan of the fleet.
+        self._by_start = np.argsort(start, kind="stable")
+        self._sorted_start = start[self._by_start]
+        unhealthy = np.flatnonzero(status == S["UNHEALTHY"])
+        closed = unhealthy[end[unhealthy] >= 0]
+        self._unhealthy = closed[np.argsort(start[closed], kind="stable")]
+        self._unhealthy_start = start[self._unhealthy]
+        self._unhealthy_longest = int((end[closed] - start[closed]).max()) if len(closed) else 0
+        self._unhealthy_open = unhealthy[end[unhealthy] < 0]
         self.seg_prev = prev
         self._episodes(prev, nxt)
         if not self._bucket_us:
@@ -577,7 +587,8 @@ class Story:
                   status: np.ndarray, inst: np.ndarray) -> Lines:
         parts = []
         # One platform message per status change, and the application's boot lines.
-        sel = np.flatnonzero((start >= b0 - SECOND) & (start < hi))
+        first, last = np.searchsorted(self._sorted_start, [b0 - SECOND, hi]).tolist()
+        sel = np.sort(self._by_start[first:last])
         if len(sel):
             t = start[sel] * 1000
             parts.append(Lines(t, inst[sel], _KOYEB_BASE + status[sel], self.seg_line[sel]))
@@ -588,7 +599,10 @@ class Story:
                                    inst[boot], np.full(len(boot), family), p))
         # A failed health check every 10 s while unhealthy.
         step = 10 * SECOND
-        sel = np.flatnonzero((status == S["UNHEALTHY"]) & (start < hi) & (end > b0))
+        first, last = np.searchsorted(self._unhealthy_start,
+                                      [b0 - self._unhealthy_longest, hi]).tolist()
+        near = np.concatenate([self._unhealthy[first:last], self._unhealthy_open])
+        sel = np.sort(near[(start[near] < hi) & (end[near] > b0)])
         if len(sel):
             k_lo = np.maximum(1, -((start[sel] - b0) // step))
             k_hi = -((start[sel] - np.minimum(end[sel], hi)) // step)
