@@ -386,7 +386,8 @@ class Story:
         self._cache: OrderedDict[tuple[int, bool], Lines] = OrderedDict()
         self.cache_size = 48
         self.platform_span = 64
-        """How many buckets one bucket of platform lines alone spans (they are few)."""
+        """How many buckets one bucket of platform lines alone spans (they are few): at
+        least 64, and six hours (set with the bucket's length)."""
 
     # ------------------------------------------------------------------ episodes
     def now(self) -> int:
@@ -436,6 +437,7 @@ class Story:
         self._episodes(prev, nxt)
         if not self._bucket_us:
             self._bucket_us = self._choose_bucket()
+            self.platform_span = max(64, -(-6 * 3600 * US // self._bucket_us))
 
     def _episodes(self, prev: np.ndarray, nxt: np.ndarray) -> None:
         fl, seed = self.fleet, self.seed
