@@ -342,7 +342,7 @@ class HistoryStore:
                 instances["service_id"].dropna().tolist() if plan.active else [],
                 synced_at, notes, progress)
             failure = failure or lost
-            said = sync_platform(self, client, manifest, mark, notes) \
+            said = sync_platform(self, client, manifest, notes) \
                 if platform and not events_failed else PlatformCounts()
             manifest.update({
                 "last_sync": synced_at.isoformat(),

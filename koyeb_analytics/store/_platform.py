@@ -8,13 +8,15 @@ a bounded recent range, reads the platform's lines of each gap it has not read y
 :func:`~koyeb_analytics.load_window` on the store places the lost changes where the
 lines say, with no request.
 
-The range a sync looks at starts at the events' high-water mark before this sync, less
-the store's overlap, less :data:`PLATFORM_LOOKBACK` (the event before a new one may be
-older than the new events: the pair is seen only if it is in the range), and never
-later than the oldest gap a previous sync failed to read or left over
+The range a sync looks at starts where the previous one's ended (the newest event the
+store held then, whoever wrote it: a sync or the live view's ``append``), less the
+store's overlap, less :data:`PLATFORM_LOOKBACK` (the event before a new one may be older
+than the new events: the pair is seen only if it is in the range), and never later than
+the oldest gap a previous sync failed to read or left over
 :data:`~koyeb_analytics.load._platform.MAX_PLATFORM_GAPS`. The first sync that reads
 platform lines (a new store, or one written before they were kept) looks back
-:data:`PLATFORM_BACKFILL` from the newest event: the API keeps no older log line.
+:data:`PLATFORM_BACKFILL`; no range reaches further back than that from now, since the
+API keeps no older log line.
 
 Layout, beside the tables of :mod:`._history`::
 
@@ -22,8 +24,8 @@ Layout, beside the tables of :mod:`._history`::
 
 The manifest's ``platform`` entry lists the files and keeps the gaps read (instance,
 the two events' times in ns; those older than the range are dropped, and at most
-:data:`MAX_READ_RECORD`), ``from`` (where the first read's range started) and
-``retry_from`` (the oldest gap still to read again).
+:data:`MAX_READ_RECORD`), ``from`` (where the first read's range started), ``to`` (the
+newest event when the last one ran) and ``retry_from`` (the oldest gap to read again).
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ from ..api._client import KoyebClient
 from ..load._platform import MAX_PLATFORM_GAPS, empty_platform, read_gaps
 from ..load._streams import DEFAULT_RETENTION
 from ..schema import STRING_DTYPE
-from ..timewindow import parse_duration
+from ..timewindow import parse_duration, utcnow
 
 PLATFORM_LOOKBACK = pd.Timedelta("2D")
 """How far before the events a sync reads (less the overlap) it looks for gaps: a gap
 whose first event is older than that, and whose second is new, is not seen."""
 PLATFORM_BACKFILL = parse_duration(DEFAULT_RETENTION, "retention")
 """How far before the newest event the first sync reading platform lines looks (the
-API's log retention, as ``load_logs`` assumes it)."""
+API's log retention, as ``load_logs`` assumes it, counted from now as it counts it)."""
 MAX_READ_RECORD = 20_000
 """The most gaps the manifest remembers as read (the newest kept)."""
 PLATFORM_COLUMNS = ["ts", "instance_id", "msg"]
@@ -85,31 +87,31 @@ class PlatformCounts:
 
 def platform_table() -> dict[str, Any]:
     """The manifest entry schema version 4 added."""
-    return {"files": {}, "rows": 0, "read": [], "from": None, "retry_from": None}
+    return {"files": {}, "rows": 0, "read": [], "from": None, "to": None,
+            "retry_from": None}
 
 
 def sync_platform(store: Store, client: KoyebClient, manifest: dict[str, Any],
-                  mark: str | None, notes: list[str]) -> PlatformCounts:
+                  notes: list[str]) -> PlatformCounts:
     """Read the platform lines of the lost-event gaps not read yet, and keep them.
 
-    ``mark`` is the events' high-water mark before this sync. A failed read is a note,
-    never an exception: its gap is read again by the next sync.
+    A failed read is a note, never an exception: its gap is read again by the next sync.
     """
     entry = manifest["platform"]
     newest = manifest["high_water"]["events"]
     if newest is None:
         return PlatformCounts()
-    floor = pd.Timestamp(newest) - PLATFORM_BACKFILL
-    if entry.get("from") is None or mark is None:
-        start = floor
-    else:
-        start = pd.Timestamp(mark) - store.overlap - PLATFORM_LOOKBACK
+    floor = utcnow() - PLATFORM_BACKFILL
+    start = floor
+    if entry.get("to") is not None:
+        start = pd.Timestamp(entry["to"]) - store.overlap - PLATFORM_LOOKBACK
         if entry.get("retry_from") is not None:
             start = min(start, pd.Timestamp(entry["retry_from"]))
         start = max(start, floor)
+    entry["from"] = entry.get("from") or start.isoformat()
+    entry["to"] = newest
     events = store._stored_events(manifest, start)
     if events.empty:
-        entry["from"] = entry.get("from") or start.isoformat()
         return PlatformCounts()
     found = lifecycles(store._latest_instances(manifest), events,
                        since=start).attrs["lost_events"]
@@ -128,7 +130,6 @@ def sync_platform(store: Store, client: KoyebClient, manifest: dict[str, Any],
                      f"{MAX_PLATFORM_GAPS} per sync were not read: the next sync reads them")
     again = [g for g, _ in got.failed] + got.skipped
     entry["retry_from"] = min(g["after"] for g in again).isoformat() if again else None
-    entry["from"] = entry.get("from") or start.isoformat()
     kept = [g for g in _record(entry) if g[1] >= _ns(start)] + [_key(g) for g in got.read]
     kept.sort(key=lambda g: (g[2], g[0], g[1]))
     entry["read"] = [list(g) for g in kept[-MAX_READ_RECORD:]]
