@@ -4,13 +4,17 @@ Against the simulator over real sockets, on a fleet that loses 5 % of its events
 synced store gives windows whose lost events are placed where the platform's lines say,
 with no request; a sync again reads no gap twice; a logs endpoint that fails keeps the
 sync and its events, says so, and the next sync reads what it missed; a store of schema
-version 3 opens, and its next sync reads the gaps it never had.
+version 3 opens, and its next sync reads the gaps it never had; ``koyeb-analytics sync``
+reads them unless told ``--no-platform``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -183,3 +187,22 @@ def test_a_version_3_store_opens_and_its_next_sync_reads_the_gaps(lossy, tmp_pat
     lines = old.platform()
     old.compact()
     pd.testing.assert_frame_equal(old.platform(), lines)
+
+
+def test_the_cli_syncs_platform_lines_unless_told_not_to(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "KOYEB_TOKEN"}
+    path = tmp_path / "h"
+    run = [sys.executable, "-m", "koyeb_analytics", "sync", "--store", str(path),
+           "--simulate", "--vocabulary", "opaque", "--quiet"]
+    without = subprocess.run(run + ["--no-platform"], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert without.returncode == 0, without.stderr
+    assert "Platform lines" not in without.stdout
+    assert ka.HistoryStore(path).manifest()["platform"]["from"] is None
+    default = subprocess.run(run, capture_output=True, text=True, env=env, timeout=300)
+    assert default.returncode == 0, default.stderr
+    store = ka.HistoryStore(path)
+    record = store.manifest()["syncs"][-1]
+    assert record["platform_gaps_read"] > 0 and len(store.platform()) > 0
+    assert (f"Platform lines of lost events: {record['platform_gaps_read']} gap(s) read, "
+            f"{record['platform_lines_added']} new line(s).") in default.stdout
