@@ -58,7 +58,7 @@ def read_platform(client: KoyebClient, lost: Iterable[Mapping[str, Any]], *,
     -------
     DataFrame
         ``ts`` (ns, UTC), ``instance_id`` (the instance the query asked for, where the
-        line names none), ``msg``, sorted by instance and time. A line that names
+        line names none), ``msg``, sorted by instance, time and text. A line that names
         another instance is left out. ``attrs``: ``gaps`` (read), ``skipped`` (over
         ``max_gaps``), ``requests``, ``lines``, ``failed`` (gaps whose read failed;
         what they had received is kept) and ``notes``.
