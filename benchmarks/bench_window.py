@@ -23,7 +23,8 @@ share of instance-time whose status stays unknown. Part 2 sweeps the look-behind
 on the opaque shape (unknown share, availability error, requests). Part 3 times the
 look-behind at 0 and 100 ms of latency against a simulator in its own process, and
 loading a 7-day window against reading the same pages in order, one at a time. Part 4
-reads windows from a history store: the look-behind costs no request.
+reads windows from a history store: the look-behind and the platform lines of lost
+events cost no request (the worst status error with and without those lines).
 
 Run: ``python benchmarks/bench_window.py [--seeds 3] [--first-seed 1]`` (about 5
 minutes; ``--first-seed 4`` for seeds 4-6, ``--shape opaque`` for one shape).
@@ -183,22 +184,36 @@ def timing(services: int, rounds: int) -> None:
 def from_store(services: int) -> None:
     import tempfile
 
-    print(f"\n-- 4. from a history store: opaque shape, {services} services, 21 days")
+    print(f"\n-- 4. from a history store: opaque shape, {services} services, 21 days; the "
+          "sync keeps the platform lines of lost events, the window reads them from the "
+          "store")
     with ka.simulate(seed=1, days=21, services=services, now=NOW,
                      vocabulary="opaque") as sim, tempfile.TemporaryDirectory() as tmp:
         store = ka.HistoryStore(Path(tmp) / "h")
-        store.sync(sim.client())
+        start = time.perf_counter()
+        synced = store.sync(sim.client(), until=sim.now)
+        print(f"   sync: {time.perf_counter() - start:.2f} s, {synced.events_added} events, "
+              f"platform lines of {synced.platform_gaps_read} gaps "
+              f"({synced.platform_requests} requests, {synced.platform_lines_added} lines)")
         for length in WINDOWS:
             since = NOW - pd.Timedelta(length)
-            before = len(sim.requests)
-            start = time.perf_counter()
-            win = ka.load_window(store, since=since, until=NOW, progress=False)
-            took = time.perf_counter() - start
-            got = compare(ka.analyse(win).intervals,
-                          truth_intervals(sim, win.instances, since, NOW), since, NOW)
-            print(f"   {length:>3s} window: {len(sim.requests) - before} requests, "
-                  f"{took:.2f} s; availability off by {got['availability_pp']:.4f} pp, "
-                  f"unknown {got['unknown_share']:.2%}")
+            truth = None
+            for platform in ("lost", "none"):
+                before = len(sim.requests)
+                start = time.perf_counter()
+                win = ka.load_window(store, since=since, until=NOW, progress=False,
+                                     platform=platform)
+                took = time.perf_counter() - start
+                truth = truth if truth is not None else \
+                    truth_intervals(sim, win.instances, since, NOW)
+                got = compare(ka.analyse(win).intervals, truth, since, NOW)
+                worst = f"{got['max_status_error']:.2%} ({got['worst_status'] or '-'})"
+                lines = f"{len(win.platform)} lines of {win.platform.attrs['gaps']} gaps" \
+                    if platform != "none" else "no platform lines"
+                print(f"   {length:>3s} window, platform={platform!r:6s}: "
+                      f"{len(sim.requests) - before} requests, {took:.2f} s; worst status "
+                      f"error {worst}, availability off by {got['availability_pp']:.4f} pp, "
+                      f"unknown {got['unknown_share']:.2%}; {lines}")
 
 
 def main() -> None:

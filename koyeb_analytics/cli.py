@@ -292,7 +292,8 @@ def _sync(args: argparse.Namespace) -> int:
         _say(f"Syncing {store.path} from {client.base_url}...")
         result = store.sync(client, progress=_progress(args), metrics=args.metrics,
                             step=args.step, logs=args.logs,
-                            max_log_bytes=int(args.max_log_mib * 2**20))
+                            max_log_bytes=int(args.max_log_mib * 2**20),
+                            platform=not args.no_platform)
     finally:
         if sim is not None:
             sim.stop()
@@ -310,6 +311,9 @@ def _sync(args: argparse.Namespace) -> int:
     if args.logs:
         _tell(f"Logs: {result.log_lines_read} lines read, {result.log_lines_added} new; "
               f"{result.log_bytes / 2**20:.1f} MiB kept.")
+    if not args.no_platform:
+        _tell(f"Platform lines of lost events: {result.platform_gaps_read} gap(s) read, "
+              f"{result.platform_lines_added} new line(s).")
     for note in result.notes:
         _tell(f"  note: {_name(note)}")
     return 0
@@ -481,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also keep every service's runtime logs, within --max-log-mib")
     sync.add_argument("--max-log-mib", type=float, default=256, metavar="MIB",
                       help="the logs' budget on disk: past it the oldest days are dropped")
+    sync.add_argument("--no-platform", action="store_true",
+                      help="do not read the platform's lines of lost events (a query per "
+                      "gap); lost events then keep the median's guess")
     _source_options(sync, store=False)
     sync.set_defaults(func=_sync)
 

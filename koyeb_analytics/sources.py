@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -24,6 +25,7 @@ from .load._loaders import load_instances, read_events
 from .load._platform import empty_platform, read_platform
 from .schema import EVENT_COLUMNS
 from .store._history import HistoryStore
+from .store._platform import in_gaps
 from .timewindow import (
     DurationLike,
     TimeLike,
@@ -75,6 +77,9 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
     instead of guessing its length from a median. ``platform="all"`` reads them too
     where two events may hide a lost one (HEALTHY then ERROR may hide an UNHEALTHY:
     every crash and stop of the window, a query each).
+    A history store answers with the lines its syncs kept for those stretches
+    (:meth:`~koyeb_analytics.HistoryStore.platform`), with no request; ``"all"`` there
+    finds only what the store holds (its syncs read where events betray a lost one).
 
     Parameters
     ----------
@@ -169,14 +174,31 @@ def load_window(client: KoyebClient | HistoryStore | str | os.PathLike[str], *,
             events.attrs = attrs
     end = pd.Timestamp(query.get("until") or inst.attrs["fetched_at"])
     said = empty_platform()
-    if platform != "none" and len(events) and not isinstance(source, HistoryStore):
+    if platform != "none" and len(events):
         lost = [g for g in lifecycles(inst, events, since=begin, until=end,
                                       start_status=start_frame).attrs["lost_events"]
                 if g["betrayed"] or platform == "all"]
-        if lost:
+        if isinstance(source, HistoryStore):
+            said = _stored_platform(source, lost)
+        elif lost:
             said = read_platform(source, lost)
     return Window(inst, events, begin, end, start_frame,
                   {**cost, "pages_total": int(events.attrs.get("pages", 0))}, said)
+
+
+def _stored_platform(store: HistoryStore, lost: list[dict[str, Any]]) -> pd.DataFrame:
+    """The platform lines a store kept for these gaps, framed as ``read_platform``'s."""
+    if lost:
+        whose = sorted({str(g["instance_id"]) for g in lost})
+        lines = store.platform(instance_ids=whose, since=min(g["after"] for g in lost),
+                               until=max(g["before"] for g in lost))
+        notes = list(lines.attrs.get("notes", []))
+        said = in_gaps(lines, lost)
+    else:
+        said, notes = empty_platform(), []
+    said.attrs = {"gaps": len(lost), "skipped": 0, "requests": 0, "lines": len(said),
+                  "failed": 0, "notes": notes, "store": store.path}
+    return said
 
 
 def load_changes(source: KoyebClient | HistoryStore | str | os.PathLike[str], *,

@@ -31,7 +31,7 @@ def test_sync_keeps_deployments_and_activities_once(synced):
     assert first.deployment_records_added > 10 and first.activities_added > 10
     assert again.deployment_records_added == 0 and again.activities_added == 0
     manifest = store.manifest()
-    assert manifest["schema_version"] == 3
+    assert manifest["schema_version"] == 4
     assert manifest["high_water"]["deployments"] and manifest["high_water"]["activities"]
 
 
@@ -73,7 +73,7 @@ def test_a_version_1_store_is_upgraded_not_refused(tmp_path):
         result = old.sync(client)
     assert result.events_added == 0 and result.deployment_records_added > 0
     upgraded = json.loads(manifest_file.read_text())
-    assert upgraded["schema_version"] == 3 and upgraded["upgraded_from"] == 1
+    assert upgraded["schema_version"] == 4 and upgraded["upgraded_from"] == 1
     assert len(ka.HistoryStore(path).deployments()) == result.deployment_records_added
 
 

@@ -249,7 +249,8 @@ def test_describe_summarize_and_show_describe_the_tables(store):
     assert set(summary["column_name"]) == set(store.events().columns)
     assert set(summary["count"]) == {len(store.events())}
     tables = store.sql("SHOW TABLES")
-    assert set(tables["name"]) == {"events", "instance_records", "instances", "metrics", "logs"}
+    assert set(tables["name"]) == {"events", "instance_records", "instances", "metrics", "logs",
+                                  "platform"}
 
 
 def test_explain_of_a_select_returns_its_plan(store):

@@ -322,7 +322,7 @@ def test_a_version_2_store_opens_and_gains_the_tables(sim, tmp_path):
     old = ka.HistoryStore(path)
     events = len(old.events())
     opened = old.manifest()
-    assert opened["schema_version"] == 3 and opened["upgraded_from"] == 2
+    assert opened["schema_version"] == 4 and opened["upgraded_from"] == 2
     empty = old.metrics()
     assert empty.empty and list(empty.columns) == list(ka.schema.METRIC_COLUMNS)
     assert str(empty["ts"].dtype) == "datetime64[us, UTC]"
@@ -333,7 +333,7 @@ def test_a_version_2_store_opens_and_gains_the_tables(sim, tmp_path):
     assert result.events_added == 0 and len(old.events()) == events
     assert result.metric_samples_added > 0 and result.log_lines_added > 0
     written = json.loads(file.read_text())
-    assert written["schema_version"] == 3 and written["upgraded_from"] == 2
+    assert written["schema_version"] == 4 and written["upgraded_from"] == 2
     assert len(ka.HistoryStore(path).logs()) == result.log_lines_added
 
 

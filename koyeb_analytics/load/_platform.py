@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -57,27 +58,62 @@ def read_platform(client: KoyebClient, lost: Iterable[Mapping[str, Any]], *,
     -------
     DataFrame
         ``ts`` (ns, UTC), ``instance_id`` (the instance the query asked for, where the
-        line names none), ``msg``, sorted by instance and time. A line that names
+        line names none), ``msg``, sorted by instance, time and text. A line that names
         another instance is left out. ``attrs``: ``gaps`` (read), ``skipped`` (over
         ``max_gaps``), ``requests``, ``lines``, ``failed`` (gaps whose read failed;
         what they had received is kept) and ``notes``.
 
     Examples
     --------
-    >>> gaps = ka.lifecycles(inst, events).attrs["lost_events"]
+    >>> w = ka.load_window(client, window="1d", platform="none", progress=False)
+    >>> gaps = ka.lifecycles(w.instances, w.events).attrs["lost_events"]
     >>> lines = ka.load.read_platform(client, gaps)
-    >>> list(lines.columns)
-    ['ts', 'instance_id', 'msg']
+    >>> list(lines.columns), lines.attrs["gaps"] == len(gaps)
+    (['ts', 'instance_id', 'msg'], True)
     """
+    got = read_gaps(client, lost, max_gaps=max_gaps)
+    df = got.lines
+    if got.skipped:
+        df.attrs["notes"].append(f"{len(got.skipped)} older gap(s) over the bound of "
+                                 f"{max_gaps} were not read: their lost events keep the "
+                                 "median's guess")
+    if got.failed:
+        errors = ", ".join(sorted({error for _, error in got.failed}))
+        df.attrs["notes"].append(f"platform lines of {len(got.failed)} gap(s) could not be "
+                                 f"read in full ({errors}); what arrived is kept")
+    return df
+
+
+@dataclass(frozen=True)
+class GapReads:
+    """What :func:`read_gaps` read, gap by gap."""
+
+    lines: pd.DataFrame
+    """As :func:`read_platform` returns them (its ``notes`` say nothing of the gaps
+    failed or skipped: the caller says what becomes of them)."""
+    read: list[dict[str, Any]]
+    """The gaps read in full (``instance_id``, ``after``, ``before``)."""
+    failed: list[tuple[dict[str, Any], str]]
+    """The gaps whose read failed, each with the error's class name."""
+    skipped: list[dict[str, Any]]
+    """The gaps over ``max_gaps``, not read."""
+
+
+def read_gaps(client: KoyebClient, lost: Iterable[Mapping[str, Any]], *,
+              max_gaps: int = MAX_PLATFORM_GAPS) -> GapReads:
+    """Read the platform lines of each gap as :func:`read_platform` does, and say which
+    gaps were read in full, which failed and which were over ``max_gaps`` (a history
+    store reads the last two again at its next sync)."""
     if isinstance(max_gaps, bool) or not isinstance(max_gaps, int) or max_gaps < 0:
         raise ValueError(f"max_gaps must be a non-negative integer, got {max_gaps!r}")
     gaps = sorted(({"instance_id": str(g["instance_id"]), "after": pd.Timestamp(g["after"]),
                     "before": pd.Timestamp(g["before"])} for g in lost),
                   key=lambda g: g["before"], reverse=True)
     gaps = [g for g in gaps if g["after"] < g["before"]]
-    chosen, skipped = gaps[:max_gaps], max(0, len(gaps) - max_gaps)
+    chosen, skipped = gaps[:max_gaps], gaps[max_gaps:]
     notes: list[str] = []
-    failed = 0
+    read_in_full: list[dict[str, Any]] = []
+    failed: list[tuple[dict[str, Any], str]] = []
 
     def read(gap: dict[str, Any]) -> tuple[pd.DataFrame, int, str | None, list[str]]:
         try:
@@ -101,23 +137,21 @@ def read_platform(client: KoyebClient, lost: Iterable[Mapping[str, Any]], *,
     if chosen:
         with ThreadPoolExecutor(max_workers=max(1, min(client.concurrency, len(chosen))),
                                 thread_name_prefix="koyeb-platform") as pool:
-            for frame, pages, error, said in pool.map(read, chosen):
+            for gap, (frame, pages, error, said) in zip(chosen, pool.map(read, chosen),
+                                                        strict=True):
                 parts.append(frame)
                 requests += pages
                 notes += [n for n in said if n not in notes]
-                if error is not None:
-                    failed += 1
-                    notes.append(f"platform lines of one gap could not be read in full "
-                                 f"({error}); what arrived is kept")
-    if skipped:
-        notes.append(f"{skipped} older gap(s) over the bound of {max_gaps} were not read: "
-                     "their lost events keep the median's guess")
+                if error is None:
+                    read_in_full.append(gap)
+                else:
+                    failed.append((gap, error))
     df = pd.concat([empty_platform(), *parts], ignore_index=True) if parts else \
         empty_platform()
     df["ts"] = pd.to_datetime(df["ts"], utc=True).astype(_NS_TIME_DTYPE)
     df["msg"] = df["msg"].astype(STRING_DTYPE)
-    df = df.drop_duplicates().sort_values(["instance_id", "ts"], kind="stable") \
+    df = df.drop_duplicates().sort_values(["instance_id", "ts", "msg"], kind="stable") \
         .reset_index(drop=True)
-    df.attrs.update({"gaps": len(chosen), "skipped": skipped, "requests": requests,
-                     "lines": len(df), "failed": failed, "notes": notes})
-    return df
+    df.attrs.update({"gaps": len(chosen), "skipped": len(skipped), "requests": requests,
+                     "lines": len(df), "failed": len(failed), "notes": notes})
+    return GapReads(df, read_in_full, failed, skipped)

@@ -15,10 +15,12 @@ Layout (readable as-is by DuckDB, Polars, Spark or Trino)::
     activities/date=YYYY-MM-DD/part-*.parquet   one row per activity, by its day
     metrics/date=YYYY-MM-DD/part-*.parquet      one row per metric sample (``metrics=``)
     logs/date=YYYY-MM-DD/part-*.parquet         one row per log line (``logs=``, bounded)
+    platform/date=YYYY-MM-DD/part-*.parquet     the platform's lines of lost events
 
-Logs and metrics are kept by :mod:`._streams`. A store of schema version 1 (no
-deployments, no activities) or 2 (no logs, no metrics) is upgraded when opened: its
-manifest gains the tables, written back at the next sync.
+Logs and metrics are kept by :mod:`._streams`, the platform's lines of lost events by
+:mod:`._platform`. A store of schema version 1 (no deployments, no activities), 2 (no
+logs, no metrics) or 3 (no platform lines) is upgraded when opened: its manifest gains
+the tables, written back at the next sync.
 
 Long because a store's one job (keep what was read, answer from it) spans the sync,
 the queries (``sql`` closed to the store's own tables among them) and the compaction,
@@ -32,7 +34,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -65,6 +67,15 @@ from ..timewindow import (
     utcnow,
 )
 from ._files import TMP_PREFIX, Files
+from ._platform import (
+    PlatformCounts,
+    platform_frame,
+    platform_table,
+    sync_platform,
+)
+from ._platform import (
+    held_note as platform_note,
+)
 from ._snapshots import json_columns, json_safe
 from ._streams import (
     DEFAULT_BACKFILL,
@@ -83,10 +94,10 @@ from ._streams import (
 
 __all__ = ["HistoryStore", "SyncResult"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The layout this code writes and reads. Versions 1 (before deployments and
-activities) and 2 (before logs and metrics) are upgraded when opened; any other version
-is refused."""
+activities), 2 (before logs and metrics) and 3 (before platform lines) are upgraded when
+opened; any other version is refused."""
 CHANGE_TABLES = ("deployments", "activities")
 DEPLOYMENT_KEYS = ("status", "updated_at", "succeeded_at", "terminated_at", "child_id",
                    "messages")
@@ -94,7 +105,7 @@ DEPLOYMENT_KEYS = ("status", "updated_at", "succeeded_at", "terminated_at", "chi
 DEPLOYMENT_JSON = ["definition", "messages", "metadata", "provisioning_info",
                    "database_info"]
 FORMAT = "koyeb-analytics history store"
-TABLES = ("events", "instances", *CHANGE_TABLES, *STREAM_TABLES)
+TABLES = ("events", "instances", *CHANGE_TABLES, *STREAM_TABLES, "platform")
 NAME_COLUMNS = ("app_name", "service_name")
 RECORD_KEYS = ("status", "updated_at", "messages", *NAME_COLUMNS)
 """An instance record is written when one of these changed since the last one kept."""
@@ -130,6 +141,9 @@ class SyncResult:
     log_bytes, log_days_dropped
         The bytes the logs' files take after the sync, and the days dropped to keep
         them within ``max_log_bytes`` (oldest first; said in ``notes`` too).
+    platform_gaps_read, platform_requests, platform_lines_added
+        With ``platform=True``: lost-event gaps whose platform lines were read in full,
+        the requests that took, and the lines new to the store.
 
     Examples
     --------
@@ -158,6 +172,9 @@ class SyncResult:
     log_lines_added: int = 0
     log_bytes: int = 0
     log_days_dropped: list[str] = field(default_factory=list)
+    platform_gaps_read: int = 0
+    platform_requests: int = 0
+    platform_lines_added: int = 0
 
 
 class HistoryStore:
@@ -225,7 +242,7 @@ class HistoryStore:
              logs: bool | Iterable[str] | str = False,
              max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
              backfill: DurationLike = DEFAULT_BACKFILL,
-             until: TimeLike | None = None) -> SyncResult:
+             until: TimeLike | None = None, platform: bool = True) -> SyncResult:
         """Read what is new from the API and append it.
 
         Events are read newest first down to the high-water mark less ``overlap``
@@ -244,6 +261,15 @@ class HistoryStore:
         written again. Logs are off by default and bounded: when their files take more
         than ``max_log_bytes``, the oldest days are dropped (never the newest), as
         ``notes`` and ``log_days_dropped`` say.
+
+        With ``platform`` (the default), the sync then looks for lost events among the
+        events it holds (two consecutive events that cannot follow each other,
+        :func:`~koyeb_analytics.lifecycles`' ``lost_events``) and keeps the platform's
+        lines of each gap it has not read yet (:mod:`koyeb_analytics.store._platform`
+        says over which range; one query per gap), so that
+        :func:`~koyeb_analytics.load_window` on the store places them as from the API,
+        with no request. A read that fails is a note, not an error, and the next sync
+        reads that gap again.
 
         Parameters
         ----------
@@ -268,6 +294,8 @@ class HistoryStore:
         until
             Where the reads of logs and metrics end (default now, and never later): the
             simulator's clock (``sim.now``) for a simulator with a fixed one.
+        platform
+            Keep the platform's lines of lost events (``store.platform()``).
 
         Returns
         -------
@@ -283,6 +311,7 @@ class HistoryStore:
         """
         client = check_client(client)
         check_bool("progress", progress)
+        check_bool("platform", platform)
         plan = plan_streams(metrics=metrics, step=step, logs=logs,
                             max_log_bytes=max_log_bytes, backfill=backfill, until=until)
         synced_at = utcnow()
@@ -313,6 +342,8 @@ class HistoryStore:
                 instances["service_id"].dropna().tolist() if plan.active else [],
                 synced_at, notes, progress)
             failure = failure or lost
+            said = sync_platform(self, client, manifest, notes) \
+                if platform and not events_failed else PlatformCounts()
             manifest.update({
                 "last_sync": synced_at.isoformat(),
                 "source": instances.attrs.get("source") or events.attrs.get("source"),
@@ -328,6 +359,8 @@ class HistoryStore:
                 "metric_samples_added": streams.metric_samples_added,
                 "log_lines_added": streams.log_lines_added,
                 "log_days_dropped": streams.log_days_dropped,
+                "platform_gaps_read": said.platform_gaps_read,
+                "platform_lines_added": said.platform_lines_added,
             }])[-100:]
             self.files.write_manifest(manifest)
             for name in streams.obsolete:  # unlisted now: a crash here leaves only garbage
@@ -347,7 +380,7 @@ class HistoryStore:
                           high_water=None if mark is None else pd.Timestamp(mark),
                           since=since, synced_at=synced_at, notes=notes,
                           deployment_records_added=changed[0], activities_added=changed[1],
-                          **streams.result_fields())
+                          **streams.result_fields(), **asdict(said))
 
     def append(self, *, events: pd.DataFrame | None = None,
                instances: pd.DataFrame | None = None,
@@ -416,7 +449,8 @@ class HistoryStore:
                     if len(names) > 1:
                         merged = self._read_table(names)
                         order = {"events": ["when", "id"], "activities": ["created_at", "id"],
-                                 "metrics": ["metric", "ts"], "logs": ["ts"]
+                                 "metrics": ["metric", "ts"], "logs": ["ts"],
+                                 "platform": ["instance_id", "ts", "msg"],
                                  }.get(table, ["observed_at", "id"])
                         merged = merged.sort_by([(c, "ascending") for c in order])
                         entry = self._write_part(table, day, merged)
@@ -829,6 +863,61 @@ class HistoryStore:
         notes = held_note(manifest, "logs", tw.since, tw.until, service_id)
         return self._attrs(df, manifest, query, notes)
 
+    def platform(self, *, instance_ids: Iterable[str] | str | None = None,
+                 since: TimeLike | None = None,
+                 until: TimeLike | None = None) -> pd.DataFrame:
+        """The platform's lines of lost events the store kept, as ``read_platform``
+        returns them.
+
+        Each sync (``platform=True``, the default) reads the ``koyeb`` stream between
+        two events that betray a lost one and keeps the lines;
+        :func:`~koyeb_analytics.load_window` on the store takes them from here.
+
+        Parameters
+        ----------
+        instance_ids
+            Only these instances' lines.
+        since, until
+            Keep lines with ``since <= ts < until``.
+
+        Returns
+        -------
+        DataFrame
+            ``ts`` (ns, UTC), ``instance_id``, ``msg``, sorted by instance, time and
+            text. ``attrs["notes"]`` says when the store has read no platform lines yet,
+            or when ``since`` is before its first read of them looked.
+
+        Examples
+        --------
+        >>> import koyeb_analytics as ka
+        >>> store = ka.HistoryStore("memory://doc-platform")
+        >>> with ka.simulate(seed=1, days=1, services=2) as sim:
+        ...     r = store.sync(sim.client())
+        >>> lines = store.platform()
+        >>> list(lines.columns), len(lines) == r.platform_lines_added
+        (['ts', 'instance_id', 'msg'], True)
+        """
+        manifest = self._manifest(required=True) or {}
+        tw = resolve_window(since, until, None, now=self._now(manifest))
+        ids = check_ids("instance_ids", instance_ids)
+        if ids is not None and not ids:
+            raise ValueError("instance_ids is empty; pass None for every instance")
+        where: list[str] = []
+        params: list[Any] = []
+        for bound, op in ((tw.since, ">="), (tw.until, "<")):
+            if bound is not None:
+                where.append(f"epoch_ns(ts) {op} ?")
+                params.append(int((bound - _EPOCH) // pd.Timedelta(1, "ns")))
+        if ids is not None:
+            where.append("instance_id IN (SELECT unnest(?))")
+            params.append(ids)
+        files = self._files_for(manifest, "platform", tw.since, tw.until)
+        df = platform_frame(self._query(files, where, params) if files else None)
+        query: dict[str, Any] = {k: v for k, v in tw.as_dict().items() if v is not None}
+        if ids is not None:
+            query["instance_ids"] = ids
+        return self._attrs(df, manifest, query, platform_note(manifest, tw.since))
+
     def _window_where(self, tw: TimeWindow, column: str) -> tuple[list[str], list[Any]]:
         where, params = [], []
         if tw.since is not None:
@@ -845,8 +934,9 @@ class HistoryStore:
         Tables: ``events`` (every event; ``metadata`` as JSON text),
         ``instance_records`` (every instance record, with ``observed_at``),
         ``instances`` (the latest record of each instance), ``metrics`` (every kept
-        sample: ``ts, metric, value, unit, instance_id, code, service_id``) and ``logs``
-        (every kept line, ``ts`` to the nanosecond).
+        sample: ``ts, metric, value, unit, instance_id, code, service_id``), ``logs``
+        (every kept line, ``ts`` to the nanosecond) and ``platform`` (the platform's
+        lines of lost events: ``ts, instance_id, msg``).
 
         The query is classified by DuckDB's own parser before anything runs. Allowed:
         exactly one ``SELECT`` (with ``WITH``, ``FROM``-first, ``VALUES``, and ``PIVOT``
@@ -900,7 +990,7 @@ class HistoryStore:
         statement = _read_only_statement(query)
         manifest = self._manifest(required=True) or {}
         files = {table: self._table_files(manifest, table)
-                 for table in ("events", "instances", *STREAM_TABLES)}
+                 for table in ("events", "instances", *STREAM_TABLES, "platform")}
         # Only the listed data files are opened, not the folder: what a killed writer
         # left, the manifest and the lock stay out of reach.
         con = self._connect(allowed_paths=[self.files.url_of(name)
@@ -908,9 +998,11 @@ class HistoryStore:
         try:
             empty: dict[str, Iterable[str]] = {
                 "events": EVENT_COLUMNS, "instances": INSTANCE_COLUMNS,
-                "metrics": METRIC_COLUMNS, "logs": LOG_COLUMNS}
+                "metrics": METRIC_COLUMNS, "logs": LOG_COLUMNS,
+                "platform": ("ts", "instance_id", "msg")}
             for table, view in (("events", "events"), ("instances", "instance_records"),
-                                ("metrics", "metrics"), ("logs", "logs")):
+                                ("metrics", "metrics"), ("logs", "logs"),
+                                ("platform", "platform")):
                 names = files[table]
                 if names:
                     con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
@@ -934,7 +1026,7 @@ class HistoryStore:
         except duckdb.PermissionException as exc:
             raise StoreError(f"store.sql: the query reaches outside the store ({exc}); it "
                              "may read only the tables events, instance_records, "
-                             "instances, metrics and logs") from None
+                             "instances, metrics, logs and platform") from None
         except duckdb.Error as exc:
             raise StoreError(f"store.sql: {exc}") from None
         finally:
@@ -962,7 +1054,8 @@ class HistoryStore:
                 "events": {"files": {}, "rows": 0, "json_columns": ["metadata"],
                            "oldest": None},
                 "instances": {"files": {}, "rows": 0, "json_columns": ["messages"]},
-                **_change_tables(), **stream_tables(), "syncs": []}
+                **_change_tables(), **stream_tables(), "platform": platform_table(),
+                "syncs": []}
 
     def _manifest(self, required: bool) -> dict[str, Any] | None:
         manifest = self.files.read_manifest()
@@ -981,7 +1074,7 @@ class HistoryStore:
         version = manifest.get("schema_version")
         # Each upgrade adds tables (written back with the next sync; nothing else
         # changed); ``upgraded_from`` keeps the version the store was written at.
-        if version in (1, 2):
+        if version in (1, 2, 3):
             manifest.setdefault("upgraded_from", version)
         if version == 1:
             # Version 1 had no deployments and no activities.
@@ -991,6 +1084,11 @@ class HistoryStore:
         if version == 2:
             # Version 2 had no metrics and no logs.
             manifest.update(stream_tables())
+            version = 3
+        if version == 3:
+            # Version 3 kept no platform lines: the next sync reads them (back to the
+            # log retention, as on a new store).
+            manifest["platform"] = platform_table()
             version = SCHEMA_VERSION
         manifest["schema_version"] = version
         if version != SCHEMA_VERSION:
@@ -1087,6 +1185,14 @@ class HistoryStore:
             params.append(since.to_pydatetime())
         table = self._query(names, where, params, columns="id")
         return set(table.column("id").to_pylist())
+
+    def _stored_events(self, manifest: dict[str, Any], since: pd.Timestamp) -> pd.DataFrame:
+        """The events the manifest lists, from ``since`` on (this sync's included)."""
+        names = self._files_for(manifest, "events", since, None)
+        if not names:
+            return build_frame({}, EVENT_COLUMNS)
+        return self._events_frame(self._query(names, ['"when" >= ?'],
+                                              [since.to_pydatetime()]), manifest)
 
     def _append_instances(self, manifest: dict[str, Any], instances: pd.DataFrame) -> int:
         if instances.empty:
