@@ -72,6 +72,8 @@ def json_columns(df: pd.DataFrame) -> list[str]:
 def save_snapshot(path: str | Path, *, instances: pd.DataFrame | None = None,
                   events: pd.DataFrame | None = None, intervals: pd.DataFrame | None = None,
                   transcript: pd.DataFrame | None = None,
+                  start_status: pd.DataFrame | None = None,
+                  platform: pd.DataFrame | None = None,
                   note: str | None = None) -> Path:
     """Write frames to ``path`` (a directory): one Parquet file each, and a manifest.
 
@@ -84,6 +86,9 @@ def save_snapshot(path: str | Path, *, instances: pd.DataFrame | None = None,
         A directory (made if needed).
     instances, events, intervals, transcript
         The frames to keep (at least one).
+    start_status, platform
+        A window's other evidence (``Window.start_status``, ``Window.platform``), so
+        that ``lifecycles`` on the reloaded frames gives the same intervals.
     note
         A free text kept in the manifest.
 
@@ -101,10 +106,11 @@ def save_snapshot(path: str | Path, *, instances: pd.DataFrame | None = None,
     'incident-42'
     """
     frames = {"instances": instances, "events": events, "intervals": intervals,
-              "transcript": transcript}
+              "transcript": transcript, "start_status": start_status, "platform": platform}
     given = {k: v for k, v in frames.items() if v is not None}
     if not given:
-        raise ValueError("nothing to save: pass instances, events, intervals or transcript")
+        raise ValueError("nothing to save: pass instances, events, intervals, transcript, "
+                         "start_status or platform")
     for name, df in given.items():
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"{name} must be a DataFrame, got {type(df).__name__}")
@@ -136,7 +142,7 @@ def load_snapshot(path: str | Path) -> dict[str, pd.DataFrame]:
     """Read a snapshot written by :func:`save_snapshot`.
 
     Returns a dict of the frames it holds (``instances``, ``events``, ``intervals``,
-    ``transcript``), with their dtypes and ``attrs``. :func:`read_manifest` gives the
+    ``transcript``, ``start_status``, ``platform``), with their dtypes and ``attrs``. :func:`read_manifest` gives the
     manifest itself.
 
     Parameters
