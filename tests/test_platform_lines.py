@@ -285,3 +285,15 @@ def _poller_reads_each_gap_once(lossy, Poller):
     off = Poller(lossy.client(), window="2D", lookbehind="6h", platform=False)
     off.poll()
     assert "platform" not in set(off.intervals()["source"])
+
+
+def test_a_start_after_a_sleep_is_a_wake_not_a_lost_event_whatever_its_message():
+    rows = [("s", 0, "ALLOCATING"), ("s", 1, "STARTING"), ("s", 2, "HEALTHY"),
+            ("s", 10, "SLEEPING"), ("s", 50, "STARTING"), ("s", 51, "HEALTHY")]
+    inst, ev = _timeline(rows)  # the start's text says nothing of waking up
+    iv = ka.lifecycles(inst, ev, until=m(60))
+    assert not [f for f in iv.attrs["findings"] if f["kind"] == "missing_events"]
+    assert not [g for g in iv.attrs["lost_events"] if g["betrayed"]]
+    assert _spans(iv, "s")[-3:] == [("SLEEPING", 10, 50, "events"),
+                                    ("STARTING", 50, 51, "events"),
+                                    ("HEALTHY", 51, 60, "events")]

@@ -632,7 +632,10 @@ def _fill_gaps(spans: _Spans, messages: np.ndarray,
     if len(starts):
         wake[starts] = pd.Series(messages[starts + 1], dtype=object).fillna("").astype(
             str).str.contains(WAKE).to_numpy()
-    bad = alive & np.where(wake, a != _CODE["SLEEPING"], ~_MAY_PRECEDE[b, a])
+    # A start after a sleep is a wake whatever its message says (a message of no known
+    # family, or a vocabulary that does not say "waking up"): no event is missing there.
+    slept = (a == _CODE["SLEEPING"]) & (b == _CODE["STARTING"])
+    bad = alive & ~slept & np.where(wake, a != _CODE["SLEEPING"], ~_MAY_PRECEDE[b, a])
     durations = spans.end - spans.start
     normal = np.r_[same & ~bad, False] & (spans.end != _NAT)
     medians = {int(c): int(np.median(durations[normal & (spans.status == c)]))
