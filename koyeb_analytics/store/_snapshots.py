@@ -142,8 +142,8 @@ def load_snapshot(path: str | Path) -> dict[str, pd.DataFrame]:
     """Read a snapshot written by :func:`save_snapshot`.
 
     Returns a dict of the frames it holds (``instances``, ``events``, ``intervals``,
-    ``transcript``, ``start_status``, ``platform``), with their dtypes and ``attrs``. :func:`read_manifest` gives the
-    manifest itself.
+    ``transcript``, ``start_status``, ``platform``), with their dtypes and ``attrs``.
+    :func:`read_manifest` gives the manifest itself.
 
     Parameters
     ----------
