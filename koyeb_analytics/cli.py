@@ -14,7 +14,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -346,6 +348,16 @@ def _watch(args: argparse.Namespace) -> int:
     client, sim = _api(args)
     colour = sys.stdout.isatty()
     seen = polls = 0
+    # Ctrl-C asks to stop: the poll in progress ends (every request has a deadline), then
+    # the loop does, without an exception thrown through the readers' threads; a
+    # second Ctrl-C interrupts at once.
+    stop = threading.Event()
+
+    def ask_to_stop(signum: int, frame: Any) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, ask_to_stop)
     try:
         poller = Poller(client, window=args.window, every=args.every,
                         service_id=_service_id(client, args.service))
@@ -358,8 +370,7 @@ def _watch(args: argparse.Namespace) -> int:
             _tell(f"  poll failed: {_name(first.error)}; backing off {first.delay:g} s")
         summary_at = time.monotonic() + 60
         delay = first.delay
-        while True:
-            time.sleep(delay)
+        while not stop.wait(delay):
             result = poller.poll()
             polls += 1
             for _, row in result.changes.iterrows():
@@ -378,11 +389,13 @@ def _watch(args: argparse.Namespace) -> int:
                 summary_at = time.monotonic() + 60
             delay = result.delay
     except KeyboardInterrupt:
-        _tell(f"\nStopped: {seen} status change(s) in {polls} poll(s).")
-        return 0
+        pass
     finally:
+        signal.signal(signal.SIGINT, previous)
         if sim is not None:
             sim.stop()
+    _tell(f"\nStopped: {seen} status change(s) in {polls} poll(s).")
+    return 0
 
 
 def _source_options(parser: argparse.ArgumentParser, store: bool = True) -> None:

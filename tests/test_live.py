@@ -190,7 +190,7 @@ def test_watch_prints_an_injected_change_and_exits_cleanly_on_ctrl_c(live_sim):
     sim = live_sim
     svc = running_service(sim)
     env = {**os.environ, "KOYEB_TOKEN": sim.token, "KOYEB_URL": sim.url,
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "koyeb_analytics", "watch", "--every",
                              "0.3s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
@@ -209,7 +209,13 @@ def test_watch_prints_an_injected_change_and_exits_cleanly_on_ctrl_c(live_sim):
         else:
             pytest.fail(f"no change printed: {lines}")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Where it is stuck: every thread's stack (PYTHONFAULTHANDLER), then fail.
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"watch did not stop on Ctrl-C; its threads:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

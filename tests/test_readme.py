@@ -110,7 +110,7 @@ class Reader:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("KOYEB_") and k not in ("HOME", "MPLBACKEND")}
         env.update(HOME=str(self.home), KOYEB_URL=sim.url, KOYEB_TOKEN=sim.token,
-                   MPLBACKEND="Agg",
+                   MPLBACKEND="Agg", PYTHONFAULTHANDLER="1",
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
         proc = subprocess.Popen(["bash", "-eu", "-c", block.source], cwd=self.home, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -119,7 +119,14 @@ class Reader:
             if block.interrupt is not None:
                 time.sleep(block.interrupt)
                 os.killpg(proc.pid, signal.SIGINT)
-            out, _ = proc.communicate(timeout=600)
+            try:
+                out, _ = proc.communicate(timeout=600 if block.interrupt is None else 60)
+            except subprocess.TimeoutExpired:
+                # Where it is stuck: every thread's stack (PYTHONFAULTHANDLER).
+                os.killpg(proc.pid, signal.SIGABRT)
+                out, _ = proc.communicate(timeout=10)
+                return f"still running {'after Ctrl-C' if block.interrupt else ''}; " \
+                       f"its threads:\n{out[-6000:]}"
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
