@@ -45,7 +45,7 @@ beyond this many, the rest are left to the message transitions."""
 
 PLATFORM_CHOICES = ("lost", "all", "none")
 """``load_window(platform=)``: platform lines where events betray a lost one (``lost``),
-also where they may hide one (``all``: on ``benchmarks/bench_window.py``'s fleets 7 to 12
+also where they may hide one (``all``: on ``benchmarks/bench_window.py``'s fleets 5 to 12
 times the window's event requests, against under 1x for ``lost``), or none."""
 
 __all__ = ["DEFAULT_LOOKBEHIND", "MAX_PER_INSTANCE", "PLATFORM_CHOICES", "Window",
