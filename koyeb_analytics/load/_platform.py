@@ -127,7 +127,7 @@ def read_gaps(client: KoyebClient, lost: Iterable[Mapping[str, Any]], *,
             got, error = exc.partial, f"{type(exc.cause).__name__}"
         except KoyebError as exc:
             return empty_platform(), 0, type(exc).__name__, []
-        lines = got[["ts", "instance_id", "msg"]]
+        lines = got[list(PLATFORM_COLUMNS)]
         named = lines["instance_id"].astype(object)
         lines = lines[named.isna().to_numpy() | (named == gap["instance_id"]).to_numpy()]
         out = pd.DataFrame({"ts": lines["ts"].to_numpy(), "instance_id": gap["instance_id"],
@@ -137,8 +137,9 @@ def read_gaps(client: KoyebClient, lost: Iterable[Mapping[str, Any]], *,
     parts: list[pd.DataFrame] = []
     requests = 0
     if chosen:
-        with ThreadPoolExecutor(max_workers=max(1, min(client.concurrency, len(chosen))),
-                                thread_name_prefix="koyeb-platform") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, min(client.concurrency, len(chosen))),
+                                  thread_name_prefix="koyeb-platform")
+        try:
             for gap, (frame, pages, error, said) in zip(chosen, pool.map(read, chosen),
                                                         strict=True):
                 parts.append(frame)
@@ -148,6 +149,9 @@ def read_gaps(client: KoyebClient, lost: Iterable[Mapping[str, Any]], *,
                     read_in_full.append(gap)
                 else:
                     failed.append((gap, error))
+        finally:
+            # Interrupted (Ctrl-C), the queries not started are not sent.
+            pool.shutdown(wait=True, cancel_futures=True)
     df = pd.concat([empty_platform(), *parts], ignore_index=True) if parts else \
         empty_platform()
     df["ts"] = pd.to_datetime(df["ts"], utc=True).astype(_NS_TIME_DTYPE)

@@ -829,17 +829,7 @@ class HistoryStore:
         if ids is not None and not ids:
             raise ValueError("instance_ids is empty; pass None for every instance")
         stream_list = check_line_filters(streams, text, regex)
-        where: list[str] = []
-        params: list[Any] = []
-        for bound, op in ((tw.since, ">="), (tw.until, "<")):
-            if bound is not None:
-                # Nanoseconds: the store keeps the API's precision.
-                where.append(f"epoch_ns(ts) {op} ?")
-                params.append(int((bound - _EPOCH) // pd.Timedelta(1, "ns")))
-        for column, values in (("instance_id", ids), ("stream", stream_list)):
-            if values is not None:
-                where.append(f"{column} IN (SELECT unnest(?))")
-                params.append(values)
+        where, params = _lines_where(tw, instance_id=ids, stream=stream_list)
         if service_id is not None:
             where.append("service_id = ?")
             params.append(service_id)
@@ -902,15 +892,7 @@ class HistoryStore:
         ids = check_ids("instance_ids", instance_ids)
         if ids is not None and not ids:
             raise ValueError("instance_ids is empty; pass None for every instance")
-        where: list[str] = []
-        params: list[Any] = []
-        for bound, op in ((tw.since, ">="), (tw.until, "<")):
-            if bound is not None:
-                where.append(f"epoch_ns(ts) {op} ?")
-                params.append(int((bound - _EPOCH) // pd.Timedelta(1, "ns")))
-        if ids is not None:
-            where.append("instance_id IN (SELECT unnest(?))")
-            params.append(ids)
+        where, params = _lines_where(tw, instance_id=ids)
         files = self._files_for(manifest, "platform", tw.since, tw.until)
         df = platform_frame(self._query(files, where, params) if files else None)
         query: dict[str, Any] = {k: v for k, v in tw.as_dict().items() if v is not None}
@@ -1359,6 +1341,22 @@ class HistoryStore:
             "store": self.files.url,
         }
         return df
+
+
+def _lines_where(tw: TimeWindow, **lists: list[str] | None) -> tuple[list[str], list[Any]]:
+    """The WHERE terms of a read of stored lines (logs, platform): ``ts`` in the window, to
+    the nanosecond (the store keeps the API's precision), and each column in its list."""
+    where: list[str] = []
+    params: list[Any] = []
+    for bound, op in ((tw.since, ">="), (tw.until, "<")):
+        if bound is not None:
+            where.append(f"epoch_ns(ts) {op} ?")
+            params.append(int((bound - _EPOCH) // pd.Timedelta(1, "ns")))
+    for column, values in lists.items():
+        if values is not None:
+            where.append(f"{column} IN (SELECT unnest(?))")
+            params.append(values)
+    return where, params
 
 
 def _json_in(table: pa.Table, manifest: dict[str, Any], name: str) -> list[str]:

@@ -40,10 +40,11 @@ import pyarrow as pa
 
 from ..analysis._lifecycle import lifecycles
 from ..api._client import KoyebClient
-from ..load._platform import MAX_PLATFORM_GAPS, empty_platform, read_gaps
+from ..load._platform import MAX_PLATFORM_GAPS, PLATFORM_COLUMNS, empty_platform, read_gaps
 from ..load._streams import DEFAULT_RETENTION
 from ..schema import STRING_DTYPE
 from ..timewindow import parse_duration, utcnow
+from ._streams import Store as StreamStore
 
 PLATFORM_LOOKBACK = pd.Timedelta("2D")
 """How far before the events a sync reads (less the overlap) it looks for gaps: a gap
@@ -53,23 +54,13 @@ PLATFORM_BACKFILL = parse_duration(DEFAULT_RETENTION, "retention")
 API's log retention, as ``load_logs`` assumes it, counted from now as it counts it)."""
 MAX_READ_RECORD = 20_000
 """The most gaps the manifest remembers as read (the newest kept)."""
-PLATFORM_COLUMNS = ["ts", "instance_id", "msg"]
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 _NS_TIME_DTYPE = "datetime64[ns, UTC]"
 
 
-class Store(Protocol):
-    """What this module needs of a :class:`~koyeb_analytics.HistoryStore`."""
-
-    overlap: pd.Timedelta
-
-    def _write_part(self, table: str, day: str, data: pa.Table) -> dict[str, Any]: ...
-
-    def _query(self, names: list[str], where: list[str], params: list[Any],
-               columns: str = "*") -> pa.Table: ...
-
-    def _files_for(self, manifest: dict[str, Any], table: str, since: pd.Timestamp | None,
-                   until: pd.Timestamp | None, columns_only: bool = False) -> list[str]: ...
+class Store(StreamStore, Protocol):
+    """What this module needs of a :class:`~koyeb_analytics.HistoryStore`: what the
+    streams' module needs, and its events and latest instance records."""
 
     def _stored_events(self, manifest: dict[str, Any], since: pd.Timestamp) -> pd.DataFrame: ...
 
@@ -156,7 +147,7 @@ def append_lines(store: Store, manifest: dict[str, Any], lines: pd.DataFrame) ->
     if lines.empty:
         return 0
     entry = manifest["platform"]
-    df = lines[PLATFORM_COLUMNS].drop_duplicates()
+    df = lines[list(PLATFORM_COLUMNS)].drop_duplicates()
     oldest = df["ts"].min()
     names = store._files_for(manifest, "platform", oldest, None)
     if names:
